@@ -1,0 +1,205 @@
+package dcsync
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Stage names a step of a write's journey.
+type Stage string
+
+// The stages, in the order a write passes them.
+const (
+	StageProcess Stage = "process" // applied at the origin by Write
+	StageReship  Stage = "reship"  // sent from the origin to Target
+	StageCollect Stage = "collect" // received and accepted by a peer
+	StageApply   Stage = "apply"   // applied by a peer's Processor
+)
+
+// Status is the outcome of a stage.
+type Status string
+
+// The outcomes of a stage.
+const (
+	StatusOK     Status = "ok"
+	StatusFailed Status = "failed"
+)
+
+// Record is one line of the audit log: one stage of one write in one
+// datacenter. Every record of a write carries its ID, its Origin and its
+// Written time, so the trail of a write can be gathered from any store with
+// one filter.
+type Record struct {
+	ID      string    // request ID
+	DC      string    // datacenter that logged the record
+	Origin  string    // datacenter where the write entered
+	Stage   Stage     // which step
+	Status  Status    // its outcome
+	Target  string    // for StageReship: the peer sent to
+	Attempt int       // 1 for the first try of the stage, then counting
+	Error   string    // why it failed, for StatusFailed
+	Written time.Time // when the write was accepted at the origin
+	Time    time.Time // when the stage happened
+	// Request is the whole write, carried by the origin's StageProcess
+	// record only: the reconciler re-sends it from there.
+	Request *Request
+}
+
+// AuditLog stores records and reads back the trails of writes. Implementations
+// are in audit/memory (the embedded default) and audit/elastic.
+type AuditLog interface {
+	// Append stores records. It may return before they are searchable.
+	Append(ctx context.Context, recs []Record) error
+	// Trails returns, a page at a time, the trails of the writes that entered
+	// at q.Origin with Written in [q.From, q.To).
+	Trails(ctx context.Context, q TrailQuery) (TrailPage, error)
+}
+
+// TrailQuery selects the writes of one origin in a time window.
+type TrailQuery struct {
+	Origin   string
+	From, To time.Time
+	After    string // cursor from the previous page; empty for the first page
+	Limit    int    // writes per page; the store picks a default when zero
+}
+
+// TrailPage is one page of trails.
+type TrailPage struct {
+	Trails []Trail
+	Next   string // cursor for the next page; empty after the last page
+}
+
+// Trail is every record of one write, from every datacenter.
+type Trail struct {
+	ID      string
+	Records []Record
+}
+
+// Applied reports whether dc has an ok apply record (or, for the origin, an
+// ok process record).
+func (t *Trail) Applied(dc string) bool {
+	for _, r := range t.Records {
+		if r.DC == dc && r.Status == StatusOK && (r.Stage == StageApply || r.Stage == StageProcess) {
+			return true
+		}
+	}
+	return false
+}
+
+// missesAny reports whether some peer has not applied the write.
+func (t *Trail) missesAny(peers map[string]Sender) bool {
+	for peer := range peers {
+		if !t.Applied(peer) {
+			return true
+		}
+	}
+	return false
+}
+
+// Source returns the write as processed at its origin, or nil when the trail
+// has no ok process record carrying it.
+func (t *Trail) Source() *Request {
+	for _, r := range t.Records {
+		if r.Stage == StageProcess && r.Status == StatusOK && r.Request != nil {
+			return r.Request
+		}
+	}
+	return nil
+}
+
+// Attempts returns how many records of stage dc logged for target.
+func (t *Trail) Attempts(dc string, stage Stage, target string) int {
+	n := 0
+	for _, r := range t.Records {
+		if r.DC == dc && r.Stage == stage && r.Target == target {
+			n++
+		}
+	}
+	return n
+}
+
+// auditQueue batches records in memory and appends them to an AuditLog from
+// one goroutine, so logging costs the write path one short critical section.
+// It holds at most limit records; past that, add waits for the flusher: a
+// slow store slows writers rather than growing memory without bound.
+type auditQueue struct {
+	log    AuditLog
+	limit  int
+	linger time.Duration
+	onErr  func(error)
+
+	mu      sync.Mutex
+	buf     []Record
+	wake    chan struct{} // signalled when buf grows from empty
+	room    *sync.Cond    // signalled when buf is taken by the flusher
+	closed  bool
+	flushed chan struct{} // closed when the flusher has exited
+}
+
+func newAuditQueue(log AuditLog, limit int, linger time.Duration, onErr func(error)) *auditQueue {
+	q := &auditQueue{log: log, limit: limit, linger: linger, onErr: onErr,
+		wake: make(chan struct{}, 1), flushed: make(chan struct{})}
+	q.room = sync.NewCond(&q.mu)
+	go q.run()
+	return q
+}
+
+// add queues records; it blocks while the queue is full.
+func (q *auditQueue) add(recs ...Record) {
+	if q == nil {
+		return
+	}
+	q.mu.Lock()
+	for len(q.buf) >= q.limit && !q.closed {
+		q.room.Wait()
+	}
+	if len(q.buf) == 0 {
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
+	}
+	q.buf = append(q.buf, recs...)
+	q.mu.Unlock()
+}
+
+func (q *auditQueue) run() {
+	defer close(q.flushed)
+	var spare []Record
+	for {
+		<-q.wake
+		time.Sleep(q.linger) // let a batch gather
+		q.mu.Lock()
+		batch, closed := q.buf, q.closed
+		q.buf = spare[:0]
+		q.room.Broadcast()
+		q.mu.Unlock()
+		if len(batch) > 0 {
+			if err := q.log.Append(context.Background(), batch); err != nil {
+				q.onErr(err)
+			}
+		}
+		clear(batch) // drop references to requests
+		spare = batch
+		if closed {
+			return
+		}
+	}
+}
+
+// close flushes what is queued and stops the flusher.
+func (q *auditQueue) close() {
+	if q == nil {
+		return
+	}
+	q.mu.Lock()
+	q.closed = true
+	q.room.Broadcast()
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+	<-q.flushed
+}

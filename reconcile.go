@@ -1,0 +1,312 @@
+package dcsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// ReconcilerConfig wires a Reconciler. DC, Peers and Audit are required; the
+// zero value of every other field selects its documented default.
+type ReconcilerConfig struct {
+	// DC is the datacenter whose writes this reconciler repairs.
+	DC string
+	// Peers reach the other datacenters, as in Config.Peers.
+	Peers map[string]Sender
+	// Audit is the log the trails are read from and repairs recorded to.
+	Audit AuditLog
+	// Interval between passes of Run; default 1 minute.
+	Interval time.Duration
+	// Overlap is how far before the checkpoint a pass starts reading, for
+	// records that reached the log late; default 1 minute.
+	Overlap time.Duration
+	// Grace keeps the newest writes, still on their way, out of a pass:
+	// the window ends at now minus Grace. Default 30s; negative for none.
+	Grace time.Duration
+	// Lookback is where the first pass starts, before any checkpoint;
+	// default 1 hour.
+	Lookback time.Duration
+	// PageSize is how many trails a page of the audit log holds; default 1000.
+	PageSize int
+	// Backoff spaces the retries of one repair within a pass.
+	Backoff Backoff
+	// Timeout bounds one Send; default 10s.
+	Timeout time.Duration
+	// Lock makes one reconciler active per datacenter; nil means this one
+	// always is.
+	Lock LeaderLock
+	// Checkpoints keeps where the last pass ended; nil keeps it in memory.
+	Checkpoints CheckpointStore
+	// Now reads the clock; default time.Now.
+	Now func() time.Time
+	// Logger receives the outcome of passes run by Run; default slog.Default().
+	Logger *slog.Logger
+}
+
+// LeaderLock elects one active reconciler per datacenter. Each contender
+// holds a token of its own; the Redis implementation is in transport/redis.
+type LeaderLock interface {
+	// Acquire takes the lock for token, or extends it when token already
+	// holds it, for ttl. It reports whether token holds the lock.
+	Acquire(ctx context.Context, token string, ttl time.Duration) (bool, error)
+	// Release gives the lock up if token holds it.
+	Release(ctx context.Context, token string) error
+}
+
+// CheckpointStore keeps, per datacenter, the time up to which every write
+// is known complete, so a pass reads only the window after it.
+type CheckpointStore interface {
+	// Load returns the checkpoint of dc, or the zero time when there is none.
+	Load(ctx context.Context, dc string) (time.Time, error)
+	// Save stores the checkpoint of dc.
+	Save(ctx context.Context, dc string, t time.Time) error
+}
+
+// Report says what one pass found and did.
+type Report struct {
+	From, To time.Time // the window read, by time written at the origin
+	Leader   bool      // false when another reconciler holds the lock: nothing was read
+	Scanned  int       // writes in the window
+	Complete int       // writes already applied in every peer
+	Repaired int       // writes this pass delivered to every peer that missed them
+	Failing  int       // writes still missing somewhere after this pass
+	Rejected int       // writes whose processing at the origin failed: never replicated
+	Orphaned int       // trails with no source record to repair from
+	Sent     int       // deliveries (write × peer) this pass made
+}
+
+// Reconciler finds writes of its datacenter that some peer has not applied,
+// from the audit log, and delivers them again.
+type Reconciler struct {
+	cfg   ReconcilerConfig
+	token string
+	ship  *shipper
+
+	mu         sync.Mutex // serialises passes
+	checkpoint time.Time  // used when cfg.Checkpoints is nil
+}
+
+// NewReconciler returns a Reconciler for cfg.DC.
+func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
+	if cfg.DC == "" || cfg.Audit == nil {
+		return nil, errors.New("dcsync: ReconcilerConfig needs DC and Audit")
+	}
+	cfg.Interval = or(cfg.Interval, time.Minute)
+	cfg.Overlap = or(cfg.Overlap, time.Minute)
+	cfg.Grace = or(cfg.Grace, 30*time.Second)
+	cfg.Lookback = or(cfg.Lookback, time.Hour)
+	cfg.PageSize = or(cfg.PageSize, 1000)
+	cfg.Backoff = cfg.Backoff.withDefaults()
+	cfg.Timeout = or(cfg.Timeout, 10*time.Second)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	cfg.Logger = or(cfg.Logger, slog.Default())
+	r := &Reconciler{cfg: cfg, token: uuid.NewString()}
+	r.ship = &shipper{dc: cfg.DC, timeout: cfg.Timeout, backoff: cfg.Backoff}
+	return r, nil
+}
+
+// Run runs a pass at once and then every Interval until ctx ends, and
+// releases the leader lock on the way out. It returns ctx's error.
+func (r *Reconciler) Run(ctx context.Context) error {
+	t := time.NewTicker(r.cfg.Interval)
+	defer t.Stop()
+	for {
+		rep, err := r.RunOnce(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			r.cfg.Logger.Error("dcsync: reconcile pass failed", "dc", r.cfg.DC, "err", err)
+		case rep.Leader:
+			r.cfg.Logger.Info("dcsync: reconcile pass", "dc", r.cfg.DC, "scanned", rep.Scanned,
+				"repaired", rep.Repaired, "failing", rep.Failing)
+		}
+		select {
+		case <-ctx.Done():
+			if r.cfg.Lock != nil {
+				ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer cancel()
+				_ = r.cfg.Lock.Release(ctx, r.token)
+			}
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// RunOnce runs one pass: it reads the trails of this datacenter's writes in
+// the window from the checkpoint (minus Overlap) to now (minus Grace),
+// re-sends every write to every peer with no ok apply record, and moves the
+// checkpoint to the end of the window, or to the oldest write still failing.
+func (r *Reconciler) RunOnce(ctx context.Context) (Report, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var rep Report
+	if r.cfg.Lock != nil {
+		ok, err := r.cfg.Lock.Acquire(ctx, r.token, 3*r.cfg.Interval)
+		if err != nil {
+			return rep, fmt.Errorf("dcsync: leader lock: %w", err)
+		}
+		if !ok {
+			return rep, nil
+		}
+	}
+	rep.Leader = true
+	cp, err := r.loadCheckpoint(ctx)
+	if err != nil {
+		return rep, err
+	}
+	now := r.cfg.Now()
+	rep.From, rep.To = cp.Add(-r.cfg.Overlap), now.Add(-max(r.cfg.Grace, 0))
+	if cp.IsZero() {
+		rep.From = now.Add(-r.cfg.Lookback)
+	}
+	if !rep.To.After(rep.From) {
+		return rep, nil
+	}
+	oldestFailing := rep.To
+	q := TrailQuery{Origin: r.cfg.DC, From: rep.From, To: rep.To, Limit: r.cfg.PageSize}
+	for {
+		page, err := r.cfg.Audit.Trails(ctx, q)
+		if err != nil {
+			return rep, fmt.Errorf("dcsync: read trails: %w", err)
+		}
+		if failing := r.repair(ctx, page.Trails, &rep); !failing.IsZero() && failing.Before(oldestFailing) {
+			oldestFailing = failing
+		}
+		if page.Next == "" {
+			break
+		}
+		q.After = page.Next
+	}
+	return rep, r.saveCheckpoint(ctx, oldestFailing)
+}
+
+// repair re-sends the writes of trails that some peer misses, and returns
+// the written time of the oldest write it could not complete (zero if none).
+func (r *Reconciler) repair(ctx context.Context, trails []Trail, rep *Report) time.Time {
+	type delivery struct {
+		reqs  []*Request
+		prior []int
+	}
+	missing := map[string]*delivery{}
+	var recs []Record
+	r.ship.record = func(rs ...Record) { recs = append(recs, rs...) }
+	incomplete := map[string]*Request{}
+	for i := range trails {
+		t := &trails[i]
+		rep.Scanned++
+		src := t.Source()
+		if src == nil {
+			if t.Attempts(r.cfg.DC, StageProcess, "") > 0 {
+				rep.Rejected++
+			} else {
+				rep.Orphaned++
+			}
+			continue
+		}
+		if !t.missesAny(r.cfg.Peers) {
+			rep.Complete++
+			continue
+		}
+		for peer := range r.cfg.Peers {
+			if !t.Applied(peer) {
+				d := missing[peer]
+				if d == nil {
+					d = &delivery{}
+					missing[peer] = d
+				}
+				d.reqs = append(d.reqs, src)
+				d.prior = append(d.prior, t.Attempts(r.cfg.DC, StageReship, peer))
+				incomplete[src.ID] = src
+			}
+		}
+	}
+	failed := map[string]bool{}
+	for peer, d := range missing {
+		for start := 0; start < len(d.reqs); start += DefaultMaxBatch / 4 {
+			end := min(start+DefaultMaxBatch/4, len(d.reqs))
+			errs := r.ship.ship(ctx, peer, r.cfg.Peers[peer], d.reqs[start:end], d.prior[start:end])
+			for i, err := range errs {
+				rep.Sent++
+				if err != nil {
+					failed[d.reqs[start+i].ID] = true
+				}
+			}
+		}
+	}
+	var oldest time.Time
+	for id, req := range incomplete {
+		if !failed[id] {
+			rep.Repaired++
+			continue
+		}
+		rep.Failing++
+		if oldest.IsZero() || req.Time().Before(oldest) {
+			oldest = req.Time()
+		}
+	}
+	if len(recs) > 0 {
+		if err := r.cfg.Audit.Append(ctx, recs); err != nil {
+			r.cfg.Logger.Warn("dcsync: audit append of repairs failed", "dc", r.cfg.DC, "err", err)
+		}
+	}
+	return oldest
+}
+
+func (r *Reconciler) loadCheckpoint(ctx context.Context) (time.Time, error) {
+	if r.cfg.Checkpoints == nil {
+		return r.checkpoint, nil
+	}
+	t, err := r.cfg.Checkpoints.Load(ctx, r.cfg.DC)
+	if err != nil {
+		return t, fmt.Errorf("dcsync: load checkpoint: %w", err)
+	}
+	return t, nil
+}
+
+func (r *Reconciler) saveCheckpoint(ctx context.Context, t time.Time) error {
+	if r.cfg.Checkpoints == nil {
+		r.checkpoint = t
+		return nil
+	}
+	if err := r.cfg.Checkpoints.Save(ctx, r.cfg.DC, t); err != nil {
+		return fmt.Errorf("dcsync: save checkpoint: %w", err)
+	}
+	return nil
+}
+
+// MemoryLock is an in-process LeaderLock: reconcilers sharing one MemoryLock
+// elect one of them. The zero value is unlocked.
+type MemoryLock struct {
+	mu     sync.Mutex
+	holder string
+	until  time.Time
+}
+
+// Acquire implements LeaderLock.
+func (l *MemoryLock) Acquire(_ context.Context, token string, ttl time.Duration) (bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	if l.holder != "" && l.holder != token && now.Before(l.until) {
+		return false, nil
+	}
+	l.holder, l.until = token, now.Add(ttl)
+	return true, nil
+}
+
+// Release implements LeaderLock.
+func (l *MemoryLock) Release(_ context.Context, token string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.holder == token {
+		l.holder = ""
+	}
+	return nil
+}
