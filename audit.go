@@ -130,6 +130,7 @@ type auditQueue struct {
 	onErr  func(error)
 
 	mu      sync.Mutex
+	busy    bool // the flusher holds a batch not yet appended
 	buf     []Record
 	wake    chan struct{} // signalled when buf grows from empty
 	room    *sync.Cond    // signalled when buf is taken by the flusher
@@ -172,7 +173,7 @@ func (q *auditQueue) run() {
 		time.Sleep(q.linger) // let a batch gather
 		q.mu.Lock()
 		batch, closed := q.buf, q.closed
-		q.buf = spare[:0]
+		q.buf, q.busy = spare[:0], true
 		q.room.Broadcast()
 		q.mu.Unlock()
 		if len(batch) > 0 {
@@ -180,12 +181,25 @@ func (q *auditQueue) run() {
 				q.onErr(err)
 			}
 		}
+		q.mu.Lock()
+		q.busy = false
+		q.mu.Unlock()
 		clear(batch) // drop references to requests
 		spare = batch
 		if closed {
 			return
 		}
 	}
+}
+
+// idle reports whether every record added has been appended.
+func (q *auditQueue) idle() bool {
+	if q == nil {
+		return true
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.buf) == 0 && !q.busy
 }
 
 // close flushes what is queued and stops the flusher.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -116,7 +117,8 @@ type queueReship struct {
 }
 
 type peerQueue struct {
-	name   string
+	pending atomic.Int64 // writes queued or being sent
+	name    string
 	sender Sender
 	ch     chan *Request
 	cfg    Delivery
@@ -149,6 +151,7 @@ func newQueueReship(peers map[string]Sender, cfg Delivery, sh *shipper,
 // there is room, the context ends (ErrQueueFull) or the Syncer closes.
 func (q *queueReship) Reship(ctx context.Context, req *Request) error {
 	for _, p := range q.peers {
+		p.pending.Add(1)
 		select {
 		case p.ch <- req:
 			continue
@@ -157,12 +160,24 @@ func (q *queueReship) Reship(ctx context.Context, req *Request) error {
 		select {
 		case p.ch <- req:
 		case <-ctx.Done():
+			p.pending.Add(-1)
 			return fmt.Errorf("%w for peer %s: %w", ErrQueueFull, p.name, ctx.Err())
 		case <-q.closing:
+			p.pending.Add(-1)
 			return ErrClosed
 		}
 	}
 	return nil
+}
+
+// idle reports whether every queued write has been sent or given up.
+func (q *queueReship) idle() bool {
+	for _, p := range q.peers {
+		if p.pending.Load() != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // close sends what is queued and stops the workers. Callers must not call
@@ -264,4 +279,5 @@ func (p *peerQueue) send(batch []*Request) {
 		p.mu.Unlock()
 	}
 	p.done(p.name, batch, errs)
+	p.pending.Add(-int64(len(batch)))
 }

@@ -255,6 +255,20 @@ func (s *Syncer) Stats() Stats {
 		ApplyFailed: c.applyFailed.Load(), Duplicates: c.duplicates.Load(), Invalid: c.invalid.Load()}
 }
 
+// Flush waits until every write queued for the peers has been sent or given
+// up, and every audit record has reached the AuditLog, or until ctx ends.
+// Writes and batches arriving meanwhile are waited for too.
+func (s *Syncer) Flush(ctx context.Context) error {
+	for {
+		if (s.queues == nil || s.queues.idle()) && s.audit.idle() {
+			return nil
+		}
+		if !sleep(ctx, time.Millisecond) {
+			return fmt.Errorf("dcsync: flush: %w", ctx.Err())
+		}
+	}
+}
+
 // Close stops taking writes and batches, sends what is queued for the peers
 // (a peer that keeps failing is left to the reconciler), flushes the audit
 // queue, and closes the Senders. It does not close the AuditLog, the

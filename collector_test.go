@@ -1,0 +1,171 @@
+package dcsync_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/dcsync/dcsync"
+	auditmem "github.com/dcsync/dcsync/audit/memory"
+)
+
+// stamped returns a write as it arrives from origin.
+func stamped(origin, id string, version uint64) *dcsync.Request {
+	return &dcsync.Request{ID: id, Origin: origin, Key: "k", Version: version}
+}
+
+func TestCollectRejectsWholeBatches(t *testing.T) {
+	st := newStore(0, 1)
+	s := newSyncer(t, st, map[string]dcsync.Sender{"telecom": &recordingSender{}}, nil)
+	c := s.Collector()
+	ok := stamped("telecom", "w1", 1<<20)
+	big := make([]*dcsync.Request, dcsync.DefaultMaxBatch+1)
+	for i := range big {
+		big[i] = ok
+	}
+	for name, tc := range map[string]struct {
+		from string
+		reqs []*dcsync.Request
+		want error
+	}{
+		"unknown peer":   {"mobile", []*dcsync.Request{stamped("mobile", "w2", 1<<20)}, dcsync.ErrUnknownPeer},
+		"self":           {"unicom", []*dcsync.Request{stamped("unicom", "w2", 1<<20)}, dcsync.ErrUnknownPeer},
+		"forged origin":  {"telecom", []*dcsync.Request{ok, stamped("mobile", "w3", 1<<20)}, dcsync.ErrForgedOrigin},
+		"nil request":    {"telecom", []*dcsync.Request{ok, nil}, dcsync.ErrNilRequest},
+		"batch too long": {"telecom", big, dcsync.ErrBatchTooLarge},
+	} {
+		err := c.Collect(context.Background(), tc.from, tc.reqs)
+		if !errors.Is(err, tc.want) || !dcsync.IsPermanent(err) {
+			t.Errorf("%s: got %v, want %v", name, err, tc.want)
+		}
+	}
+	if len(st.applies) != 0 {
+		t.Fatalf("a rejected batch was applied: %v", st.applies)
+	}
+	if s.Stats().Invalid != 5 {
+		t.Fatalf("stats: %+v", s.Stats())
+	}
+}
+
+func TestCollectFailsOnlyTheBadRequests(t *testing.T) {
+	st, log := newStore(0, 1), auditmem.New(0)
+	s := newSyncer(t, st, map[string]dcsync.Sender{"telecom": &recordingSender{}}, log)
+	reqs := []*dcsync.Request{
+		stamped("telecom", "good-1", 1<<20),
+		stamped("telecom", "bad id", 1<<20),
+		stamped("telecom", "no-version", 0),
+		stamped("telecom", "good-2", 1<<20),
+	}
+	reqs[3].Key = ""
+	reqs = append(reqs, stamped("telecom", "good-3", 1<<20))
+	err := s.Collector().Collect(context.Background(), "telecom", reqs)
+	var be *dcsync.BatchError
+	if !errors.As(err, &be) || len(be.Errs) != len(reqs) {
+		t.Fatalf("got %v, want a BatchError of %d", err, len(reqs))
+	}
+	want := []error{nil, dcsync.ErrInvalidID, dcsync.ErrNoVersion, dcsync.ErrEmptyKey, nil}
+	for i, w := range want {
+		if (w == nil) != (be.Errs[i] == nil) || (w != nil && !errors.Is(be.Errs[i], w)) {
+			t.Errorf("request %d: got %v, want %v", i, be.Errs[i], w)
+		}
+	}
+	if st.applies["good-1"] != 1 || st.applies["good-3"] != 1 || len(st.applies) != 2 {
+		t.Fatalf("applied: %v", st.applies)
+	}
+	s.Flush(context.Background())
+	if recs := log.Records("no-version"); len(recs) != 1 || recs[0].Status != dcsync.StatusFailed {
+		t.Fatalf("rejected request's trail: %+v", recs)
+	}
+}
+
+func TestCollectAppliesEachWriteOnce(t *testing.T) {
+	st := newStore(0, 1)
+	s := newSyncer(t, st, map[string]dcsync.Sender{"telecom": &recordingSender{}}, nil)
+	batch := []*dcsync.Request{stamped("telecom", "a", 1<<20), stamped("telecom", "b", 2<<20)}
+	for range 3 {
+		if err := s.Collector().Collect(context.Background(), "telecom", batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st.applies["a"] != 1 || st.applies["b"] != 1 {
+		t.Fatalf("applies: %v", st.applies)
+	}
+	if got := s.Stats(); got.Duplicates != 4 || got.Applied != 2 {
+		t.Fatalf("stats: %+v", got)
+	}
+}
+
+func TestCollectRetriesAFailedApply(t *testing.T) {
+	st := newStore(1, 1)
+	s := newSyncer(t, st, map[string]dcsync.Sender{"telecom": &recordingSender{}}, nil)
+	batch := []*dcsync.Request{stamped("telecom", "a", 1<<20)}
+	err := s.Collector().Collect(context.Background(), "telecom", batch)
+	if !errors.Is(err, errFlaky) || dcsync.IsPermanent(err) {
+		t.Fatalf("got %v, want the retryable processor error", err)
+	}
+	st.setFailRate(0)
+	if err := s.Collector().Collect(context.Background(), "telecom", batch); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if st.applies["a"] != 1 {
+		t.Fatalf("applies: %v", st.applies)
+	}
+}
+
+func TestCollectHandsOff(t *testing.T) {
+	st, queued := newStore(0, 1), newStore(0, 2)
+	s, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: st, Handoff: queued,
+		Peers: map[string]dcsync.Sender{"telecom": &recordingSender{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	req := stamped("telecom", "a", 1<<20)
+	for range 2 {
+		if err := s.Collector().Collect(context.Background(), "telecom", []*dcsync.Request{req}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if queued.applies["a"] != 1 || len(st.applies) != 0 {
+		t.Fatalf("handoff %v, processor %v", queued.applies, st.applies)
+	}
+	if err := s.Apply(context.Background(), req); err != nil || st.applies["a"] != 1 {
+		t.Fatalf("Apply: %v, %v", err, st.applies)
+	}
+	if err := s.Apply(context.Background(), stamped("telecom", "", 1)); !errors.Is(err, dcsync.ErrInvalidID) {
+		t.Fatalf("Apply of an invalid write: %v", err)
+	}
+}
+
+func TestCollectAfterClose(t *testing.T) {
+	s := newSyncer(t, newStore(0, 1), map[string]dcsync.Sender{"telecom": &recordingSender{}}, nil)
+	s.Close()
+	err := s.Collector().Collect(context.Background(), "telecom", []*dcsync.Request{stamped("telecom", "a", 1<<20)})
+	if !errors.Is(err, dcsync.ErrClosed) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestMemoryDedupe(t *testing.T) {
+	ctx := context.Background()
+	var d dcsync.MemoryDedupe
+	steps := []struct {
+		do   string
+		want dcsync.Claim
+	}{
+		{"claim", dcsync.Claimed}, {"claim", dcsync.InFlight}, {"release", 0},
+		{"claim", dcsync.Claimed}, {"commit", 0}, {"claim", dcsync.Applied},
+	}
+	for i, st := range steps {
+		switch st.do {
+		case "claim":
+			if got, _ := d.Claim(ctx, "x"); got != st.want {
+				t.Fatalf("step %d: claim = %v, want %v", i, got, st.want)
+			}
+		case "release":
+			d.Release(ctx, "x")
+		case "commit":
+			d.Commit(ctx, "x")
+		}
+	}
+}

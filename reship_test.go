@@ -1,0 +1,149 @@
+package dcsync_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dcsync/dcsync"
+	auditmem "github.com/dcsync/dcsync/audit/memory"
+)
+
+func TestReshipRetriesOnlyFailedRequests(t *testing.T) {
+	var calls atomic.Int32
+	peer := &recordingSender{}
+	peer.send = func(reqs []*dcsync.Request) error {
+		if calls.Add(1) > 1 {
+			return nil
+		}
+		errs := make([]error, len(reqs))
+		errs[0] = errors.New("busy")            // retried
+		errs[len(reqs)-1] = dcsync.ErrInvalidID // permanent: not retried
+		return &dcsync.BatchError{Errs: errs}
+	}
+	log := auditmem.New(0)
+	s, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: newStore(0, 1), Audit: log,
+		Peers: map[string]dcsync.Sender{"telecom": peer},
+		Delivery: dcsync.Delivery{BatchSize: 3, Linger: 50 * time.Millisecond,
+			Backoff: dcsync.Backoff{Initial: time.Millisecond, Attempts: 3}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for range 3 {
+		req := &dcsync.Request{Key: "k"}
+		if err := s.Write(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, req.ID)
+	}
+	s.Close()
+	if len(peer.got) != 2 || len(peer.got[0]) != 3 || len(peer.got[1]) != 1 || peer.got[1][0] != ids[0] {
+		t.Fatalf("batches sent: %v", peer.got)
+	}
+	if r := log.Records(ids[0]); len(r) != 3 || r[1].Status != dcsync.StatusFailed || r[2].Attempt != 2 || r[2].Status != dcsync.StatusOK {
+		t.Fatalf("trail of the retried write: %+v", r)
+	}
+	if st := s.Stats(); st.Shipped != 2 || st.ShipFailed != 1 {
+		t.Fatalf("stats: %+v", st)
+	}
+}
+
+func TestReshipBackpressure(t *testing.T) {
+	release := make(chan struct{})
+	peer := &recordingSender{send: func([]*dcsync.Request) error { <-release; return nil }}
+	s, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: newStore(0, 1),
+		Peers:    map[string]dcsync.Sender{"telecom": peer},
+		Delivery: dcsync.Delivery{QueueSize: 2, BatchSize: 1, Linger: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var full error
+	for i := 0; i < 10 && full == nil; i++ { // one in flight, two queued, then full
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		full = s.Write(ctx, &dcsync.Request{Key: "k"})
+		cancel()
+	}
+	if !errors.Is(full, dcsync.ErrQueueFull) || !errors.Is(full, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want ErrQueueFull", full)
+	}
+	close(release)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(peer.delivered()); n != 3 {
+		t.Fatalf("peer got %d, want the 3 writes that were queued", n)
+	}
+}
+
+func TestCloseReleasesBlockedWriters(t *testing.T) {
+	release := make(chan struct{})
+	peer := &recordingSender{send: func([]*dcsync.Request) error { <-release; return nil }}
+	s, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: newStore(0, 1),
+		Peers:    map[string]dcsync.Sender{"telecom": peer},
+		Delivery: dcsync.Delivery{QueueSize: 1, BatchSize: 1, Linger: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 3)
+	for range 3 {
+		go func() { errc <- s.Write(context.Background(), &dcsync.Request{Key: "k"}) }()
+	}
+	time.Sleep(20 * time.Millisecond) // let the writers block
+	go func() { time.Sleep(20 * time.Millisecond); close(release) }()
+	s.Close()
+	closed := 0
+	for range 3 {
+		if err := <-errc; errors.Is(err, dcsync.ErrClosed) {
+			closed++
+		}
+	}
+	if closed == 0 {
+		t.Fatal("no blocked writer was released with ErrClosed")
+	}
+}
+
+func TestDeadPeerDoesNotHoldUpWriters(t *testing.T) {
+	var calls atomic.Int32
+	peer := &recordingSender{send: func([]*dcsync.Request) error { calls.Add(1); return errors.New("down") }}
+	log := auditmem.New(0)
+	s, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: newStore(0, 1), Audit: log,
+		Peers: map[string]dcsync.Sender{"telecom": peer},
+		Delivery: dcsync.Delivery{QueueSize: 8, BatchSize: 4, Linger: -1,
+			Backoff: dcsync.Backoff{Initial: time.Millisecond, Max: time.Hour, Attempts: 2}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for range 200 { // far more than the queue holds
+		if err := s.Write(ctx, &dcsync.Request{Key: "k"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	if n := calls.Load(); n > 4 {
+		t.Fatalf("%d sends to a peer marked down", n)
+	}
+	c := log.Counts()[auditmem.Tally{DC: "unicom", Stage: dcsync.StageReship, Status: dcsync.StatusFailed}]
+	if c < 200 {
+		t.Fatalf("%d failed reship records, want one per write at least", c)
+	}
+	if st := s.Stats(); st.ShipFailed != 200 {
+		t.Fatalf("stats: %+v", st)
+	}
+}
+
+func TestBackoffDelay(t *testing.T) {
+	b := dcsync.Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond}
+	for attempt, max := range map[int]time.Duration{1: 10, 2: 20, 3: 40, 4: 50, 40: 50} {
+		max *= time.Millisecond
+		for range 50 {
+			if d := b.Delay(attempt); d < max/2 || d > max {
+				t.Fatalf("Delay(%d) = %v, want in [%v, %v]", attempt, d, max/2, max)
+			}
+		}
+	}
+}
