@@ -119,11 +119,11 @@ type queueReship struct {
 type peerQueue struct {
 	pending atomic.Int64 // writes queued or being sent
 	name    string
-	sender Sender
-	ch     chan *Request
-	cfg    Delivery
-	ship   *shipper
-	done   func(peer string, reqs []*Request, errs []error)
+	sender  Sender
+	ch      chan *Request
+	cfg     Delivery
+	ship    *shipper
+	done    func(peer string, reqs []*Request, errs []error)
 
 	mu        sync.Mutex
 	downUntil time.Time // while in the future, batches skip sending

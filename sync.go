@@ -52,15 +52,15 @@ type Config struct {
 
 // Stats counts what a Syncer did since New.
 type Stats struct {
-	Written    uint64 // writes accepted and applied by Write
-	Rejected   uint64 // writes whose local processing failed
-	Shipped    uint64 // deliveries acknowledged by a peer (one per peer)
-	ShipFailed uint64 // deliveries given up, left to the reconciler
-	Collected  uint64 // writes accepted from peers
-	Applied    uint64 // collected writes applied (or handed off)
+	Written     uint64 // writes accepted and applied by Write
+	Rejected    uint64 // writes whose local processing failed
+	Shipped     uint64 // deliveries acknowledged by a peer (one per peer)
+	ShipFailed  uint64 // deliveries given up, left to the reconciler
+	Collected   uint64 // writes accepted from peers
+	Applied     uint64 // collected writes applied (or handed off)
 	ApplyFailed uint64 // collected writes whose apply failed
-	Duplicates uint64 // collected writes dropped as already applied
-	Invalid    uint64 // collected writes or batches rejected as invalid or unauthenticated
+	Duplicates  uint64 // collected writes dropped as already applied
+	Invalid     uint64 // collected writes or batches rejected as invalid or unauthenticated
 }
 
 // Syncer is one datacenter's end of dcsync: Write takes local writes, the
