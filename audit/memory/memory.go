@@ -57,13 +57,16 @@ func New(maxWrites int) *Log {
 func (l *Log) Append(_ context.Context, recs []dcsync.Record) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	var t *trail
 	for _, r := range recs {
 		l.counts[Tally{r.DC, r.Stage, r.Status}]++
-		t := l.trails[r.ID]
-		if t == nil {
-			t = &trail{id: r.ID, written: r.Written}
-			l.trails[r.ID] = t
-			l.insert(r.Origin, t)
+		if t == nil || t.id != r.ID { // a batch often holds runs of one write
+			if t = l.trails[r.ID]; t == nil {
+				// A write's trail takes about four records: one allocation.
+				t = &trail{id: r.ID, written: r.Written, recs: make([]dcsync.Record, 0, 4)}
+				l.trails[r.ID] = t
+				l.insert(r.Origin, t)
+			}
 		}
 		t.recs = append(t.recs, r)
 	}
