@@ -1,0 +1,70 @@
+package wire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/dcsync/dcsync"
+	"github.com/dcsync/dcsync/internal/auth"
+)
+
+// Defaults shared by both transports.
+const (
+	// DefaultMaxBody bounds a batch's body, on the wire and decompressed:
+	// gRPC's default message limit, and room for 256 writes of 16 KiB.
+	DefaultMaxBody = 4 << 20
+	// DefaultMaxBatch bounds the requests of a batch.
+	DefaultMaxBatch = dcsync.DefaultMaxBatch
+)
+
+// Endpoint is the receiving side both transports share: it authenticates,
+// bounds and decodes one batch, then hands it to the Collector. The
+// transport reads the bytes, under MaxBody, and writes the Results back.
+type Endpoint struct {
+	Collector dcsync.Collector
+	Verifier  *auth.Verifier
+	MaxBody   int // bytes of a body, on the wire and decompressed
+	MaxBatch  int // requests in a batch
+}
+
+// Serve authenticates body with st, decodes it and collects its requests.
+// It never returns nil; a Results with a failure code means nothing of the
+// batch was applied.
+func (e *Endpoint) Serve(ctx context.Context, st *auth.Stamp, enc Encoding, f Format, body []byte) *Results {
+	if len(body) > e.MaxBody {
+		return ResultsOf(fmt.Errorf("%w: body of %d bytes, limit %d", dcsync.ErrBatchTooLarge, len(body), e.MaxBody))
+	}
+	if err := e.Verifier.Verify(st, body); err != nil {
+		return ResultsOf(err)
+	}
+	reqs, err := Decode(body, f, enc, e.MaxBody, e.MaxBatch)
+	if err != nil {
+		return ResultsOf(err)
+	}
+	res := ResultsOf(e.Collector.Collect(ctx, st.From, reqs))
+	if res.Code == Code_CODE_RETRY && ctx.Err() != nil {
+		res.Message = fmt.Sprintf("%s (%v)", res.Message, context.Cause(ctx))
+	}
+	return res
+}
+
+// NewEndpoint checks and completes the settings both transports' servers
+// share; zero maxBody and maxBatch select the defaults.
+func NewEndpoint(c dcsync.Collector, secrets map[string][]byte, maxBody, maxBatch int, vc auth.VerifierConfig) (*Endpoint, error) {
+	if c == nil {
+		return nil, errors.New("wire: nil Collector")
+	}
+	vc.Secrets = secrets
+	v, err := auth.NewVerifier(vc)
+	if err != nil {
+		return nil, err
+	}
+	if maxBody <= 0 {
+		maxBody = DefaultMaxBody
+	}
+	if maxBatch <= 0 {
+		maxBatch = DefaultMaxBatch
+	}
+	return &Endpoint{Collector: c, Verifier: v, MaxBody: maxBody, MaxBatch: maxBatch}, nil
+}

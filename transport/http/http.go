@@ -1,0 +1,145 @@
+// Package http carries dcsync batches over HTTP: a Sender that posts a
+// peer's batches to its collector endpoint, and a Handler that serves a
+// dcsync.Collector there. Importers usually alias it:
+//
+//	import dcsynchttp "github.com/dcsync/dcsync/transport/http"
+//
+// A batch is one POST. Its body is a protobuf Batch (internal/wire's
+// wire.proto; Content-Type application/x-protobuf), optionally gzipped
+// (Content-Encoding: gzip). The response carries the result of each
+// request, so the sender retries only the requests that failed. Every
+// batch is signed with the secret the two datacenters share; the handler
+// refuses an unknown datacenter, a bad signature, a stale timestamp or a
+// replayed batch before it decodes anything.
+//
+// # Status codes
+//
+// 200: the batch was collected; the body says per request whether it was
+// applied. 400 malformed batch or invalid request, 413 body or batch over
+// the limit, 415 unknown Content-Type or Content-Encoding: the sender does
+// not retry (dcsync.ErrInvalid). 401 unknown datacenter, bad signature,
+// stale timestamp or replay, 403 request whose origin is not the sender:
+// not retried either (dcsync.ErrUnauthenticated). 503: retry later.
+// Every failure answer carries a Results whose message says why.
+//
+// # Debugging with curl
+//
+// The handler also takes and answers JSON (Content-Type application/json,
+// the protojson form of the Batch, payloads in base64). Sign it by hand:
+//
+//	body='{"requests":[{"id":"r1","origin":"unicom","key":"k","op":"set","payload":"aGk=","version":"1"}]}'
+//	ts=$(date +%s%N); nonce=$(openssl rand -hex 16)
+//	sig=$(printf '%s\n%s\n%s\n%s' unicom "$ts" "$nonce" "$body" | openssl dgst -sha256 -hmac "$SECRET" -r | cut -d' ' -f1)
+//	curl -sS http://telecom:8080/dcsync -H 'Content-Type: application/json' \
+//	  -H "Dcsync-From: unicom" -H "Dcsync-Timestamp: $ts" -H "Dcsync-Nonce: $nonce" \
+//	  -H "Dcsync-Signature: $sig" -d "$body"
+package http
+
+import (
+	"encoding/hex"
+	"fmt"
+	"mime"
+	"net/http"
+	"strconv"
+
+	"github.com/dcsync/dcsync"
+	"github.com/dcsync/dcsync/internal/auth"
+	"github.com/dcsync/dcsync/internal/wire"
+)
+
+// Header names of the stamp that authenticates a batch.
+const (
+	HeaderFrom      = "Dcsync-From"      // sending datacenter
+	HeaderTimestamp = "Dcsync-Timestamp" // Unix nanoseconds, decimal
+	HeaderNonce     = "Dcsync-Nonce"     // 16 random bytes, hex
+	HeaderSignature = "Dcsync-Signature" // HMAC-SHA256, hex
+)
+
+// Content types of batches and results.
+const (
+	ContentTypeProto = "application/x-protobuf"
+	ContentTypeJSON  = "application/json"
+)
+
+// setStamp writes st into h.
+func setStamp(h http.Header, st *auth.Stamp) {
+	h[HeaderFrom] = []string{st.From}
+	h[HeaderTimestamp] = []string{strconv.FormatInt(st.Timestamp, 10)}
+	h[HeaderNonce] = []string{hex.EncodeToString(st.Nonce[:])}
+	h[HeaderSignature] = []string{hex.EncodeToString(st.Signature[:])}
+}
+
+// stampOf reads the stamp from h.
+func stampOf(h http.Header) (auth.Stamp, error) {
+	st := auth.Stamp{From: h.Get(HeaderFrom)}
+	if st.From == "" {
+		return st, fmt.Errorf("%w: missing %s header", auth.ErrMalformed, HeaderFrom)
+	}
+	ts, err := strconv.ParseInt(h.Get(HeaderTimestamp), 10, 64)
+	if err != nil {
+		return st, fmt.Errorf("%w: %s header: want Unix nanoseconds", auth.ErrMalformed, HeaderTimestamp)
+	}
+	st.Timestamp = ts
+	if n, err := hex.Decode(st.Nonce[:], []byte(h.Get(HeaderNonce))); err != nil || n != auth.NonceSize ||
+		len(h.Get(HeaderNonce)) != 2*auth.NonceSize {
+		return st, fmt.Errorf("%w: %s header: want %d hex bytes", auth.ErrMalformed, HeaderNonce, auth.NonceSize)
+	}
+	if n, err := hex.Decode(st.Signature[:], []byte(h.Get(HeaderSignature))); err != nil || n != auth.SignatureSize ||
+		len(h.Get(HeaderSignature)) != 2*auth.SignatureSize {
+		return st, fmt.Errorf("%w: %s header: want %d hex bytes", auth.ErrMalformed, HeaderSignature, auth.SignatureSize)
+	}
+	return st, nil
+}
+
+// formatOf returns the wire format of a Content-Type.
+func formatOf(contentType string) (wire.Format, bool) {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return 0, false
+	}
+	switch mt {
+	case ContentTypeProto, "application/protobuf", "application/vnd.google.protobuf":
+		return wire.Proto, true
+	case ContentTypeJSON:
+		return wire.JSON, true
+	}
+	return 0, false
+}
+
+func contentType(f wire.Format) string {
+	if f == wire.JSON {
+		return ContentTypeJSON
+	}
+	return ContentTypeProto
+}
+
+// statusOf maps a result code to the HTTP status answering the batch.
+func statusOf(c wire.Code) int {
+	switch c {
+	case wire.Code_CODE_OK:
+		return http.StatusOK
+	case wire.Code_CODE_INVALID:
+		return http.StatusBadRequest
+	case wire.Code_CODE_TOO_LARGE, wire.Code_CODE_BATCH_TOO_LARGE:
+		return http.StatusRequestEntityTooLarge
+	case wire.Code_CODE_UNAUTHENTICATED, wire.Code_CODE_UNKNOWN_PEER:
+		return http.StatusUnauthorized
+	case wire.Code_CODE_FORGED_ORIGIN:
+		return http.StatusForbidden
+	}
+	return http.StatusServiceUnavailable
+}
+
+// errorOfStatus is the error of an answer that carries no Results, from a
+// proxy for instance: 4xx statuses that can never succeed are permanent.
+func errorOfStatus(status int, text string) error {
+	msg := fmt.Sprintf("peer answered %d %s", status, text)
+	switch status {
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType,
+		http.StatusUnprocessableEntity:
+		return fmt.Errorf("%w: %s", dcsync.ErrInvalid, msg)
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return fmt.Errorf("%w: %s", dcsync.ErrUnauthenticated, msg)
+	}
+	return &wire.RemoteError{Code: wire.Code_CODE_RETRY, Message: msg}
+}

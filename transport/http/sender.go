@@ -1,0 +1,147 @@
+package http
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/dcsync/dcsync"
+	"github.com/dcsync/dcsync/internal/wire"
+)
+
+// SenderConfig configures NewSender. URL, From and Secret are required; the
+// zero value of every other field selects its default.
+type SenderConfig struct {
+	// URL is the peer's collector endpoint, where its Handler is mounted,
+	// for example "https://telecom.example:8443/dcsync".
+	URL string
+	// From names this datacenter, as the peer's HandlerConfig.Secrets does.
+	From string
+	// Secret is shared with the peer; at least 16 bytes.
+	Secret []byte
+	// Client sends the requests; nil selects a client tuned for a few busy
+	// connections to one host, using TLS when set.
+	Client *http.Client
+	// TLS configures the default client's TLS (and mutual TLS, with
+	// Certificates); nil uses the system roots. Ignored when Client is set.
+	TLS *tls.Config
+	// Compress gzips batches: fewer bytes on a long link for some CPU.
+	Compress bool
+	// MaxBody and MaxBatch split batches that the peer would refuse; they
+	// should equal the peer's HandlerConfig values. Defaults as there.
+	MaxBody  int
+	MaxBatch int
+}
+
+// Sender posts batches to one peer. It implements dcsync.Sender and is
+// safe for concurrent use; concurrent Sends use separate connections.
+type Sender struct {
+	url    string
+	client *http.Client
+	own    *http.Transport // the default client's, closed by Close
+	out    *wire.Outbound
+}
+
+// NewSender returns a Sender for cfg.
+func NewSender(cfg SenderConfig) (*Sender, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("dcsync/transport/http: invalid URL %q", cfg.URL)
+	}
+	out, err := wire.NewOutbound(cfg.From, cfg.Secret, cfg.Compress, cfg.MaxBody, cfg.MaxBatch)
+	if err != nil {
+		return nil, fmt.Errorf("dcsync/transport/http: %w", err)
+	}
+	s := &Sender{url: cfg.URL, client: cfg.Client, out: out}
+	if s.client == nil {
+		s.own = defaultTransport(cfg.TLS)
+		s.client = &http.Client{Transport: s.own}
+	}
+	return s, nil
+}
+
+// defaultTransport keeps enough idle connections for a busy peer and
+// leaves compression to the Sender, which signs the compressed bytes.
+func defaultTransport(tc *tls.Config) *http.Transport {
+	return &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       tc,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          64,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true,
+	}
+}
+
+// Send implements dcsync.Sender: it posts reqs, split to the limits, and
+// returns nil, a *dcsync.BatchError naming the requests that failed, or an
+// error for the whole batch. Failures the peer says are final match
+// dcsync.ErrInvalid or dcsync.ErrUnauthenticated; network errors, 503s and
+// the like do not, so they are retried.
+func (s *Sender) Send(ctx context.Context, reqs []*dcsync.Request) error {
+	return s.out.Send(ctx, reqs, s.post)
+}
+
+// post sends one batch that fits the limits.
+func (s *Sender) post(ctx context.Context, reqs []*dcsync.Request) error {
+	body, st, err := s.out.Seal(nil, reqs)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("dcsync/transport/http: %w", err)
+	}
+	req.Header["Content-Type"] = []string{ContentTypeProto}
+	if s.out.Encoding == wire.Encoding_ENCODING_GZIP {
+		req.Header["Content-Encoding"] = []string{"gzip"}
+	}
+	setStamp(req.Header, &st)
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("dcsync/transport/http: post to %s: %w", s.url, err)
+	}
+	defer resp.Body.Close()
+	// Results carry at most a short message per request.
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, int64(len(reqs))*4096+65536))
+	if err != nil {
+		return fmt.Errorf("dcsync/transport/http: reading answer of %s: %w", s.url, err)
+	}
+	if f, ok := formatOf(resp.Header.Get("Content-Type")); ok {
+		var res wire.Results
+		if wire.UnmarshalResults(raw, f, &res) == nil && (resp.StatusCode == http.StatusOK) == (res.Code == wire.Code_CODE_OK) {
+			return wrap(wire.ErrorOf(&res, len(reqs)), s.url)
+		}
+	}
+	return errorOfStatus(resp.StatusCode, strconv.Quote(string(raw[:min(len(raw), 200)])))
+}
+
+// wrap names the peer in a whole-batch error; per-request errors stay as
+// they are so that BatchError keeps its shape.
+func wrap(err error, url string) error {
+	var be *dcsync.BatchError
+	if err == nil || errors.As(err, &be) {
+		return err
+	}
+	return fmt.Errorf("dcsync/transport/http: %s: %w", url, err)
+}
+
+// Close closes the idle connections of the default client. A Client given
+// in SenderConfig is left alone.
+func (s *Sender) Close() error {
+	if s.own != nil {
+		s.own.CloseIdleConnections()
+	}
+	return nil
+}
