@@ -119,6 +119,18 @@ func (t *Trail) Attempts(dc string, stage Stage, target string) int {
 	return n
 }
 
+// recordBufs recycles the record slices that a batch's stages fill before
+// handing them to the audit queue, which copies them.
+var recordBufs = sync.Pool{New: func() any { return new([]Record) }}
+
+func getRecords() *[]Record { return recordBufs.Get().(*[]Record) }
+
+func putRecords(b *[]Record) {
+	clear(*b) // drop references to requests
+	*b = (*b)[:0]
+	recordBufs.Put(b)
+}
+
 // auditQueue batches records in memory and appends them to an AuditLog from
 // one goroutine, so logging costs the write path one short critical section.
 // It holds at most limit records; past that, add waits for the flusher: a
@@ -140,6 +152,7 @@ type auditQueue struct {
 
 func newAuditQueue(log AuditLog, limit int, linger time.Duration, onErr func(error)) *auditQueue {
 	q := &auditQueue{log: log, limit: limit, linger: linger, onErr: onErr,
+		buf:  make([]Record, 0, min(limit, 4096)),
 		wake: make(chan struct{}, 1), flushed: make(chan struct{})}
 	q.room = sync.NewCond(&q.mu)
 	go q.run()
@@ -167,7 +180,7 @@ func (q *auditQueue) add(recs ...Record) {
 
 func (q *auditQueue) run() {
 	defer close(q.flushed)
-	var spare []Record
+	spare := make([]Record, 0, cap(q.buf))
 	for {
 		<-q.wake
 		time.Sleep(q.linger) // let a batch gather

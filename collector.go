@@ -35,10 +35,11 @@ func (c collector) Collect(ctx context.Context, from string, reqs []*Request) er
 		return err
 	}
 	var errs []error
-	recs := make([]Record, 0, 2*len(reqs))
+	recs := getRecords()
+	defer putRecords(recs)
 	for i, req := range reqs {
 		var err error
-		recs, err = s.collectOne(ctx, req, recs)
+		*recs, err = s.collectOne(ctx, req, *recs)
 		if err != nil {
 			if errs == nil {
 				errs = make([]error, len(reqs))
@@ -46,7 +47,7 @@ func (c collector) Collect(ctx context.Context, from string, reqs []*Request) er
 			errs[i] = err
 		}
 	}
-	s.audit.add(recs...)
+	s.audit.add(*recs...)
 	if errs != nil {
 		return &BatchError{Errs: errs}
 	}

@@ -80,7 +80,7 @@ func (sh *shipper) ship(ctx context.Context, peer string, s Sender, reqs []*Requ
 		err := s.Send(tctx, pending)
 		cancel()
 		now := time.Now()
-		recs := make([]Record, 0, len(pending))
+		recs := getRecords()
 		var retry []*Request
 		var retryIndex []int
 		for i, req := range pending {
@@ -98,9 +98,10 @@ func (sh *shipper) ship(ctx context.Context, peer string, s Sender, reqs []*Requ
 					retryIndex = append(retryIndex, index[i])
 				}
 			}
-			recs = append(recs, rec)
+			*recs = append(*recs, rec)
 		}
-		sh.record(recs...)
+		sh.record(*recs...)
+		putRecords(recs)
 		if len(retry) == 0 || try >= sh.backoff.Attempts || !sleep(ctx, sh.backoff.Delay(try)) {
 			return errs
 		}

@@ -169,16 +169,17 @@ func (s *Syncer) Write(ctx context.Context, req *Request, opts ...WriteOption) e
 	}
 	req.Origin = s.dc
 	req.Version = s.clock.Now()
+	// The version's clock reading dates the record: one clock read a write.
 	rec := Record{ID: req.ID, DC: s.dc, Origin: s.dc, Stage: StageProcess, Status: StatusOK,
-		Attempt: 1, Written: req.Time()}
+		Attempt: 1, Written: req.Time(), Time: req.Time()}
 	if err := s.proc.Process(ctx, req); err != nil {
 		s.stats.rejected.Add(1)
-		rec.Status, rec.Error, rec.Time = StatusFailed, err.Error(), time.Now()
+		rec.Status, rec.Error = StatusFailed, err.Error()
 		s.audit.add(rec)
 		return fmt.Errorf("dcsync: process %s: %w", req.ID, err)
 	}
 	s.stats.written.Add(1)
-	rec.Time, rec.Request = time.Now(), req
+	rec.Request = req
 	s.audit.add(rec)
 
 	var w *waiter

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,19 +22,64 @@ import (
 const DefaultMaxWrites = 1 << 18
 
 // Log is an in-memory audit log. Create it with New.
+//
+// It keeps trails in two generations of at most maxWrites/2 writes each;
+// when the current one is full, the older one is dropped whole. Dropping
+// whole maps, rather than deleting entries one by one, keeps lookups of new
+// IDs from probing through deleted slots.
 type Log struct {
-	maxWrites int
+	genSize int
 
-	mu       sync.Mutex
-	trails   map[string]*trail   // by request ID
-	byOrigin map[string][]*trail // each sorted by (Written, ID)
-	counts   map[Tally]int
+	mu     sync.Mutex
+	gens   [2]*generation // current, older
+	counts map[Tally]int
 }
 
+type generation struct {
+	trails   map[string]*trail   // by request ID
+	byOrigin map[string][]*trail // each sorted by (Written, ID)
+}
+
+func newGeneration(size int) *generation {
+	return &generation{trails: make(map[string]*trail, size), byOrigin: map[string][]*trail{}}
+}
+
+// trail holds a write's records compactly: what all records of a write
+// share is stored once, and the first few records live in the trail itself,
+// so a write costs one allocation.
 type trail struct {
-	id      string
-	written time.Time
-	recs    []dcsync.Record
+	id, origin string
+	written    time.Time
+	entries    []entry
+	inline     [4]entry
+}
+
+// entry is what one record adds to its trail.
+type entry struct {
+	dc, target, err string
+	stage           dcsync.Stage
+	status          dcsync.Status
+	attempt         int32
+	time            int64 // unix nanoseconds
+	req             *dcsync.Request
+}
+
+func (t *trail) add(r *dcsync.Record) {
+	if t.entries == nil {
+		t.entries = t.inline[:0]
+	}
+	t.entries = append(t.entries, entry{dc: r.DC, target: r.Target, err: r.Error, stage: r.Stage,
+		status: r.Status, attempt: int32(r.Attempt), time: r.Time.UnixNano(), req: r.Request})
+}
+
+func (t *trail) records() []dcsync.Record {
+	out := make([]dcsync.Record, len(t.entries))
+	for i, e := range t.entries {
+		out[i] = dcsync.Record{ID: t.id, DC: e.dc, Origin: t.origin, Stage: e.stage, Status: e.status,
+			Target: e.target, Attempt: int(e.attempt), Error: e.err, Written: t.written,
+			Time: time.Unix(0, e.time), Request: e.req}
+	}
+	return out
 }
 
 // Tally names a kind of record for Counts.
@@ -43,14 +89,16 @@ type Tally struct {
 	Status dcsync.Status
 }
 
-// New returns a Log that keeps the trails of at most maxWrites writes,
-// dropping the oldest first; 0 selects DefaultMaxWrites.
+// New returns a Log that keeps the trails of at most maxWrites writes
+// (and at least the latest maxWrites/2), dropping the oldest first; 0
+// selects DefaultMaxWrites.
 func New(maxWrites int) *Log {
 	if maxWrites <= 0 {
 		maxWrites = DefaultMaxWrites
 	}
-	return &Log{maxWrites: maxWrites, trails: map[string]*trail{},
-		byOrigin: map[string][]*trail{}, counts: map[Tally]int{}}
+	size := max(maxWrites/2, 1)
+	return &Log{genSize: size, gens: [2]*generation{newGeneration(size), newGeneration(0)},
+		counts: map[Tally]int{}}
 }
 
 // Append implements dcsync.AuditLog.
@@ -58,31 +106,50 @@ func (l *Log) Append(_ context.Context, recs []dcsync.Record) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var t *trail
-	for _, r := range recs {
-		l.counts[Tally{r.DC, r.Stage, r.Status}]++
-		if t == nil || t.id != r.ID { // a batch often holds runs of one write
-			if t = l.trails[r.ID]; t == nil {
-				// A write's trail takes about four records: one allocation.
-				t = &trail{id: r.ID, written: r.Written, recs: make([]dcsync.Record, 0, 4)}
-				l.trails[r.ID] = t
-				l.insert(r.Origin, t)
-			}
+	var tally Tally
+	run := 0 // records of the same kind seen in a row, counted at once
+	for i := range recs {
+		r := &recs[i]
+		if k := (Tally{r.DC, r.Stage, r.Status}); k != tally {
+			l.counts[tally] += run
+			tally, run = k, 0
 		}
-		t.recs = append(t.recs, r)
+		run++
+		if t == nil || t.id != r.ID { // a batch often holds runs of one write
+			t = l.trail(r)
+		}
+		t.add(r)
 	}
-	for len(l.trails) > l.maxWrites {
-		l.evictOldest()
+	if run > 0 {
+		l.counts[tally] += run
 	}
 	return nil
 }
 
+// trail returns the trail r belongs to, created in the current generation
+// when it is new.
+func (l *Log) trail(r *dcsync.Record) *trail {
+	for _, g := range l.gens {
+		if t := g.trails[r.ID]; t != nil {
+			return t
+		}
+	}
+	if len(l.gens[0].trails) >= l.genSize {
+		l.gens[1], l.gens[0] = l.gens[0], newGeneration(l.genSize)
+	}
+	t := &trail{id: r.ID, origin: r.Origin, written: r.Written}
+	l.gens[0].trails[r.ID] = t
+	l.gens[0].insert(r.Origin, t)
+	return t
+}
+
 // insert places t in its origin's list, which stays sorted by (written, id).
 // Writes mostly arrive in order, so this is mostly an append.
-func (l *Log) insert(origin string, t *trail) {
-	list := l.byOrigin[origin]
+func (g *generation) insert(origin string, t *trail) {
+	list := g.byOrigin[origin]
 	n := len(list)
 	if n == 0 || less(list[n-1], t.written, t.id) {
-		l.byOrigin[origin] = append(list, t)
+		g.byOrigin[origin] = append(list, t)
 		return
 	}
 	i, _ := slices.BinarySearchFunc(list, t, func(a, b *trail) int {
@@ -91,7 +158,7 @@ func (l *Log) insert(origin string, t *trail) {
 		}
 		return 1
 	})
-	l.byOrigin[origin] = slices.Insert(list, i, t)
+	g.byOrigin[origin] = slices.Insert(list, i, t)
 }
 
 // less reports whether a sorts before (written, id).
@@ -102,21 +169,17 @@ func less(a *trail, written time.Time, id string) bool {
 	return a.id < id
 }
 
-// evictOldest drops the trail with the oldest written time of all origins.
-func (l *Log) evictOldest() {
-	var origin string
-	var oldest *trail
-	for o, list := range l.byOrigin {
-		if len(list) > 0 && (oldest == nil || list[0].written.Before(oldest.written)) {
-			origin, oldest = o, list[0]
+// after returns the part of g's list for origin that sorts after
+// (written, id); an empty id means at or after written.
+func (g *generation) after(origin string, written time.Time, id string) []*trail {
+	list := g.byOrigin[origin]
+	i := sort.Search(len(list), func(i int) bool {
+		if id == "" {
+			return !list[i].written.Before(written)
 		}
-	}
-	if oldest == nil {
-		return
-	}
-	l.byOrigin[origin][0] = nil
-	l.byOrigin[origin] = l.byOrigin[origin][1:]
-	delete(l.trails, oldest.id)
+		return !less(list[i], written, id) && (list[i].id != id || !list[i].written.Equal(written))
+	})
+	return list[i:]
 }
 
 // Trails implements dcsync.AuditLog.
@@ -134,27 +197,28 @@ func (l *Log) Trails(_ context.Context, q dcsync.TrailQuery) (dcsync.TrailPage, 
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	list := l.byOrigin[q.Origin]
-	// First trail at or after (afterTime, afterID), past the cursor itself.
-	i, _ := slices.BinarySearchFunc(list, afterTime, func(a *trail, t time.Time) int {
-		if a.written.Before(t) {
-			return -1
-		}
-		return 1
-	})
-	for i < len(list) && afterID != "" && !less(&trail{written: afterTime, id: afterID}, list[i].written, list[i].id) {
-		i++
-	}
+	// Merge the two generations' sorted lists.
+	a := l.gens[0].after(q.Origin, afterTime, afterID)
+	b := l.gens[1].after(q.Origin, afterTime, afterID)
 	var page dcsync.TrailPage
-	for ; i < len(list) && list[i].written.Before(q.To); i++ {
-		if len(page.Trails) == limit {
-			page.Next = cursor(list[i-1].written, list[i-1].id)
-			break
+	for {
+		var t *trail
+		switch {
+		case len(a) > 0 && (len(b) == 0 || less(a[0], b[0].written, b[0].id)):
+			t, a = a[0], a[1:]
+		case len(b) > 0:
+			t, b = b[0], b[1:]
 		}
-		t := list[i]
-		page.Trails = append(page.Trails, dcsync.Trail{ID: t.id, Records: slices.Clone(t.recs)})
+		if t == nil || !t.written.Before(q.To) {
+			return page, nil
+		}
+		if len(page.Trails) == limit {
+			last := page.Trails[limit-1]
+			page.Next = cursor(last.Records[0].Written, last.ID)
+			return page, nil
+		}
+		page.Trails = append(page.Trails, dcsync.Trail{ID: t.id, Records: t.records()})
 	}
-	return page, nil
 }
 
 func cursor(t time.Time, id string) string {
@@ -174,8 +238,10 @@ func parseCursor(c string) (time.Time, string, error) {
 func (l *Log) Records(id string) []dcsync.Record {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if t := l.trails[id]; t != nil {
-		return slices.Clone(t.recs)
+	for _, g := range l.gens {
+		if t := g.trails[id]; t != nil {
+			return t.records()
+		}
 	}
 	return nil
 }
@@ -191,5 +257,5 @@ func (l *Log) Counts() map[Tally]int {
 func (l *Log) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.trails)
+	return len(l.gens[0].trails) + len(l.gens[1].trails)
 }
