@@ -26,7 +26,7 @@ type mesh struct {
 	names  []string
 	clocks map[string]func() time.Time
 	// ahead, when set, is the reconcilers' clock: see reconcile.
-	ahead func() time.Time
+	ahead  func() time.Time
 	sync   map[string]*dcsync.Syncer
 	caches map[string]*rediscache.Cache
 }
