@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/dcsync/dcsync"
 	auditmem "github.com/dcsync/dcsync/audit/memory"
@@ -167,5 +168,27 @@ func TestMemoryDedupe(t *testing.T) {
 		case "commit":
 			d.Commit(ctx, "x")
 		}
+	}
+}
+
+func TestMemoryDedupeForgetsAfterRetention(t *testing.T) {
+	ctx := context.Background()
+	d := dcsync.MemoryDedupe{Retention: 5 * time.Millisecond}
+	d.Claim(ctx, "x")
+	d.Commit(ctx, "x")
+	if c, _ := d.Claim(ctx, "x"); c != dcsync.Applied {
+		t.Fatalf("claim right after commit = %v", c)
+	}
+	time.Sleep(6 * time.Millisecond)
+	if c, _ := d.Claim(ctx, "y"); c != dcsync.Claimed { // rotates: x is now in the older generation
+		t.Fatalf("claim of a new ID = %v", c)
+	}
+	if c, _ := d.Claim(ctx, "x"); c != dcsync.Applied {
+		t.Fatal("forgot x after one retention period; it must be kept for at least one")
+	}
+	time.Sleep(6 * time.Millisecond)
+	d.Claim(ctx, "z") // rotates again: the generation holding x is dropped
+	if c, _ := d.Claim(ctx, "x"); c != dcsync.Claimed {
+		t.Fatalf("x still remembered after two retention periods: %v", c)
 	}
 }
