@@ -1,0 +1,47 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/dcsync/dcsync"
+)
+
+// DeadLetter is an entry that a hop gave up on: it could not be decoded,
+// its next hop rejected it for good, or it failed MaxAttempts deliveries.
+// Dead letters are kept in the stream "<Prefix>:<DC>:dead", whose entries
+// hold the fields named in brackets below, readable with redis-cli.
+type DeadLetter struct {
+	ID         string          // ID of the dead letter in the dead-letter stream
+	Hop        string          // the hop that gave up: "reship:<peer>", "collect:<peer>", "apply" [hop]
+	Stream     string          // the stream the entry was in [stream]
+	Entry      string          // the entry's ID in that stream [entry]
+	Deliveries int             // how many times the entry was delivered [deliveries]
+	Reason     string          // why it was given up [reason]
+	RequestID  string          // the request ID the entry named, if any [id]
+	Request    *dcsync.Request // the request, nil when it could not be decoded [r]
+}
+
+// DeadLetters returns up to count dead letters of this datacenter, oldest
+// first, starting after the one with ID after ("" for the oldest).
+func (n *Node) DeadLetters(ctx context.Context, after string, count int64) ([]DeadLetter, error) {
+	start := "-"
+	if after != "" {
+		start = "(" + after
+	}
+	msgs, err := n.cfg.Client.XRangeN(ctx, n.dead, start, "+", count).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis: read dead letters: %w", err)
+	}
+	out := make([]DeadLetter, len(msgs))
+	for i, m := range msgs {
+		str := func(f string) string { s, _ := m.Values[f].(string); return s }
+		d := DeadLetter{ID: m.ID, Hop: str(fieldHop), Stream: str(fieldStream), Entry: str(fieldEntry),
+			Reason: str(fieldReason), RequestID: str(fieldID)}
+		d.Deliveries, _ = strconv.Atoi(str(fieldDeliveries))
+		d.Request, _ = decodeEntry(m.Values)
+		out[i] = d
+	}
+	return out, nil
+}

@@ -1,0 +1,342 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/dcsync/dcsync"
+)
+
+// NodeConfig wires a Node. DC and Client are required; the zero value of
+// every other field selects its documented default.
+type NodeConfig struct {
+	// DC names this datacenter, as in dcsync.Config.
+	DC string
+	// Client reaches this datacenter's Redis, which holds its outbound,
+	// inbound, apply and dead-letter streams. Its PoolSize must exceed the
+	// number of workers (each holds a connection while it blocks in
+	// XREADGROUP); go-redis's default of 10 per CPU suffices for the default
+	// Workers with up to three peers.
+	Client *goredis.Client
+	// Peers reach the other datacenters' Redis servers by datacenter name:
+	// the reship workers add this datacenter's writes to their inbound
+	// streams.
+	Peers map[string]*goredis.Client
+	// Prefix starts every key; default "dcsync".
+	Prefix string
+	// Consumer names this process in the consumer groups, and must differ
+	// between processes; default host name, process ID and a random suffix.
+	Consumer string
+	// Workers is how many consumers each hop runs per stream; default 2.
+	Workers int
+	// BatchSize is how many entries a worker reads at once; default 256.
+	BatchSize int
+	// Concurrency is how many requests of a batch a worker collects or
+	// applies at once; default 64. Requests with the same Key are handled
+	// one after the other, in stream order.
+	Concurrency int
+	// Block is how long a worker waits in XREADGROUP for new entries, and
+	// so bounds how long Run takes to return; default 1s.
+	Block time.Duration
+	// ClaimIdle is how long an entry stays pending before another worker
+	// claims it (XAUTOCLAIM), presuming its consumer died or failed;
+	// default 30s.
+	ClaimIdle time.Duration
+	// MaxAttempts is how many deliveries an entry gets before it is
+	// dead-lettered; default 5. Errors of an unavailable next hop (see
+	// ErrUnavailable) do not count.
+	MaxAttempts int
+	// TrimInterval is how often acknowledged entries are trimmed from the
+	// streams; default 1s.
+	TrimInterval time.Duration
+	// Backoff spaces the retries of entries whose next hop is unavailable;
+	// they are retried until it is back, so Attempts is not used.
+	Backoff dcsync.Backoff
+	// Dedupe configures the store Wire installs; Prefix defaults to
+	// "<Prefix>:<DC>:dedupe:".
+	Dedupe DedupeOptions
+	// Logger receives what workers cannot return: outages, dead letters;
+	// default slog.Default().
+	Logger *slog.Logger
+}
+
+// Node is one datacenter's end of the Redis Streams wiring. It is the
+// durable outbox of its datacenter's writes (the dcsync.Reship: once Reship
+// returns, the write is in the outbound stream), it provides the Senders
+// that add writes to the peers' inbound streams and the Handoff that adds
+// collected writes to the apply stream, and Run runs the workers that move
+// entries from one stream to the next:
+//
+//	Write ─▶ <dc>:outbound ─reship workers─▶ <peer>:inbound:<dc> ─collect workers─▶ <peer>:apply ─apply workers─▶ Processor
+//
+// Every hop reads with a consumer group and acknowledges an entry only once
+// it is durably in the next stream (or applied), so every hop is at least
+// once; the collector's dedupe and a version-honouring Processor make the
+// whole effectively once. Create it with NewNode.
+type Node struct {
+	cfg      NodeConfig
+	fast     goredis.Cmdable // autopipelined Client, for the single adds of concurrent writers
+	dedupe   *Dedupe
+	outbound string
+	apply    string
+	dead     string
+	// staleConsumer is how long a consumer with no pending entries stays
+	// idle before the janitor removes it from its group.
+	staleConsumer time.Duration
+
+	stats struct{ read, acked, claimed, deadLettered, stalled, trimmed atomic.Uint64 }
+}
+
+var _ dcsync.Reship = (*Node)(nil)
+
+// NewNode returns the Node of cfg.DC.
+func NewNode(cfg NodeConfig) (*Node, error) {
+	if cfg.DC == "" || cfg.Client == nil {
+		return nil, errors.New("redis: NodeConfig needs DC and Client")
+	}
+	for name, c := range cfg.Peers {
+		if name == cfg.DC || name == "" || c == nil {
+			return nil, fmt.Errorf("redis: invalid peer %q", name)
+		}
+	}
+	cfg.Prefix = or(cfg.Prefix, "dcsync")
+	if cfg.Consumer == "" {
+		host, _ := os.Hostname()
+		cfg.Consumer = fmt.Sprintf("%s-%d-%04x", host, os.Getpid(), rand.N(1<<16))
+	}
+	cfg.Workers = or(cfg.Workers, 2)
+	cfg.BatchSize = or(cfg.BatchSize, 256)
+	cfg.Concurrency = or(cfg.Concurrency, 64)
+	cfg.Block = or(cfg.Block, time.Second)
+	cfg.ClaimIdle = or(cfg.ClaimIdle, 30*time.Second)
+	cfg.MaxAttempts = or(cfg.MaxAttempts, 5)
+	cfg.TrimInterval = or(cfg.TrimInterval, time.Second)
+	cfg.Backoff.Initial = or(cfg.Backoff.Initial, 10*time.Millisecond)
+	cfg.Backoff.Max = or(cfg.Backoff.Max, 5*time.Second)
+	cfg.Dedupe.Prefix = or(cfg.Dedupe.Prefix, cfg.Prefix+":"+cfg.DC+":dedupe:")
+	cfg.Logger = or(cfg.Logger, slog.Default())
+	n := &Node{
+		cfg:           cfg,
+		fast:          autoPipeline(cfg.Client),
+		dedupe:        NewDedupe(cfg.Client, cfg.Dedupe),
+		outbound:      cfg.Prefix + ":" + cfg.DC + ":outbound",
+		apply:         cfg.Prefix + ":" + cfg.DC + ":apply",
+		dead:          cfg.Prefix + ":" + cfg.DC + ":dead",
+		staleConsumer: time.Hour,
+	}
+	return n, nil
+}
+
+// inbound returns the stream of dc's Redis that writes from origin arrive
+// in. One stream per sender makes the sender known by where an entry is,
+// and lets Redis ACLs allow each peer its own stream only.
+func (n *Node) inbound(dc, origin string) string {
+	return n.cfg.Prefix + ":" + dc + ":inbound:" + origin
+}
+
+// Wire returns cfg with this Node's parts installed: the peers' Senders,
+// the outbox as Reship, the apply stream as Handoff, and, when cfg.Dedupe
+// is nil, the Redis dedupe store. DC is set when empty.
+func (n *Node) Wire(cfg dcsync.Config) dcsync.Config {
+	cfg.DC = or(cfg.DC, n.cfg.DC)
+	cfg.Peers = n.Senders()
+	cfg.Reship = n
+	cfg.Handoff = n.Handoff()
+	if cfg.Dedupe == nil {
+		cfg.Dedupe = n.dedupe
+	}
+	return cfg
+}
+
+// Reship implements dcsync.Reship: it adds req to the outbound stream and
+// returns once Redis has it. Concurrent calls share pipelines.
+func (n *Node) Reship(ctx context.Context, req *dcsync.Request) error {
+	if len(n.cfg.Peers) == 0 {
+		return nil // no group would ever read or trim the entry
+	}
+	return n.add(ctx, n.outbound, req)
+}
+
+// Handoff returns the Processor that adds collected writes to the apply
+// stream, for dcsync.Config.Handoff.
+func (n *Node) Handoff() dcsync.Processor {
+	return dcsync.ProcessorFunc(func(ctx context.Context, req *dcsync.Request) error {
+		return n.add(ctx, n.apply, req)
+	})
+}
+
+func (n *Node) add(ctx context.Context, stream string, req *dcsync.Request) error {
+	err := n.fast.XAdd(ctx, &goredis.XAddArgs{Stream: stream, Values: entryValues(req)}).Err()
+	if err != nil {
+		return fmt.Errorf("redis: add %s to %s: %w", req.ID, stream, err)
+	}
+	return nil
+}
+
+// Senders returns, per peer, the dcsync.Sender that adds writes to the
+// peer's inbound stream for this datacenter, for dcsync.Config.Peers.
+func (n *Node) Senders() map[string]dcsync.Sender {
+	senders := make(map[string]dcsync.Sender, len(n.cfg.Peers))
+	for peer, c := range n.cfg.Peers {
+		senders[peer] = &Sender{client: c, stream: n.inbound(peer, n.cfg.DC)}
+	}
+	return senders
+}
+
+// Dedupe returns the Node's dedupe store, shared through Redis by every
+// process of the datacenter.
+func (n *Node) Dedupe() *Dedupe { return n.dedupe }
+
+// Lock returns a leader lock for this datacenter's reconcilers.
+func (n *Node) Lock() *Lock {
+	return NewLock(n.cfg.Client, n.cfg.Prefix+":"+n.cfg.DC+":leader")
+}
+
+// Checkpoints returns a checkpoint store in this datacenter's Redis.
+func (n *Node) Checkpoints() *Checkpoints {
+	return NewCheckpoints(n.cfg.Client, n.cfg.Prefix+":checkpoint:")
+}
+
+// Sender adds batches of writes to a peer's inbound stream, in one pipeline
+// per batch. Node.Senders makes them.
+type Sender struct {
+	client *goredis.Client
+	stream string
+}
+
+var _ dcsync.Sender = (*Sender)(nil)
+
+// Send implements dcsync.Sender. It returns an error wrapping the Redis
+// error when the whole batch failed (the server is unreachable), and a
+// *dcsync.BatchError when only some entries did.
+func (s *Sender) Send(ctx context.Context, reqs []*dcsync.Request) error {
+	cmds, err := s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for _, req := range reqs {
+			p.XAdd(ctx, &goredis.XAddArgs{Stream: s.stream, Values: entryValues(req)})
+		}
+		return nil
+	})
+	if err == nil {
+		return nil
+	}
+	errs := make([]error, len(reqs))
+	failed := 0
+	for i := range reqs {
+		if i < len(cmds) && cmds[i].Err() == nil {
+			continue
+		}
+		failed++
+		errs[i] = err
+		if i < len(cmds) {
+			errs[i] = cmds[i].Err()
+		}
+		errs[i] = fmt.Errorf("redis: add %s to %s: %w", reqs[i].ID, s.stream, errs[i])
+	}
+	if failed == len(reqs) {
+		return fmt.Errorf("redis: send to %s: %w", s.stream, err)
+	}
+	return &dcsync.BatchError{Errs: errs}
+}
+
+// Close implements dcsync.Sender. It does not close the client, which
+// belongs to the caller.
+func (s *Sender) Close() error { return nil }
+
+// Stats counts what a Node's workers did since NewNode.
+type Stats struct {
+	Read         uint64 // entries read from the streams, claims included
+	Acked        uint64 // entries acknowledged: handed on, applied or dead-lettered
+	Claimed      uint64 // entries taken over from consumers idle past ClaimIdle
+	DeadLettered uint64 // entries moved to the dead-letter stream
+	Stalled      uint64 // batches held back because their next hop was unavailable
+	Trimmed      uint64 // acknowledged entries trimmed from the streams
+}
+
+// Stats returns the counters since NewNode.
+func (n *Node) Stats() Stats {
+	c := &n.stats
+	return Stats{Read: c.read.Load(), Acked: c.acked.Load(), Claimed: c.claimed.Load(),
+		DeadLettered: c.deadLettered.Load(), Stalled: c.stalled.Load(), Trimmed: c.trimmed.Load()}
+}
+
+// Run runs the workers of every hop that reads from this datacenter's
+// Redis — reship to each peer, collect from each peer, apply — and the
+// janitor that trims the streams, until ctx ends; then it waits for the
+// batches under way and returns ctx's error. s must be the Syncer built
+// from Wire's Config. Several processes of one datacenter may run a Node
+// each, with distinct Consumer names: they share the work. Close s only
+// after Run has returned.
+func (n *Node) Run(ctx context.Context, s *dcsync.Syncer) error {
+	if s.DC() != n.cfg.DC {
+		return fmt.Errorf("redis: node of %s given the syncer of %s", n.cfg.DC, s.DC())
+	}
+	groups := n.groups(s)
+	var wg sync.WaitGroup
+	for _, g := range groups {
+		for i := range n.cfg.Workers {
+			consumer := fmt.Sprintf("%s:%s:%d", n.cfg.Consumer, g.hop, i)
+			wg.Go(func() { g.work(ctx, consumer) })
+		}
+	}
+	wg.Go(func() { n.janitor(ctx, groups) })
+	wg.Wait()
+	return ctx.Err()
+}
+
+// groups returns the consumer groups on this datacenter's streams, with
+// what their workers do.
+func (n *Node) groups(s *dcsync.Syncer) []*group {
+	var gs []*group
+	collector := s.Collector()
+	for peer, c := range n.cfg.Peers {
+		gs = append(gs, &group{n: n, stream: n.outbound, name: peer, hop: "reship:" + peer,
+			handle: func(ctx context.Context, reqs []*dcsync.Request) []error {
+				return split(s.Forward(ctx, peer, reqs), len(reqs))
+			},
+			probe: func(ctx context.Context) error { return c.Ping(ctx).Err() },
+		})
+		gs = append(gs, &group{n: n, stream: n.inbound(n.cfg.DC, peer), name: "collect", hop: "collect:" + peer,
+			handle: func(ctx context.Context, reqs []*dcsync.Request) []error {
+				return n.parallel(ctx, reqs, func(ctx context.Context, req *dcsync.Request) error {
+					return split(collector.Collect(ctx, peer, []*dcsync.Request{req}), 1)[0]
+				})
+			},
+		})
+	}
+	gs = append(gs, &group{n: n, stream: n.apply, name: "apply", hop: "apply",
+		handle: func(ctx context.Context, reqs []*dcsync.Request) []error {
+			return n.parallel(ctx, reqs, s.Apply)
+		},
+		// The collector committed these writes to the dedupe store when it
+		// handed them off; forgetting them lets a later re-send (the
+		// reconciler's) be applied instead of dropped as a duplicate.
+		onDead: func(ctx context.Context, ids []string) error { return n.dedupe.forget(ctx, ids...) },
+	})
+	return gs
+}
+
+// split returns the error of each of n requests of a batch whose delivery
+// returned err: all nil, the BatchError's own, or err for each.
+func split(err error, n int) []error {
+	errs := make([]error, n)
+	var be *dcsync.BatchError
+	switch {
+	case err == nil:
+	case errors.As(err, &be) && len(be.Errs) == n:
+		copy(errs, be.Errs)
+	default:
+		for i := range errs {
+			errs[i] = err
+		}
+	}
+	return errs
+}

@@ -1,0 +1,43 @@
+package redis
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+func TestReplicatesBothWays(t *testing.T) {
+	u, tc := pair(t, nil)
+	fromU := write(t, u, "u", 500)
+	fromT := write(t, tc, "t", 500)
+	converge(t, tc, fromU)
+	converge(t, u, fromT)
+
+	// Every hop acknowledged and trimmed what it handed on.
+	ctx := context.Background()
+	eventually(t, 10*time.Second, func() bool {
+		for _, d := range []*dc{u, tc} {
+			for _, s := range []string{d.node.outbound, d.node.apply, d.node.inbound(d.name, peerOf(d.name))} {
+				if n, _ := d.client.XLen(ctx, s).Result(); n > 1 {
+					return false
+				}
+			}
+		}
+		return true
+	}, func() string { return "streams not trimmed" })
+	for _, d := range []*dc{u, tc} {
+		if st := d.node.Stats(); st.DeadLettered != 0 {
+			t.Errorf("%s dead-lettered %d entries", d.name, st.DeadLettered)
+		}
+		if st := d.sync.Stats(); st.Duplicates != 0 || st.Collected != 500 {
+			t.Errorf("%s syncer stats %+v, want 500 collected and no duplicates", d.name, st)
+		}
+	}
+}
+
+func peerOf(dc string) string {
+	if dc == "unicom" {
+		return "telecom"
+	}
+	return "unicom"
+}
