@@ -28,7 +28,7 @@ local function cmp(a, b)
 end
 
 local ver, origin = ARGV[1], ARGV[2]
-local cur = redis.call('HMGET', KEYS[1], 'ver', 'origin')
+local cur = redis.call('HMGET', KEYS[1], 'ver', 'origin', 'del')
 if cur[1] then
   local c
   if #ver ~= #cur[1] then
@@ -40,16 +40,20 @@ if cur[1] then
   if c <= 0 then return 0 end
 end
 
+-- Only a tombstone has a del field and an expiry: a set over a live
+-- value, the common case, is one HSET.
 if ARGV[3] == 'set' then
   redis.call('HSET', KEYS[1], 'v', ARGV[4], 'ver', ver, 'origin', origin, 'id', ARGV[5])
-  redis.call('HDEL', KEYS[1], 'del')
-  redis.call('PERSIST', KEYS[1])
+  if cur[3] then
+    redis.call('HDEL', KEYS[1], 'del')
+    redis.call('PERSIST', KEYS[1])
+  end
 else
   redis.call('HSET', KEYS[1], 'del', '1', 'ver', ver, 'origin', origin, 'id', ARGV[5])
   redis.call('HDEL', KEYS[1], 'v')
   if ARGV[6] ~= '0' then
     redis.call('PEXPIRE', KEYS[1], ARGV[6])
-  else
+  elseif cur[3] then
     redis.call('PERSIST', KEYS[1])
   end
 end
