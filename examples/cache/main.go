@@ -34,6 +34,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -72,7 +73,7 @@ func main() {
 			cfg.listen[dc] = fmt.Sprintf("127.0.0.1:%d", 8081+i)
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := run(ctx, cfg, func(urls map[string]string) {
 		for _, dc := range datacenters {
