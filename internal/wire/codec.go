@@ -27,21 +27,30 @@ const (
 // Encode appends reqs to dst as a Batch serialized in f and compressed as
 // enc says.
 func Encode(dst []byte, reqs []*dcsync.Request, f Format, enc Encoding) ([]byte, error) {
-	batch := toBatch(reqs)
 	if enc == Encoding_ENCODING_IDENTITY {
-		return marshal(dst, batch, f)
+		return encode(dst, reqs, f)
 	}
 	if enc != Encoding_ENCODING_GZIP {
 		return nil, fmt.Errorf("wire: unknown encoding %v", enc)
 	}
 	buf := bufs.Get().(*[]byte)
 	defer bufs.Put(buf)
-	raw, err := marshal((*buf)[:0], batch, f)
+	raw, err := encode((*buf)[:0], reqs, f)
 	if err != nil {
 		return nil, err
 	}
 	*buf = raw
 	return compress(dst, raw)
+}
+
+func encode(dst []byte, reqs []*dcsync.Request, f Format) ([]byte, error) {
+	if f == JSON {
+		return marshal(dst, toBatch(reqs), f)
+	}
+	if n := batchSize(reqs); cap(dst)-len(dst) < n {
+		dst = append(make([]byte, 0, len(dst)+n), dst...)
+	}
+	return appendBatch(dst, reqs), nil
 }
 
 // toBatch builds a Batch that shares the requests' strings and payloads.
@@ -107,9 +116,7 @@ func Decode(body []byte, f Format, enc Encoding, maxBody, maxBatch int) ([]*dcsy
 		if n > maxBatch {
 			return nil, fmt.Errorf("%w: %d requests, limit %d", dcsync.ErrBatchTooLarge, n, maxBatch)
 		}
-		if err := proto.Unmarshal(body, &batch); err != nil {
-			return nil, fmt.Errorf("%w: malformed batch: %v", dcsync.ErrInvalid, err)
-		}
+		return decodeBatch(body, n)
 	}
 	return fromBatch(&batch), nil
 }

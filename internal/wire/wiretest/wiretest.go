@@ -1,0 +1,167 @@
+// Package wiretest holds what the tests and benchmarks of both RPC
+// transports share: a recording processor, a two-datacenter pair on
+// loopback, the server-restart test and the replication benchmark. Each
+// transport adapts itself through the Transport interface.
+package wiretest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dcsync/dcsync"
+)
+
+// Transport starts the server and the senders of one RPC transport.
+type Transport interface {
+	// Serve serves c on ln for the peers in secrets, in the background.
+	// The returned function kills the server: listener and connections
+	// close at once, without draining.
+	Serve(tb testing.TB, ln net.Listener, c dcsync.Collector, secrets map[string][]byte) (kill func())
+	// Sender returns a sender from datacenter from to the server at addr.
+	Sender(tb testing.TB, addr, from string, secret []byte, compress bool) dcsync.Sender
+}
+
+// Secret is the secret the tests' datacenters share.
+var Secret = []byte("test secret, 32 bytes of it.....")
+
+// Store is a processor that remembers how many times each write was
+// applied and the last-writer-wins value of each key.
+type Store struct {
+	count atomic.Int64
+
+	mu      sync.Mutex
+	applies map[string]int             // request ID -> times applied
+	values  map[string]*dcsync.Request // key -> winning write
+	onApply func(n int64)              // called after each apply with the count so far
+}
+
+// NewStore returns an empty Store.
+func NewStore() *Store {
+	return &Store{applies: map[string]int{}, values: map[string]*dcsync.Request{}}
+}
+
+// Process implements dcsync.Processor.
+func (s *Store) Process(_ context.Context, r *dcsync.Request) error {
+	s.mu.Lock()
+	s.applies[r.ID]++
+	if cur := s.values[r.Key]; cur == nil || r.Newer(cur.Version, cur.Origin) {
+		s.values[r.Key] = r
+	}
+	hook := s.onApply
+	s.mu.Unlock()
+	n := s.count.Add(1)
+	if hook != nil {
+		hook(n)
+	}
+	return nil
+}
+
+// OnApply sets a function called after every apply with the number of
+// applies so far.
+func (s *Store) OnApply(f func(n int64)) {
+	s.mu.Lock()
+	s.onApply = f
+	s.mu.Unlock()
+}
+
+// Count returns how many applies happened.
+func (s *Store) Count() int64 { return s.count.Load() }
+
+// Applies returns how many times the write id was applied.
+func (s *Store) Applies(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.applies[id]
+}
+
+// Keys returns how many distinct keys hold a value.
+func (s *Store) Keys() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.values)
+}
+
+// Digest hashes every key and the ID of its winning write, so two stores
+// holding the same state have the same digest.
+func (s *Store) Digest() string {
+	s.mu.Lock()
+	keys := make([]string, 0, len(s.values))
+	for k := range s.values {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	h := sha256.New()
+	for _, k := range keys {
+		h.Write([]byte(k + "=" + s.values[k].ID + "\n"))
+	}
+	s.mu.Unlock()
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// WaitCount waits until the store counted n applies, polling, for at most
+// d; it reports whether it got there.
+func (s *Store) WaitCount(n int64, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for s.Count() < n {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return true
+}
+
+// Listen returns a loopback listener on a free port.
+func Listen(tb testing.TB) net.Listener {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ln
+}
+
+// Relisten listens again on addr, which a killed server just released,
+// retrying a few times while the kernel lets go of it.
+func Relisten(tb testing.TB, addr string) net.Listener {
+	tb.Helper()
+	var err error
+	for range 100 {
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			return ln
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	tb.Fatalf("relisten on %s: %v", addr, err)
+	return nil
+}
+
+// nopSender stands for the direction a test does not use.
+type nopSender struct{}
+
+func (nopSender) Send(context.Context, []*dcsync.Request) error { return nil }
+func (nopSender) Close() error                                   { return nil }
+
+// Receiver returns a Syncer for the receiving datacenter "telecom" that
+// takes batches from "unicom" and applies them to store.
+func Receiver(tb testing.TB, store *Store, audit dcsync.AuditLog) *dcsync.Syncer {
+	tb.Helper()
+	s, err := dcsync.New(dcsync.Config{DC: "telecom", Peers: map[string]dcsync.Sender{"unicom": nopSender{}},
+		Processor: store, Audit: audit})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// Secrets are the secrets the receiver "telecom" knows.
+func Secrets() map[string][]byte { return map[string][]byte{"unicom": Secret} }
