@@ -49,7 +49,8 @@ type Cache struct {
 var _ dcsync.Processor = (*Cache)(nil)
 
 // New returns a Cache that keeps its entries in client. The caller keeps
-// ownership of client and closes it.
+// ownership of client and closes it. New does not talk to Redis: the script
+// is sent on first use and run by its SHA-1 from then on.
 func New(client redis.UniversalClient, opts Options) *Cache {
 	ttl := opts.TombstoneTTL
 	if ttl == 0 {
@@ -87,9 +88,10 @@ func (c *Cache) Apply(ctx context.Context, req *dcsync.Request) (applied bool, e
 
 // ProcessBatch applies every request of reqs that is newer than its stored
 // entry, in one pipeline: one round trip for the batch instead of one per
-// request. Requests to one key are applied in slice order, though the
-// outcome does not depend on it. It returns nil, or a *dcsync.BatchError
-// naming the requests that failed; the others are applied.
+// request, for hosts and queue workers that apply writes in batches.
+// Requests to one key are applied in slice order, though the outcome does
+// not depend on it. It returns nil, or a *dcsync.BatchError naming the
+// requests that failed; the others are applied.
 func (c *Cache) ProcessBatch(ctx context.Context, reqs []*dcsync.Request) error {
 	errs := make([]error, len(reqs))
 	args := make([][]any, len(reqs))
