@@ -4,6 +4,9 @@
 #   scripts/elastic.sh start   prints `export DCSYNC_ELASTIC_URL=http://127.0.0.1:PORT`
 #   scripts/elastic.sh stop    stops it and removes its data
 #
+# The HTTP port is $DCSYNC_ELASTIC_PORT, or else the first free one of
+# 9200..9299.
+#
 # Elasticsearch comes from Maven Central's integ-test-zip distribution through
 # mvn (cached in ~/.m2); OpenSearch's integ-test-zip when that cannot be had.
 # The zip is unpacked once per version under $DCSYNC_CACHE (default
@@ -120,8 +123,11 @@ start() {
   cp -r "$dir/config" "$RUN/config"
   # The JVM's own files are relative to the (read-only, shared) home.
   sed -i -e "s#HeapDumpPath=data#HeapDumpPath=$RUN/data#" -e "s#logs/#$RUN/logs/#g" "$RUN/config/jvm.options"
-  for port in $(seq 9200 9299) 0; do port_busy "$port" || break; done
-  [ "$port" != 0 ] || die "no free port in 9200..9299"
+  port=${DCSYNC_ELASTIC_PORT:-}
+  if [ -z "$port" ]; then
+    for port in $(seq 9200 9299) 0; do port_busy "$port" || break; done
+    [ "$port" != 0 ] || die "no free port in 9200..9299"
+  fi
   cat >>"$RUN/config/${kind%%-*}.yml" <<EOF
 
 cluster.name: dcsync-test

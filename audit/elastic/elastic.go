@@ -1,0 +1,579 @@
+// Package elastic is a dcsync.AuditLog in Elasticsearch 7, through
+// github.com/olivere/elastic/v7: the production audit store.
+//
+// # Writing
+//
+// Append encodes records and puts them on a bounded queue; it never waits
+// for Elasticsearch. A goroutine hands the queue to olivere's BulkProcessor,
+// which sends bulk requests from Workers goroutines, each flushed at
+// FlushActions records, FlushBytes bytes or FlushInterval, and retried with
+// backoff. Records that cannot be sent — the queue is full, a bulk request
+// failed after its retries, Elasticsearch is known to be down — are
+// appended to a spool file in SpoolDir and replayed once Elasticsearch
+// answers again. Every record has a deterministic document ID, so one sent
+// twice (by a replay, a retried bulk request, or a caller) is stored once.
+//
+// # Storing
+//
+// Records live in daily indices named IndexPrefix-YYYY.MM.DD after the day
+// (UTC) their write was accepted at its origin, so all records of a write
+// share an index, behind the alias IndexPrefix. An index template gives them
+// an explicit, strict mapping: keywords for the request ID, datacenters,
+// stage, status and target, an integer attempt, date_nanos times, and the
+// request stored but not indexed. Indices are sorted by (written, id).
+//
+// # Reading
+//
+// Trails reads only the daily indices of the window, filtered by origin and
+// written time, in (written, id) order with search_after; the records of a
+// write are adjacent in that order and grouped into its trail. A pass of the
+// reconciler therefore costs what its window holds, not the history.
+//
+// Appended records become searchable after at most FlushInterval plus the
+// index refresh interval (RefreshInterval, default 1s), both far below the
+// reconciler's default Grace of 30s; Flush makes them searchable at once.
+package elastic
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/olivere/elastic/v7"
+
+	"github.com/dcsync/dcsync"
+)
+
+// Config configures a Log. The zero value of every field selects its
+// documented default.
+type Config struct {
+	// URLs of Elasticsearch nodes; default http://127.0.0.1:9200.
+	URLs []string
+	// HTTPClient sends the requests, for TLS or a proxy; default a client
+	// with Timeout as its timeout.
+	HTTPClient *http.Client
+	// ClientOptions are applied to the olivere client after the Log's own
+	// (sniffing and health checks off), for basic auth or headers. The Log
+	// always sets the HTTP client and the retrier itself: it must see
+	// connection failures to spool around them.
+	ClientOptions []elastic.ClientOptionFunc
+	// IndexPrefix names everything the Log creates: daily indices
+	// IndexPrefix-YYYY.MM.DD behind the alias IndexPrefix, the index
+	// template IndexPrefix, and the checkpoint index IndexPrefix_checkpoints.
+	// Lower-case letters, digits and "-_."; default "dcsync-audit".
+	IndexPrefix string
+	// Shards is the number of primary shards of a daily index; default 1.
+	Shards int
+	// Replicas is the number of replicas of each shard; zero means none,
+	// right for a single node. Set 1 or more on a cluster.
+	Replicas int
+	// RefreshInterval is how often new records become searchable; default
+	// 1s.
+	RefreshInterval time.Duration
+	// Workers is the number of bulk requests in flight; default 2.
+	Workers int
+	// FlushActions sends a bulk request once it holds this many records;
+	// default 1000.
+	FlushActions int
+	// FlushBytes sends a bulk request once it holds this many bytes;
+	// default 5 MiB.
+	FlushBytes int
+	// FlushInterval sends a bulk request at least this often; default 1s.
+	FlushInterval time.Duration
+	// Retries is how many times a failed bulk request is retried before its
+	// records spool; default 3.
+	Retries int
+	// RetryWait is the wait before the first retry, doubling for each
+	// further one up to 5s; default 100ms.
+	RetryWait time.Duration
+	// QueueSize is how many records may wait for the bulk processor; past
+	// it, Append spools. Default 65536.
+	QueueSize int
+	// SpoolDir holds the records Elasticsearch could not take yet. A Log
+	// replays what it finds there at start, so set it to a directory of the
+	// process's own to keep spooled records across a crash; one Log per
+	// directory. Default: a new temporary directory, removed by Close when
+	// empty.
+	SpoolDir string
+	// ReplayInterval is how often an unreachable Elasticsearch is probed and
+	// the spool replayed; default 1s.
+	ReplayInterval time.Duration
+	// Timeout bounds one request to Elasticsearch; default 30s.
+	Timeout time.Duration
+	// Logger receives outages, recoveries and records Elasticsearch
+	// refused; default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if len(c.URLs) == 0 {
+		c.URLs = []string{"http://127.0.0.1:9200"}
+	}
+	c.IndexPrefix = or(c.IndexPrefix, "dcsync-audit")
+	c.Shards = or(c.Shards, 1)
+	c.RefreshInterval = or(c.RefreshInterval, time.Second)
+	c.Workers = or(c.Workers, 2)
+	c.FlushActions = or(c.FlushActions, 1000)
+	c.FlushBytes = or(c.FlushBytes, 5<<20)
+	c.FlushInterval = or(c.FlushInterval, time.Second)
+	c.Retries = or(c.Retries, 3)
+	c.RetryWait = or(c.RetryWait, 100*time.Millisecond)
+	c.QueueSize = or(c.QueueSize, 1<<16)
+	c.ReplayInterval = or(c.ReplayInterval, time.Second)
+	c.Timeout = or(c.Timeout, 30*time.Second)
+	c.Logger = or(c.Logger, slog.Default())
+	return c
+}
+
+func or[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// validPrefix is what Elasticsearch accepts as the start of an index name.
+var validPrefix = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,199}$`)
+
+// ErrUnavailable matches the errors of requests that did not reach
+// Elasticsearch, and of Flush and Close while records wait in the spool.
+var ErrUnavailable = errors.New("elastic: Elasticsearch unavailable")
+
+// ErrClosed is returned by Append and Flush after Close.
+var ErrClosed = errors.New("elastic: audit log closed")
+
+// Log is a dcsync.AuditLog in Elasticsearch. Create it with New; it is
+// safe for concurrent use.
+type Log struct {
+	cfg    Config
+	prefix string
+	client *elastic.Client
+	bulk   *elastic.BulkProcessor
+	queue  chan *doc
+	spool  *spool
+	log    *slog.Logger
+
+	// down is set when a request failed and cleared when a probe succeeds;
+	// while it is set, records spool instead of queueing.
+	down atomic.Bool
+	// ready is set once the template is installed: records must not create
+	// a daily index before it is.
+	ready    atomic.Bool
+	recovery sync.Mutex // serialises install, probe and replay
+
+	mu     sync.RWMutex // held shared by Append and Flush, exclusive by Close
+	closed bool
+
+	queued, taken atomic.Int64 // records put on the queue, and taken off it
+	stats         struct{ appended, indexed, rejected, spooled, replayed atomic.Uint64 }
+
+	stop     chan struct{}
+	pumped   chan struct{} // closed when the queue is drained
+	replayed chan struct{} // closed when the replayer has exited
+}
+
+var _ dcsync.AuditLog = (*Log)(nil)
+
+// New returns a Log writing to the Elasticsearch of cfg, and installs its
+// index template. When Elasticsearch cannot be reached, New still succeeds:
+// records spool until it can, and the template is installed then.
+func New(ctx context.Context, cfg Config) (*Log, error) {
+	cfg = cfg.withDefaults()
+	if !validPrefix.MatchString(cfg.IndexPrefix) {
+		return nil, fmt.Errorf("elastic: invalid IndexPrefix %q", cfg.IndexPrefix)
+	}
+	client, err := newClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	sp, err := openSpool(cfg.SpoolDir)
+	if err != nil {
+		return nil, err
+	}
+	l := &Log{cfg: cfg, prefix: cfg.IndexPrefix, client: client, spool: sp, log: cfg.Logger,
+		queue: make(chan *doc, cfg.QueueSize), stop: make(chan struct{}),
+		pumped: make(chan struct{}), replayed: make(chan struct{})}
+	l.bulk, err = client.BulkProcessor().Name("dcsync-audit-" + l.prefix).
+		Workers(cfg.Workers).BulkActions(cfg.FlushActions).BulkSize(cfg.FlushBytes).
+		FlushInterval(cfg.FlushInterval).Backoff(bulkBackoff{cfg.RetryWait, cfg.Retries}).
+		After(l.after).Do(context.Background())
+	if err != nil {
+		return nil, fmt.Errorf("elastic: start bulk processor: %w", err)
+	}
+	switch err := l.install(ctx); {
+	case err == nil:
+		l.ready.Store(true)
+	case errors.Is(err, ErrUnavailable):
+		l.down.Store(true)
+		l.log.Warn("elastic: Elasticsearch unavailable at start; spooling audit records", "dir", sp.dir, "err", err)
+	default:
+		_ = l.bulk.Close()
+		_ = sp.close()
+		return nil, err
+	}
+	go l.pump()
+	go l.replayer()
+	return l, nil
+}
+
+// newClient returns an olivere client whose failures to reach
+// Elasticsearch are plain errors matching ErrUnavailable. Left to itself,
+// olivere reports them as net.Error or ErrNoClient, and its bulk workers
+// then stop taking records until a node answers — which would hold the
+// queue, and Close, for the whole outage instead of spooling.
+func newClient(cfg Config) (*elastic.Client, error) {
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: cfg.Timeout}
+	}
+	opts := []elastic.ClientOptionFunc{elastic.SetURL(cfg.URLs...), elastic.SetSniff(false),
+		elastic.SetHealthcheck(false)}
+	opts = append(opts, cfg.ClientOptions...)
+	opts = append(opts, elastic.SetHttpClient(unavailableDoer{hc}), elastic.SetRetrier(retrier{}))
+	client, err := elastic.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("elastic: client: %w", err)
+	}
+	return client, nil
+}
+
+// unavailableDoer wraps the errors of requests that got no response in
+// ErrUnavailable, except those of a canceled context.
+type unavailableDoer struct{ c *http.Client }
+
+func (d unavailableDoer) Do(req *http.Request) (*http.Response, error) {
+	res, err := d.c.Do(req)
+	if err != nil && req.Context().Err() == nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return res, err
+}
+
+// retrier leaves retries to the bulk processor's backoff and the spool. It
+// tries a request again only when olivere has marked every node dead after
+// an earlier failure: that is olivere's bookkeeping, not an answer from
+// Elasticsearch.
+type retrier struct{}
+
+func (retrier) Retry(ctx context.Context, n int, req *http.Request, _ *http.Response, err error) (time.Duration, bool, error) {
+	switch {
+	case err == nil || ctx.Err() != nil: // a response, or the caller gave up
+		return 0, false, nil
+	case req == nil && n <= 2:
+		return 0, true, nil
+	case errors.Is(err, ErrUnavailable):
+		return 0, false, err
+	}
+	return 0, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+// bulkBackoff retries a bulk request a bounded number of times, so that a
+// request that cannot succeed ends in the spool.
+type bulkBackoff struct {
+	wait    time.Duration
+	retries int
+}
+
+func (b bulkBackoff) Next(retry int) (time.Duration, bool) {
+	if retry > b.retries {
+		return 0, false
+	}
+	return min(b.wait<<(retry-1), 5*time.Second), true
+}
+
+// Append implements dcsync.AuditLog. It returns once the records are queued
+// or spooled, never waiting for Elasticsearch; it fails only when a record
+// cannot be encoded or the spool cannot be written.
+func (l *Log) Append(_ context.Context, recs []dcsync.Record) error {
+	docs := make([]*doc, 0, len(recs))
+	var errs []error
+	for i := range recs {
+		d, err := newDoc(l.prefix, &recs[i])
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		docs = append(docs, d)
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return ErrClosed
+	}
+	l.stats.appended.Add(uint64(len(docs)))
+	if !l.down.Load() {
+		for len(docs) > 0 {
+			select {
+			case l.queue <- docs[0]:
+				l.queued.Add(1)
+				docs = docs[1:]
+				continue
+			default: // full: the rest spools
+			}
+			break
+		}
+	}
+	if err := l.spoolDocs(docs); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// spoolDocs writes docs to the spool, marking them spooled.
+func (l *Log) spoolDocs(docs []*doc) error {
+	if len(docs) == 0 {
+		return nil
+	}
+	for _, d := range docs {
+		d.spooled.Store(true)
+	}
+	if err := l.spool.write(docs); err != nil {
+		l.log.Error("elastic: audit records lost: spool write failed", "records", len(docs), "err", err)
+		return err
+	}
+	l.stats.spooled.Add(uint64(len(docs)))
+	return nil
+}
+
+// pump hands queued records to the bulk processor, or to the spool while
+// Elasticsearch is down, until the queue is closed and drained.
+func (l *Log) pump() {
+	defer close(l.pumped)
+	var spill []*doc
+	for d := range l.queue {
+		if !l.down.Load() {
+			l.bulk.Add(d)
+			l.taken.Add(1)
+			continue
+		}
+		spill = append(spill[:0], d)
+	drain:
+		for len(spill) < 4096 {
+			select {
+			case d, ok := <-l.queue:
+				if !ok {
+					break drain
+				}
+				spill = append(spill, d)
+			default:
+				break drain
+			}
+		}
+		_ = l.spoolDocs(spill)
+		l.taken.Add(int64(len(spill)))
+		clear(spill)
+	}
+}
+
+// after is the bulk processor's callback. A request that failed after its
+// retries spools its records and marks Elasticsearch down; the processor
+// keeps them and sends them again with its next request, which the
+// document IDs make harmless. Records refused one by one (a mapping
+// conflict) would be refused again: they are counted and logged.
+func (l *Log) after(_ int64, reqs []elastic.BulkableRequest, res *elastic.BulkResponse, err error) {
+	if err != nil {
+		var spill []*doc
+		for _, r := range reqs {
+			if d := r.(*doc); !d.spooled.Load() {
+				spill = append(spill, d)
+			}
+		}
+		if l.down.CompareAndSwap(false, true) {
+			l.log.Warn("elastic: bulk request failed; spooling audit records", "dir", l.spool.dir, "err", err)
+		}
+		_ = l.spoolDocs(spill)
+		return
+	}
+	l.count(res)
+}
+
+// count adds a successful bulk response's outcome to the stats, and logs
+// what Elasticsearch refused.
+func (l *Log) count(res *elastic.BulkResponse) {
+	if res == nil {
+		return
+	}
+	for _, item := range res.Items {
+		for _, r := range item {
+			if r.Status < 300 {
+				l.stats.indexed.Add(1)
+				continue
+			}
+			l.stats.rejected.Add(1)
+			reason := ""
+			if r.Error != nil {
+				reason = r.Error.Type + ": " + r.Error.Reason
+			}
+			l.log.Error("elastic: audit record refused", "index", r.Index, "id", r.Id, "status", r.Status, "reason", reason)
+		}
+	}
+}
+
+// replayer probes Elasticsearch and replays the spool every ReplayInterval
+// while there is something to recover, until Close.
+func (l *Log) replayer() {
+	defer close(l.replayed)
+	t := time.NewTicker(l.cfg.ReplayInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+		if l.down.Load() || l.spool.pending() > 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), l.cfg.Timeout)
+			_ = l.recover(ctx)
+			cancel()
+		}
+	}
+}
+
+// recover installs the template if it is not yet, probes Elasticsearch if
+// it is marked down, and replays the spool.
+func (l *Log) recover(ctx context.Context) error {
+	l.recovery.Lock()
+	defer l.recovery.Unlock()
+	if err := l.installLocked(ctx); err != nil {
+		return err
+	}
+	if l.down.Load() {
+		h, err := l.client.ClusterHealth().Do(ctx)
+		if err != nil {
+			return fmt.Errorf("elastic: probe: %w", err)
+		}
+		if h.Status == "red" {
+			return fmt.Errorf("%w: cluster %s is red", ErrUnavailable, h.ClusterName)
+		}
+		l.down.Store(false)
+		l.log.Info("elastic: Elasticsearch is back; replaying spooled audit records", "pending", l.spool.pending())
+	}
+	return l.replay(ctx)
+}
+
+// installed installs the template and the checkpoint index unless done.
+func (l *Log) installed(ctx context.Context) error {
+	l.recovery.Lock()
+	defer l.recovery.Unlock()
+	return l.installLocked(ctx)
+}
+
+func (l *Log) installLocked(ctx context.Context) error {
+	if l.ready.Load() {
+		return nil
+	}
+	if err := l.install(ctx); err != nil {
+		return err
+	}
+	l.ready.Store(true)
+	return nil
+}
+
+// Flush waits until every record appended before it is indexed and
+// searchable. It returns an error matching ErrUnavailable when records
+// remain in the spool because Elasticsearch cannot be reached; they are
+// replayed once it can.
+func (l *Log) Flush(ctx context.Context) error {
+	for target := l.queued.Load(); l.taken.Load() < target; {
+		if err := sleep(ctx, time.Millisecond); err != nil {
+			return fmt.Errorf("elastic: flush: %w", err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		l.mu.RLock() // Close must not stop the processor under its Flush
+		defer l.mu.RUnlock()
+		if l.closed {
+			done <- ErrClosed
+			return
+		}
+		done <- l.bulk.Flush()
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("elastic: flush: %w", err)
+		}
+	case <-ctx.Done():
+		return fmt.Errorf("elastic: flush: %w", ctx.Err())
+	}
+	if err := l.recover(ctx); err != nil {
+		return err
+	}
+	if n := l.spool.pending(); n > 0 {
+		return fmt.Errorf("%w: %d audit records wait in spool %s", ErrUnavailable, n, l.spool.dir)
+	}
+	if _, err := l.client.Refresh(l.prefix+"-*").Do(ctx); err != nil {
+		return fmt.Errorf("elastic: refresh: %w", err)
+	}
+	return nil
+}
+
+// Close sends every queued record, or spools it when Elasticsearch cannot
+// be reached, and stops the Log. It returns an error matching
+// ErrUnavailable when records remain in the spool: the next Log on the same
+// SpoolDir replays them.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	l.mu.Unlock()
+	close(l.queue)
+	<-l.pumped
+	err := l.bulk.Close() // sends what it holds; failures spool through after
+	close(l.stop)
+	<-l.replayed
+	if l.spool.pending() > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), l.cfg.Timeout)
+		_ = l.recover(ctx)
+		cancel()
+	}
+	n, dir := l.spool.pending(), l.spool.dir
+	errs := []error{err, l.spool.close()}
+	if n > 0 {
+		errs = append(errs, fmt.Errorf("%w: %d audit records left in spool %s", ErrUnavailable, n, dir))
+	}
+	return errors.Join(errs...)
+}
+
+// Stats counts what a Log did since New.
+type Stats struct {
+	Appended uint64 // records given to Append
+	Indexed  uint64 // documents Elasticsearch stored; a record sent twice counts twice
+	Rejected uint64 // documents Elasticsearch refused for good, such as a mapping conflict
+	Spooled  uint64 // records written to the spool
+	Replayed uint64 // records replayed from the spool
+	Pending  int64  // records in the spool now
+}
+
+// Stats returns the counters since New.
+func (l *Log) Stats() Stats {
+	s := &l.stats
+	return Stats{Appended: s.appended.Load(), Indexed: s.indexed.Load(), Rejected: s.rejected.Load(),
+		Spooled: s.spooled.Load(), Replayed: s.replayed.Load(), Pending: l.spool.pending()}
+}
+
+// Client returns the olivere client the Log uses.
+func (l *Log) Client() *elastic.Client { return l.client }
+
+// sleep waits d or until ctx ends, and returns ctx's error if it ended.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,217 @@
+package elastic
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/olivere/elastic/v7"
+)
+
+// spool keeps records Elasticsearch could not take, in segment files of
+// bulk-body lines (an action line and a source line per record). Writes
+// append to the current segment; a replay seals it, so new records go to a
+// fresh one, then sends the sealed segments and deletes each once all of it
+// is stored.
+type spool struct {
+	dir  string
+	temp bool // created by openSpool: removed by close when empty
+
+	mu   sync.Mutex
+	cur  *os.File // segment being written, nil when none
+	next int      // sequence number of the next segment
+	n    atomic.Int64
+}
+
+const segmentPattern = "spool-*.ndjson"
+
+// openSpool opens dir, or a new temporary directory when dir is empty, and
+// counts the records that earlier Logs left there.
+func openSpool(dir string) (*spool, error) {
+	s := &spool{dir: dir}
+	if dir == "" {
+		d, err := os.MkdirTemp("", "dcsync-audit-spool-")
+		if err != nil {
+			return nil, fmt.Errorf("elastic: spool: %w", err)
+		}
+		s.dir, s.temp = d, true
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("elastic: spool: %w", err)
+	}
+	segs, err := s.segments()
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range segs {
+		var seq int
+		if _, err := fmt.Sscanf(filepath.Base(p), "spool-%d.ndjson", &seq); err == nil && seq >= s.next {
+			s.next = seq + 1
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("elastic: spool: %w", err)
+		}
+		s.n.Add(int64(len(splitPairs(b))))
+	}
+	return s, nil
+}
+
+// segments lists the segment files, oldest first.
+func (s *spool) segments() ([]string, error) {
+	segs, err := filepath.Glob(filepath.Join(s.dir, segmentPattern))
+	if err != nil {
+		return nil, fmt.Errorf("elastic: spool: %w", err)
+	}
+	slices.Sort(segs) // zero-padded sequence numbers sort in order
+	return segs, nil
+}
+
+// write appends docs to the current segment and syncs it, so spooled
+// records survive a crash of the process.
+func (s *spool) write(docs []*doc) error {
+	var buf bytes.Buffer
+	for _, d := range docs {
+		buf.WriteString(d.pair)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur == nil {
+		f, err := os.OpenFile(filepath.Join(s.dir, fmt.Sprintf("spool-%020d.ndjson", s.next)),
+			os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return fmt.Errorf("elastic: spool: %w", err)
+		}
+		s.cur, s.next = f, s.next+1
+	}
+	if _, err := s.cur.Write(buf.Bytes()); err != nil {
+		return fmt.Errorf("elastic: spool: %w", err)
+	}
+	if err := s.cur.Sync(); err != nil {
+		return fmt.Errorf("elastic: spool: %w", err)
+	}
+	s.n.Add(int64(len(docs)))
+	return nil
+}
+
+// seal closes the current segment, so that a replay can send every segment
+// while new records go to a new one. It returns the sealed segments.
+func (s *spool) seal() ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur != nil {
+		err := s.cur.Close()
+		s.cur = nil
+		if err != nil {
+			return nil, fmt.Errorf("elastic: spool: %w", err)
+		}
+	}
+	// Listed under the lock: a segment created after it is not sealed.
+	return s.segments()
+}
+
+// pending returns how many records the spool holds.
+func (s *spool) pending() int64 { return s.n.Load() }
+
+// close closes the current segment, and removes a temporary directory left
+// empty.
+func (s *spool) close() error {
+	_, err := s.seal()
+	if s.temp && s.pending() == 0 {
+		if rerr := os.RemoveAll(s.dir); rerr != nil && err == nil {
+			err = fmt.Errorf("elastic: spool: %w", rerr)
+		}
+	}
+	return err
+}
+
+// splitPairs splits a segment into its records, dropping a record cut short
+// by a crash in the middle of a write.
+func splitPairs(b []byte) []string {
+	lines := strings.SplitAfter(string(b), "\n")
+	if n := len(lines); n > 0 && !strings.HasSuffix(lines[n-1], "\n") {
+		lines = lines[:n-1]
+	}
+	pairs := make([]string, 0, len(lines)/2)
+	for i := 0; i+1 < len(lines); i += 2 {
+		pairs = append(pairs, lines[i]+lines[i+1])
+	}
+	return pairs
+}
+
+// retryable reports whether Elasticsearch refused an item for now rather
+// than for good.
+func retryable(status int) bool {
+	switch status {
+	case 408, 429, 503, 507:
+		return true
+	}
+	return false
+}
+
+// replay sends every sealed segment to Elasticsearch in bulk requests of
+// FlushActions records and FlushBytes bytes, and deletes each segment once
+// all of it is stored. It stops at the first failure, marking Elasticsearch
+// down: what was sent of that segment is sent again next time, which the
+// document IDs make harmless. The caller holds l.recovery.
+func (l *Log) replay(ctx context.Context) error {
+	if l.spool.pending() == 0 {
+		return nil
+	}
+	segs, err := l.spool.seal()
+	if err != nil {
+		return err
+	}
+	for _, path := range segs {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("elastic: spool: %w", err)
+		}
+		pairs := splitPairs(b)
+		for start := 0; start < len(pairs); {
+			req, size := l.client.Bulk(), 0
+			end := start
+			for ; end < len(pairs) && end-start < l.cfg.FlushActions && size < l.cfg.FlushBytes; end++ {
+				req.Add(parseDoc(pairs[end]))
+				size += len(pairs[end])
+			}
+			if err := l.replayChunk(ctx, req); err != nil {
+				if errors.Is(err, ErrUnavailable) && l.down.CompareAndSwap(false, true) {
+					l.log.Warn("elastic: replay failed; Elasticsearch down again", "err", err)
+				}
+				return err
+			}
+			start = end
+		}
+		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("elastic: spool: %w", err)
+		}
+		l.spool.n.Add(-int64(len(pairs)))
+		l.stats.replayed.Add(uint64(len(pairs)))
+	}
+	return nil
+}
+
+// replayChunk sends one bulk request of spooled records. Items refused for
+// now fail the chunk, to be sent again; items refused for good are counted.
+func (l *Log) replayChunk(ctx context.Context, req *elastic.BulkService) error {
+	res, err := req.Do(ctx)
+	if err != nil {
+		return fmt.Errorf("elastic: replay: %w", err)
+	}
+	for _, item := range res.Items {
+		for _, r := range item {
+			if retryable(r.Status) {
+				return fmt.Errorf("%w: replay: item refused with status %d", ErrUnavailable, r.Status)
+			}
+		}
+	}
+	l.count(res)
+	return nil
+}

@@ -1,0 +1,186 @@
+package elastic
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/olivere/elastic/v7"
+
+	"github.com/dcsync/dcsync"
+)
+
+const (
+	// defaultLimit is the number of trails of a page when the query sets none.
+	defaultLimit = 1000
+	// recordsPerWrite is how many records a page asks for per trail: a write
+	// between two datacenters leaves four when all goes well.
+	recordsPerWrite = 6
+	// maxHits is Elasticsearch's default index.max_result_window.
+	maxHits = 10000
+	// maxWindowDays is the widest window read day by day; a wider one reads
+	// every daily index through the pattern.
+	maxWindowDays = 62
+)
+
+// Trails implements dcsync.AuditLog. It reads the daily indices of the
+// window only, the records of q.Origin's writes sorted by (written, id)
+// after the cursor, and groups each write's adjacent records into its
+// trail. A page holds at most q.Limit trails; a trail cut by the end of the
+// hits is left to the next page, which starts after the last trail
+// returned. The records of a write must share its Written time, as
+// dcsync's records do.
+func (l *Log) Trails(ctx context.Context, q dcsync.TrailQuery) (dcsync.TrailPage, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = defaultLimit
+	}
+	var page dcsync.TrailPage
+	search := l.client.Search(l.windowIndices(q.From, q.To)...).
+		Query(elastic.NewBoolQuery().Filter(
+			elastic.NewTermQuery("origin", q.Origin),
+			elastic.NewRangeQuery("written").Gte(formatTime(q.From)).Lt(formatTime(q.To)))).
+		Sort("written", true).Sort("id", true).
+		Size(min(limit*recordsPerWrite, maxHits)).
+		TrackTotalHits(false).IgnoreUnavailable(true).AllowNoIndices(true).
+		FilterPath("hits.hits._source")
+	if q.After != "" {
+		at, id, err := parseCursor(q.After)
+		if err != nil {
+			return page, err
+		}
+		search = search.SearchAfter(at.UnixNano(), id)
+	}
+	if !q.To.After(q.From) {
+		return page, nil
+	}
+	hits, err := l.search(ctx, search)
+	if err != nil {
+		return page, err
+	}
+	full := len(hits) == min(limit*recordsPerWrite, maxHits)
+	trails := group(hits)
+	if full && len(trails) > 0 {
+		last := trails[len(trails)-1]
+		if len(trails) == 1 { // one write with a page of records or more
+			recs, err := l.Records(ctx, last.ID)
+			if err != nil {
+				return page, err
+			}
+			trails[0].Records = recs
+		} else {
+			trails = trails[:len(trails)-1] // may be cut short: the next page reads it whole
+		}
+	}
+	if full || len(trails) > limit {
+		trails = trails[:min(limit, len(trails))]
+		t := trails[len(trails)-1]
+		page.Next = cursor(t.Records[0].Written, t.ID)
+	}
+	for i := range trails {
+		sortByTime(trails[i].Records)
+	}
+	page.Trails = trails
+	return page, nil
+}
+
+// Records returns every record of one write, from every datacenter, in the
+// order they happened. It reads every daily index: it is for operators
+// tracing a request, not for the reconciler.
+func (l *Log) Records(ctx context.Context, id string) ([]dcsync.Record, error) {
+	recs, err := l.search(ctx, l.client.Search(l.prefix+"-*").
+		Query(elastic.NewBoolQuery().Filter(elastic.NewTermQuery("id", id))).
+		Size(maxHits).TrackTotalHits(false).IgnoreUnavailable(true).AllowNoIndices(true).
+		FilterPath("hits.hits._source"))
+	if err != nil {
+		return nil, err
+	}
+	sortByTime(recs)
+	return recs, nil
+}
+
+// search runs s and decodes the records of its hits.
+func (l *Log) search(ctx context.Context, s *elastic.SearchService) ([]dcsync.Record, error) {
+	res, err := s.Do(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("elastic: search: %w", err)
+	}
+	if res.Hits == nil {
+		return nil, nil
+	}
+	recs := make([]dcsync.Record, len(res.Hits.Hits))
+	for i, h := range res.Hits.Hits {
+		var src source
+		if err := json.Unmarshal(h.Source, &src); err != nil {
+			return nil, fmt.Errorf("elastic: decode record: %w", err)
+		}
+		recs[i] = src.record()
+	}
+	return recs, nil
+}
+
+// group gathers runs of records of one write into trails.
+func group(recs []dcsync.Record) []dcsync.Trail {
+	var trails []dcsync.Trail
+	for start := 0; start < len(recs); {
+		end := start + 1
+		for end < len(recs) && recs[end].ID == recs[start].ID {
+			end++
+		}
+		trails = append(trails, dcsync.Trail{ID: recs[start].ID, Records: recs[start:end:end]})
+		start = end
+	}
+	return trails
+}
+
+func sortByTime(recs []dcsync.Record) {
+	slices.SortStableFunc(recs, func(a, b dcsync.Record) int { return a.Time.Compare(b.Time) })
+}
+
+// windowIndices names the daily indices of the records written in
+// [from, to), or the pattern of them all for a window too wide to list.
+func (l *Log) windowIndices(from, to time.Time) []string {
+	from, to = from.UTC().Truncate(24*time.Hour), to.UTC()
+	if from.Year() < 1970 || to.Sub(from) > maxWindowDays*24*time.Hour {
+		return []string{l.prefix + "-*"}
+	}
+	var names []string
+	for d := from; d.Before(to); d = d.Add(24 * time.Hour) {
+		names = append(names, dayIndex(l.prefix, d))
+	}
+	return names
+}
+
+// The range of date_nanos, which a query must stay in.
+var (
+	minTime = time.Unix(0, 0)
+	maxTime = time.Unix(0, 1<<63-1)
+)
+
+func formatTime(t time.Time) string {
+	if t.Before(minTime) {
+		t = minTime
+	} else if t.After(maxTime) {
+		t = maxTime
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// A cursor is the written time (Unix nanoseconds) and ID of the last trail
+// of a page.
+func cursor(t time.Time, id string) string {
+	return strconv.FormatInt(t.UnixNano(), 10) + "/" + id
+}
+
+func parseCursor(c string) (time.Time, string, error) {
+	ns, id, ok := strings.Cut(c, "/")
+	n, err := strconv.ParseInt(ns, 10, 64)
+	if !ok || err != nil || id == "" {
+		return time.Time{}, "", fmt.Errorf("elastic: malformed cursor %q", c)
+	}
+	return time.Unix(0, n), id, nil
+}
