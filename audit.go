@@ -155,7 +155,7 @@ func newAuditQueue(log AuditLog, limit int, linger time.Duration, onErr func(err
 		buf:  make([]Record, 0, min(limit, 4096)),
 		wake: make(chan struct{}, 1), flushed: make(chan struct{})}
 	q.room = sync.NewCond(&q.mu)
-	go q.run()
+	go q.run(make([]Record, 0, cap(q.buf)))
 	return q
 }
 
@@ -178,9 +178,10 @@ func (q *auditQueue) add(recs ...Record) {
 	q.mu.Unlock()
 }
 
-func (q *auditQueue) run() {
+// run appends batches until the queue closes; spare is the buffer that
+// alternates with q.buf.
+func (q *auditQueue) run(spare []Record) {
 	defer close(q.flushed)
-	spare := make([]Record, 0, cap(q.buf))
 	for {
 		<-q.wake
 		time.Sleep(q.linger) // let a batch gather

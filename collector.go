@@ -2,6 +2,7 @@ package dcsync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -21,8 +22,10 @@ func (s *Syncer) Collector() Collector { return collector{s} }
 
 type collector struct{ s *Syncer }
 
-// Collect authenticates the batch as a whole, then validates, dedupes and
-// applies each request on its own, so one bad request fails only itself.
+// Collect authenticates the batch as a whole, then validates and dedupes
+// each request on its own, so one bad request fails only itself, and
+// applies the accepted ones — in one call when the Processor is a
+// BatchProcessor.
 func (c collector) Collect(ctx context.Context, from string, reqs []*Request) error {
 	s := c.s
 	s.mu.RLock()
@@ -34,24 +37,137 @@ func (c collector) Collect(ctx context.Context, from string, reqs []*Request) er
 		s.stats.invalid.Add(1)
 		return err
 	}
-	var errs []error
 	recs := getRecords()
 	defer putRecords(recs)
+	var errs []error
+	fail := func(i int, err error) {
+		if errs == nil {
+			errs = make([]error, len(reqs))
+		}
+		errs[i] = err
+	}
+	now := time.Now()
+	var claimed []*Request
+	var at []int // claimed[k] is reqs[at[k]]
 	for i, req := range reqs {
-		var err error
-		*recs, err = s.collectOne(ctx, req, *recs)
-		if err != nil {
-			if errs == nil {
-				errs = make([]error, len(reqs))
+		claim, err := s.claim(ctx, req)
+		switch {
+		case err != nil:
+			fail(i, err)
+			if validID(req.ID) { // else there is no trail to log it under
+				*recs = append(*recs, s.record(req, StageCollect, now, err))
 			}
-			errs[i] = err
+		case claim == Applied:
+			s.stats.duplicates.Add(1)
+		case claim == InFlight:
+			fail(i, ErrInFlight)
+		default:
+			s.stats.collected.Add(1)
+			*recs = append(*recs, s.record(req, StageCollect, now, nil))
+			claimed, at = append(claimed, req), append(at, i)
 		}
 	}
+	var done, undone []string
+	stage := StageApply
+	if s.handoff != nil {
+		stage = StageCollect // the apply stage is the handoff's workers' to record
+	}
+	results := s.process(ctx, claimed)
+	now = time.Now()
+	for k, req := range claimed {
+		err := results[k]
+		if err != nil || stage == StageApply {
+			*recs = append(*recs, s.record(req, stage, now, err))
+		}
+		if err != nil {
+			fail(at[k], err)
+			undone = append(undone, req.ID)
+		} else {
+			done = append(done, req.ID)
+		}
+	}
+	s.commit(ctx, done)
+	s.release(ctx, undone)
 	s.audit.add(*recs...)
 	if errs != nil {
 		return &BatchError{Errs: errs}
 	}
 	return nil
+}
+
+// ErrClockSkew is returned for a collected write whose version is further
+// ahead of the local clock than Config.MaxSkew allows. It is retryable: the
+// write is accepted once the local clock has caught up, or the sender's
+// clock is mended and the write resent.
+var ErrClockSkew = errors.New("dcsync: write's version too far ahead of the local clock")
+
+// claim validates req, merges its version into the local clock, and claims
+// it in the dedupe store.
+func (s *Syncer) claim(ctx context.Context, req *Request) (Claim, error) {
+	if err := s.limits.validate(req, true); err != nil {
+		s.stats.invalid.Add(1)
+		return 0, err
+	}
+	if err := s.observe(req.Version); err != nil {
+		return 0, err
+	}
+	claim, err := s.dedupe.Claim(ctx, req.ID)
+	if err != nil {
+		return 0, fmt.Errorf("dcsync: dedupe claim %s: %w", req.ID, err)
+	}
+	return claim, nil
+}
+
+// observe merges a version from elsewhere into the local clock, so later
+// local writes order after it.
+func (s *Syncer) observe(version uint64) error {
+	if s.maxSkew <= 0 {
+		s.clock.Observe(version)
+		return nil
+	}
+	if err := s.clock.ObserveWithin(version, s.maxSkew); err != nil {
+		return fmt.Errorf("%w: %w", ErrClockSkew, err)
+	}
+	return nil
+}
+
+// Observe merges a version read from this datacenter's state into the
+// version clock, so that a write made after reading it — perhaps in a
+// process that has collected nothing yet — orders after it.
+func (s *Syncer) Observe(version uint64) { s.clock.Observe(version) }
+
+// process applies (or hands off) reqs and returns each one's error.
+func (s *Syncer) process(ctx context.Context, reqs []*Request) []error {
+	errs := make([]error, len(reqs))
+	if len(reqs) == 0 {
+		return errs
+	}
+	target, verb := s.proc, "apply"
+	if s.handoff != nil {
+		target, verb = s.handoff, "hand off"
+	}
+	if bp, ok := target.(BatchProcessor); ok && len(reqs) > 1 {
+		err := bp.ProcessBatch(ctx, reqs)
+		for i := range reqs {
+			errs[i] = resultOf(err, i)
+		}
+	} else {
+		for i, req := range reqs {
+			errs[i] = target.Process(ctx, req)
+		}
+	}
+	failed := 0
+	for i, err := range errs {
+		if err != nil {
+			failed++
+			errs[i] = fmt.Errorf("dcsync: %s %s: %w", verb, reqs[i].ID, err)
+		}
+	}
+	if s.handoff == nil {
+		s.stats.applied.Add(uint64(len(reqs) - failed))
+		s.stats.applyFailed.Add(uint64(failed))
+	}
+	return errs
 }
 
 // admit checks what makes a whole batch unacceptable: an unknown sender, too
@@ -74,53 +190,6 @@ func (s *Syncer) admit(from string, reqs []*Request) error {
 	return nil
 }
 
-// collectOne validates, dedupes and applies (or hands off) one request,
-// appending its audit records to recs.
-func (s *Syncer) collectOne(ctx context.Context, req *Request, recs []Record) ([]Record, error) {
-	rec := Record{ID: req.ID, DC: s.dc, Origin: req.Origin, Stage: StageCollect,
-		Status: StatusOK, Attempt: 1, Written: req.Time(), Time: time.Now()}
-	if err := s.limits.validate(req, true); err != nil {
-		s.stats.invalid.Add(1)
-		if !validID(req.ID) {
-			return recs, err // no trail to log it under
-		}
-		rec.Status, rec.Error = StatusFailed, err.Error()
-		return append(recs, rec), err
-	}
-	s.clock.Observe(req.Version)
-	claim, err := s.dedupe.Claim(ctx, req.ID)
-	switch {
-	case err != nil:
-		err = fmt.Errorf("dcsync: dedupe claim %s: %w", req.ID, err)
-		rec.Status, rec.Error = StatusFailed, err.Error()
-		return append(recs, rec), err
-	case claim == Applied:
-		s.stats.duplicates.Add(1)
-		return recs, nil
-	case claim == InFlight:
-		return recs, ErrInFlight
-	}
-	s.stats.collected.Add(1)
-	recs = append(recs, rec)
-	if s.handoff != nil {
-		if err := s.handoff.Process(ctx, req); err != nil {
-			s.release(ctx, req.ID)
-			rec.Status, rec.Error = StatusFailed, fmt.Sprintf("handoff: %v", err)
-			recs[len(recs)-1] = rec
-			return recs, fmt.Errorf("dcsync: hand off %s: %w", req.ID, err)
-		}
-		s.commit(ctx, req.ID)
-		return recs, nil
-	}
-	apply, err := s.apply(ctx, req)
-	if err != nil {
-		s.release(ctx, req.ID)
-		return append(recs, apply), err
-	}
-	s.commit(ctx, req.ID)
-	return append(recs, apply), nil
-}
-
 // Apply applies a collected write through the Processor and records the
 // apply stage. The MQ wiring's processor workers call it for writes that
 // the Collector handed off; it is safe to call again for the same write.
@@ -128,36 +197,45 @@ func (s *Syncer) Apply(ctx context.Context, req *Request) error {
 	if err := s.limits.validate(req, true); err != nil {
 		return err
 	}
-	rec, err := s.apply(ctx, req)
-	s.audit.add(rec)
+	s.clock.Observe(req.Version)
+	err := s.proc.Process(ctx, req)
+	if err != nil {
+		s.stats.applyFailed.Add(1)
+		err = fmt.Errorf("dcsync: apply %s: %w", req.ID, err)
+	} else {
+		s.stats.applied.Add(1)
+	}
+	s.audit.add(s.record(req, StageApply, time.Now(), err))
 	return err
 }
 
-func (s *Syncer) apply(ctx context.Context, req *Request) (Record, error) {
-	rec := Record{ID: req.ID, DC: s.dc, Origin: req.Origin, Stage: StageApply,
-		Status: StatusOK, Attempt: 1, Written: req.Time()}
-	err := s.proc.Process(ctx, req)
-	rec.Time = time.Now()
+// record returns the record of stage for req here, failed when err is set.
+func (s *Syncer) record(req *Request, stage Stage, at time.Time, err error) Record {
+	r := Record{ID: req.ID, DC: s.dc, Origin: req.Origin, Stage: stage, Status: StatusOK,
+		Attempt: 1, Written: req.Time(), Time: at}
 	if err != nil {
-		s.stats.applyFailed.Add(1)
-		rec.Status, rec.Error = StatusFailed, err.Error()
-		return rec, fmt.Errorf("dcsync: apply %s: %w", req.ID, err)
+		r.Status, r.Error = StatusFailed, err.Error()
 	}
-	s.stats.applied.Add(1)
-	return rec, nil
+	return r
 }
 
 // commit remembers an applied write. A failure is only logged: the write is
 // applied, and a redelivery applying it again is what an idempotent
 // processor tolerates, so it is not worth failing the write over.
-func (s *Syncer) commit(ctx context.Context, id string) {
-	if err := s.dedupe.Commit(ctx, id); err != nil {
-		s.log.Warn("dcsync: dedupe commit failed", "dc", s.dc, "id", id, "err", err)
+func (s *Syncer) commit(ctx context.Context, ids []string) {
+	for _, id := range ids {
+		if err := s.dedupe.Commit(ctx, id); err != nil {
+			s.log.Warn("dcsync: dedupe commit failed", "dc", s.dc, "id", id, "err", err)
+		}
 	}
 }
 
-func (s *Syncer) release(ctx context.Context, id string) {
-	if err := s.dedupe.Release(ctx, id); err != nil {
-		s.log.Warn("dcsync: dedupe release failed", "dc", s.dc, "id", id, "err", err)
+// release gives up the claims of writes whose apply failed, so a retry
+// may claim them.
+func (s *Syncer) release(ctx context.Context, ids []string) {
+	for _, id := range ids {
+		if err := s.dedupe.Release(ctx, id); err != nil {
+			s.log.Warn("dcsync: dedupe release failed", "dc", s.dc, "id", id, "err", err)
+		}
 	}
 }

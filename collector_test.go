@@ -192,3 +192,80 @@ func TestMemoryDedupeForgetsAfterRetention(t *testing.T) {
 		t.Fatalf("x still remembered after two retention periods: %v", c)
 	}
 }
+
+// batchStore counts how its writes arrive.
+type batchStore struct {
+	*store
+	batches int
+}
+
+func (b *batchStore) ProcessBatch(ctx context.Context, reqs []*dcsync.Request) error {
+	b.batches++
+	errs := make([]error, len(reqs))
+	failed := false
+	for i, r := range reqs {
+		if r.Key == "fail" {
+			errs[i], failed = errFlaky, true
+			continue
+		}
+		errs[i] = b.Process(ctx, r)
+	}
+	if failed {
+		return &dcsync.BatchError{Errs: errs}
+	}
+	return nil
+}
+
+func TestCollectUsesBatchProcessor(t *testing.T) {
+	bs := &batchStore{store: newStore(0, 1)}
+	s := newSyncer(t, bs, map[string]dcsync.Sender{"telecom": &recordingSender{}}, nil)
+	batch := []*dcsync.Request{stamped("telecom", "a", 1<<20), stamped("telecom", "b", 1<<20), stamped("telecom", "c", 1<<20)}
+	batch[1].Key = "fail"
+	err := s.Collector().Collect(context.Background(), "telecom", batch)
+	var be *dcsync.BatchError
+	if !errors.As(err, &be) || be.Errs[0] != nil || !errors.Is(be.Errs[1], errFlaky) || be.Errs[2] != nil {
+		t.Fatalf("got %v", err)
+	}
+	if bs.batches != 1 || bs.applies["a"] != 1 || bs.applies["c"] != 1 {
+		t.Fatalf("%d batch calls, applies %v", bs.batches, bs.applies)
+	}
+	batch[1].Key = "k" // the failed one was released: a retry applies it
+	if err := s.Collector().Collect(context.Background(), "telecom", batch); err != nil || bs.applies["b"] != 1 || bs.applies["a"] != 1 {
+		t.Fatalf("retry: %v, applies %v", err, bs.applies)
+	}
+}
+
+func TestMaxSkewRefusesVersionsFromTheFuture(t *testing.T) {
+	st := newStore(0, 1)
+	s, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: st, MaxSkew: time.Second,
+		Peers: map[string]dcsync.Sender{"telecom": &recordingSender{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ahead := stamped("telecom", "ahead", uint64(time.Now().Add(time.Hour).UnixMilli())<<16)
+	err = s.Collector().Collect(context.Background(), "telecom", []*dcsync.Request{ahead})
+	if !errors.Is(err, dcsync.ErrClockSkew) || dcsync.IsPermanent(err) || len(st.applies) != 0 {
+		t.Fatalf("got %v (applies %v), want a retryable ErrClockSkew", err, st.applies)
+	}
+	near := stamped("telecom", "near", uint64(time.Now().Add(500*time.Millisecond).UnixMilli())<<16)
+	if err := s.Collector().Collect(context.Background(), "telecom", []*dcsync.Request{near}); err != nil {
+		t.Fatal(err)
+	}
+	local := &dcsync.Request{Key: "k"}
+	s.Write(context.Background(), local)
+	if local.Version <= near.Version {
+		t.Fatal("a local write after collecting did not order after it")
+	}
+}
+
+func TestObserveOrdersLaterWritesAfterWhatWasRead(t *testing.T) {
+	s := newSyncer(t, newStore(0, 1), nil, nil)
+	read := uint64(time.Now().Add(time.Minute).UnixMilli()) << 16 // written by a peer whose clock is ahead
+	s.Observe(read)
+	req := &dcsync.Request{Key: "k"}
+	s.Write(context.Background(), req)
+	if req.Version <= read {
+		t.Fatalf("version %d does not order after the observed %d", req.Version, read)
+	}
+}

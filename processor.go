@@ -17,3 +17,12 @@ type ProcessorFunc func(ctx context.Context, req *Request) error
 
 // Process calls f(ctx, req).
 func (f ProcessorFunc) Process(ctx context.Context, req *Request) error { return f(ctx, req) }
+
+// BatchProcessor is a Processor that can also apply a batch at once, in one
+// round trip to its store. The Collector uses ProcessBatch for the writes of
+// a batch it has accepted. It returns nil when all were applied, a
+// *BatchError naming the ones that failed, or an error for the whole batch.
+type BatchProcessor interface {
+	Processor
+	ProcessBatch(ctx context.Context, reqs []*Request) error
+}

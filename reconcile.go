@@ -27,6 +27,11 @@ type ReconcilerConfig struct {
 	Overlap time.Duration
 	// Grace keeps the newest writes, still on their way, out of a pass:
 	// the window ends at now minus Grace. Default 30s; negative for none.
+	// A write's time is read from its version, which runs ahead of the wall
+	// clock by as much as the fastest peer's clock (see internal/hlc); such
+	// a write is never lost — the checkpoint never passes the window's end —
+	// but it is repaired only once the window reaches it, so Grace should
+	// exceed the clock skew between datacenters.
 	Grace time.Duration
 	// Lookback is where the first pass starts, before any checkpoint;
 	// default 1 hour.

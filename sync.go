@@ -40,6 +40,11 @@ type Config struct {
 	Handoff Processor
 	// Limits bounds accepted writes and batches.
 	Limits Limits
+	// MaxSkew, when positive, refuses collected writes whose version is
+	// more than MaxSkew ahead of the local wall clock (ErrClockSkew, which
+	// senders retry), so one datacenter's runaway clock cannot drag every
+	// datacenter's versions into the future. Zero accepts any version.
+	MaxSkew time.Duration
 	// AuditQueue is how many records may wait for the audit log before
 	// writers wait; default 65536.
 	AuditQueue int
@@ -72,6 +77,7 @@ type Syncer struct {
 	handoff Processor
 	dedupe  DedupeStore
 	limits  Limits
+	maxSkew time.Duration
 	clock   hlc.Clock
 	log     *slog.Logger
 	audit   *auditQueue
@@ -114,6 +120,7 @@ func New(cfg Config) (*Syncer, error) {
 		handoff: cfg.Handoff,
 		dedupe:  cfg.Dedupe,
 		limits:  cfg.Limits.withDefaults(),
+		maxSkew: cfg.MaxSkew,
 		log:     cfg.Logger,
 		closing: make(chan struct{}),
 		waiters: map[string]*waiter{},
