@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -23,9 +24,24 @@ const codecVersion = 1
 // this package can decode. Such entries are dead-lettered at once.
 var ErrMalformed = errors.New("redis: malformed stream entry")
 
-// entryValues returns the fields of the stream entry that carries req.
-func entryValues(req *dcsync.Request) []any {
+// entryValues returns the fields of the stream entry that carries req. A
+// request read from a stream is passed on in the encoding it came in, found
+// in ctx, rather than encoded again.
+func entryValues(ctx context.Context, req *dcsync.Request) []any {
+	if raw, ok := ctx.Value(rawKey{}).(map[*dcsync.Request]string); ok {
+		if r, ok := raw[req]; ok {
+			return []any{fieldID, req.ID, fieldRequest, r}
+		}
+	}
 	return []any{fieldID, req.ID, fieldRequest, encode(req)}
+}
+
+type rawKey struct{}
+
+// withRaw returns a context in which entryValues finds the encodings of
+// requests decoded from stream entries.
+func withRaw(ctx context.Context, raw map[*dcsync.Request]string) context.Context {
+	return context.WithValue(ctx, rawKey{}, raw)
 }
 
 // encode returns the compact binary form of req: a version byte, then

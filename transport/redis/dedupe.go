@@ -54,13 +54,26 @@ func NewDedupe(client *goredis.Client, opts DedupeOptions) *Dedupe {
 
 // Claim implements dcsync.DedupeStore with one SET NX GET.
 func (d *Dedupe) Claim(ctx context.Context, id string) (dcsync.Claim, error) {
-	prev, err := d.fast.SetArgs(ctx, d.opts.Prefix+id, dedupeClaimed,
-		goredis.SetArgs{Mode: "NX", TTL: d.opts.ClaimTTL, Get: true}).Result()
+	if b := deferredFrom(ctx); b != nil && b.dedupe == d {
+		if c, ok := b.claim(id); ok {
+			return c, nil
+		}
+	}
+	c, err := claimOf(d.fast.SetArgs(ctx, d.opts.Prefix+id, dedupeClaimed,
+		goredis.SetArgs{Mode: "NX", TTL: d.opts.ClaimTTL, Get: true}).Result())
+	if err != nil {
+		return 0, fmt.Errorf("redis: dedupe claim: %w", err)
+	}
+	return c, nil
+}
+
+// claimOf reads the reply of SET NX GET: no previous value means claimed.
+func claimOf(prev string, err error) (dcsync.Claim, error) {
 	switch {
 	case errors.Is(err, goredis.Nil):
 		return dcsync.Claimed, nil
 	case err != nil:
-		return 0, fmt.Errorf("redis: dedupe claim: %w", err)
+		return 0, err
 	case prev == dedupeApplied:
 		return dcsync.Applied, nil
 	}
@@ -69,6 +82,9 @@ func (d *Dedupe) Claim(ctx context.Context, id string) (dcsync.Claim, error) {
 
 // Commit implements dcsync.DedupeStore.
 func (d *Dedupe) Commit(ctx context.Context, id string) error {
+	if b := deferredFrom(ctx); b != nil && b.dedupe == d && b.commit(id) {
+		return nil
+	}
 	if err := d.fast.Set(ctx, d.opts.Prefix+id, dedupeApplied, d.opts.Retention).Err(); err != nil {
 		return fmt.Errorf("redis: dedupe commit: %w", err)
 	}
@@ -83,6 +99,9 @@ return 0`)
 
 // Release implements dcsync.DedupeStore.
 func (d *Dedupe) Release(ctx context.Context, id string) error {
+	if b := deferredFrom(ctx); b != nil && b.dedupe == d {
+		b.release(id)
+	}
 	if err := releaseScript.Run(ctx, d.client, []string{d.opts.Prefix + id}, dedupeClaimed).Err(); err != nil {
 		return fmt.Errorf("redis: dedupe release: %w", err)
 	}

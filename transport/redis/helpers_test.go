@@ -23,6 +23,7 @@ type store struct {
 	values  map[string]*dcsync.Request
 	applies map[string]int
 	fail    map[string]error
+	onApply func(*dcsync.Request) // called for each applied write, under the lock
 }
 
 func newStore() *store {
@@ -36,6 +37,9 @@ func (s *store) Process(_ context.Context, r *dcsync.Request) error {
 		return err
 	}
 	s.applies[r.ID]++
+	if s.onApply != nil {
+		s.onApply(r)
+	}
 	if cur := s.values[r.Key]; cur == nil || r.Newer(cur.Version, cur.Origin) {
 		s.values[r.Key] = r
 	}

@@ -170,12 +170,15 @@ func (n *Node) Reship(ctx context.Context, req *dcsync.Request) error {
 // stream, for dcsync.Config.Handoff.
 func (n *Node) Handoff() dcsync.Processor {
 	return dcsync.ProcessorFunc(func(ctx context.Context, req *dcsync.Request) error {
+		if b := deferredFrom(ctx); b != nil && b.add(ctx, req) {
+			return nil // added with the acknowledgement of its inbound entry
+		}
 		return n.add(ctx, n.apply, req)
 	})
 }
 
 func (n *Node) add(ctx context.Context, stream string, req *dcsync.Request) error {
-	err := n.fast.XAdd(ctx, &goredis.XAddArgs{Stream: stream, Values: entryValues(req)}).Err()
+	err := n.fast.XAdd(ctx, &goredis.XAddArgs{Stream: stream, Values: entryValues(ctx, req)}).Err()
 	if err != nil {
 		return fmt.Errorf("redis: add %s to %s: %w", req.ID, stream, err)
 	}
@@ -221,7 +224,7 @@ var _ dcsync.Sender = (*Sender)(nil)
 func (s *Sender) Send(ctx context.Context, reqs []*dcsync.Request) error {
 	cmds, err := s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for _, req := range reqs {
-			p.XAdd(ctx, &goredis.XAddArgs{Stream: s.stream, Values: entryValues(req)})
+			p.XAdd(ctx, &goredis.XAddArgs{Stream: s.stream, Values: entryValues(ctx, req)})
 		}
 		return nil
 	})
@@ -306,10 +309,20 @@ func (n *Node) groups(s *dcsync.Syncer) []*group {
 		})
 		gs = append(gs, &group{n: n, stream: n.inbound(n.cfg.DC, peer), name: "collect", hop: "collect:" + peer,
 			handle: func(ctx context.Context, reqs []*dcsync.Request) []error {
-				return n.parallel(ctx, reqs, func(ctx context.Context, req *dcsync.Request) error {
-					return split(collector.Collect(ctx, peer, []*dcsync.Request{req}), 1)[0]
-				})
+				err := collector.Collect(ctx, peer, reqs)
+				var be *dcsync.BatchError
+				if len(reqs) > 1 && dcsync.IsPermanent(err) && !errors.As(err, &be) {
+					// One bad request rejects a whole batch (a forged
+					// origin); collect one by one to find it.
+					errs := make([]error, len(reqs))
+					for i, req := range reqs {
+						errs[i] = split(collector.Collect(ctx, peer, []*dcsync.Request{req}), 1)[0]
+					}
+					return errs
+				}
+				return split(err, len(reqs))
 			},
+			defers: true,
 		})
 	}
 	gs = append(gs, &group{n: n, stream: n.apply, name: "apply", hop: "apply",

@@ -28,6 +28,9 @@ type group struct {
 	probe func(ctx context.Context) error
 	// onDead, when set, is told the request IDs dead-lettered.
 	onDead func(ctx context.Context, ids []string) error
+	// defers says that handle runs dcsync's Collector over the Node's Dedupe
+	// and Handoff, whose writes are then deferred to the acknowledgement.
+	defers bool
 }
 
 // failures is the hash, beside each stream, that keeps the last error of
@@ -188,8 +191,7 @@ func (w *worker) process(ctx context.Context, msgs []goredis.XMessage, counts ma
 	// waste the work under way; only waits between retries end with ctx.
 	hctx := context.WithoutCancel(ctx)
 	for round := 1; ; round++ {
-		w.handleAll(hctx, live)
-		w.settle(hctx, batch, counts != nil)
+		w.settle(hctx, batch, counts != nil, w.handleAll(hctx, live))
 		var stalled []*entry
 		for _, e := range live {
 			if e.out == stall {
@@ -214,18 +216,27 @@ func (w *worker) process(ctx context.Context, msgs []goredis.XMessage, counts ma
 // errGaveUp is the error of entries dead-lettered after MaxAttempts.
 var errGaveUp = errors.New("too many deliveries")
 
-// handleAll hands the requests of live on and sets each one's outcome.
-func (w *worker) handleAll(ctx context.Context, live []*entry) {
+// handleAll hands the requests of live on, sets each one's outcome, and
+// returns the writes deferred to the acknowledgement, if any.
+func (w *worker) handleAll(ctx context.Context, live []*entry) *deferred {
 	if len(live) == 0 {
-		return
+		return nil
 	}
 	reqs := make([]*dcsync.Request, len(live))
+	raw := make(map[*dcsync.Request]string, len(live))
 	for i, e := range live {
 		reqs[i] = e.req
+		raw[e.req], _ = e.msg.Values[fieldRequest].(string)
+	}
+	ctx = withRaw(ctx, raw)
+	var later *deferred
+	if w.defers {
+		ctx, later = w.n.dedupe.preclaim(ctx, reqs)
 	}
 	for i, err := range w.handle(ctx, reqs) {
 		live[i].err, live[i].out = err, classify(err)
 	}
+	return later
 }
 
 // await waits before stalled entries are retried, keeping them claimed by
@@ -273,11 +284,12 @@ func (w *worker) lastErrors(ctx context.Context, msgs []goredis.XMessage) []stri
 	return out
 }
 
-// settle records the outcome of each entry in one round trip: dead letters
-// added and acknowledged together (MULTI), handed-on entries acknowledged,
-// and the error of entries left for a retry kept for whoever dead-letters
-// them. Stalled and abandoned entries stay pending as they are.
-func (w *worker) settle(ctx context.Context, entries []*entry, claimed bool) {
+// settle records the outcome of each entry in one MULTI: the writes
+// deferred by handling, dead letters, the acknowledgement of handed-on and
+// dead-lettered entries, and the error of entries left for a retry, kept
+// for whoever dead-letters them. Stalled and abandoned entries stay pending
+// as they are.
+func (w *worker) settle(ctx context.Context, entries []*entry, claimed bool, later *deferred) {
 	var ack, deadIDs, forget []string
 	var failed []any
 	for _, e := range entries {
@@ -298,6 +310,9 @@ func (w *worker) settle(ctx context.Context, entries []*entry, claimed bool) {
 		return
 	}
 	_, err := w.n.cfg.Client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		if later != nil {
+			later.write(ctx, p, w.n.apply)
+		}
 		for _, e := range entries {
 			if e.out == dead {
 				p.XAdd(ctx, &goredis.XAddArgs{Stream: w.n.dead, Values: w.deadLetter(e)})
