@@ -125,7 +125,7 @@ func decodeBatch(b []byte, n int) ([]*dcsync.Request, error) {
 	reqs := make([]*dcsync.Request, n)
 	i := 0
 	for len(b) > 0 {
-		num, typ, tl := protowire.ConsumeTag(b)
+		num, typ, tl := consumeTag(b)
 		if tl < 0 {
 			return nil, errMalformed("tag", tl)
 		}
@@ -152,6 +152,16 @@ func decodeBatch(b []byte, n int) ([]*dcsync.Request, error) {
 	return reqs, nil
 }
 
+// consumeTag is protowire.ConsumeTag refusing, as protobuf-go does, field
+// numbers above the largest valid one.
+func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n >= 0 && num > protowire.MaxValidNumber {
+		return 0, 0, -1
+	}
+	return num, typ, n
+}
+
 // span is where a string field's bytes are, to be copied into one string.
 type span struct {
 	num      protowire.Number
@@ -167,7 +177,7 @@ func decodeRequest(msg []byte, r *dcsync.Request) error {
 	var hasPayload bool
 	strLen := 0
 	for off := 0; off < len(msg); {
-		num, typ, tl := protowire.ConsumeTag(msg[off:])
+		num, typ, tl := consumeTag(msg[off:])
 		if tl < 0 {
 			return errMalformed("tag", tl)
 		}
@@ -248,7 +258,7 @@ func decodeRequest(msg []byte, r *dcsync.Request) error {
 func decodeEntry(b []byte, s string, r *dcsync.Request) error {
 	var k, v string
 	for off := 0; off < len(b); {
-		num, typ, tl := protowire.ConsumeTag(b[off:])
+		num, typ, tl := consumeTag(b[off:])
 		if tl < 0 {
 			return errMalformed("header tag", tl)
 		}

@@ -142,7 +142,7 @@ func fromBatch(b *Batch) []*dcsync.Request {
 func Count(body []byte) (int, error) {
 	n := 0
 	for len(body) > 0 {
-		num, typ, tl := protowire.ConsumeTag(body)
+		num, typ, tl := consumeTag(body)
 		if tl < 0 {
 			return 0, fmt.Errorf("%w: malformed batch: %v", dcsync.ErrInvalid, protowire.ParseError(tl))
 		}

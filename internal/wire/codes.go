@@ -2,6 +2,7 @@ package wire
 
 import (
 	"errors"
+	"strings"
 
 	"github.com/dcsync/dcsync"
 )
@@ -97,13 +98,26 @@ func ResultsOf(err error) *Results {
 		for i, e := range be.Errs {
 			slab[i].Code = CodeOf(e)
 			if e != nil {
-				slab[i].Message = e.Error()
+				slab[i].Message = message(e)
 			}
 			res.Results[i] = &slab[i]
 		}
 		return res
 	}
-	return &Results{Code: CodeOf(err), Message: err.Error()}
+	return &Results{Code: CodeOf(err), Message: message(err)}
+}
+
+// maxMessage bounds the text of one error on the wire.
+const maxMessage = 1024
+
+// message returns err's text as valid UTF-8 of at most maxMessage bytes:
+// errors may quote the bytes of a malformed body.
+func message(err error) string {
+	m := err.Error()
+	if len(m) > maxMessage {
+		m = m[:maxMessage] + "…"
+	}
+	return strings.ToValidUTF8(m, "\ufffd")
 }
 
 // ErrorOf decodes the answer to a batch of n requests into what a

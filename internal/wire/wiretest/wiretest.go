@@ -148,7 +148,7 @@ func Relisten(tb testing.TB, addr string) net.Listener {
 type nopSender struct{}
 
 func (nopSender) Send(context.Context, []*dcsync.Request) error { return nil }
-func (nopSender) Close() error                                   { return nil }
+func (nopSender) Close() error                                  { return nil }
 
 // Receiver returns a Syncer for the receiving datacenter "telecom" that
 // takes batches from "unicom" and applies them to store.

@@ -1,0 +1,73 @@
+package http_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+
+	"github.com/dcsync/dcsync"
+	dcsynchttp "github.com/dcsync/dcsync/transport/http"
+)
+
+// Two datacenters replicate over HTTP: telecom serves its Collector with
+// NewHandler, unicom reaches it with a Sender. Each side knows the secret
+// of the pair.
+func Example() {
+	secret := []byte("shared by unicom and telecom, 32+")
+	ctx := context.Background()
+
+	// telecom: the receiving side. It writes nothing here, so its own
+	// sender to unicom stays unused; it names unicom as a peer.
+	toUnicom, err := dcsynchttp.NewSender(dcsynchttp.SenderConfig{
+		URL: "http://unicom.example:8080/dcsync", From: "telecom", Secret: secret,
+	})
+	if err != nil {
+		panic(err)
+	}
+	applied := make(chan string, 1)
+	telecom, err := dcsync.New(dcsync.Config{DC: "telecom",
+		Peers: map[string]dcsync.Sender{"unicom": toUnicom},
+		Processor: dcsync.ProcessorFunc(func(_ context.Context, r *dcsync.Request) error {
+			if r.Origin != "telecom" {
+				applied <- fmt.Sprintf("telecom applied %s=%s from %s", r.Key, r.Payload, r.Origin)
+			}
+			return nil
+		})})
+	if err != nil {
+		panic(err)
+	}
+	defer telecom.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/dcsync", dcsynchttp.NewHandler(telecom.Collector(), dcsynchttp.HandlerConfig{
+		Secrets: map[string][]byte{"unicom": secret},
+	}))
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	// unicom: the sending side.
+	toTelecom, err := dcsynchttp.NewSender(dcsynchttp.SenderConfig{
+		URL: "http://" + ln.Addr().String() + "/dcsync", From: "unicom", Secret: secret, Compress: true,
+	})
+	if err != nil {
+		panic(err)
+	}
+	unicom, err := dcsync.New(dcsync.Config{DC: "unicom",
+		Peers:     map[string]dcsync.Sender{"telecom": toTelecom},
+		Processor: dcsync.ProcessorFunc(func(context.Context, *dcsync.Request) error { return nil })})
+	if err != nil {
+		panic(err)
+	}
+	defer unicom.Close()
+
+	if err := unicom.Write(ctx, &dcsync.Request{Key: "user:42", Op: "set", Payload: []byte("Ada")}, dcsync.WaitAll()); err != nil {
+		panic(err)
+	}
+	fmt.Println(<-applied)
+	// Output: telecom applied user:42=Ada from unicom
+}
