@@ -23,7 +23,7 @@ func FuzzDecode(f *testing.F) {
 			f.Add(append(body[:3:3], body[4:]...))
 		}
 	}
-	f.Add([]byte("\x0a\x03\x0a\x01\xff"))             // a request whose ID is not UTF-8
+	f.Add([]byte("\x0a\x03\x0a\x01\xff"))              // a request whose ID is not UTF-8
 	f.Add([]byte("\x0a\x05\x3a\x03\x0a\x01a"))         // a header entry with a key only
 	f.Add([]byte("\x0a\x04\x30\x80\x80\x80"))          // a truncated varint
 	f.Add([]byte("\x0b\x0c"))                          // a group

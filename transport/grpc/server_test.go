@@ -1,0 +1,230 @@
+package grpc_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/dcsync/dcsync"
+	"github.com/dcsync/dcsync/internal/auth"
+	"github.com/dcsync/dcsync/internal/wire"
+	"github.com/dcsync/dcsync/internal/wire/wiregrpc"
+	"github.com/dcsync/dcsync/internal/wire/wiretest"
+	dcsyncgrpc "github.com/dcsync/dcsync/transport/grpc"
+)
+
+// peer is a receiving datacenter behind a gRPC server on loopback.
+type peer struct {
+	store *wiretest.Store
+	addr  string
+	conn  *grpc.ClientConn // a plain client connection, for raw streams
+}
+
+func newPeer(t *testing.T, cfg dcsyncgrpc.ServerConfig, opts ...grpc.ServerOption) *peer {
+	t.Helper()
+	p := &peer{store: wiretest.NewStore()}
+	recv := wiretest.Receiver(t, p.store, nil)
+	if cfg.Secrets == nil {
+		cfg.Secrets = wiretest.Secrets()
+	}
+	srv := grpc.NewServer(append(dcsyncgrpc.ServerOptions(cfg), opts...)...)
+	if err := dcsyncgrpc.Register(srv, recv.Collector(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	ln := wiretest.Listen(t)
+	p.addr = ln.Addr().String()
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	var err error
+	p.conn, err = grpc.NewClient(p.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.conn.Close() })
+	return p
+}
+
+// batch returns n valid writes from unicom, serialized.
+func batch(t testing.TB, n int) ([]*dcsync.Request, []byte) {
+	t.Helper()
+	reqs := make([]*dcsync.Request, n)
+	for i := range reqs {
+		reqs[i] = &dcsync.Request{ID: fmt.Sprintf("req-%d-%d", time.Now().UnixNano(), i), Origin: "unicom",
+			Key: fmt.Sprintf("key-%d", i), Op: "set", Payload: []byte("value"), Version: uint64(time.Now().UnixMilli()) << 16}
+	}
+	body, err := wire.Encode(nil, reqs, wire.Proto, wire.Encoding_ENCODING_IDENTITY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reqs, body
+}
+
+// envelope signs body as from with secret.
+func envelope(t *testing.T, from string, secret, body []byte) *wire.Envelope {
+	t.Helper()
+	s, err := auth.NewSigner(from, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := s.Sign(body)
+	return &wire.Envelope{Seq: 1, From: st.From, Timestamp: st.Timestamp, Nonce: st.Nonce[:],
+		Signature: st.Signature[:], Body: body}
+}
+
+// exchange sends env on a new stream and returns its Results, or the
+// status and trailer the stream ended with.
+func exchange(t *testing.T, p *peer, env *wire.Envelope) (*wire.Results, *status.Status, metadata.MD) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cs, err := wiregrpc.NewReplicationClient(p.conn).Collect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.Send(env); err != nil {
+		t.Fatal(err)
+	}
+	res, err := cs.Recv()
+	if err != nil {
+		return nil, status.Convert(err), cs.Trailer()
+	}
+	_ = cs.CloseSend()
+	return res, nil, nil
+}
+
+func TestServerAccepts(t *testing.T) {
+	p := newPeer(t, dcsyncgrpc.ServerConfig{})
+	_, body := batch(t, 3)
+	env := envelope(t, "unicom", wiretest.Secret, body)
+	env.Seq = 42
+	res, st, _ := exchange(t, p, env)
+	if st != nil || res.Code != wire.Code_CODE_OK || res.Seq != 42 {
+		t.Fatalf("%v %v", res, st)
+	}
+	var zipped bytes.Buffer
+	zw := gzip.NewWriter(&zipped)
+	_, body = batch(t, 2)
+	_, _ = zw.Write(body)
+	_ = zw.Close()
+	env = envelope(t, "unicom", wiretest.Secret, zipped.Bytes())
+	env.Encoding = wire.Encoding_ENCODING_GZIP
+	if res, st, _ := exchange(t, p, env); st != nil || res.Code != wire.Code_CODE_OK {
+		t.Fatalf("gzip: %v %v", res, st)
+	}
+	if n := p.store.Count(); n != 5 {
+		t.Fatalf("%d applied, want 5", n)
+	}
+
+	// A batch whose sender stopped waiting is answered, not applied, and
+	// the stream goes on.
+	_, body = batch(t, 1)
+	env = envelope(t, "unicom", wiretest.Secret, body)
+	env.Deadline = time.Now().Add(-time.Second).UnixNano()
+	if res, st, _ := exchange(t, p, env); st != nil || res.Code != wire.Code_CODE_RETRY {
+		t.Fatalf("past deadline: %v %v", res, st)
+	}
+	if n := p.store.Count(); n != 5 {
+		t.Fatalf("%d applied, want 5", n)
+	}
+
+	hc := healthpb.NewHealthClient(p.conn)
+	for _, svc := range []string{"", dcsyncgrpc.ServiceName} {
+		resp, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{Service: svc})
+		if err != nil || resp.Status != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("health of %q: %v %v", svc, resp, err)
+		}
+	}
+	if dcsyncgrpc.ServiceName != wiregrpc.Replication_ServiceDesc.ServiceName {
+		t.Fatal("ServiceName differs from the generated service's")
+	}
+}
+
+// Every refusal ends the stream with the right code, a message saying why
+// and the batch's seq in the trailer, and applies nothing.
+func TestServerRefuses(t *testing.T) {
+	p := newPeer(t, dcsyncgrpc.ServerConfig{MaxBody: 64 << 10, MaxBatch: 10, MaxSkew: time.Minute})
+	reqs, good := batch(t, 3)
+	_, eleven := batch(t, 11)
+	forged := []*dcsync.Request{reqs[0].Clone()}
+	forged[0].Origin = "telecom"
+	forgedBody, _ := wire.Encode(nil, forged, wire.Proto, wire.Encoding_ENCODING_IDENTITY)
+	var bomb bytes.Buffer
+	zw := gzip.NewWriter(&bomb)
+	_, _ = zw.Write(make([]byte, 1<<20))
+	_ = zw.Close()
+	replayed := envelope(t, "unicom", wiretest.Secret, good)
+	if res, st, _ := exchange(t, p, replayed); st != nil || res.Code != wire.Code_CODE_OK {
+		t.Fatalf("first send of the replayed batch: %v %v", res, st)
+	}
+	before := p.store.Count()
+
+	signed := func(body []byte) *wire.Envelope { return envelope(t, "unicom", wiretest.Secret, body) }
+	with := func(env *wire.Envelope, f func(*wire.Envelope)) *wire.Envelope { f(env); return env }
+	for _, c := range []struct {
+		name string
+		env  *wire.Envelope
+		code codes.Code
+		says string
+	}{
+		{"garbage", signed([]byte("this is not protobuf")), codes.InvalidArgument, "malformed"},
+		{"truncated, signed whole", with(signed(good), func(e *wire.Envelope) { e.Body = e.Body[:len(e.Body)-4] }),
+			codes.Unauthenticated, "signature"},
+		{"truncated, signed as sent", signed(good[:len(good)-4]), codes.InvalidArgument, "malformed"},
+		{"over MaxBody", signed(make([]byte, 65<<10)), codes.InvalidArgument, "limit"},
+		{"over MaxBatch", signed(eleven), codes.InvalidArgument, "11 requests, limit 10"},
+		{"gzip bomb", with(signed(bomb.Bytes()), func(e *wire.Envelope) { e.Encoding = wire.Encoding_ENCODING_GZIP }),
+			codes.InvalidArgument, "decompresses"},
+		{"unknown encoding", with(signed(good), func(e *wire.Envelope) { e.Encoding = 9 }), codes.InvalidArgument, "encoding"},
+		{"unknown datacenter", envelope(t, "mobile", wiretest.Secret, good), codes.Unauthenticated, `"mobile"`},
+		{"wrong secret", envelope(t, "unicom", []byte("not the secret we share at all"), good), codes.Unauthenticated, "signature"},
+		{"stale", with(signed(good), func(e *wire.Envelope) { e.Timestamp -= int64(2 * time.Minute) }), codes.Unauthenticated, "skew"},
+		{"replay", replayed, codes.Unauthenticated, "replay"},
+		{"short nonce", with(signed(good), func(e *wire.Envelope) { e.Nonce = e.Nonce[:8] }), codes.Unauthenticated, "nonce"},
+		{"forged origin", signed(forgedBody), codes.PermissionDenied, "origin"},
+	} {
+		c.env.Seq = 7
+		res, st, trailer := exchange(t, p, c.env)
+		if st == nil {
+			t.Errorf("%s: answered %v", c.name, res)
+			continue
+		}
+		t.Logf("%s: %v %s", c.name, st.Code(), st.Message())
+		if st.Code() != c.code || !strings.Contains(st.Message(), c.says) {
+			t.Errorf("%s: %v %q, want %v and a message with %q", c.name, st.Code(), st.Message(), c.code, c.says)
+		}
+		if got := trailer.Get("dcsync-seq"); len(got) != 1 || got[0] != "7" {
+			t.Errorf("%s: trailer %v", c.name, trailer)
+		}
+	}
+	// Over the server's receive limit, gRPC refuses the message itself.
+	if _, st, _ := exchange(t, p, signed(make([]byte, 100<<10))); st == nil || st.Code() != codes.ResourceExhausted {
+		t.Errorf("over MaxRecvMsgSize: %v", st)
+	}
+	if n := p.store.Count(); n != before {
+		t.Fatalf("refused batches applied %d writes", n-before)
+	}
+}
+
+func TestRegisterConfig(t *testing.T) {
+	srv := grpc.NewServer()
+	defer srv.Stop()
+	if err := dcsyncgrpc.Register(srv, nil, dcsyncgrpc.ServerConfig{Secrets: wiretest.Secrets()}); err == nil {
+		t.Error("nil collector accepted")
+	}
+	for _, cfg := range []dcsyncgrpc.ServerConfig{{}, {Secrets: map[string][]byte{"unicom": []byte("short")}}} {
+		if err := dcsyncgrpc.Register(srv, wiretest.Receiver(t, wiretest.NewStore(), nil).Collector(), cfg); err == nil {
+			t.Errorf("%+v accepted", cfg)
+		}
+	}
+}
