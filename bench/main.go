@@ -1,0 +1,183 @@
+// Command dcsync-bench measures dcsync the same way over every transport
+// and audit store, and in the same run measures what a user would build
+// instead and the ceilings of the machine.
+//
+// Scenario: two datacenters on loopback, unicom and telecom. N writes of a
+// payload size enter unicom with no-op processors; a write counts once
+// telecom's processor has applied it. Every target runs two phases, each
+// on fresh servers: full speed (Writers concurrent writers, until the peer
+// has applied all N), and a fixed offered rate (replication lag, the time
+// from Write to the peer's apply). Every payload carries its write time,
+// so the peer's apply alone measures the lag, whatever carried it.
+//
+// Targets:
+//
+//	dcsync/<transport>[+elastic]  memory, http, grpc, redis; audit log in memory or Elasticsearch
+//	watermill/redis               Watermill's Redis Streams pub/sub with a forwarder from A's Redis to B's
+//	handrolled/http-post          one HTTP POST per write, net/http client to net/http server
+//	ceiling/redis-xadd            redis-benchmark, pipelined XADD of the payload
+//	ceiling/nethttp               a net/http handler that only reads the body, fed dcsync-sized batches
+//	ceiling/grpc                  a client-streaming RPC that only receives dcsync-sized batches
+//
+// Usage:
+//
+//	cd bench && go run . -json results.json
+//
+// It prints a live progress line to stderr, a table to stdout at the end,
+// and writes every figure to the -json file. Elasticsearch rows run when
+// -elastic or DCSYNC_ELASTIC_URL gives a node.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+)
+
+// Config sets up a run. The zero value of a field selects the default that
+// flags document.
+type Config struct {
+	N          int           // writes per full-speed phase
+	ElasticN   int           // writes per full-speed phase of the +elastic rows, which Elasticsearch's indexing bounds
+	Payload    int           // bytes per write
+	Writers    int           // concurrent writers
+	Rate       int           // offered writes/s of the fixed-rate phase; negative skips the phase
+	RateFor    time.Duration // length of the fixed-rate phase
+	Timeout    time.Duration // bound of one phase, writes and replication
+	Only       []string      // run the targets whose name contains one of these; all when empty
+	ElasticURL string        // Elasticsearch node for the +elastic rows; none when empty
+	ProfileDir string        // when set, one CPU profile per target's full-speed phase
+	Progress   io.Writer     // live progress line; nil for none
+
+	BatchSize int // dcsync Delivery.BatchSize; 0 for the library's default
+	Workers   int // dcsync Delivery.Workers, and the batches in flight of the RPC ceilings; 0 for the default
+
+	WatermillConsumers int    // subscribers per hop in the Watermill forwarder
+	RedisServer        string // redis-server binary
+	RedisBenchmark     string // redis-benchmark binary
+}
+
+func (c *Config) withDefaults() {
+	c.N = or(c.N, 200_000)
+	c.ElasticN = or(c.ElasticN, max(c.N/10, 1))
+	c.Payload = max(or(c.Payload, 256), stampSize)
+	c.Writers = or(c.Writers, 64)
+	c.Rate = or(c.Rate, 1000)
+	c.RateFor = or(c.RateFor, 10*time.Second)
+	c.Timeout = or(c.Timeout, 5*time.Minute)
+	c.WatermillConsumers = or(c.WatermillConsumers, 4)
+	c.RedisServer = or(c.RedisServer, lookPath("DCSYNC_REDIS_SERVER", "redis-server"))
+	c.RedisBenchmark = or(c.RedisBenchmark, lookPath("DCSYNC_REDIS_BENCHMARK", "redis-benchmark"))
+}
+
+// or returns v, or def when v is the zero value.
+func or[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+func main() {
+	var cfg Config
+	var only, jsonPath, mdPath string
+	var short, quiet bool
+	flag.IntVar(&cfg.N, "n", 200_000, "writes per full-speed phase")
+	flag.IntVar(&cfg.ElasticN, "elastic-n", 0, "writes per full-speed phase of the +elastic rows (default n/10)")
+	flag.IntVar(&cfg.Payload, "payload", 256, "payload bytes per write (at least 24)")
+	flag.IntVar(&cfg.Writers, "writers", 64, "concurrent writers")
+	flag.IntVar(&cfg.Rate, "rate", 1000, "offered writes/s of the fixed-rate phase; -1 skips it")
+	flag.DurationVar(&cfg.RateFor, "rate-for", 10*time.Second, "length of the fixed-rate phase")
+	flag.DurationVar(&cfg.Timeout, "timeout", 5*time.Minute, "bound of one phase")
+	flag.StringVar(&only, "only", "", "comma-separated substrings: run only the targets whose name contains one")
+	flag.StringVar(&cfg.ElasticURL, "elastic", os.Getenv("DCSYNC_ELASTIC_URL"), "Elasticsearch URL for the +elastic rows (default $DCSYNC_ELASTIC_URL)")
+	flag.StringVar(&cfg.ProfileDir, "cpuprofile", "", "directory for one CPU profile per target (full-speed phase)")
+	flag.IntVar(&cfg.BatchSize, "batch", 0, "dcsync Delivery.BatchSize (0: library default)")
+	flag.IntVar(&cfg.Workers, "workers", 0, "dcsync Delivery.Workers, and batches in flight of the RPC ceilings (0: library default)")
+	flag.IntVar(&cfg.WatermillConsumers, "watermill-consumers", 4, "subscribers per hop of the Watermill forwarder")
+	flag.StringVar(&jsonPath, "json", "", "write the results as JSON to this file")
+	flag.StringVar(&mdPath, "md", "", "write the table as Markdown to this file")
+	flag.BoolVar(&short, "short", false, "a quick run: 2000 writes, 1s at 1000 writes/s")
+	flag.BoolVar(&quiet, "q", false, "no progress line")
+	flag.Parse()
+	if short {
+		cfg.shorten()
+	}
+	if only != "" {
+		cfg.Only = strings.Split(only, ",")
+	}
+	if !quiet {
+		cfg.Progress = os.Stderr
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	rep, err := Run(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "dcsync-bench:", err)
+		os.Exit(1)
+	}
+	rep.WriteTable(os.Stdout)
+	if jsonPath != "" {
+		if err := rep.WriteJSON(jsonPath); err != nil {
+			fmt.Fprintln(os.Stderr, "dcsync-bench:", err)
+			os.Exit(1)
+		}
+	}
+	if mdPath != "" {
+		var b strings.Builder
+		rep.WriteMarkdown(&b)
+		if err := os.WriteFile(mdPath, []byte(b.String()), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "dcsync-bench:", err)
+			os.Exit(1)
+		}
+	}
+	if rep.Failed() {
+		os.Exit(1)
+	}
+}
+
+// shorten makes c a run of seconds, for tests and smoke checks.
+func (c *Config) shorten() {
+	c.N, c.ElasticN, c.Rate, c.RateFor, c.Timeout = 2000, 1000, 1000, time.Second, 30*time.Second
+}
+
+// Run runs every selected target and returns the report. It fails only
+// when the run cannot start; a target that fails is reported in its row.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	cfg.withDefaults()
+	if cfg.ProfileDir != "" {
+		if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	rep := newReport(&cfg)
+	for _, t := range targets(&cfg) {
+		if !cfg.selects(t.name) {
+			continue
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		rep.Results = append(rep.Results, runTarget(ctx, &cfg, t))
+	}
+	rep.finish()
+	return rep, nil
+}
+
+func (c *Config) selects(name string) bool {
+	if len(c.Only) == 0 {
+		return true
+	}
+	for _, s := range c.Only {
+		if s != "" && strings.Contains(name, s) {
+			return true
+		}
+	}
+	return false
+}

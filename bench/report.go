@@ -1,0 +1,294 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Report is everything one run measured; it is the -json file.
+type Report struct {
+	Started time.Time `json:"started"`
+	Machine Machine   `json:"machine"`
+	Config  struct {
+		N          int     `json:"n"`
+		ElasticN   int     `json:"elastic_n,omitempty"`
+		Payload    int     `json:"payload_bytes"`
+		Writers    int     `json:"writers"`
+		Rate       int     `json:"rate_writes_per_s"`
+		RateFor    float64 `json:"rate_phase_s"`
+		BatchSize  int     `json:"dcsync_batch_size,omitempty"`
+		Workers    int     `json:"dcsync_workers,omitempty"`
+		Consumers  int     `json:"watermill_consumers_per_hop"`
+		ElasticURL string  `json:"elastic_url,omitempty"`
+	} `json:"config"`
+	Results []Result `json:"results"`
+	Ratios  []Ratio  `json:"ratios"`
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	CPU         string `json:"cpu"`
+	Cores       int    `json:"cores"`
+	Go          string `json:"go"`
+	LoadAtStart string `json:"load_average_start"`
+	LoadAtEnd   string `json:"load_average_end"`
+}
+
+// Result is one target's row.
+type Result struct {
+	Name      string `json:"name"`
+	Kind      string `json:"kind"` // dcsync, peer, ceiling
+	Transport string `json:"transport"`
+	Audit     string `json:"audit,omitempty"`
+	Skipped   string `json:"skipped,omitempty"` // why it did not run
+	Full      *Phase `json:"full,omitempty"`    // at full speed
+	Rate      *Phase `json:"rate,omitempty"`    // at the fixed offered rate
+}
+
+// Phase is what one phase of a target measured.
+type Phase struct {
+	Writes       int      `json:"writes"`
+	Applied      int64    `json:"applied"`    // distinct writes the peer applied
+	Duplicates   int64    `json:"duplicates"` // applies of writes already applied
+	Seconds      float64  `json:"seconds"`    // first write to last apply
+	WritesPerSec float64  `json:"writes_per_s"`
+	OfferedRate  float64  `json:"offered_writes_per_s,omitempty"`
+	AuditDone    float64  `json:"audit_done_s,omitempty"` // first write to every audit record stored
+	Lag          *latency `json:"lag,omitempty"`          // write to peer apply
+	// CPU seconds of this process (writers, both datacenters, clients) and
+	// of the phase's server processes, and their sum per million writes.
+	CPUProcess    float64 `json:"cpu_process_s"`
+	CPUServers    float64 `json:"cpu_servers_s"`
+	CPUPerMillion float64 `json:"cpu_s_per_million_writes"`
+	PeakRSS       int64   `json:"peak_rss_bytes"`
+	PeakHeapSys   int64   `json:"peak_heap_sys_bytes"` // HeapSys − HeapReleased
+	ServerPeakRSS int64   `json:"server_peak_rss_bytes"`
+	// TCP payload bytes, both directions, per write: between the
+	// datacenters and to their brokers, and to the audit store.
+	WireBytesPerWrite      float64 `json:"wire_bytes_per_write"`
+	AuditWireBytesPerWrite float64 `json:"audit_wire_bytes_per_write"`
+	Error                  string  `json:"error,omitempty"`
+}
+
+// Ratio compares two rows' full-speed writes/s.
+type Ratio struct {
+	Name   string  `json:"name"`
+	Of     string  `json:"of"`
+	To     string  `json:"to"`
+	Value  float64 `json:"value"`            // Of / To
+	Target float64 `json:"target,omitempty"` // the value to reach, when there is one
+	Met    *bool   `json:"met,omitempty"`
+}
+
+func newReport(cfg *Config) *Report {
+	r := &Report{Started: time.Now().UTC(), Machine: Machine{CPU: cpuModel(), Cores: runtime.NumCPU(),
+		Go: runtime.Version(), LoadAtStart: loadAverage()}}
+	c := &r.Config
+	c.N, c.Payload, c.Writers, c.Rate, c.RateFor = cfg.N, cfg.Payload, cfg.Writers, cfg.Rate, cfg.RateFor.Seconds()
+	if cfg.ElasticURL != "" {
+		c.ElasticN = cfg.ElasticN
+	}
+	c.BatchSize, c.Workers, c.Consumers, c.ElasticURL = cfg.BatchSize, cfg.Workers, cfg.WatermillConsumers, cfg.ElasticURL
+	return r
+}
+
+// ratios lists the comparisons the targets are judged by: of, to, and
+// the target value (0 for none).
+var ratios = []struct {
+	name, of, to string
+	target       float64
+}{
+	{"dcsync over Redis Streams vs the Watermill forwarder", "dcsync/redis", "watermill/redis", 3},
+	{"dcsync over HTTP vs its net/http ceiling", "dcsync/http", "ceiling/nethttp", 0.5},
+	{"dcsync over gRPC vs its gRPC ceiling", "dcsync/grpc", "ceiling/grpc", 0.5},
+	{"dcsync over HTTP vs one POST per write", "dcsync/http", "handrolled/http-post", 0},
+	{"dcsync over gRPC vs one POST per write", "dcsync/grpc", "handrolled/http-post", 0},
+	{"dcsync over Redis Streams vs pipelined XADD (redis-benchmark)", "dcsync/redis", "ceiling/redis-xadd", 0},
+	{"Watermill forwarder vs pipelined XADD (redis-benchmark)", "watermill/redis", "ceiling/redis-xadd", 0},
+	{"dcsync in memory vs over HTTP", "dcsync/memory", "dcsync/http", 0},
+}
+
+func (r *Report) finish() {
+	r.Machine.LoadAtEnd = loadAverage()
+	rate := func(name string) float64 {
+		for _, res := range r.Results {
+			if res.Name == name && res.Full != nil && res.Full.Error == "" {
+				return res.Full.WritesPerSec
+			}
+		}
+		return 0
+	}
+	for _, q := range ratios {
+		of, to := rate(q.of), rate(q.to)
+		if of == 0 || to == 0 {
+			continue
+		}
+		ra := Ratio{Name: q.name, Of: q.of, To: q.to, Value: of / to, Target: q.target}
+		if q.target > 0 {
+			met := ra.Value >= q.target
+			ra.Met = &met
+		}
+		r.Ratios = append(r.Ratios, ra)
+	}
+}
+
+// Failed reports whether a target that ran failed.
+func (r *Report) Failed() bool {
+	for _, res := range r.Results {
+		for _, ph := range []*Phase{res.Full, res.Rate} {
+			if ph != nil && ph.Error != "" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// WriteJSON writes the report to path.
+func (r *Report) WriteJSON(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// columns heads the table.
+var columns = []string{"target", "writes/s", "audited s", "lag p50 ms", "p99 ms", "p99.9 ms", "CPU s/M writes",
+	"of it servers", "RSS MiB", "heap MiB", "servers RSS MiB", "wire B/write", "audit B/write"}
+
+// rows returns the table's cells, and the errors of the phases that failed.
+func (r *Report) rows() (rows [][]string, errs []string) {
+	for _, res := range r.Results {
+		if res.Skipped != "" {
+			rows = append(rows, []string{res.Name, "skipped: " + res.Skipped})
+			continue
+		}
+		f := res.Full
+		row := []string{res.Name, num(f.WritesPerSec, f.Error), "-", "-", "-", "-",
+			fmt.Sprintf("%.1f", f.CPUPerMillion), fmt.Sprintf("%.1f", f.CPUServers*1e6/float64(f.Writes)),
+			mib(f.PeakRSS), mib(f.PeakHeapSys), mib(f.ServerPeakRSS),
+			fmt.Sprintf("%.0f", f.WireBytesPerWrite), fmt.Sprintf("%.0f", f.AuditWireBytesPerWrite)}
+		if f.AuditDone > 0 {
+			row[2] = fmt.Sprintf("%.2f", f.AuditDone)
+		}
+		if p := res.Rate; p != nil && p.Lag != nil {
+			row[3], row[4], row[5] = ms(p.Lag.P50, p.Error), ms(p.Lag.P99, p.Error), ms(p.Lag.P999, p.Error)
+		}
+		rows = append(rows, row)
+		for _, p := range []*Phase{res.Full, res.Rate} {
+			if p != nil && p.Error != "" {
+				errs = append(errs, fmt.Sprintf("%s: %s", res.Name, p.Error))
+			}
+		}
+	}
+	return rows, errs
+}
+
+func (r *Report) heading() string {
+	n := strconv.Itoa(r.Config.N)
+	if r.Config.ElasticN != 0 {
+		n += fmt.Sprintf(" (+elastic rows: %d)", r.Config.ElasticN)
+	}
+	return fmt.Sprintf("%s writes of %d B, %d writers; lag at %d writes/s for %gs; %s, %d cores, load average %s at start, %s at end",
+		n, r.Config.Payload, r.Config.Writers, r.Config.Rate, r.Config.RateFor,
+		r.Machine.CPU, r.Machine.Cores, r.Machine.LoadAtStart, r.Machine.LoadAtEnd)
+}
+
+func (q Ratio) String() string {
+	s := fmt.Sprintf("%s: %s", q.Name, ratio(q.Value))
+	if q.Met != nil {
+		s += fmt.Sprintf(" (target ≥ %s: %s)", ratio(q.Target), map[bool]string{true: "met", false: "NOT met"}[*q.Met])
+	}
+	return s
+}
+
+// WriteTable writes the results as an aligned table, then the ratios and
+// the errors.
+func (r *Report) WriteTable(w io.Writer) {
+	rows, errs := r.rows()
+	width := make([]int, len(columns))
+	for _, row := range append([][]string{columns}, rows...) {
+		for i, c := range row {
+			if len(row) == len(columns) {
+				width[i] = max(width[i], utf8.RuneCountInString(c))
+			}
+		}
+	}
+	fmt.Fprintln(w, r.heading())
+	fmt.Fprintln(w)
+	for _, row := range append([][]string{columns}, rows...) {
+		var b strings.Builder
+		for i, c := range row {
+			pad := strings.Repeat(" ", max(width[i]-utf8.RuneCountInString(c), 0))
+			switch {
+			case i == 0:
+				b.WriteString(c + pad)
+			case len(row) < len(columns):
+				b.WriteString("  " + c)
+			default:
+				b.WriteString("  " + pad + c)
+			}
+		}
+		fmt.Fprintln(w, b.String())
+	}
+	fmt.Fprintln(w)
+	for _, q := range r.Ratios {
+		fmt.Fprintln(w, q)
+	}
+	for _, e := range errs {
+		fmt.Fprintln(w, "error:", e)
+	}
+}
+
+// WriteMarkdown writes the same as WriteTable as Markdown, for
+// BENCHMARKS.md.
+func (r *Report) WriteMarkdown(w io.Writer) {
+	rows, errs := r.rows()
+	fmt.Fprintf(w, "%s.\n\n", r.heading())
+	fmt.Fprintf(w, "| %s |\n|%s\n", strings.Join(columns, " | "), strings.Repeat("---:|", len(columns)))
+	for _, row := range rows {
+		fmt.Fprintf(w, "| %s |\n", strings.Join(row, " | "))
+	}
+	fmt.Fprintln(w)
+	for _, q := range r.Ratios {
+		fmt.Fprintf(w, "- %s\n", q)
+	}
+	for _, e := range errs {
+		fmt.Fprintf(w, "- error: %s\n", e)
+	}
+}
+
+func num(v float64, err string) string {
+	if err != "" {
+		return "FAILED"
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+func ms(v float64, err string) string {
+	if err != "" {
+		return "FAILED"
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.0f", float64(b)/(1<<20)) }
+
+// ratio prints a ratio below 1 as a percentage and above as a multiple.
+func ratio(v float64) string {
+	switch {
+	case v < 0.1:
+		return fmt.Sprintf("%.1f%%", 100*v)
+	case v < 1:
+		return fmt.Sprintf("%.0f%%", 100*v)
+	}
+	return fmt.Sprintf("%.2fx", v)
+}

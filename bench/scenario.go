@@ -1,0 +1,394 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"runtime/pprof"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Kinds of target.
+const (
+	kindDcsync  = "dcsync"
+	kindPeer    = "peer"
+	kindCeiling = "ceiling"
+)
+
+// target is one row of the table: something that carries writes from one
+// datacenter to the other.
+type target struct {
+	name      string
+	kind      string
+	transport string
+	audit     string
+	// needs says why the target cannot run here, or "" when it can.
+	needs func(cfg *Config) string
+	// start builds the system on fresh servers for one phase.
+	start func(ctx context.Context, e *env) (system, error)
+}
+
+// system is one running instance of a target: a writer or a driver.
+type system interface {
+	close() error
+}
+
+// writer is a system that carries writes: write enters one at the origin,
+// and the peer's side calls env.apply with the payload when it applies it.
+type writer interface {
+	write(ctx context.Context, seq int, payload []byte) error
+}
+
+// driver is a system that produces a phase's writes itself (a ceiling): it
+// does the work of n writes, counting them in done, and returns once the
+// receiving side has all of them. A rate above zero is the system's own
+// measure of writes/s, which then replaces the phase's wall-clock one.
+type driver interface {
+	drive(ctx context.Context, n int, done *atomic.Int64) (rate float64, err error)
+}
+
+// flusher is a system whose side work (the audit log) may still be under
+// way once the peer has applied every write: flush waits for it.
+type flusher interface {
+	flush(ctx context.Context) error
+}
+
+// process is a server process that a phase's figures account for.
+type process struct {
+	name string
+	pid  int
+	// wire, when set, returns the bytes the server itself counted on its
+	// connections (Redis INFO); otherwise the clients' connections are
+	// counted.
+	wire func() int64
+	// shared means other programs use the process too: its CPU is
+	// reported, but its memory is not its own to this phase.
+	shared bool
+}
+
+// env is what a phase gives the system it starts, and what it collects
+// from it.
+type env struct {
+	cfg       *Config
+	apply     func(payload []byte) // the peer's processor calls it
+	wire      *wireCounter         // replication traffic
+	auditWire *wireCounter         // audit log traffic
+
+	elasticSeen bool // the Elasticsearch process is in procs
+
+	mu      sync.Mutex
+	procs   []process
+	cleanup []func()
+}
+
+// addProcess accounts for p in the phase's figures.
+func (e *env) addProcess(p process) {
+	e.mu.Lock()
+	e.procs = append(e.procs, p)
+	e.mu.Unlock()
+}
+
+// onClose runs f when the phase ends, after the system has closed, in
+// reverse order of registration.
+func (e *env) onClose(f func()) {
+	e.mu.Lock()
+	e.cleanup = append(e.cleanup, f)
+	e.mu.Unlock()
+}
+
+func (e *env) close() {
+	for i := len(e.cleanup) - 1; i >= 0; i-- {
+		e.cleanup[i]()
+	}
+}
+
+// serverUsage is what the phase's server processes have used so far.
+type serverUsage struct {
+	cpu  time.Duration
+	wire int64
+}
+
+func (e *env) serverUsage() serverUsage {
+	var u serverUsage
+	for _, p := range e.procs {
+		u.cpu += cpuOf(p.pid)
+		if p.wire != nil {
+			u.wire += p.wire()
+		}
+	}
+	return u
+}
+
+// runTarget runs both phases of t.
+func runTarget(ctx context.Context, cfg *Config, t target) Result {
+	r := Result{Name: t.name, Kind: t.kind, Transport: t.transport, Audit: t.audit}
+	if why := t.needs(cfg); why != "" {
+		r.Skipped = why
+		return r
+	}
+	r.Full = runPhase(ctx, cfg, t, false)
+	if cfg.Rate > 0 && t.kind != kindCeiling && r.Full.Error == "" {
+		r.Rate = runPhase(ctx, cfg, t, true)
+	}
+	return r
+}
+
+// runPhase starts t on fresh servers, writes into it at full speed or at
+// the fixed rate, waits until the peer has applied every write or the
+// phase times out, and measures.
+func runPhase(ctx context.Context, cfg *Config, t target, fixedRate bool) *Phase {
+	n := cfg.N
+	if t.audit == elasticStore.name {
+		n = cfg.ElasticN
+	}
+	if fixedRate {
+		n = max(int(float64(cfg.Rate)*cfg.RateFor.Seconds()), 1)
+	}
+	tr := newTracker(n)
+	e := &env{cfg: cfg, apply: tr.apply, wire: &wireCounter{}, auditWire: &wireCounter{}}
+	defer e.close()
+	ph := &Phase{Writes: n}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	sys, err := t.start(ctx, e)
+	if err != nil {
+		ph.Error = fmt.Sprintf("start: %v", err)
+		return ph
+	}
+	closed := false
+	closeSys := func() {
+		if !closed {
+			closed = true
+			if err := sys.close(); err != nil && ph.Error == "" {
+				ph.Error = fmt.Sprintf("close: %v", err)
+			}
+		}
+	}
+	defer closeSys()
+
+	debug.FreeOSMemory() // so that this phase's peaks are its own
+	rssReset := resetPeakRSS()
+	heap := newHeapSys()
+	var peak peaks
+	peak.sample(heap)
+	stopProfile := func() {}
+	if cfg.ProfileDir != "" && !fixedRate {
+		if stopProfile, err = startProfile(cfg.ProfileDir, t.name); err != nil {
+			ph.Error = err.Error()
+			return ph
+		}
+	}
+	self0, children0 := cpuSelf()
+	srv0 := e.serverUsage()
+	wire0, auditWire0 := e.wire.bytes(), e.auditWire.bytes()
+	begin := time.Now()
+
+	var written atomic.Int64
+	stopProgress := progress(cfg, t.name, fixedRate, n, &written, &tr.applied, heap, &peak)
+	var rate float64
+	switch sys := sys.(type) {
+	case driver:
+		rate, err = sys.drive(ctx, n, &written)
+		tr.lastApply.Store(time.Now().UnixNano())
+		if err == nil {
+			tr.applied.Store(int64(n))
+		}
+	case writer:
+		err = writeAll(ctx, sys, tr, n, cfg, fixedRate, begin, &written)
+		if err == nil {
+			select {
+			case <-tr.done:
+			case <-ctx.Done():
+				err = fmt.Errorf("peer applied %d of %d writes when the phase ended: %w", tr.applied.Load(), n, context.Cause(ctx))
+			}
+		}
+	default:
+		err = fmt.Errorf("%T neither writes nor drives", sys)
+	}
+	end := time.Unix(0, tr.lastApply.Load())
+	if err != nil {
+		end = time.Now()
+	}
+	if f, ok := sys.(flusher); ok && err == nil {
+		// The work of a write includes its audit records: CPU, wire and
+		// memory are measured until they are stored.
+		if err = f.flush(ctx); err != nil {
+			err = fmt.Errorf("flushing the audit logs: %w", err)
+		}
+		ph.AuditDone = time.Since(begin).Seconds()
+	}
+	stopProgress()
+	stopProfile()
+	peak.sample(heap)
+	self1, children1 := cpuSelf()
+	srv1 := e.serverUsage()
+
+	ph.Applied = tr.applied.Load()
+	ph.Duplicates = tr.dups.Load()
+	ph.Seconds = end.Sub(begin).Seconds()
+	ph.WritesPerSec = float64(ph.Applied) / ph.Seconds
+	if rate > 0 {
+		ph.WritesPerSec = rate
+	}
+	if fixedRate {
+		ph.OfferedRate = float64(cfg.Rate)
+	}
+	procCPU := (self1 - self0) + (children1 - children0)
+	srvCPU := srv1.cpu - srv0.cpu
+	perM := 1e6 / float64(n)
+	ph.CPUProcess = procCPU.Seconds()
+	ph.CPUServers = srvCPU.Seconds()
+	ph.CPUPerMillion = (procCPU + srvCPU).Seconds() * perM
+	ph.WireBytesPerWrite = float64(e.wire.bytes()-wire0+srv1.wire-srv0.wire) / float64(n)
+	ph.AuditWireBytesPerWrite = float64(e.auditWire.bytes()-auditWire0) / float64(n)
+	ph.PeakHeapSys = peak.heap
+	ph.PeakRSS = peak.rss
+	if rssReset {
+		ph.PeakRSS = max(ph.PeakRSS, procStatus(0, "VmHWM"))
+	}
+	ph.ServerPeakRSS = serverPeakRSS(e)
+	if err != nil {
+		ph.Error = err.Error()
+	}
+	if _, ok := sys.(writer); ok {
+		closeSys() // no apply may race the lag read
+		lat := tr.latency()
+		ph.Lag = &lat
+	}
+	return ph
+}
+
+// writeAll enters n writes with cfg.Writers concurrent writers: as fast as
+// they go, or at cfg.Rate writes/s from begin (write seq is due at
+// begin + seq/rate; a writer running late writes at once, so a system
+// that cannot keep up shows as a lower achieved rate).
+func writeAll(ctx context.Context, sys writer, tr *tracker, n int, cfg *Config, fixedRate bool,
+	begin time.Time, written *atomic.Int64) error {
+	var next atomic.Int64
+	var firstErr error
+	var once sync.Once
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range min(cfg.Writers, n) {
+		wg.Go(func() {
+			for seq := int(next.Add(1) - 1); seq < n && ctx.Err() == nil; seq = int(next.Add(1) - 1) {
+				if fixedRate {
+					due := begin.Add(time.Duration(float64(seq) / float64(cfg.Rate) * float64(time.Second)))
+					if d := time.Until(due); d > 0 && !sleep(ctx, d) {
+						return
+					}
+				}
+				if err := sys.write(ctx, seq, tr.payload(seq, cfg.Payload)); err != nil {
+					once.Do(func() { firstErr = fmt.Errorf("write %d: %w", seq, err); cancel() })
+					return
+				}
+				written.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return ctx.Err()
+}
+
+// sleep waits for d or until ctx ends, and reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// peaks are the largest memory figures sampled during a phase.
+type peaks struct {
+	mu   sync.Mutex
+	heap int64
+	rss  int64
+}
+
+func (p *peaks) sample(h *heapSys) {
+	heap, rss := h.read(), procStatus(0, "VmRSS")
+	p.mu.Lock()
+	p.heap, p.rss = max(p.heap, heap), max(p.rss, rss)
+	p.mu.Unlock()
+}
+
+// serverPeakRSS sums the peak resident memory of the phase's own server
+// processes (fresh for the phase, so their peak is the phase's).
+func serverPeakRSS(e *env) int64 {
+	var n int64
+	for _, p := range e.procs {
+		if !p.shared {
+			n += procStatus(p.pid, "VmHWM")
+		}
+	}
+	return n
+}
+
+// progress samples memory every 100ms and, when cfg.Progress is set,
+// rewrites a one-line status there every 250ms, until the returned
+// function is called.
+func progress(cfg *Config, name string, fixedRate bool, n int, written, applied *atomic.Int64,
+	heap *heapSys, peak *peaks) (stop func()) {
+	phase := "full"
+	if fixedRate {
+		phase = fmt.Sprintf("%d/s", cfg.Rate)
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	begin := time.Now()
+	line := func() {
+		if cfg.Progress == nil {
+			return
+		}
+		el := time.Since(begin).Seconds()
+		fmt.Fprintf(cfg.Progress, "\r%-24s %-7s written %8d  applied %8d/%d  %9.0f writes/s  %5.1fs ",
+			name, phase, written.Load(), applied.Load(), n, float64(applied.Load())/el, el)
+	}
+	wg.Go(func() {
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for i := 1; ; i++ {
+			select {
+			case <-done:
+				if cfg.Progress != nil {
+					fmt.Fprint(cfg.Progress, "\r"+strings.Repeat(" ", 110)+"\r")
+				}
+				return
+			case <-tick.C:
+				peak.sample(heap)
+				if i%3 == 0 {
+					line()
+				}
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+// startProfile starts a CPU profile of the phase in dir, named after the
+// target.
+func startProfile(dir, name string) (stop func(), err error) {
+	f, err := os.Create(filepath.Join(dir, strings.NewReplacer("/", "_", "+", "_").Replace(name)+".pprof"))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, errors.Join(errors.New("cpu profile"), err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}

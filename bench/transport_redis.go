@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/dcsync/dcsync"
+	dcsyncredis "github.com/dcsync/dcsync/transport/redis"
+)
+
+// redisWiring joins the Syncers with transport/redis, the MQ wiring: each
+// datacenter has its own redis-server holding its outbound, inbound and
+// apply streams, and a Node running the workers of every hop, all on the
+// library's defaults.
+type redisWiring struct {
+	clients map[string]*goredis.Client
+	nodes   map[string]*dcsyncredis.Node
+	runCtx  context.Context // of the Nodes' Run, ended by stop
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// client returns the client of dc's Redis, starting the server on first
+// use.
+func (w *redisWiring) client(ctx context.Context, e *env, dc string) (*goredis.Client, error) {
+	if c := w.clients[dc]; c != nil {
+		return c, nil
+	}
+	srv, err := e.startRedis(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if w.clients == nil {
+		w.clients, w.nodes = map[string]*goredis.Client{}, map[string]*dcsyncredis.Node{}
+	}
+	w.clients[dc] = srv.client(e, goredis.Options{})
+	return w.clients[dc], nil
+}
+
+func (w *redisWiring) config(ctx context.Context, e *env, cfg dcsync.Config, other string) (dcsync.Config, error) {
+	own, err := w.client(ctx, e, cfg.DC)
+	if err != nil {
+		return cfg, err
+	}
+	remote, err := w.client(ctx, e, other)
+	if err != nil {
+		return cfg, err
+	}
+	node, err := dcsyncredis.NewNode(dcsyncredis.NodeConfig{DC: cfg.DC, Client: own,
+		Peers: map[string]*goredis.Client{other: remote}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		return cfg, err
+	}
+	w.nodes[cfg.DC] = node
+	return node.Wire(cfg), nil
+}
+
+func (w *redisWiring) start(_ context.Context, _ *env, s *dcsync.Syncer) error {
+	if w.cancel == nil {
+		w.runCtx, w.cancel = context.WithCancel(context.Background())
+	}
+	node := w.nodes[s.DC()]
+	w.wg.Go(func() { _ = node.Run(w.runCtx, s) })
+	return nil
+}
+
+// stop ends the Nodes' workers; the Syncers may close once Run returned.
+func (w *redisWiring) stop() {
+	if w.cancel != nil {
+		w.cancel()
+	}
+	w.wg.Wait()
+}
