@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,9 +18,10 @@ import (
 const (
 	// defaultLimit is the number of trails of a page when the query sets none.
 	defaultLimit = 1000
-	// recordsPerWrite is how many records a page asks for per trail: a write
-	// between two datacenters leaves four when all goes well.
-	recordsPerWrite = 6
+	// initialPerTrail is the records per trail a Log assumes until a page
+	// has shown the actual number, in hundredths: a write between two
+	// datacenters leaves four records when all goes well.
+	initialPerTrail = 400
 	// maxHits is Elasticsearch's default index.max_result_window.
 	maxHits = 10000
 	// maxWindowDays is the widest window read day by day; a wider one reads
@@ -40,14 +42,15 @@ func (l *Log) Trails(ctx context.Context, q dcsync.TrailQuery) (dcsync.TrailPage
 		limit = defaultLimit
 	}
 	var page dcsync.TrailPage
-	search := l.client.Search(l.windowIndices(q.From, q.To)...).
+	// Ask for the records of a quarter more trails than the page holds, at
+	// the number of records per trail the last page had: few hits are
+	// fetched only to be left out, and few pages fall short.
+	size := min(max(limit+1, int(int64(limit)*l.perTrail.Load()*5/400)), maxHits)
+	search := elastic.NewSearchSource().
 		Query(elastic.NewBoolQuery().Filter(
 			elastic.NewTermQuery("origin", q.Origin),
 			elastic.NewRangeQuery("written").Gte(formatTime(q.From)).Lt(formatTime(q.To)))).
-		Sort("written", true).Sort("id", true).
-		Size(min(limit*recordsPerWrite, maxHits)).
-		TrackTotalHits(false).IgnoreUnavailable(true).AllowNoIndices(true).
-		FilterPath("hits.hits._source")
+		Sort("written", true).Sort("id", true).Size(size).TrackTotalHits(false)
 	if q.After != "" {
 		at, id, err := parseCursor(q.After)
 		if err != nil {
@@ -58,12 +61,15 @@ func (l *Log) Trails(ctx context.Context, q dcsync.TrailQuery) (dcsync.TrailPage
 	if !q.To.After(q.From) {
 		return page, nil
 	}
-	hits, err := l.search(ctx, search)
+	hits, err := l.search(ctx, l.windowIndices(q.From, q.To), search)
 	if err != nil {
 		return page, err
 	}
-	full := len(hits) == min(limit*recordsPerWrite, maxHits)
+	full := len(hits) == size
 	trails := group(hits)
+	if len(trails) > 1 {
+		l.perTrail.Store(int64(len(hits)) * 100 / int64(len(trails)))
+	}
 	if full && len(trails) > 0 {
 		last := trails[len(trails)-1]
 		if len(trails) == 1 { // one write with a page of records or more
@@ -92,10 +98,9 @@ func (l *Log) Trails(ctx context.Context, q dcsync.TrailQuery) (dcsync.TrailPage
 // order they happened. It reads every daily index: it is for operators
 // tracing a request, not for the reconciler.
 func (l *Log) Records(ctx context.Context, id string) ([]dcsync.Record, error) {
-	recs, err := l.search(ctx, l.client.Search(l.prefix+"-*").
+	recs, err := l.search(ctx, []string{l.prefix + "-*"}, elastic.NewSearchSource().
 		Query(elastic.NewBoolQuery().Filter(elastic.NewTermQuery("id", id))).
-		Size(maxHits).TrackTotalHits(false).IgnoreUnavailable(true).AllowNoIndices(true).
-		FilterPath("hits.hits._source"))
+		Size(maxHits).TrackTotalHits(false))
 	if err != nil {
 		return nil, err
 	}
@@ -103,22 +108,37 @@ func (l *Log) Records(ctx context.Context, id string) ([]dcsync.Record, error) {
 	return recs, nil
 }
 
-// search runs s and decodes the records of its hits.
-func (l *Log) search(ctx context.Context, s *elastic.SearchService) ([]dcsync.Record, error) {
-	res, err := s.Do(ctx)
+// search runs the search s over indices and decodes the records of its
+// hits. It decodes the response in one pass, straight into records: the
+// olivere SearchService would decode every hit twice.
+func (l *Log) search(ctx context.Context, indices []string, s *elastic.SearchSource) ([]dcsync.Record, error) {
+	body, err := s.Source()
 	if err != nil {
 		return nil, fmt.Errorf("elastic: search: %w", err)
 	}
-	if res.Hits == nil {
-		return nil, nil
+	res, err := l.client.PerformRequest(ctx, elastic.PerformRequestOptions{
+		Method: "POST",
+		Path:   "/" + strings.Join(indices, ",") + "/_search",
+		Params: url.Values{"ignore_unavailable": {"true"}, "allow_no_indices": {"true"},
+			"filter_path": {"hits.hits._source"}},
+		Body: body,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("elastic: search: %w", err)
 	}
-	recs := make([]dcsync.Record, len(res.Hits.Hits))
-	for i, h := range res.Hits.Hits {
-		var src source
-		if err := json.Unmarshal(h.Source, &src); err != nil {
-			return nil, fmt.Errorf("elastic: decode record: %w", err)
-		}
-		recs[i] = src.record()
+	var result struct {
+		Hits struct {
+			Hits []struct {
+				Source source `json:"_source"`
+			} `json:"hits"`
+		} `json:"hits"`
+	}
+	if err := json.Unmarshal(res.Body, &result); err != nil {
+		return nil, fmt.Errorf("elastic: decode search result: %w", err)
+	}
+	recs := make([]dcsync.Record, len(result.Hits.Hits))
+	for i := range result.Hits.Hits {
+		recs[i] = result.Hits.Hits[i].Source.record()
 	}
 	return recs, nil
 }
