@@ -46,6 +46,18 @@ func (s *store) Process(_ context.Context, r *dcsync.Request) error {
 	return nil
 }
 
+// failKey makes Process fail for key with err, or succeed again when err
+// is nil.
+func (s *store) failKey(key string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil {
+		delete(s.fail, key)
+		return
+	}
+	s.fail[key] = err
+}
+
 // has reports how many of ids were applied.
 func (s *store) has(ids []string) int {
 	s.mu.Lock()

@@ -167,14 +167,48 @@ func (n *Node) Reship(ctx context.Context, req *dcsync.Request) error {
 }
 
 // Handoff returns the Processor that adds collected writes to the apply
-// stream, for dcsync.Config.Handoff.
-func (n *Node) Handoff() dcsync.Processor {
-	return dcsync.ProcessorFunc(func(ctx context.Context, req *dcsync.Request) error {
-		if b := deferredFrom(ctx); b != nil && b.add(ctx, req) {
-			return nil // added with the acknowledgement of its inbound entry
+// stream, for dcsync.Config.Handoff. It is a dcsync.BatchProcessor: a batch
+// costs one pipeline.
+func (n *Node) Handoff() dcsync.BatchProcessor { return handoff{n} }
+
+type handoff struct{ n *Node }
+
+// Process adds req to the apply stream, or, while the Node's collect hop
+// runs the Collector, defers that to the acknowledgement of req's entry.
+func (h handoff) Process(ctx context.Context, req *dcsync.Request) error {
+	if b := deferredFrom(ctx); b != nil && b.add(ctx, req) {
+		return nil
+	}
+	return h.n.add(ctx, h.n.apply, req)
+}
+
+// ProcessBatch adds reqs to the apply stream in one pipeline, or defers
+// that as Process does.
+func (h handoff) ProcessBatch(ctx context.Context, reqs []*dcsync.Request) error {
+	b := deferredFrom(ctx)
+	var direct []*dcsync.Request
+	var at []int
+	for i, req := range reqs {
+		if b == nil || !b.add(ctx, req) {
+			direct, at = append(direct, req), append(at, i)
 		}
-		return n.add(ctx, n.apply, req)
-	})
+	}
+	if len(direct) == 0 {
+		return nil
+	}
+	err := addBatch(ctx, h.n.cfg.Client, h.n.apply, direct)
+	var be *dcsync.BatchError
+	if err == nil || len(direct) == len(reqs) {
+		return err
+	}
+	errs := make([]error, len(reqs))
+	for k, i := range at {
+		errs[i] = err
+		if errors.As(err, &be) {
+			errs[i] = be.Errs[k]
+		}
+	}
+	return &dcsync.BatchError{Errs: errs}
 }
 
 func (n *Node) add(ctx context.Context, stream string, req *dcsync.Request) error {
@@ -222,9 +256,16 @@ var _ dcsync.Sender = (*Sender)(nil)
 // error when the whole batch failed (the server is unreachable), and a
 // *dcsync.BatchError when only some entries did.
 func (s *Sender) Send(ctx context.Context, reqs []*dcsync.Request) error {
-	cmds, err := s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+	return addBatch(ctx, s.client, s.stream, reqs)
+}
+
+// addBatch adds reqs to stream in client's server in one pipeline, and
+// returns nil, a *dcsync.BatchError, or, when every add failed, the
+// pipeline's error.
+func addBatch(ctx context.Context, client *goredis.Client, stream string, reqs []*dcsync.Request) error {
+	cmds, err := client.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for _, req := range reqs {
-			p.XAdd(ctx, &goredis.XAddArgs{Stream: s.stream, Values: entryValues(ctx, req)})
+			p.XAdd(ctx, &goredis.XAddArgs{Stream: stream, Values: entryValues(ctx, req)})
 		}
 		return nil
 	})
@@ -233,19 +274,18 @@ func (s *Sender) Send(ctx context.Context, reqs []*dcsync.Request) error {
 	}
 	errs := make([]error, len(reqs))
 	failed := 0
-	for i := range reqs {
-		if i < len(cmds) && cmds[i].Err() == nil {
-			continue
-		}
-		failed++
-		errs[i] = err
+	for i, req := range reqs {
+		e := err
 		if i < len(cmds) {
-			errs[i] = cmds[i].Err()
+			e = cmds[i].Err()
 		}
-		errs[i] = fmt.Errorf("redis: add %s to %s: %w", reqs[i].ID, s.stream, errs[i])
+		if e != nil {
+			failed++
+			errs[i] = fmt.Errorf("redis: add %s to %s: %w", req.ID, stream, e)
+		}
 	}
 	if failed == len(reqs) {
-		return fmt.Errorf("redis: send to %s: %w", s.stream, err)
+		return fmt.Errorf("redis: add to %s: %w", stream, err)
 	}
 	return &dcsync.BatchError{Errs: errs}
 }

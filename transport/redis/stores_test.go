@@ -1,0 +1,203 @@
+package redis
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/dcsync/dcsync"
+	auditmem "github.com/dcsync/dcsync/audit/memory"
+	"github.com/dcsync/dcsync/internal/testserver"
+)
+
+func TestDedupe(t *testing.T) {
+	ctx := context.Background()
+	d := NewDedupe(newClient(t, testserver.StartRedis(t).Addr()), DedupeOptions{ClaimTTL: 300 * time.Millisecond})
+	claim := func(id string, want dcsync.Claim) {
+		t.Helper()
+		got, err := d.Claim(ctx, id)
+		if err != nil || got != want {
+			t.Fatalf("Claim(%s) = %v, %v; want %v", id, got, err, want)
+		}
+	}
+	claim("a", dcsync.Claimed)
+	claim("a", dcsync.InFlight)
+	if err := d.Commit(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	claim("a", dcsync.Applied)
+	if err := d.Release(ctx, "a"); err != nil { // must not erase the applied mark
+		t.Fatal(err)
+	}
+	claim("a", dcsync.Applied)
+
+	claim("b", dcsync.Claimed)
+	if err := d.Release(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	claim("b", dcsync.Claimed) // released: claimable again
+
+	// A claim neither committed nor released expires.
+	claim("c", dcsync.Claimed)
+	eventually(t, 10*time.Second, func() bool {
+		c, err := d.Claim(ctx, "c")
+		return err == nil && c == dcsync.Claimed
+	}, func() string { return "claim of c never expired" })
+
+	// Of many concurrent claims of one ID, exactly one wins.
+	var won atomic.Int32
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Go(func() {
+			if c, err := d.Claim(ctx, "d"); err == nil && c == dcsync.Claimed {
+				won.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if won.Load() != 1 {
+		t.Errorf("%d concurrent claims won, want 1", won.Load())
+	}
+}
+
+func TestDedupeBatchDefersToAcknowledgement(t *testing.T) {
+	ctx := context.Background()
+	client := newClient(t, testserver.StartRedis(t).Addr())
+	d := NewDedupe(client, DedupeOptions{})
+	if err := d.Commit(ctx, "old"); err != nil {
+		t.Fatal(err)
+	}
+	reqs := []*dcsync.Request{{ID: "new"}, {ID: "old"}, {ID: "new"}}
+	bctx, b := d.preclaim(ctx, reqs)
+	for i, want := range []dcsync.Claim{dcsync.Claimed, dcsync.Applied, dcsync.InFlight} {
+		if got, err := d.Claim(bctx, reqs[i].ID); err != nil || got != want {
+			t.Errorf("claim %d of the batch = %v, %v; want %v", i, got, err, want)
+		}
+	}
+	if err := d.Commit(bctx, "new"); err != nil {
+		t.Fatal(err)
+	}
+	// Deferred: not applied in Redis until the batch is written.
+	if got, _ := client.Get(ctx, d.opts.Prefix+"new").Result(); got != dedupeClaimed {
+		t.Fatalf("before the batch is written, key holds %q", got)
+	}
+	if c, _ := d.Claim(bctx, "new"); c != dcsync.Applied {
+		t.Errorf("within the batch, a committed ID claims %v, want Applied", c)
+	}
+	if _, err := client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		b.write(ctx, p, "apply")
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := d.Claim(ctx, "new"); c != dcsync.Applied {
+		t.Errorf("after the batch is written, claim = %v, want Applied", c)
+	}
+}
+
+func TestLock(t *testing.T) {
+	ctx := context.Background()
+	client := newClient(t, testserver.StartRedis(t).Addr())
+	l := NewLock(client, "lock")
+	acquire := func(token string, ttl time.Duration, want bool) {
+		t.Helper()
+		got, err := l.Acquire(ctx, token, ttl)
+		if err != nil || got != want {
+			t.Fatalf("Acquire(%s) = %v, %v; want %v", token, got, err, want)
+		}
+	}
+	acquire("a", time.Minute, true)
+	acquire("b", time.Minute, false)
+	acquire("a", 2*time.Minute, true) // renews
+	if ttl := client.PTTL(ctx, "lock").Val(); ttl <= time.Minute {
+		t.Errorf("renewed lock has TTL %v, want over a minute", ttl)
+	}
+	if err := l.Release(ctx, "b"); err != nil { // not the holder: no effect
+		t.Fatal(err)
+	}
+	acquire("b", time.Minute, false)
+	if err := l.Release(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	acquire("b", 200*time.Millisecond, true)
+
+	// An expired lock goes to the next contender, and its former holder can
+	// neither renew nor release it.
+	eventually(t, 10*time.Second, func() bool {
+		ok, err := l.Acquire(ctx, "c", time.Minute)
+		return err == nil && ok
+	}, func() string { return "lock of b never expired" })
+	acquire("b", time.Minute, false)
+	if err := l.Release(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	acquire("c", time.Minute, true)
+
+	// Of contenders racing for a free lock, exactly one wins.
+	if err := l.Release(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	var won atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Go(func() {
+			if ok, err := l.Acquire(ctx, string(rune('A'+i)), time.Minute); err == nil && ok {
+				won.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if won.Load() != 1 {
+		t.Errorf("%d contenders won, want 1", won.Load())
+	}
+}
+
+func TestLockElectsOneReconciler(t *testing.T) {
+	ctx := context.Background()
+	client := newClient(t, testserver.StartRedis(t).Addr())
+	node, err := NewNode(NodeConfig{DC: "unicom", Client: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := auditmem.New(0)
+	leaders := 0
+	for range 2 {
+		r, err := dcsync.NewReconciler(dcsync.ReconcilerConfig{DC: "unicom", Audit: log,
+			Lock: node.Lock(), Checkpoints: node.Checkpoints()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := r.RunOnce(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Leader {
+			leaders++
+		}
+	}
+	if leaders != 1 {
+		t.Errorf("%d reconcilers led, want 1", leaders)
+	}
+}
+
+func TestCheckpoints(t *testing.T) {
+	ctx := context.Background()
+	c := NewCheckpoints(newClient(t, testserver.StartRedis(t).Addr()), "")
+	if got, err := c.Load(ctx, "unicom"); err != nil || !got.IsZero() {
+		t.Fatalf("Load before Save = %v, %v; want the zero time", got, err)
+	}
+	at := time.Date(2026, 5, 1, 12, 30, 0, 123456789, time.FixedZone("CST", 8*3600))
+	if err := c.Save(ctx, "unicom", at); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.Load(ctx, "unicom"); err != nil || !got.Equal(at) {
+		t.Fatalf("Load = %v, %v; want %v", got, err, at)
+	}
+	if got, _ := c.Load(ctx, "telecom"); !got.IsZero() {
+		t.Errorf("another datacenter's checkpoint = %v, want zero", got)
+	}
+}
