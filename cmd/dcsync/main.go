@@ -1,0 +1,141 @@
+// Command dcsync is the operator's tool for a dcsync deployment whose audit
+// log is in Elasticsearch.
+//
+//	dcsync trace [flags] <request-id>
+//	    prints a request's timeline across datacenters: every stage each
+//	    datacenter logged, in the order they happened.
+//
+//	dcsync reconcile --once --dc NAME --peer NAME=URL [--peer ...] [flags]
+//	    runs one reconciler pass for datacenter NAME: re-sends its writes of
+//	    the window that a peer has not applied, over the HTTP transport, and
+//	    prints the report. The shared secret of the peers is read from the
+//	    file --secret-file, or else from $DCSYNC_SECRET. The window starts at
+//	    the checkpoint kept in Elasticsearch (minus --overlap), or --lookback
+//	    ago without one, and ends --grace ago.
+//
+// Both take --elastic (default $DCSYNC_ELASTIC_URL, else
+// http://127.0.0.1:9200) and --index-prefix (default dcsync-audit).
+//
+// Exit status: 0 on success, 1 on an error, 2 on bad usage, and 3 when a
+// reconcile pass left writes still missing in some peer.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/dcsync/dcsync"
+	"github.com/dcsync/dcsync/audit/elastic"
+	httptransport "github.com/dcsync/dcsync/transport/http"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
+	stop()
+	os.Exit(code)
+}
+
+// Exit statuses.
+const (
+	exitOK      = 0
+	exitError   = 1
+	exitUsage   = 2
+	exitFailing = 3
+)
+
+const usage = `usage:
+  dcsync trace [flags] <request-id>
+  dcsync reconcile --once --dc NAME --peer NAME=URL [--peer ...] [flags]
+run "dcsync <command> -h" for the flags of a command`
+
+// run runs the command line args and returns the exit status. getenv reads
+// the environment.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, usage)
+		return exitUsage
+	}
+	var err error
+	switch args[0] {
+	case "trace":
+		err = trace(ctx, args[1:], stdout, stderr, getenv)
+	case "reconcile":
+		var failing bool
+		failing, err = reconcile(ctx, args[1:], stdout, stderr, getenv, newHTTPSender)
+		if err == nil && failing {
+			return exitFailing
+		}
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintln(stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "dcsync: unknown command %q\n%s\n", args[0], usage)
+		return exitUsage
+	}
+	var ue usageError
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.As(err, &ue):
+		fmt.Fprintln(stderr, "dcsync:", err)
+		return exitUsage
+	case err != nil:
+		fmt.Fprintln(stderr, "dcsync:", err)
+		return exitError
+	}
+	return exitOK
+}
+
+// usageError is a command line the commands cannot run.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// auditFlags are the flags that reach the audit log.
+type auditFlags struct {
+	url, prefix, spool string
+}
+
+func (a *auditFlags) register(fs *flag.FlagSet, getenv func(string) string) {
+	def := getenv("DCSYNC_ELASTIC_URL")
+	if def == "" {
+		def = "http://127.0.0.1:9200"
+	}
+	fs.StringVar(&a.url, "elastic", def, "Elasticsearch URL, comma-separated for several nodes (default $DCSYNC_ELASTIC_URL)")
+	fs.StringVar(&a.prefix, "index-prefix", "dcsync-audit", "index prefix of the audit log")
+	fs.StringVar(&a.spool, "spool-dir", "", "where records wait while Elasticsearch is unreachable (default: a temporary directory)")
+}
+
+// open opens the audit log. Its logger writes warnings to stderr.
+func (a *auditFlags) open(ctx context.Context, stderr io.Writer) (*elastic.Log, error) {
+	return elastic.New(ctx, elastic.Config{URLs: strings.Split(a.url, ","), IndexPrefix: a.prefix,
+		SpoolDir: a.spool, Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+}
+
+// parse parses args into fs, with the flags' errors going to stderr.
+func parse(fs *flag.FlagSet, args []string, stderr io.Writer) error {
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	return nil
+}
+
+// newSender builds the Sender that reaches a peer.
+type newSender func(from, peer, url string, secret []byte) (dcsync.Sender, error)
+
+func newHTTPSender(from, _, url string, secret []byte) (dcsync.Sender, error) {
+	return httptransport.NewSender(httptransport.SenderConfig{URL: url, From: from, Secret: secret})
+}

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/dcsync/dcsync"
+)
+
+// peerFlags collects repeated --peer NAME=URL flags.
+type peerFlags map[string]string
+
+func (p peerFlags) String() string { return fmt.Sprint(map[string]string(p)) }
+
+func (p peerFlags) Set(v string) error {
+	name, url, ok := strings.Cut(v, "=")
+	if !ok || name == "" || url == "" {
+		return fmt.Errorf("want NAME=URL, got %q", v)
+	}
+	p[name] = url
+	return nil
+}
+
+// reconcile runs reconciler passes for one datacenter and prints their
+// reports. It reports whether the last pass left writes failing.
+func reconcile(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string,
+	newSender newSender) (failing bool, err error) {
+	fs := flag.NewFlagSet("reconcile", flag.ContinueOnError)
+	var a auditFlags
+	a.register(fs, getenv)
+	peers := peerFlags{}
+	var (
+		once       bool
+		dc         string
+		secretFile string
+		cfg        dcsync.ReconcilerConfig
+		keep       bool
+	)
+	fs.BoolVar(&once, "once", false, "run one pass and exit; without it, run a pass every --interval until interrupted")
+	fs.StringVar(&dc, "dc", "", "the datacenter whose writes to repair (required)")
+	fs.Var(peers, "peer", "a peer as NAME=URL of its HTTP collector endpoint; repeat for each peer (required)")
+	fs.StringVar(&secretFile, "secret-file", "", "file holding the secret shared with the peers (default: $DCSYNC_SECRET)")
+	fs.DurationVar(&cfg.Interval, "interval", time.Minute, "time between passes without --once")
+	fs.DurationVar(&cfg.Lookback, "lookback", time.Hour, "where the window starts when there is no checkpoint")
+	fs.DurationVar(&cfg.Overlap, "overlap", time.Minute, "how far before the checkpoint the window starts")
+	fs.DurationVar(&cfg.Grace, "grace", 30*time.Second, "how long before now the window ends; writes younger than this are still on their way")
+	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "bound of one send to a peer")
+	fs.BoolVar(&keep, "checkpoint", true, "start from, and save, the checkpoint kept in Elasticsearch")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: dcsync reconcile --once --dc NAME --peer NAME=URL [--peer ...] [flags]")
+		fs.PrintDefaults()
+	}
+	if err := parse(fs, args, stderr); err != nil {
+		return false, err
+	}
+	switch {
+	case fs.NArg() != 0:
+		return false, usageError{fmt.Sprintf("reconcile takes no arguments, got %q", fs.Args())}
+	case dc == "":
+		return false, usageError{"reconcile needs --dc"}
+	case len(peers) == 0:
+		return false, usageError{"reconcile needs at least one --peer NAME=URL"}
+	}
+	if cfg.Grace == 0 {
+		cfg.Grace = -1 // the flag's 0 means none; the config's zero means the default
+	}
+	secret, err := readSecret(secretFile, getenv)
+	if err != nil {
+		return false, err
+	}
+
+	cfg.DC, cfg.Peers = dc, map[string]dcsync.Sender{}
+	for name, url := range peers {
+		s, err := newSender(dc, name, url, secret)
+		if err != nil {
+			return false, fmt.Errorf("peer %s: %w", name, err)
+		}
+		defer s.Close()
+		cfg.Peers[name] = s
+	}
+	log, err := a.open(ctx, stderr)
+	if err != nil {
+		return false, err
+	}
+	defer log.Close()
+	cfg.Audit = log
+	if keep {
+		cfg.Checkpoints = log.Checkpoints()
+	}
+	r, err := dcsync.NewReconciler(cfg)
+	if err != nil {
+		return false, err
+	}
+	for {
+		rep, err := r.RunOnce(ctx)
+		if err != nil {
+			return false, err
+		}
+		printReport(stdout, dc, rep)
+		// The repairs' records must reach Elasticsearch before the process
+		// ends: a temporary spool would go with it.
+		if err := log.Flush(ctx); err != nil {
+			return false, fmt.Errorf("audit records of the repairs: %w", err)
+		}
+		if once {
+			return rep.Failing > 0, nil
+		}
+		select {
+		case <-ctx.Done():
+			return rep.Failing > 0, nil
+		case <-time.After(cfg.Interval):
+		}
+	}
+}
+
+// readSecret reads the peers' secret from file, or from $DCSYNC_SECRET when
+// file is empty.
+func readSecret(file string, getenv func(string) string) ([]byte, error) {
+	if file == "" {
+		if s := getenv("DCSYNC_SECRET"); s != "" {
+			return []byte(s), nil
+		}
+		return nil, usageError{"reconcile needs the peers' secret: --secret-file or $DCSYNC_SECRET"}
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("secret: %w", err)
+	}
+	b = bytes.TrimRight(b, "\r\n")
+	if len(b) == 0 {
+		return nil, errors.New("secret: file is empty")
+	}
+	return b, nil
+}
+
+func printReport(w io.Writer, dc string, rep dcsync.Report) {
+	fmt.Fprintf(w, "reconcile %s  window %s .. %s\n", dc, stamp(rep.From), stamp(rep.To))
+	fmt.Fprintf(w, "scanned %d  complete %d  repaired %d  failing %d  rejected %d  orphaned %d  sent %d\n",
+		rep.Scanned, rep.Complete, rep.Repaired, rep.Failing, rep.Rejected, rep.Orphaned, rep.Sent)
+}
