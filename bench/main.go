@@ -118,11 +118,15 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	rep, err := Run(ctx, cfg)
-	if err != nil {
+	if rep == nil {
 		fmt.Fprintln(os.Stderr, "dcsync-bench:", err)
 		os.Exit(1)
 	}
 	rep.WriteTable(os.Stdout)
+	if err != nil { // interrupted: the table holds what ran
+		fmt.Fprintln(os.Stderr, "dcsync-bench:", err)
+		defer os.Exit(1)
+	}
 	if jsonPath != "" {
 		if err := rep.WriteJSON(jsonPath); err != nil {
 			fmt.Fprintln(os.Stderr, "dcsync-bench:", err)
@@ -147,8 +151,9 @@ func (c *Config) shorten() {
 	c.N, c.ElasticN, c.Rate, c.RateFor, c.Timeout = 2000, 1000, 1000, time.Second, 30*time.Second
 }
 
-// Run runs every selected target and returns the report. It fails only
-// when the run cannot start; a target that fails is reported in its row.
+// Run runs every selected target and returns the report. A target that
+// fails is reported in its row. When ctx ends, Run returns the report of
+// what ran and ctx's error.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.withDefaults()
 	if cfg.ProfileDir != "" {
@@ -162,12 +167,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			continue
 		}
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			break
 		}
-		rep.Results = append(rep.Results, runTarget(ctx, &cfg, t))
+		res := runTarget(ctx, &cfg, t)
+		rep.Results = append(rep.Results, res)
+		if cfg.Progress != nil {
+			fmt.Fprintln(cfg.Progress, res.summary())
+		}
 	}
 	rep.finish()
-	return rep, nil
+	return rep, ctx.Err()
 }
 
 func (c *Config) selects(name string) bool {

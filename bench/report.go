@@ -266,6 +266,23 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	}
 }
 
+// summary is a line telling how r went, for the progress output.
+func (r Result) summary() string {
+	if r.Skipped != "" {
+		return fmt.Sprintf("%-24s skipped: %s", r.Name, r.Skipped)
+	}
+	s := fmt.Sprintf("%-24s %9.0f writes/s", r.Name, r.Full.WritesPerSec)
+	if r.Rate != nil && r.Rate.Lag != nil {
+		s += fmt.Sprintf(", lag p50 %.2f ms p99 %.2f ms at %.0f/s", r.Rate.Lag.P50, r.Rate.Lag.P99, r.Rate.OfferedRate)
+	}
+	for _, p := range []*Phase{r.Full, r.Rate} {
+		if p != nil && p.Error != "" {
+			s += ": " + p.Error
+		}
+	}
+	return s
+}
+
 func num(v float64, err string) string {
 	if err != "" {
 		return "FAILED"

@@ -139,9 +139,8 @@ func runTarget(ctx context.Context, cfg *Config, t target) Result {
 	return r
 }
 
-// runPhase starts t on fresh servers, writes into it at full speed or at
-// the fixed rate, waits until the peer has applied every write or the
-// phase times out, and measures.
+// runPhase starts t on fresh servers, warms it up, has it carry the
+// phase's writes at full speed or at the fixed rate, and measures.
 func runPhase(ctx context.Context, cfg *Config, t target, fixedRate bool) *Phase {
 	n := cfg.N
 	if t.audit == elasticStore.name {
@@ -150,8 +149,8 @@ func runPhase(ctx context.Context, cfg *Config, t target, fixedRate bool) *Phase
 	if fixedRate {
 		n = max(int(float64(cfg.Rate)*cfg.RateFor.Seconds()), 1)
 	}
-	tr := newTracker(n)
-	e := &env{cfg: cfg, apply: tr.apply, wire: &wireCounter{}, auditWire: &wireCounter{}}
+	var cur atomic.Pointer[tracker] // of the warm-up, then of the phase
+	e := &env{cfg: cfg, apply: func(p []byte) { cur.Load().apply(p) }, wire: &wireCounter{}, auditWire: &wireCounter{}}
 	defer e.close()
 	ph := &Phase{Writes: n}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
@@ -172,6 +171,19 @@ func runPhase(ctx context.Context, cfg *Config, t target, fixedRate bool) *Phase
 	}
 	defer closeSys()
 
+	// A tenth of the writes, at most 10000, at full speed first: connections,
+	// consumer groups, JIT and heap settle before anything is measured.
+	if warm := min(n/10, 10000); warm > 0 {
+		wt := newTracker(warm)
+		cur.Store(wt)
+		if _, _, err := carry(ctx, cfg, sys, wt, false, time.Now(), new(atomic.Int64)); err != nil {
+			ph.Error = fmt.Sprintf("warm-up: %v", err)
+			return ph
+		}
+	}
+	tr := newTracker(n)
+	cur.Store(tr)
+
 	debug.FreeOSMemory() // so that this phase's peaks are its own
 	rssReset := resetPeakRSS()
 	heap := newHeapSys()
@@ -191,37 +203,13 @@ func runPhase(ctx context.Context, cfg *Config, t target, fixedRate bool) *Phase
 
 	var written atomic.Int64
 	stopProgress := progress(cfg, t.name, fixedRate, n, &written, &tr.applied, heap, &peak)
-	var rate float64
-	switch sys := sys.(type) {
-	case driver:
-		rate, err = sys.drive(ctx, n, &written)
-		tr.lastApply.Store(time.Now().UnixNano())
-		if err == nil {
-			tr.applied.Store(int64(n))
-		}
-	case writer:
-		err = writeAll(ctx, sys, tr, n, cfg, fixedRate, begin, &written)
-		if err == nil {
-			select {
-			case <-tr.done:
-			case <-ctx.Done():
-				err = fmt.Errorf("peer applied %d of %d writes when the phase ended: %w", tr.applied.Load(), n, context.Cause(ctx))
-			}
-		}
-	default:
-		err = fmt.Errorf("%T neither writes nor drives", sys)
-	}
+	rate, audited, err := carry(ctx, cfg, sys, tr, fixedRate, begin, &written)
 	end := time.Unix(0, tr.lastApply.Load())
 	if err != nil {
 		end = time.Now()
 	}
-	if f, ok := sys.(flusher); ok && err == nil {
-		// The work of a write includes its audit records: CPU, wire and
-		// memory are measured until they are stored.
-		if err = f.flush(ctx); err != nil {
-			err = fmt.Errorf("flushing the audit logs: %w", err)
-		}
-		ph.AuditDone = time.Since(begin).Seconds()
+	if !audited.IsZero() {
+		ph.AuditDone = audited.Sub(begin).Seconds()
 	}
 	stopProgress()
 	stopProfile()
@@ -241,10 +229,9 @@ func runPhase(ctx context.Context, cfg *Config, t target, fixedRate bool) *Phase
 	}
 	procCPU := (self1 - self0) + (children1 - children0)
 	srvCPU := srv1.cpu - srv0.cpu
-	perM := 1e6 / float64(n)
 	ph.CPUProcess = procCPU.Seconds()
 	ph.CPUServers = srvCPU.Seconds()
-	ph.CPUPerMillion = (procCPU + srvCPU).Seconds() * perM
+	ph.CPUPerMillion = (procCPU + srvCPU).Seconds() * 1e6 / float64(n)
 	ph.WireBytesPerWrite = float64(e.wire.bytes()-wire0+srv1.wire-srv0.wire) / float64(n)
 	ph.AuditWireBytesPerWrite = float64(e.auditWire.bytes()-auditWire0) / float64(n)
 	ph.PeakHeapSys = peak.heap
@@ -264,12 +251,51 @@ func runPhase(ctx context.Context, cfg *Config, t target, fixedRate bool) *Phase
 	return ph
 }
 
-// writeAll enters n writes with cfg.Writers concurrent writers: as fast as
+// carry has sys carry the writes tr tracks, at full speed or at the fixed
+// rate from begin, and waits until the peer has applied them all and, for
+// a flusher, until their audit records are stored: the work of a write
+// includes them, so CPU, wire and memory are measured until then. It
+// returns a driver's own writes/s, and when the audit records were stored
+// (zero for a system without).
+func carry(ctx context.Context, cfg *Config, sys system, tr *tracker, fixedRate bool, begin time.Time,
+	written *atomic.Int64) (rate float64, audited time.Time, err error) {
+	switch sys := sys.(type) {
+	case driver:
+		if rate, err = sys.drive(ctx, tr.n, written); err != nil {
+			return 0, audited, err
+		}
+		tr.lastApply.Store(time.Now().UnixNano())
+		tr.applied.Store(int64(tr.n))
+		return rate, audited, nil
+	case writer:
+		if err := writeAll(ctx, sys, tr, cfg, fixedRate, begin, written); err != nil {
+			return 0, audited, err
+		}
+	default:
+		return 0, audited, fmt.Errorf("%T neither writes nor drives", sys)
+	}
+	select {
+	case <-tr.done:
+	case <-ctx.Done():
+		return 0, audited, fmt.Errorf("peer applied %d of %d writes when the phase ended: %w",
+			tr.applied.Load(), tr.n, context.Cause(ctx))
+	}
+	if f, ok := sys.(flusher); ok {
+		if err := f.flush(ctx); err != nil {
+			return 0, audited, fmt.Errorf("flushing the audit logs: %w", err)
+		}
+		audited = time.Now()
+	}
+	return 0, audited, nil
+}
+
+// writeAll enters tr's writes with cfg.Writers concurrent writers: as fast as
 // they go, or at cfg.Rate writes/s from begin (write seq is due at
 // begin + seq/rate; a writer running late writes at once, so a system
 // that cannot keep up shows as a lower achieved rate).
-func writeAll(ctx context.Context, sys writer, tr *tracker, n int, cfg *Config, fixedRate bool,
+func writeAll(ctx context.Context, sys writer, tr *tracker, cfg *Config, fixedRate bool,
 	begin time.Time, written *atomic.Int64) error {
+	n := tr.n
 	var next atomic.Int64
 	var firstErr error
 	var once sync.Once

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Reproduces BENCHMARKS.md in one command:
+#
+#   bench/run.sh [OUT_DIR] [dcsync-bench flags...]
+#
+# installs redis-server and redis-benchmark when missing, starts an
+# Elasticsearch node of its own (so that the node's CPU is this run's
+# alone), runs dcsync-bench with a CPU profile per target, and writes to
+# OUT_DIR (default bench/results): results.json, table.md, profiles/, and
+# top.txt, the top functions of each profile. The node is stopped on exit.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=$(mkdir -p "${1:-$root/bench/results}" && cd "${1:-$root/bench/results}" && pwd)
+shift || true
+
+eval "$("$root/scripts/redis.sh" start)"
+export DCSYNC_ELASTIC_RUN=${DCSYNC_ELASTIC_RUN:-/tmp/dcsync-bench-elastic}
+trap '"$root/scripts/elastic.sh" stop' EXIT
+eval "$("$root/scripts/elastic.sh" start)"
+
+cd "$root/bench"
+echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+go run . -json "$out/results.json" -md "$out/table.md" -cpuprofile "$out/profiles" "$@" | tee "$out/table.txt"
+for p in "$out"/profiles/*.pprof; do
+  echo "== $(basename "$p" .pprof)"
+  go tool pprof -top -nodecount=25 "$p" 2>/dev/null | sed -n '/flat%/,$p'
+  echo "-- by cumulative time, dcsync and transport code"
+  go tool pprof -top -cum -nodecount=25 -focus='dcsync|watermill|redis|grpc|net/http' "$p" 2>/dev/null | sed -n '/flat%/,$p'
+done >"$out/top.txt"
+echo "wrote $out/results.json, table.md, table.txt, top.txt, profiles/" >&2
