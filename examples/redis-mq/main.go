@@ -1,0 +1,267 @@
+// Command redis-mq runs the quickstart's two datacenters, unicom and
+// telecom, over Redis Streams: each datacenter has its own Redis, holding
+// its outbound stream (the durable outbox of its writes), the inbound
+// streams its peer's reship workers add to, and the apply stream its
+// collect workers hand accepted writes to (transport/redis). It writes in
+// both datacenters at once, sometimes to the same keys, waits until every
+// write is applied everywhere, and checks that from the processors' own
+// state; it exits non-zero when they do not converge in time.
+//
+//	go run ./examples/redis-mq -unicom-redis 127.0.0.1:6379 -telecom-redis 127.0.0.1:6380 -n 1000
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/dcsync/dcsync"
+	auditmem "github.com/dcsync/dcsync/audit/memory"
+	"github.com/dcsync/dcsync/transport/redis"
+)
+
+var datacenters = []string{"unicom", "telecom"}
+
+type options struct {
+	redis   map[string]string // datacenter -> Redis host:port
+	writes  int               // per datacenter
+	timeout time.Duration     // for convergence
+}
+
+func main() {
+	o := options{redis: map[string]string{}}
+	for i, dc := range datacenters {
+		def := fmt.Sprintf("127.0.0.1:%d", 6379+i)
+		if env := os.Getenv(envName(dc)); env != "" {
+			def = env
+		}
+		flag.Func(dc+"-redis", dc+"'s Redis host:port (env "+envName(dc)+"; default "+def+")",
+			func(s string) error { o.redis[dc] = s; return nil })
+		o.redis[dc] = def
+	}
+	flag.IntVar(&o.writes, "n", 1000, "writes per datacenter")
+	flag.DurationVar(&o.timeout, "timeout", 30*time.Second, "how long to wait for convergence")
+	flag.Parse()
+	if err := run(context.Background(), os.Stdout, o); err != nil {
+		fmt.Fprintln(os.Stderr, "redis-mq:", err)
+		os.Exit(1)
+	}
+}
+
+// envName is the environment variable that names dc's Redis.
+func envName(dc string) string { return "REDIS_MQ_" + strings.ToUpper(dc) + "_REDIS" }
+
+// quiet keeps the library's warnings (a stalled hop, a dead letter) on
+// stderr and out of the report.
+var quiet = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+// dc is one datacenter: its Redis, its Node and Syncer, its state.
+type dc struct {
+	client *goredis.Client
+	node   *redis.Node
+	syncer *dcsync.Syncer
+	store  *kvStore
+}
+
+func run(ctx context.Context, out io.Writer, o options) error {
+	audit := auditmem.New(0) // one log for both, as one Elasticsearch cluster would be
+	dcs := map[string]*dc{}
+	for _, name := range datacenters {
+		client := goredis.NewClient(&goredis.Options{Addr: o.redis[name]})
+		defer client.Close()
+		if err := client.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("%s: redis at %s: %w", name, o.redis[name], err)
+		}
+		dcs[name] = &dc{client: client, store: newKVStore()}
+	}
+
+	// What main() of each datacenter's service does: a Node on its own
+	// Redis, reaching its peer's; a Syncer wired by it; the Node's workers.
+	runCtx, stop := context.WithCancel(ctx)
+	var workers sync.WaitGroup
+	// On the way out the workers finish the batches under way and return,
+	// then the Syncers close.
+	defer func() {
+		stop()
+		workers.Wait()
+		for _, d := range dcs {
+			if d.syncer != nil {
+				d.syncer.Close()
+			}
+		}
+	}()
+	for _, name := range datacenters {
+		d, peer := dcs[name], other(name)
+		node, err := redis.NewNode(redis.NodeConfig{DC: name, Client: d.client,
+			Peers: map[string]*goredis.Client{peer: dcs[peer].client}, Logger: quiet})
+		if err != nil {
+			return err
+		}
+		syncer, err := dcsync.New(node.Wire(dcsync.Config{Processor: d.store, Audit: audit, Logger: quiet}))
+		if err != nil {
+			return err
+		}
+		d.node, d.syncer = node, syncer
+		workers.Go(func() { _ = node.Run(runCtx, syncer) })
+	}
+
+	// Write in both datacenters at once, sometimes to the same keys.
+	began := time.Now()
+	ids := make(chan string, 2*o.writes)
+	var writers sync.WaitGroup
+	errs := make(chan error, len(datacenters))
+	for _, name := range datacenters {
+		writers.Go(func() {
+			for i := range o.writes {
+				req := &dcsync.Request{Key: fmt.Sprintf("user:%d", i%100), Op: "set",
+					Payload: fmt.Appendf(nil, "%s-%d", name, i)}
+				if err := dcs[name].syncer.Write(ctx, req); err != nil {
+					errs <- err
+					return
+				}
+				ids <- req.ID
+			}
+		})
+	}
+	writers.Wait()
+	close(ids)
+	close(errs)
+	if err := <-errs; err != nil {
+		return err
+	}
+	written := make([]string, 0, 2*o.writes)
+	for id := range ids {
+		written = append(written, id)
+	}
+	fmt.Fprintf(out, "wrote %d writes in each of %v in %v\n", o.writes, datacenters, time.Since(began).Round(time.Millisecond))
+
+	// Wait until every write is applied in every datacenter.
+	deadline := time.Now().Add(o.timeout)
+	n := present(dcs, written)
+	for n < len(written) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		n = present(dcs, written)
+	}
+	fmt.Fprintf(out, "replicated in %v\n", time.Since(began).Round(time.Millisecond))
+	for _, d := range dcs {
+		if err := d.syncer.Flush(ctx); err != nil {
+			return err
+		}
+	}
+	printCounts(out, audit)
+	for _, name := range datacenters {
+		st := dcs[name].node.Stats()
+		fmt.Fprintf(out, "  %-8s streams: %d entries read, %d acknowledged, %d claimed, %d dead-lettered\n",
+			name, st.Read, st.Acked, st.Claimed, st.DeadLettered)
+	}
+	fmt.Fprintf(out, "values agree on %d/%d keys\n", agree(dcs), keys(dcs))
+	fmt.Fprintf(out, "converged: %d/%d writes present in every datacenter\n", n, len(written))
+	if n != len(written) {
+		return fmt.Errorf("not converged within %v: %d of %d writes missing somewhere", o.timeout, len(written)-n, len(written))
+	}
+	return nil
+}
+
+func other(dc string) string {
+	if dc == datacenters[0] {
+		return datacenters[1]
+	}
+	return datacenters[0]
+}
+
+// printCounts prints how many records each stage logged, per datacenter.
+func printCounts(out io.Writer, audit *auditmem.Log) {
+	var lines []string
+	for k, n := range audit.Counts() {
+		if n == 0 {
+			continue
+		}
+		lines = append(lines, fmt.Sprintf("  %-8s %-8s %-6s %6d", k.DC, k.Stage, k.Status, n))
+	}
+	sort.Strings(lines)
+	for _, l := range lines {
+		fmt.Fprintln(out, l)
+	}
+}
+
+// present counts the writes of ids that every datacenter's store applied.
+func present(dcs map[string]*dc, ids []string) int {
+	n := 0
+	for _, id := range ids {
+		everywhere := true
+		for _, d := range dcs {
+			everywhere = everywhere && d.store.has(id)
+		}
+		if everywhere {
+			n++
+		}
+	}
+	return n
+}
+
+// agree counts the keys whose winning write is the same everywhere.
+func agree(dcs map[string]*dc) int {
+	a, b := dcs[datacenters[0]].store.snapshot(), dcs[datacenters[1]].store.snapshot()
+	n := 0
+	for k, id := range a {
+		if b[k] == id {
+			n++
+		}
+	}
+	return n
+}
+
+func keys(dcs map[string]*dc) int { return len(dcs[datacenters[0]].store.snapshot()) }
+
+// kvStore stands in for a datacenter's database and cache: last writer wins
+// per key, by (Version, Origin), so it converges whatever the order of
+// delivery; it remembers which writes it applied.
+type kvStore struct {
+	mu      sync.Mutex
+	values  map[string]*dcsync.Request
+	applied map[string]bool
+}
+
+func newKVStore() *kvStore {
+	return &kvStore{values: map[string]*dcsync.Request{}, applied: map[string]bool{}}
+}
+
+// Process implements dcsync.Processor.
+func (s *kvStore) Process(_ context.Context, r *dcsync.Request) error {
+	if r.Op != "set" {
+		return fmt.Errorf("%w: unknown op %q", dcsync.ErrInvalid, r.Op)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.applied[r.ID] = true
+	if cur := s.values[r.Key]; cur == nil || r.Newer(cur.Version, cur.Origin) {
+		s.values[r.Key] = r
+	}
+	return nil
+}
+
+func (s *kvStore) has(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.applied[id]
+}
+
+// snapshot returns the ID of the winning write of each key.
+func (s *kvStore) snapshot() map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[string]string, len(s.values))
+	for k, r := range s.values {
+		m[k] = r.ID
+	}
+	return m
+}
