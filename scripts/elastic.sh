@@ -1,26 +1,29 @@
 #!/usr/bin/env bash
 # Runs a single-node Elasticsearch 7.17 for the tests, on loopback.
 #
-#   scripts/elastic.sh start   prints `export DCSYNC_ELASTIC_URL=http://127.0.0.1:PORT`
-#   scripts/elastic.sh stop    stops it and removes its data
+#   scripts/elastic.sh start   starts a node, prints `export DCSYNC_ELASTIC_URL=http://127.0.0.1:PORT`
+#   scripts/elastic.sh stop    stops the node of $DCSYNC_ELASTIC_URL and removes its data
 #
-# The HTTP port is $DCSYNC_ELASTIC_PORT, or else the first free one of
-# 9200..9299.
+# Every start runs a node of its own, so that concurrent test runs do not
+# stop each other's. Its HTTP port is $DCSYNC_ELASTIC_PORT, or else the first
+# free one of 9200..9299. Everything of a node (config, data, logs, pid)
+# lives in $DCSYNC_ELASTIC_RUN, by default /tmp/dcsync-elastic-PORT; stop
+# finds it from the port of $DCSYNC_ELASTIC_URL, which the eval of start's
+# output has set.
 #
 # Elasticsearch comes from Maven Central's integ-test-zip distribution through
 # mvn (cached in ~/.m2); OpenSearch's integ-test-zip when that cannot be had.
 # The zip is unpacked once per version under $DCSYNC_CACHE (default
 # /var/tmp/dcsync). Elasticsearch refuses to run as root, so as root the node
-# runs as the system user dcsync-es, created when missing. Everything of one
-# node (config, data, logs, pid) lives in $DCSYNC_ELASTIC_RUN (default
-# /tmp/dcsync-elastic), so nodes with different run directories coexist.
-# Only the export line goes to stdout; everything else to stderr.
+# runs as the system user dcsync-es, created when missing. Only the export
+# line goes to stdout; everything else to stderr.
 set -euo pipefail
 
 ES_VERSION=${DCSYNC_ES_VERSION:-7.17.29}
 OS_VERSION=${DCSYNC_OPENSEARCH_VERSION:-2.19.2}
 CACHE=${DCSYNC_CACHE:-/var/tmp/dcsync}
-RUN=${DCSYNC_ELASTIC_RUN:-/tmp/dcsync-elastic}
+RUN_BASE=/tmp/dcsync-elastic
+RUN=${DCSYNC_ELASTIC_RUN:-}
 HEAP=${DCSYNC_ELASTIC_HEAP:-512m}
 ES_USER=dcsync-es
 STARTUP_TIMEOUT=${DCSYNC_ELASTIC_TIMEOUT:-180}
@@ -104,30 +107,43 @@ unpack() {
   rm -rf "$tmp"
 }
 
-start() {
-  local pid port home kind zip dir jhome owner
-  if [ -f "$RUN/pid" ] && kill -0 "$(cat "$RUN/pid")" 2>/dev/null && [ -f "$RUN/port" ] &&
-    healthy "$(cat "$RUN/port")"; then
-    log "already running on port $(cat "$RUN/port")"
-    echo "export DCSYNC_ELASTIC_URL=http://127.0.0.1:$(cat "$RUN/port")"
-    return
+# claim DIR makes DIR the run directory of a new node, unless a live node
+# owns it; a directory left by a node that died is taken over.
+claim() {
+  if [ -e "$1" ]; then
+    if [ -f "$1/pid" ] && kill -0 "$(cat "$1/pid")" 2>/dev/null; then return 1; fi
+    rm -rf "$1"
   fi
+  mkdir "$1" 2>/dev/null || return 1 # atomic: of two starts, one wins
+  echo $$ >"$1/pid"                   # ours until the node writes its own
+}
+
+start() {
+  local port kind zip dir jhome owner
   read -r kind zip < <(fetch) || true
   [ -n "${zip:-}" ] || die "no distribution to run"
   dir=$CACHE/$kind
   [ -x "$dir/bin/${kind%%-*}" ] || unpack "$zip" "$dir"
   jhome=$(java_home)
 
-  rm -rf "$RUN"
+  port=${DCSYNC_ELASTIC_PORT:-}
+  if [ -n "$port" ]; then
+    RUN=${RUN:-$RUN_BASE-$port}
+    [ -n "${DCSYNC_ELASTIC_RUN:-}" ] || claim "$RUN" || die "port $port is taken by the node in $RUN"
+  else
+    for port in $(seq 9200 9299) 0; do
+      [ "$port" != 0 ] || die "no free port in 9200..9299"
+      port_busy "$port" && continue
+      if [ -n "${DCSYNC_ELASTIC_RUN:-}" ]; then break; fi
+      RUN=$RUN_BASE-$port
+      claim "$RUN" && break
+    done
+  fi
+  rm -rf "${RUN:?}"/{data,logs,config}
   mkdir -p "$RUN"/{data,logs}
   cp -r "$dir/config" "$RUN/config"
   # The JVM's own files are relative to the (read-only, shared) home.
   sed -i -e "s#HeapDumpPath=data#HeapDumpPath=$RUN/data#" -e "s#logs/#$RUN/logs/#g" "$RUN/config/jvm.options"
-  port=${DCSYNC_ELASTIC_PORT:-}
-  if [ -z "$port" ]; then
-    for port in $(seq 9200 9299) 0; do port_busy "$port" || break; done
-    [ "$port" != 0 ] || die "no free port in 9200..9299"
-  fi
   cat >>"$RUN/config/${kind%%-*}.yml" <<EOF
 
 cluster.name: dcsync-test
@@ -183,7 +199,12 @@ EOF
 }
 
 stop() {
-  local pid i
+  local pid i port
+  if [ -z "$RUN" ]; then
+    port=$(echo "${DCSYNC_ELASTIC_URL:-}" | sed -n 's#^http://127\.0\.0\.1:\([0-9][0-9]*\).*#\1#p')
+    [ -n "$port" ] || { log "nothing to stop: DCSYNC_ELASTIC_URL names no node of this script"; return; }
+    RUN=$RUN_BASE-$port
+  fi
   if [ -f "$RUN/pid" ]; then
     pid=$(cat "$RUN/pid")
     kill "$pid" 2>/dev/null || true

@@ -15,78 +15,73 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
-// elastic is the Elasticsearch this test process started, if any.
-var elastic struct {
-	once sync.Once
-	url  string
-	run  string // its run directory, for scripts/elastic.sh stop
-	err  error
-}
-
-// Elastic returns the URL of the Elasticsearch the tests use:
-// DCSYNC_ELASTIC_URL when it is set (scripts/test.sh starts one for every
-// package), or else one that scripts/elastic.sh starts for this test
-// process, once, on a free loopback port; ElasticMain stops it. The test
-// fails when none can be had.
+// Elastic returns the URL of the Elasticsearch the tests use, from
+// DCSYNC_ELASTIC_URL: scripts/test.sh sets it, and ElasticMain sets it when
+// it starts one itself. The test fails when it is not set.
 func Elastic(t testing.TB) string {
 	t.Helper()
-	if u := os.Getenv("DCSYNC_ELASTIC_URL"); u != "" {
-		return u
+	u := os.Getenv("DCSYNC_ELASTIC_URL")
+	if u == "" {
+		t.Fatal("DCSYNC_ELASTIC_URL not set: call testserver.ElasticMain from TestMain, or run scripts/elastic.sh start")
 	}
-	elastic.once.Do(startElastic)
-	if elastic.err != nil {
-		t.Fatalf("Elasticsearch: %v", elastic.err)
-	}
-	return elastic.url
+	return u
 }
 
-// ElasticMain runs the tests of m and then stops the Elasticsearch that
-// Elastic started, if any. Call it from TestMain:
+// ElasticMain runs the tests, examples and benchmarks of m with an
+// Elasticsearch. When DCSYNC_ELASTIC_URL is set (scripts/test.sh starts
+// one for every package), it uses that one; otherwise it starts one with
+// scripts/elastic.sh on a free loopback port, sets DCSYNC_ELASTIC_URL for
+// the tests, and stops it when they end. Call it from TestMain:
 //
 //	func TestMain(m *testing.M) { os.Exit(testserver.ElasticMain(m)) }
 func ElasticMain(m *testing.M) int {
-	code := m.Run()
-	if elastic.run != "" {
-		if err := elasticScript(context.Background(), elastic.run, nil, "stop"); err != nil {
-			fmt.Fprintln(os.Stderr, "testserver: stop Elasticsearch:", err)
-		}
-		_ = os.RemoveAll(elastic.run)
+	if os.Getenv("DCSYNC_ELASTIC_URL") != "" {
+		return m.Run()
 	}
-	return code
-}
-
-func startElastic() {
 	run, err := os.MkdirTemp("", "dcsync-elastic-")
 	if err != nil {
-		elastic.err = err
-		return
+		fmt.Fprintln(os.Stderr, "testserver:", err)
+		return 1
 	}
-	elastic.run = run
+	defer os.RemoveAll(run)
+	defer func() {
+		if err := elasticScript(context.Background(), run, nil, "stop"); err != nil {
+			fmt.Fprintln(os.Stderr, "testserver: stop Elasticsearch:", err)
+		}
+	}()
+	url, err := startElastic(run)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testserver: Elasticsearch:", err)
+		return 1
+	}
+	os.Setenv("DCSYNC_ELASTIC_URL", url)
+	return m.Run()
+}
+
+// startElastic starts Elasticsearch with its files in run and returns its
+// URL.
+func startElastic(run string) (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0") // a free port, for Elasticsearch's HTTP
 	if err != nil {
-		elastic.err = err
-		return
+		return "", err
 	}
 	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 	l.Close()
 	var out bytes.Buffer
-	if elastic.err = elasticScript(context.Background(), run, &out, "start", "DCSYNC_ELASTIC_PORT="+port); elastic.err != nil {
-		return
+	if err := elasticScript(context.Background(), run, &out, "start", "DCSYNC_ELASTIC_PORT="+port); err != nil {
+		return "", err
 	}
 	sc := bufio.NewScanner(&out)
 	for sc.Scan() {
 		if u, ok := strings.CutPrefix(sc.Text(), "export DCSYNC_ELASTIC_URL="); ok {
-			elastic.url = u
+			return u, nil
 		}
 	}
-	if elastic.url == "" {
-		elastic.err = fmt.Errorf("scripts/elastic.sh start printed no URL: %q", out.String())
-	}
+	return "", fmt.Errorf("scripts/elastic.sh start printed no URL: %q", out.String())
 }
 
 // elasticScript runs scripts/elastic.sh with the run directory run, its
