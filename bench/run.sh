@@ -20,11 +20,17 @@ eval "$("$root/scripts/elastic.sh" start)"
 
 cd "$root/bench"
 echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-go run . -json "$out/results.json" -md "$out/table.md" -cpuprofile "$out/profiles" "$@" | tee "$out/table.txt"
+status=0
+go run . -json "$out/results.json" -md "$out/table.md" -cpuprofile "$out/profiles" "$@" | tee "$out/table.txt" || status=$?
 for p in "$out"/profiles/*.pprof; do
   echo "== $(basename "$p" .pprof)"
-  go tool pprof -top -nodecount=25 "$p" 2>/dev/null | sed -n '/flat%/,$p'
-  echo "-- by cumulative time, dcsync and transport code"
-  go tool pprof -top -cum -nodecount=25 -focus='dcsync|watermill|redis|grpc|net/http' "$p" 2>/dev/null | sed -n '/flat%/,$p'
+  go tool pprof -top -nodecount=20 "$p" 2>/dev/null | sed -n '/^Duration/p;/flat%/,$p'
+  echo "-- garbage collection and allocation, cumulative"
+  go tool pprof -top -cum "$p" 2>/dev/null | grep -E ' (runtime\.gcBgMarkWorker|runtime\.mallocgc)$' || true
+  echo "-- by cumulative time, runtime hidden"
+  go tool pprof -top -cum -nodecount=30 -hide='^runtime|^internal/runtime|^sync\.|^main\.|^syscall|gcWriteBarrier|aeshash|memeqbody' \
+    "$p" 2>/dev/null | sed -n '/flat%/,$p'
+  echo
 done >"$out/top.txt"
 echo "wrote $out/results.json, table.md, table.txt, top.txt, profiles/" >&2
+exit $status
