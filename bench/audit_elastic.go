@@ -31,8 +31,10 @@ func openElastic(ctx context.Context, e *env, dc string) (dcsync.AuditLog, func(
 	e.mu.Lock()
 	if !e.elasticSeen {
 		e.elasticSeen = true
-		if pid, err := elasticProcess(); err == nil {
+		if pid, err := elasticProcess(e.cfg.ElasticURL); err == nil {
 			e.procs = append(e.procs, process{name: "elasticsearch", pid: pid, shared: true})
+		} else {
+			e.notes = append(e.notes, fmt.Sprintf("Elasticsearch's CPU not counted: %v", err))
 		}
 	}
 	e.mu.Unlock()

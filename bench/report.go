@@ -72,9 +72,10 @@ type Phase struct {
 	ServerPeakRSS int64   `json:"server_peak_rss_bytes"`
 	// TCP payload bytes, both directions, per write: between the
 	// datacenters and to their brokers, and to the audit store.
-	WireBytesPerWrite      float64 `json:"wire_bytes_per_write"`
-	AuditWireBytesPerWrite float64 `json:"audit_wire_bytes_per_write"`
-	Error                  string  `json:"error,omitempty"`
+	WireBytesPerWrite      float64  `json:"wire_bytes_per_write"`
+	AuditWireBytesPerWrite float64  `json:"audit_wire_bytes_per_write"`
+	Notes                  []string `json:"notes,omitempty"` // what the figures leave out
+	Error                  string   `json:"error,omitempty"`
 }
 
 // Ratio compares two rows' full-speed writes/s.

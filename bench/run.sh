@@ -14,9 +14,10 @@ out=$(mkdir -p "${1:-$root/bench/results}" && cd "${1:-$root/bench/results}" && 
 shift || true
 
 eval "$("$root/scripts/redis.sh" start)"
-export DCSYNC_ELASTIC_RUN=${DCSYNC_ELASTIC_RUN:-/tmp/dcsync-bench-elastic}
-trap '"$root/scripts/elastic.sh" stop' EXIT
+# A node of its own: start runs a new one, and stop finds it by the URL.
+unset DCSYNC_ELASTIC_URL DCSYNC_ELASTIC_RUN
 eval "$("$root/scripts/elastic.sh" start)"
+trap '"$root/scripts/elastic.sh" stop' EXIT
 
 cd "$root/bench"
 echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)" >&2

@@ -85,6 +85,7 @@ type env struct {
 	mu      sync.Mutex
 	procs   []process
 	cleanup []func()
+	notes   []string // what the figures leave out
 }
 
 // addProcess accounts for p in the phase's figures.
@@ -240,6 +241,7 @@ func runPhase(ctx context.Context, cfg *Config, t target, fixedRate bool) *Phase
 		ph.PeakRSS = max(ph.PeakRSS, procStatus(0, "VmHWM"))
 	}
 	ph.ServerPeakRSS = serverPeakRSS(e)
+	ph.Notes = e.notes
 	if err != nil {
 		ph.Error = err.Error()
 	}

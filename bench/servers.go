@@ -153,12 +153,17 @@ func (r *redisServer) client(e *env, opt goredis.Options) *goredis.Client {
 	return c
 }
 
-// elasticProcess finds the pid of the Elasticsearch node that
-// scripts/elastic.sh started, for CPU accounting.
-func elasticProcess() (int, error) {
+// elasticProcess finds the pid of the Elasticsearch node at url that
+// scripts/elastic.sh started, for CPU accounting: its pid file is in
+// $DCSYNC_ELASTIC_RUN, or else /tmp/dcsync-elastic-PORT.
+func elasticProcess(url string) (int, error) {
 	run := os.Getenv("DCSYNC_ELASTIC_RUN")
 	if run == "" {
-		run = "/tmp/dcsync-elastic"
+		_, port, ok := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(url, "http://"), "https://"), ":")
+		if !ok {
+			return 0, errors.New("no port in the Elasticsearch URL")
+		}
+		run = "/tmp/dcsync-elastic-" + strings.TrimRight(port, "/")
 	}
 	b, err := os.ReadFile(filepath.Join(run, "pid"))
 	if err != nil {
