@@ -33,8 +33,8 @@ func Encode(dst []byte, reqs []*dcsync.Request, f Format, enc Encoding) ([]byte,
 	if enc != Encoding_ENCODING_GZIP {
 		return nil, fmt.Errorf("wire: unknown encoding %v", enc)
 	}
-	buf := bufs.Get().(*[]byte)
-	defer bufs.Put(buf)
+	buf := GetBuffer()
+	defer PutBuffer(buf)
 	raw, err := encode((*buf)[:0], reqs, f)
 	if err != nil {
 		return nil, err
@@ -89,8 +89,8 @@ func Decode(body []byte, f Format, enc Encoding, maxBody, maxBatch int) ([]*dcsy
 	switch enc {
 	case Encoding_ENCODING_IDENTITY:
 	case Encoding_ENCODING_GZIP:
-		buf := bufs.Get().(*[]byte)
-		defer bufs.Put(buf)
+		buf := GetBuffer()
+		defer PutBuffer(buf)
 		raw, err := decompress((*buf)[:0], body, maxBody)
 		if err != nil {
 			return nil, err
@@ -158,8 +158,21 @@ func Count(body []byte) (int, error) {
 	return n, nil
 }
 
-// bufs holds scratch buffers for compression.
+// bufs holds body buffers, for compression and for the transports.
 var bufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// GetBuffer returns an empty buffer for a body, from a pool.
+func GetBuffer() *[]byte { return bufs.Get().(*[]byte) }
+
+// PutBuffer returns a buffer to the pool; nothing may use it afterwards.
+// Buffers larger than a default body are dropped, so that one huge batch
+// does not stay in memory.
+func PutBuffer(b *[]byte) {
+	if cap(*b) <= 2*DefaultMaxBody {
+		*b = (*b)[:0]
+		bufs.Put(b)
+	}
+}
 
 var (
 	gzipWriters = sync.Pool{New: func() any {

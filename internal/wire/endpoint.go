@@ -32,17 +32,34 @@ type Endpoint struct {
 // It never returns nil; a Results with a failure code means nothing of the
 // batch was applied.
 func (e *Endpoint) Serve(ctx context.Context, st *auth.Stamp, enc Encoding, f Format, body []byte) *Results {
+	reqs, res := e.Open(st, enc, f, body)
+	if res != nil {
+		return res
+	}
+	return e.Collect(ctx, st.From, reqs)
+}
+
+// Open authenticates body with st and decodes it: the first half of Serve,
+// which a transport may run apart from the second to overlap batches. It
+// returns the requests, or the Results refusing the batch.
+func (e *Endpoint) Open(st *auth.Stamp, enc Encoding, f Format, body []byte) ([]*dcsync.Request, *Results) {
 	if len(body) > e.MaxBody {
-		return ResultsOf(fmt.Errorf("%w: body of %d bytes, limit %d", dcsync.ErrBatchTooLarge, len(body), e.MaxBody))
+		return nil, ResultsOf(fmt.Errorf("%w: body of %d bytes, limit %d", dcsync.ErrBatchTooLarge, len(body), e.MaxBody))
 	}
 	if err := e.Verifier.Verify(st, body); err != nil {
-		return ResultsOf(err)
+		return nil, ResultsOf(err)
 	}
 	reqs, err := Decode(body, f, enc, e.MaxBody, e.MaxBatch)
 	if err != nil {
-		return ResultsOf(err)
+		return nil, ResultsOf(err)
 	}
-	res := ResultsOf(e.Collector.Collect(ctx, st.From, reqs))
+	return reqs, nil
+}
+
+// Collect hands an opened batch from peer from to the Collector: the
+// second half of Serve.
+func (e *Endpoint) Collect(ctx context.Context, from string, reqs []*dcsync.Request) *Results {
+	res := ResultsOf(e.Collector.Collect(ctx, from, reqs))
 	if res.Code == Code_CODE_RETRY && ctx.Err() != nil {
 		res.Message = fmt.Sprintf("%s (%v)", res.Message, context.Cause(ctx))
 	}

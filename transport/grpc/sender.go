@@ -35,7 +35,9 @@ type SenderConfig struct {
 	// Certificates). Nil dials in plaintext: batches are still signed,
 	// but readable on the link.
 	TLS *tls.Config
-	// DialOptions are added to those NewSender dials Target with.
+	// DialOptions follow NewSender's own dial options, so they override
+	// them: keepalive pings every 30s (the peer's server should take
+	// ServerOptions), 8 MiB flow-control windows, reconnect backoff up to 5s.
 	DialOptions []grpc.DialOption
 	// Compress gzips batches: fewer bytes on a long link for some CPU.
 	Compress bool
@@ -84,12 +86,15 @@ func NewSender(cfg SenderConfig) (*Sender, error) {
 		}
 		opts := append([]grpc.DialOption{
 			grpc.WithTransportCredentials(creds),
-			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: 10 * time.Second}),
 			// A peer back from an outage is found within seconds, not
 			// gRPC's default of up to two minutes.
 			grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond,
 				Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second}, MinConnectTimeout: 5 * time.Second}),
 			grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(maxMsg(out.MaxBody))),
+			// Windows that hold several batches: with gRPC's 64 KiB start,
+			// a batch waits a round trip for window updates.
+			grpc.WithInitialWindowSize(window), grpc.WithInitialConnWindowSize(window),
 		}, cfg.DialOptions...)
 		if s.conn, err = grpc.NewClient(cfg.Target, opts...); err != nil {
 			return nil, fmt.Errorf("dcsync/transport/grpc: dial %s: %w", cfg.Target, err)
@@ -116,8 +121,10 @@ func (s *Sender) send(ctx context.Context, reqs []*dcsync.Request) error {
 	if err != nil {
 		return err
 	}
-	body, stamp, err := s.out.Seal(nil, reqs)
+	buf := wire.GetBuffer()
+	body, stamp, err := s.out.Seal((*buf)[:0], reqs)
 	if err != nil {
+		wire.PutBuffer(buf)
 		return err
 	}
 	env := &wire.Envelope{From: stamp.From, Timestamp: stamp.Timestamp, Nonce: stamp.Nonce[:],
@@ -126,6 +133,9 @@ func (s *Sender) send(ctx context.Context, reqs []*dcsync.Request) error {
 		env.Deadline = d.UnixNano()
 	}
 	seq, ch, err := st.send(env)
+	// gRPC has serialized env into buffers of its own by now.
+	*buf = body
+	wire.PutBuffer(buf)
 	if err != nil {
 		return err
 	}

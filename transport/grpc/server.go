@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -51,10 +52,22 @@ type ServerConfig struct {
 }
 
 // ServerOptions returns the options a grpc.Server serving cfg needs: a
-// receive limit that admits a body of MaxBody and its envelope, no more.
+// receive limit that admits a body of MaxBody and its envelope, no more;
+// flow-control windows that let several batches be in flight; and a
+// keepalive policy that lets Senders ping every 30 seconds (gRPC's default
+// policy answers that with GOAWAY "too_many_pings").
 func ServerOptions(cfg ServerConfig) []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.MaxRecvMsgSize(maxMsg(cfg.MaxBody))}
+	return []grpc.ServerOption{grpc.MaxRecvMsgSize(maxMsg(cfg.MaxBody)),
+		grpc.InitialWindowSize(window), grpc.InitialConnWindowSize(window),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveTime / 2})}
 }
+
+// keepaliveTime is how often a Sender pings an idle connection, to find a
+// dead peer before a batch waits on it.
+const keepaliveTime = 30 * time.Second
+
+// window is the flow-control window of streams and connections, in bytes.
+const window = 8 << 20
 
 // maxMsg is the message size that holds a body of maxBody bytes.
 func maxMsg(maxBody int) int {
@@ -89,15 +102,15 @@ type server struct {
 	workers int
 }
 
-// Collect serves one stream: each Envelope is authenticated, decoded and
-// collected, and answered with its Results.
+// Collect serves one stream. A receiving goroutine authenticates and
+// decodes each Envelope while the previous batch is being collected; the
+// batches are collected in order (or Workers at a time) and each is
+// answered with its Results.
 func (s *server) Collect(stream wiregrpc.Replication_CollectServer) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	var (
 		sendMu sync.Mutex
-		wg     sync.WaitGroup
-		sem    = make(chan struct{}, s.workers)
 		mu     sync.Mutex
 		final  error // the status ending the stream
 	)
@@ -109,11 +122,24 @@ func (s *server) Collect(stream wiregrpc.Replication_CollectServer) error {
 		mu.Unlock()
 		cancel()
 	}
-	// Recv runs apart so that a final failure ends the stream at once,
-	// without waiting for the sender's next batch.
-	envs := make(chan *wire.Envelope)
+	reply := func(seq uint64, res *wire.Results) {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		if code, isFinal := codeOf(res.Code); isFinal {
+			stream.SetTrailer(metadata.Pairs(seqTrailer, strconv.FormatUint(seq, 10)))
+			fail(status.Error(code, res.Message))
+			return
+		}
+		res.Seq = seq
+		if err := stream.Send(res); err != nil {
+			fail(err)
+		}
+	}
+	// Receiving runs apart, so that a final failure ends the stream at
+	// once, without waiting for the sender's next batch.
+	opened := make(chan *batch, s.workers)
 	go func() {
-		defer close(envs)
+		defer close(opened)
 		for {
 			env, err := stream.Recv()
 			if err != nil {
@@ -122,47 +148,43 @@ func (s *server) Collect(stream wiregrpc.Replication_CollectServer) error {
 				}
 				return
 			}
+			b := s.open(env)
 			select {
-			case envs <- env:
+			case opened <- b:
 			case <-ctx.Done():
 				return
 			}
+			if b.res != nil {
+				if _, isFinal := codeOf(b.res.Code); isFinal {
+					return // the stream ends with this batch
+				}
+			}
 		}
 	}()
-loop:
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, s.workers)
 	for {
-		var env *wire.Envelope
+		var b *batch
 		select {
-		case env = <-envs:
+		case b = <-opened:
 		case <-ctx.Done():
 		}
-		if env == nil {
-			break loop
+		if b == nil || ctx.Err() != nil {
+			break
 		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			break loop
+		if b.res != nil {
+			reply(b.seq, b.res)
+			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			res := s.serve(ctx, env)
-			if code, isFinal := codeOf(res.Code); isFinal {
-				sendMu.Lock()
-				stream.SetTrailer(metadata.Pairs(seqTrailer, strconv.FormatUint(env.Seq, 10)))
-				sendMu.Unlock()
-				fail(status.Error(code, res.Message))
-				return
-			}
-			res.Seq = env.Seq
-			sendMu.Lock()
-			err := stream.Send(res)
-			sendMu.Unlock()
-			if err != nil {
-				fail(err)
-			}
-		}()
+		if s.workers == 1 { // in order, on this goroutine
+			reply(b.seq, s.collect(ctx, b))
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			reply(b.seq, s.collect(ctx, b))
+		})
 	}
 	wg.Wait()
 	mu.Lock()
@@ -170,23 +192,41 @@ loop:
 	return final
 }
 
-// serve collects one batch, within the deadline its sender waits for.
-func (s *server) serve(ctx context.Context, env *wire.Envelope) *wire.Results {
-	st := auth.Stamp{From: env.From, Timestamp: env.Timestamp}
+// batch is an Envelope authenticated and decoded, or refused.
+type batch struct {
+	seq      uint64
+	from     string
+	deadline int64 // Unix nanoseconds, 0 for none
+	reqs     []*dcsync.Request
+	res      *wire.Results // set when refused
+}
+
+// open authenticates and decodes env.
+func (s *server) open(env *wire.Envelope) *batch {
+	b := &batch{seq: env.Seq, from: env.From, deadline: env.Deadline}
 	if len(env.Nonce) != auth.NonceSize || len(env.Signature) != auth.SignatureSize {
-		return wire.ResultsOf(fmt.Errorf("%w: nonce of %d bytes and signature of %d, want %d and %d",
+		b.res = wire.ResultsOf(fmt.Errorf("%w: nonce of %d bytes and signature of %d, want %d and %d",
 			auth.ErrMalformed, len(env.Nonce), len(env.Signature), auth.NonceSize, auth.SignatureSize))
+		return b
 	}
+	st := auth.Stamp{From: env.From, Timestamp: env.Timestamp}
 	copy(st.Nonce[:], env.Nonce)
 	copy(st.Signature[:], env.Signature)
-	if env.Deadline != 0 {
-		d := time.Unix(0, env.Deadline)
+	b.reqs, b.res = s.ep.Open(&st, env.Encoding, wire.Proto, env.Body)
+	return b
+}
+
+// collect collects an opened batch within the deadline its sender waits
+// for.
+func (s *server) collect(ctx context.Context, b *batch) *wire.Results {
+	if b.deadline != 0 {
+		d := time.Unix(0, b.deadline)
 		if time.Until(d) <= 0 {
-			return &wire.Results{Code: wire.Code_CODE_RETRY, Message: "deadline passed before the batch was read"}
+			return &wire.Results{Code: wire.Code_CODE_RETRY, Message: "the sender's deadline passed before the batch was collected"}
 		}
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, d)
 		defer cancel()
 	}
-	return s.ep.Serve(ctx, &st, env.Encoding, wire.Proto, env.Body)
+	return s.ep.Collect(ctx, b.from, b.reqs)
 }

@@ -1,6 +1,7 @@
 package grpc_test
 
 import (
+	"fmt"
 	"net"
 	"testing"
 
@@ -12,10 +13,10 @@ import (
 )
 
 // transport adapts this package to the shared tests and benchmarks.
-type transport struct{}
+type transport struct{ workers int }
 
-func (transport) Serve(tb testing.TB, ln net.Listener, c dcsync.Collector, secrets map[string][]byte) func() {
-	cfg := dcsyncgrpc.ServerConfig{Secrets: secrets}
+func (tr transport) Serve(tb testing.TB, ln net.Listener, c dcsync.Collector, secrets map[string][]byte) func() {
+	cfg := dcsyncgrpc.ServerConfig{Secrets: secrets, Workers: tr.workers}
 	srv := grpc.NewServer(dcsyncgrpc.ServerOptions(cfg)...)
 	if err := dcsyncgrpc.Register(srv, c, cfg); err != nil {
 		tb.Fatal(err)
@@ -35,6 +36,18 @@ func (transport) Sender(tb testing.TB, addr, from string, secret []byte, compres
 }
 
 func TestRestart(t *testing.T) { wiretest.TestRestart(t, transport{}) }
+
+func BenchmarkSweep(b *testing.B) {
+	for _, bs := range []int{256, 1024} {
+		for _, w := range []int{1, 2, 4} {
+			for _, sw := range []int{1, 2} {
+				b.Run(fmt.Sprintf("bs=%d/w=%d/sw=%d", bs, w, sw), func(b *testing.B) {
+					wiretest.Bench(b, transport{workers: sw}, wiretest.BenchConfig{Delivery: dcsync.Delivery{BatchSize: bs, Workers: w}})
+				})
+			}
+		}
+	}
+}
 
 func BenchmarkReplicate(b *testing.B) {
 	b.Run("max", func(b *testing.B) { wiretest.Bench(b, transport{}, wiretest.BenchConfig{}) })

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/dcsync/dcsync"
@@ -66,9 +65,6 @@ type handler struct {
 	ep *wire.Endpoint
 }
 
-// bodies recycles request body buffers: the decoder copies what it keeps.
-var bodies = sync.Pool{New: func() any { return new([]byte) }}
-
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodPost:
@@ -110,10 +106,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(w, f, statusOf(res.Code), res)
 		return
 	}
-	buf := bodies.Get().(*[]byte)
-	defer bodies.Put(buf)
+	buf := wire.GetBuffer() // the decoder copies what it keeps
 	body, err := readBody(w, r, (*buf)[:0], h.ep.MaxBody)
-	*buf = body[:0]
+	*buf = body
+	defer wire.PutBuffer(buf)
 	if err != nil {
 		res := wire.ResultsOf(err)
 		reply(w, f, statusOf(res.Code), res)

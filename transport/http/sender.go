@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/dcsync/dcsync"
@@ -95,14 +96,21 @@ func (s *Sender) Send(ctx context.Context, reqs []*dcsync.Request) error {
 
 // post sends one batch that fits the limits.
 func (s *Sender) post(ctx context.Context, reqs []*dcsync.Request) error {
-	body, st, err := s.out.Seal(nil, reqs)
+	buf := wire.GetBuffer()
+	body, st, err := s.out.Seal((*buf)[:0], reqs)
+	*buf = body
 	if err != nil {
+		wire.PutBuffer(buf)
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body))
+	rb := &pooledBody{buf: buf}
+	rb.r.Reset(body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, rb)
 	if err != nil {
+		rb.Close()
 		return fmt.Errorf("dcsync/transport/http: %w", err)
 	}
+	req.ContentLength = int64(len(body))
 	req.Header["Content-Type"] = []string{ContentTypeProto}
 	if s.out.Encoding == wire.Encoding_ENCODING_GZIP {
 		req.Header["Content-Encoding"] = []string{"gzip"}
@@ -126,6 +134,37 @@ func (s *Sender) post(ctx context.Context, reqs []*dcsync.Request) error {
 	}
 	return errorOfStatus(resp.StatusCode, strconv.Quote(string(raw[:min(len(raw), 200)])))
 }
+
+// pooledBody is a request body in a pooled buffer, returned to the pool
+// when the transport closes the body — which it may do after Do returns,
+// so reads after that find the body closed instead of a reused buffer.
+type pooledBody struct {
+	mu  sync.Mutex
+	buf *[]byte // nil once closed
+	r   bytes.Reader
+}
+
+func (b *pooledBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.buf == nil {
+		return 0, errBodyClosed
+	}
+	return b.r.Read(p)
+}
+
+func (b *pooledBody) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.buf != nil {
+		b.r.Reset(nil)
+		wire.PutBuffer(b.buf)
+		b.buf = nil
+	}
+	return nil
+}
+
+var errBodyClosed = errors.New("dcsync/transport/http: request body read after close")
 
 // wrap names the peer in a whole-batch error; per-request errors stay as
 // they are so that BatchError keeps its shape.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -107,6 +108,7 @@ func Bench(b *testing.B, tr Transport, cfg BenchConfig) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	start := time.Now()
 	if cfg.Rate > 0 {
 		interval := time.Second / time.Duration(cfg.Rate)
@@ -140,6 +142,7 @@ func Bench(b *testing.B, tr Transport, cfg BenchConfig) {
 		time.Sleep(50 * time.Microsecond)
 	}
 	elapsed := time.Since(start)
+	cpu := cpuTime() - cpu0
 	b.StopTimer()
 
 	b.ReportMetric(float64(n)/elapsed.Seconds(), "writes/s")
@@ -147,6 +150,18 @@ func Bench(b *testing.B, tr Transport, cfg BenchConfig) {
 	b.ReportMetric(float64(lags[n/2])/1e6, "p50-lag-ms")
 	b.ReportMetric(float64(lags[min(n-1, n*99/100)])/1e6, "p99-lag-ms")
 	b.ReportMetric(float64(ln.bytes.Load())/float64(n), "wire-B/write")
+	// CPU per write, both datacenters together: what bounds throughput on a
+	// busy machine, where writes/s also measures the neighbours.
+	b.ReportMetric(float64(cpu.Nanoseconds())/1e3/float64(n), "cpu-µs/write")
+}
+
+// cpuTime returns the CPU time this process used, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // countListener counts the bytes its connections read and write.
