@@ -24,21 +24,23 @@ import (
 // it measures the ceiling, pipelined XADD of the same payloads into one of
 // the two servers, with redis-benchmark, and reports both and their ratio.
 func BenchmarkReplicate(b *testing.B) {
-	u, tc := pair(b, func(c *NodeConfig) {
+	var remote atomic.Int64
+	u, tc := pairWith(b, func(c *NodeConfig) {
 		c.Block = 100 * time.Millisecond
 		c.ClaimIdle = 30 * time.Second
 		c.MaxAttempts = 5
 		c.TrimInterval = 100 * time.Millisecond
-	})
-	ceiling := xaddCeiling(b, u.redis.Addr(), 256)
-	var remote atomic.Int64
-	for _, d := range []*dc{u, tc} {
-		d.store.onApply = func(r *dcsync.Request) {
-			if r.Origin != d.name {
-				remote.Add(1)
-			}
+		if w, _ := strconv.Atoi(os.Getenv("W")); w > 0 {
+			c.Workers = w
 		}
-	}
+		if w, _ := strconv.Atoi(os.Getenv("BS")); w > 0 {
+			c.BatchSize = w
+		}
+		if w, _ := strconv.Atoi(os.Getenv("CC")); w > 0 {
+			c.Concurrency = w
+		}
+	}, newCounter("unicom", &remote), newCounter("telecom", &remote))
+	ceiling := xaddCeiling(b, u.redis.Addr(), 256)
 	payload := []byte(strings.Repeat("x", 256))
 	const writers = 128
 	var next atomic.Int64
@@ -100,6 +102,31 @@ func redisCPU(b *testing.B, dcs ...*dc) time.Duration {
 		}
 	}
 	return total
+}
+
+// counter is the benchmark's Processor: last writer wins per key, as a
+// cache would, and a count of the writes applied from other datacenters.
+type counter struct {
+	dc     string
+	remote *atomic.Int64
+	mu     sync.Mutex
+	values map[string]uint64 // key -> version
+}
+
+func newCounter(dc string, remote *atomic.Int64) *counter {
+	return &counter{dc: dc, remote: remote, values: map[string]uint64{}}
+}
+
+func (c *counter) Process(_ context.Context, r *dcsync.Request) error {
+	c.mu.Lock()
+	if r.Version > c.values[r.Key] {
+		c.values[r.Key] = r.Version
+	}
+	c.mu.Unlock()
+	if r.Origin != c.dc {
+		c.remote.Add(1)
+	}
+	return nil
 }
 
 // xaddCeiling runs redis-benchmark against addr for pipelined XADD of

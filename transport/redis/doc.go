@@ -41,5 +41,8 @@
 //	syncer, err := dcsync.New(node.Wire(dcsync.Config{Processor: cache, Audit: audit}))
 //	go node.Run(ctx, syncer)
 //
-// Writes go through syncer.Write as with any other wiring.
+// Writes go through syncer.Write as with any other wiring. A peer counts as
+// having acknowledged a write (for dcsync.WaitAll and dcsync.WaitQuorum)
+// once the write is in its inbound stream, and only when a reship worker of
+// the writing process delivered it.
 package redis

@@ -268,3 +268,29 @@ func TestWorkerKilledMidBatch(t *testing.T) {
 		t.Errorf("stats %+v, want at least 50 claimed and nothing dead-lettered", st)
 	}
 }
+
+func TestRestartWhilePeerDownLosesNothing(t *testing.T) {
+	u, tc := pair(t, nil)
+	tc.redis.Stop()
+	ids := write(t, u, "k", 200)
+	eventually(t, 30*time.Second, func() bool { return u.node.Stats().Stalled > 0 },
+		func() string { return "unicom's reship hop never noticed telecom down" })
+
+	// unicom's process stops while holding a stalled batch, and another
+	// takes its place: it claims what the first left pending.
+	stopped := make(chan struct{})
+	go func() { u.stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return while the peer was down")
+	}
+	cfg := testConfig("unicom", u.client, map[string]*goredis.Client{"telecom": tc.client})
+	u2 := start(t, "unicom", u.redis, cfg, newStore())
+	tc.redis.Start()
+	converge(t, tc, ids)
+	drained(t, u2)
+	if st := u2.node.Stats(); st.Claimed == 0 {
+		t.Errorf("the new process claimed nothing: %+v", st)
+	}
+}

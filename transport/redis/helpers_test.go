@@ -23,7 +23,6 @@ type store struct {
 	values  map[string]*dcsync.Request
 	applies map[string]int
 	fail    map[string]error
-	onApply func(*dcsync.Request) // called for each applied write, under the lock
 }
 
 func newStore() *store {
@@ -37,9 +36,6 @@ func (s *store) Process(_ context.Context, r *dcsync.Request) error {
 		return err
 	}
 	s.applies[r.ID]++
-	if s.onApply != nil {
-		s.onApply(r)
-	}
 	if cur := s.values[r.Key]; cur == nil || r.Newer(cur.Version, cur.Origin) {
 		s.values[r.Key] = r
 	}
@@ -98,15 +94,15 @@ type dc struct {
 	stop   func()
 }
 
-// start runs a Node and Syncer for name with cfg, until stop or the end of
-// the test.
-func start(t testing.TB, name string, srv *testserver.Redis, cfg NodeConfig, st *store) *dc {
+// start runs a Node and Syncer for name with cfg and proc, until stop or
+// the end of the test.
+func start(t testing.TB, name string, srv *testserver.Redis, cfg NodeConfig, proc dcsync.Processor) *dc {
 	t.Helper()
 	node, err := NewNode(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := dcsync.New(node.Wire(dcsync.Config{Processor: st,
+	s, err := dcsync.New(node.Wire(dcsync.Config{Processor: proc,
 		Delivery: dcsync.Delivery{Backoff: dcsync.Backoff{Initial: time.Millisecond, Max: 10 * time.Millisecond, Attempts: 2}}}))
 	if err != nil {
 		t.Fatal(err)
@@ -125,12 +121,19 @@ func start(t testing.TB, name string, srv *testserver.Redis, cfg NodeConfig, st 
 		})
 	}
 	t.Cleanup(stop)
+	st, _ := proc.(*store)
 	return &dc{name: name, redis: srv, client: cfg.Client, node: node, sync: s, store: st, stop: stop}
 }
 
-// pair starts two datacenters, unicom and telecom, each on its own Redis.
-// tweak, when not nil, adjusts each NodeConfig.
+// pair starts two datacenters, unicom and telecom, each on its own Redis,
+// with a store each. tweak, when not nil, adjusts each NodeConfig.
 func pair(t testing.TB, tweak func(*NodeConfig)) (unicom, telecom *dc) {
+	t.Helper()
+	return pairWith(t, tweak, newStore(), newStore())
+}
+
+// pairWith is pair with the given Processors.
+func pairWith(t testing.TB, tweak func(*NodeConfig), procU, procT dcsync.Processor) (unicom, telecom *dc) {
 	t.Helper()
 	ru, rt := testserver.StartRedis(t), testserver.StartRedis(t)
 	cu, ct := newClient(t, ru.Addr()), newClient(t, rt.Addr())
@@ -140,7 +143,7 @@ func pair(t testing.TB, tweak func(*NodeConfig)) (unicom, telecom *dc) {
 		tweak(&cfgU)
 		tweak(&cfgT)
 	}
-	return start(t, "unicom", ru, cfgU, newStore()), start(t, "telecom", rt, cfgT, newStore())
+	return start(t, "unicom", ru, cfgU, procU), start(t, "telecom", rt, cfgT, procT)
 }
 
 // write writes n requests in d with keys prefix-i and returns their IDs.

@@ -29,7 +29,10 @@ type NodeConfig struct {
 	Client *goredis.Client
 	// Peers reach the other datacenters' Redis servers by datacenter name:
 	// the reship workers add this datacenter's writes to their inbound
-	// streams.
+	// streams. Each peer has a consumer group, named after it, on the
+	// outbound stream, which is trimmed only past what every group has
+	// acknowledged: when a peer leaves for good, destroy its group
+	// (XGROUP DESTROY <Prefix>:<DC>:outbound <peer>).
 	Peers map[string]*goredis.Client
 	// Prefix starts every key; default "dcsync".
 	Prefix string
@@ -314,7 +317,8 @@ func (n *Node) Stats() Stats {
 // Run runs the workers of every hop that reads from this datacenter's
 // Redis — reship to each peer, collect from each peer, apply — and the
 // janitor that trims the streams, until ctx ends; then it waits for the
-// batches under way and returns ctx's error. s must be the Syncer built
+// batches under way (for 5s at most: what they leave stays pending and is
+// claimed later) and returns ctx's error. s must be the Syncer built
 // from Wire's Config. Several processes of one datacenter may run a Node
 // each, with distinct Consumer names: they share the work. Close s only
 // after Run has returned.

@@ -187,9 +187,10 @@ func (w *worker) process(ctx context.Context, msgs []goredis.XMessage, counts ma
 		}
 		e.out = dead
 	}
-	// Handling finishes even when ctx ends meanwhile, so a shutdown does not
-	// waste the work under way; only waits between retries end with ctx.
-	hctx := context.WithoutCancel(ctx)
+	// Handling goes on for a grace period after ctx ends, so a shutdown
+	// does not waste the work under way; waits between retries end with ctx.
+	hctx, cancel := graceful(ctx, shutdownGrace)
+	defer cancel()
 	for round := 1; ; round++ {
 		w.settle(hctx, batch, counts != nil, w.handleAll(hctx, live))
 		var stalled []*entry
@@ -414,6 +415,33 @@ func (n *Node) parallel(ctx context.Context, reqs []*dcsync.Request,
 	}
 	wg.Wait()
 	return errs
+}
+
+// shutdownGrace is how long a batch under way may take to finish once
+// Run's context has ended. What it leaves unfinished stays pending, and is
+// claimed after ClaimIdle.
+const shutdownGrace = 5 * time.Second
+
+// graceful returns a context that ends grace after ctx does, and a func
+// that releases it.
+func graceful(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	g, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var timer *time.Timer
+	var mu sync.Mutex
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		timer = time.AfterFunc(grace, cancel)
+		mu.Unlock()
+	})
+	return g, func() {
+		stop()
+		mu.Lock()
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+		cancel()
+	}
 }
 
 // sleep waits d or until ctx ends, and reports whether it waited the full d.
