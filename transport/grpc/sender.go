@@ -188,7 +188,7 @@ type opening struct {
 
 func (s *Sender) open(op *opening) {
 	sctx, cancel := context.WithCancel(s.base)
-	cs, err := s.client.Collect(sctx)
+	cs, err := s.client.Collect(sctx, grpc.CallContentSubtype(codecName))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer close(op.done)
