@@ -1,7 +1,6 @@
 package grpc_test
 
 import (
-	"fmt"
 	"net"
 	"testing"
 
@@ -37,20 +36,8 @@ func (transport) Sender(tb testing.TB, addr, from string, secret []byte, compres
 
 func TestRestart(t *testing.T) { wiretest.TestRestart(t, transport{}) }
 
-func BenchmarkSweep(b *testing.B) {
-	for _, bs := range []int{256, 1024} {
-		for _, w := range []int{1, 2, 4} {
-			for _, sw := range []int{1, 2} {
-				b.Run(fmt.Sprintf("bs=%d/w=%d/sw=%d", bs, w, sw), func(b *testing.B) {
-					wiretest.Bench(b, transport{workers: sw}, wiretest.BenchConfig{Delivery: dcsync.Delivery{BatchSize: bs, Workers: w}})
-				})
-			}
-		}
-	}
-}
-
+// BenchmarkReplicate measures replication between two datacenters on
+// loopback; see wiretest.Bench. Delivery: batches of 256, four in flight.
 func BenchmarkReplicate(b *testing.B) {
-	b.Run("max", func(b *testing.B) { wiretest.Bench(b, transport{}, wiretest.BenchConfig{}) })
-	b.Run("gzip", func(b *testing.B) { wiretest.Bench(b, transport{}, wiretest.BenchConfig{Compress: true}) })
-	b.Run("rate=100k", func(b *testing.B) { wiretest.Bench(b, transport{}, wiretest.BenchConfig{Rate: 100000}) })
+	wiretest.BenchSuite(b, transport{}, dcsync.Delivery{BatchSize: 256, Workers: 4}, 100000)
 }

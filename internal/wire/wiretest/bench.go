@@ -209,3 +209,12 @@ func (c *countConn) Write(p []byte) (int, error) {
 	c.n.Add(int64(n))
 	return n, err
 }
+
+// BenchSuite runs the replication benchmarks of a transport: as fast as
+// possible without and with compression, and paced at rate writes/s for
+// the lag (half the throughput target).
+func BenchSuite(b *testing.B, tr Transport, d dcsync.Delivery, rate int) {
+	b.Run("max", func(b *testing.B) { Bench(b, tr, BenchConfig{Delivery: d}) })
+	b.Run("max-gzip", func(b *testing.B) { Bench(b, tr, BenchConfig{Delivery: d, Compress: true}) })
+	b.Run(fmt.Sprintf("rate=%d", rate), func(b *testing.B) { Bench(b, tr, BenchConfig{Delivery: d, Rate: rate}) })
+}
