@@ -4,17 +4,19 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/json"
-	"fmt"
+	"maps"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dcsync/dcsync"
 )
 
-// source is a record as stored in Elasticsearch. Times are pointers so that
-// a zero time is left out rather than rejected by the date_nanos mapping.
+// source is a record as stored in Elasticsearch, as Trails decodes it;
+// appendSource encodes it. Times are pointers: a zero time is left out.
 type source struct {
 	ID      string         `json:"id"`
 	DC      string         `json:"dc"`
@@ -41,22 +43,100 @@ type storedRequest struct {
 	Header  map[string]string `json:"header,omitempty"`
 }
 
-func utcPtr(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
+// appendSource appends the source document of r, as the JSON encoding of
+// toSource(r) would be but written by hand: Append encodes every record of
+// every write, and encoding/json spent more than the rest of it together.
+func appendSource(b []byte, r *dcsync.Record) []byte {
+	b = appendField(b, `{"id":`, r.ID)
+	b = appendField(b, `,"dc":`, r.DC)
+	b = appendField(b, `,"origin":`, r.Origin)
+	b = appendField(b, `,"stage":`, string(r.Stage))
+	b = appendField(b, `,"status":`, string(r.Status))
+	if r.Target != "" {
+		b = appendField(b, `,"target":`, r.Target)
 	}
-	u := t.UTC()
-	return &u
+	b = strconv.AppendInt(append(b, `,"attempt":`...), int64(r.Attempt), 10)
+	if r.Error != "" {
+		b = appendField(b, `,"error":`, r.Error)
+	}
+	b = appendTime(b, `,"written":`, r.Written)
+	b = appendTime(b, `,"time":`, r.Time)
+	if q := r.Request; q != nil {
+		b = appendField(b, `,"request":{"id":`, q.ID)
+		b = appendField(b, `,"origin":`, q.Origin)
+		b = appendField(b, `,"key":`, q.Key)
+		if q.Op != "" {
+			b = appendField(b, `,"op":`, q.Op)
+		}
+		if len(q.Payload) > 0 {
+			b = append(b, `,"payload":"`...)
+			b = base64.StdEncoding.AppendEncode(b, q.Payload)
+			b = append(b, '"')
+		}
+		b = strconv.AppendUint(append(b, `,"version":"`...), q.Version, 10)
+		b = append(b, '"')
+		if len(q.Header) > 0 {
+			b = append(b, `,"header":{`...)
+			for i, k := range slices.Sorted(maps.Keys(q.Header)) {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = appendString(b, k)
+				b = appendString(append(b, ':'), q.Header[k])
+			}
+			b = append(b, '}')
+		}
+		b = append(b, '}')
+	}
+	return append(b, '}')
 }
 
-func toSource(r *dcsync.Record) source {
-	s := source{ID: r.ID, DC: r.DC, Origin: r.Origin, Stage: r.Stage, Status: r.Status,
-		Target: r.Target, Attempt: r.Attempt, Error: r.Error, Written: utcPtr(r.Written), Time: utcPtr(r.Time)}
-	if q := r.Request; q != nil {
-		s.Request = &storedRequest{ID: q.ID, Origin: q.Origin, Key: q.Key, Op: q.Op,
-			Payload: q.Payload, Version: q.Version, Header: q.Header}
+func appendField(b []byte, name, v string) []byte { return appendString(append(b, name...), v) }
+
+// appendTime appends a field holding t in UTC, unless t is zero: the
+// date_nanos mapping refuses times before 1970.
+func appendTime(b []byte, name string, t time.Time) []byte {
+	if t.IsZero() {
+		return b
 	}
-	return s
+	b = t.UTC().AppendFormat(append(b, name+`"`...), time.RFC3339Nano)
+	return append(b, '"')
+}
+
+// appendString appends s as a JSON string, with invalid UTF-8 replaced as
+// encoding/json does.
+func appendString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c == '\n':
+				b = append(b, '\\', 'n')
+			case c == '\r':
+				b = append(b, '\\', 'r')
+			case c == '\t':
+				b = append(b, '\\', 't')
+			case c < 0x20:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
 }
 
 func (s *source) record() dcsync.Record {
@@ -116,29 +196,14 @@ type doc struct {
 	spooled atomic.Bool
 }
 
-func newDoc(prefix string, r *dcsync.Record) (*doc, error) {
-	src, err := json.Marshal(toSource(r))
-	if err != nil {
-		return nil, fmt.Errorf("elastic: encode record of %s: %w", r.ID, err)
-	}
-	var action struct {
-		Index struct {
-			Index string `json:"_index"`
-			ID    string `json:"_id"`
-		} `json:"index"`
-	}
-	action.Index.Index, action.Index.ID = dayIndex(prefix, r.Written), docID(r)
-	act, err := json.Marshal(action)
-	if err != nil {
-		return nil, fmt.Errorf("elastic: encode record of %s: %w", r.ID, err)
-	}
-	var b strings.Builder
-	b.Grow(len(act) + len(src) + 2)
-	b.Write(act)
-	b.WriteByte('\n')
-	b.Write(src)
-	b.WriteByte('\n')
-	return &doc{pair: b.String(), split: len(act)}, nil
+func newDoc(prefix string, r *dcsync.Record) *doc {
+	b := make([]byte, 0, 512)
+	b = appendField(b, `{"index":{"_index":`, dayIndex(prefix, r.Written))
+	b = appendField(b, `,"_id":`, docID(r))
+	b = append(b, "}}"...)
+	split := len(b)
+	b = append(appendSource(append(b, '\n'), r), '\n')
+	return &doc{pair: string(b), split: split}
 }
 
 // parseDoc reads back one pair from the spool.

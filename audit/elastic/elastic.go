@@ -60,8 +60,8 @@ type Config struct {
 	HTTPClient *http.Client
 	// ClientOptions are applied to the olivere client after the Log's own
 	// (sniffing and health checks off), for basic auth or headers. The Log
-	// always sets the HTTP client and the retrier itself: it must see
-	// connection failures to spool around them.
+	// always sets the HTTP client, the retrier and the decoder itself: it
+	// must see connection failures to spool around them.
 	ClientOptions []elastic.ClientOptionFunc
 	// IndexPrefix names everything the Log creates: daily indices
 	// IndexPrefix-YYYY.MM.DD behind the alias IndexPrefix, the index
@@ -225,61 +225,6 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	return l, nil
 }
 
-// newClient returns an olivere client whose failures to reach
-// Elasticsearch are plain errors matching ErrUnavailable. Left to itself,
-// olivere reports them as net.Error or ErrNoClient, and its bulk workers
-// then stop taking records until a node answers — which would hold the
-// queue, and Close, for the whole outage instead of spooling.
-func newClient(cfg Config) (*elastic.Client, error) {
-	hc := cfg.HTTPClient
-	if hc == nil {
-		// No compression: on a datacenter's network it costs both ends
-		// more CPU than it saves in bytes.
-		hc = &http.Client{Timeout: cfg.Timeout, Transport: &http.Transport{
-			Proxy: http.ProxyFromEnvironment, DisableCompression: true,
-			MaxIdleConnsPerHost: 2 * cfg.Workers, IdleConnTimeout: 90 * time.Second}}
-	}
-	opts := []elastic.ClientOptionFunc{elastic.SetURL(cfg.URLs...), elastic.SetSniff(false),
-		elastic.SetHealthcheck(false)}
-	opts = append(opts, cfg.ClientOptions...)
-	opts = append(opts, elastic.SetHttpClient(unavailableDoer{hc}), elastic.SetRetrier(retrier{}))
-	client, err := elastic.NewClient(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("elastic: client: %w", err)
-	}
-	return client, nil
-}
-
-// unavailableDoer wraps the errors of requests that got no response in
-// ErrUnavailable, except those of a canceled context.
-type unavailableDoer struct{ c *http.Client }
-
-func (d unavailableDoer) Do(req *http.Request) (*http.Response, error) {
-	res, err := d.c.Do(req)
-	if err != nil && req.Context().Err() == nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	return res, err
-}
-
-// retrier leaves retries to the bulk processor's backoff and the spool. It
-// tries a request again only when olivere has marked every node dead after
-// an earlier failure: that is olivere's bookkeeping, not an answer from
-// Elasticsearch.
-type retrier struct{}
-
-func (retrier) Retry(ctx context.Context, n int, req *http.Request, _ *http.Response, err error) (time.Duration, bool, error) {
-	switch {
-	case err == nil || ctx.Err() != nil: // a response, or the caller gave up
-		return 0, false, nil
-	case req == nil && n <= 2:
-		return 0, true, nil
-	case errors.Is(err, ErrUnavailable):
-		return 0, false, err
-	}
-	return 0, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
-}
-
 // bulkBackoff retries a bulk request a bounded number of times, so that a
 // request that cannot succeed ends in the spool.
 type bulkBackoff struct {
@@ -295,18 +240,12 @@ func (b bulkBackoff) Next(retry int) (time.Duration, bool) {
 }
 
 // Append implements dcsync.AuditLog. It returns once the records are queued
-// or spooled, never waiting for Elasticsearch; it fails only when a record
-// cannot be encoded or the spool cannot be written.
+// or spooled, never waiting for Elasticsearch; it fails only when the spool
+// cannot be written.
 func (l *Log) Append(_ context.Context, recs []dcsync.Record) error {
-	docs := make([]*doc, 0, len(recs))
-	var errs []error
+	docs := make([]*doc, len(recs))
 	for i := range recs {
-		d, err := newDoc(l.prefix, &recs[i])
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		docs = append(docs, d)
+		docs[i] = newDoc(l.prefix, &recs[i])
 	}
 	l.mu.RLock()
 	defer l.mu.RUnlock()
@@ -326,10 +265,7 @@ func (l *Log) Append(_ context.Context, recs []dcsync.Record) error {
 			break
 		}
 	}
-	if err := l.spoolDocs(docs); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
+	return l.spoolDocs(docs)
 }
 
 // spoolDocs writes docs to the spool, marking them spooled.
@@ -397,13 +333,17 @@ func (l *Log) after(_ int64, reqs []elastic.BulkableRequest, res *elastic.BulkRe
 		_ = l.spoolDocs(spill)
 		return
 	}
-	l.count(res)
+	l.count(res, len(reqs))
 }
 
-// count adds a successful bulk response's outcome to the stats, and logs
-// what Elasticsearch refused.
-func (l *Log) count(res *elastic.BulkResponse) {
+// count adds the outcome of a successful bulk request of n records to the
+// stats, and logs what Elasticsearch refused.
+func (l *Log) count(res *elastic.BulkResponse, n int) {
 	if res == nil {
+		return
+	}
+	if !res.Errors && len(res.Items) == 0 { // left unread by decoder: all stored
+		l.stats.indexed.Add(uint64(n))
 		return
 	}
 	for _, item := range res.Items {

@@ -56,13 +56,17 @@ func Example() {
 		panic(err)
 	}
 	for _, r := range recs {
-		fmt.Println(r.DC, r.Stage, r.Status, r.Target)
+		fmt.Print(r.DC, " ", r.Stage, " ", r.Status)
+		if r.Target != "" {
+			fmt.Print(" to ", r.Target)
+		}
+		fmt.Println()
 	}
 	// Output:
 	// unicom process ok
 	// telecom collect ok
 	// telecom apply ok
-	// unicom reship ok telecom
+	// unicom reship ok to telecom
 }
 
 // Trails pages through the writes of one origin in a time window, each

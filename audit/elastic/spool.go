@@ -201,6 +201,7 @@ func (l *Log) replay(ctx context.Context) error {
 // replayChunk sends one bulk request of spooled records. Items refused for
 // now fail the chunk, to be sent again; items refused for good are counted.
 func (l *Log) replayChunk(ctx context.Context, req *elastic.BulkService) error {
+	n := req.NumberOfActions()
 	res, err := req.Do(ctx)
 	if err != nil {
 		return fmt.Errorf("elastic: replay: %w", err)
@@ -212,6 +213,6 @@ func (l *Log) replayChunk(ctx context.Context, req *elastic.BulkService) error {
 			}
 		}
 	}
-	l.count(res)
+	l.count(res, n)
 	return nil
 }

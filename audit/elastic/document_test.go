@@ -1,0 +1,53 @@
+package elastic
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dcsync/dcsync"
+)
+
+// TestAppendSourceRoundTrips checks the hand-written encoder against
+// encoding/json's decoder, on the strings JSON makes hard.
+func TestAppendSourceRoundTrips(t *testing.T) {
+	w := time.Date(2026, 11, 25, 9, 0, 0, 123456789, time.FixedZone("CST", 8*3600))
+	hard := "quote \" backslash \\ newline \n tab \t cr \r nul \x00 bell \x07 del \x7f ü 世 😀 \u2028 <&>"
+	for _, r := range []dcsync.Record{
+		{ID: "a", DC: "unicom", Origin: "unicom", Stage: dcsync.StageProcess, Status: dcsync.StatusOK, Attempt: 1,
+			Written: w, Time: w.Add(time.Nanosecond),
+			Request: &dcsync.Request{ID: "a", Origin: "unicom", Key: hard, Op: "set", Payload: []byte{0, 1, 0xff},
+				Version: 1<<64 - 1, Header: map[string]string{"b": hard, "a": ""}}},
+		{ID: "b", DC: "telecom", Origin: "unicom", Stage: dcsync.StageApply, Status: dcsync.StatusFailed,
+			Target: "x", Attempt: 7, Error: hard},
+		{ID: "c", Request: &dcsync.Request{}},
+	} {
+		b := appendSource(nil, &r)
+		if !json.Valid(b) {
+			t.Fatalf("invalid JSON: %s", b)
+		}
+		var src source
+		if err := json.Unmarshal(b, &src); err != nil {
+			t.Fatal(err)
+		}
+		got := src.record()
+		if !got.Written.Equal(r.Written) || !got.Time.Equal(r.Time) {
+			t.Fatalf("times came back as %v %v, want %v %v", got.Written, got.Time, r.Written, r.Time)
+		}
+		got.Written, got.Time, r.Written, r.Time = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+		if r.Request != nil && r.Request.Payload == nil {
+			got.Request.Payload = nil
+		}
+		if !reflect.DeepEqual(got, r) {
+			t.Fatalf("got %+v\nwant %+v\nfrom %s", got, r, b)
+		}
+	}
+	if b := appendString(nil, "bad \xff utf-8"); string(b) != `"bad \ufffd utf-8"` {
+		t.Fatalf("invalid UTF-8 encoded as %s", b)
+	}
+	if b := appendSource(nil, &dcsync.Record{ID: "z"}); strings.Contains(string(b), "written") {
+		t.Fatalf("zero time encoded: %s", b)
+	}
+}
