@@ -28,16 +28,13 @@ var elasticStore = auditStore{name: "elastic",
 }
 
 func openElastic(ctx context.Context, e *env, dc string) (dcsync.AuditLog, func(context.Context) error, error) {
-	e.mu.Lock()
-	if !e.elasticSeen {
-		e.elasticSeen = true
+	e.elasticOnce.Do(func() {
 		if pid, err := elasticProcess(e.cfg.ElasticURL); err == nil {
-			e.procs = append(e.procs, process{name: "elasticsearch", pid: pid, shared: true})
+			e.addProcess(process{name: "elasticsearch", pid: pid, shared: true})
 		} else {
-			e.notes = append(e.notes, fmt.Sprintf("Elasticsearch's CPU not counted: %v", err))
+			e.note(fmt.Sprintf("Elasticsearch's CPU not counted: %v", err))
 		}
-	}
-	e.mu.Unlock()
+	})
 	prefix := fmt.Sprintf("dcsync-bench-%d-%d-%s", os.Getpid(), time.Now().UnixNano(), dc)
 	log, err := elastic.New(ctx, elastic.Config{URLs: []string{e.cfg.ElasticURL}, IndexPrefix: prefix,
 		HTTPClient: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{

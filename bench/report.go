@@ -64,12 +64,13 @@ type Phase struct {
 	Lag          *latency `json:"lag,omitempty"`          // write to peer apply
 	// CPU seconds of this process (writers, both datacenters, clients) and
 	// of the phase's server processes, and their sum per million writes.
-	CPUProcess    float64 `json:"cpu_process_s"`
-	CPUServers    float64 `json:"cpu_servers_s"`
-	CPUPerMillion float64 `json:"cpu_s_per_million_writes"`
-	PeakRSS       int64   `json:"peak_rss_bytes"`
-	PeakHeapSys   int64   `json:"peak_heap_sys_bytes"` // HeapSys − HeapReleased
-	ServerPeakRSS int64   `json:"server_peak_rss_bytes"`
+	CPUProcess    float64            `json:"cpu_process_s"`
+	CPUServers    float64            `json:"cpu_servers_s"`
+	CPUByServer   map[string]float64 `json:"cpu_by_server_s,omitempty"`
+	CPUPerMillion float64            `json:"cpu_s_per_million_writes"`
+	PeakRSS       int64              `json:"peak_rss_bytes"`
+	PeakHeapSys   int64              `json:"peak_heap_sys_bytes"` // HeapSys − HeapReleased
+	ServerPeakRSS int64              `json:"server_peak_rss_bytes"`
 	// TCP payload bytes, both directions, per write: between the
 	// datacenters and to their brokers, and to the audit store.
 	WireBytesPerWrite      float64  `json:"wire_bytes_per_write"`

@@ -80,7 +80,7 @@ type env struct {
 	wire      *wireCounter         // replication traffic
 	auditWire *wireCounter         // audit log traffic
 
-	elasticSeen bool // the Elasticsearch process is in procs
+	elasticOnce sync.Once // adds the Elasticsearch process to procs
 
 	mu      sync.Mutex
 	procs   []process
@@ -92,6 +92,13 @@ type env struct {
 func (e *env) addProcess(p process) {
 	e.mu.Lock()
 	e.procs = append(e.procs, p)
+	e.mu.Unlock()
+}
+
+// note records what the phase's figures leave out.
+func (e *env) note(s string) {
+	e.mu.Lock()
+	e.notes = append(e.notes, s)
 	e.mu.Unlock()
 }
 
@@ -111,14 +118,17 @@ func (e *env) close() {
 
 // serverUsage is what the phase's server processes have used so far.
 type serverUsage struct {
-	cpu  time.Duration
-	wire int64
+	cpu    time.Duration
+	byName map[string]time.Duration // CPU by process name
+	wire   int64
 }
 
 func (e *env) serverUsage() serverUsage {
-	var u serverUsage
+	u := serverUsage{byName: map[string]time.Duration{}}
 	for _, p := range e.procs {
-		u.cpu += cpuOf(p.pid)
+		cpu := cpuOf(p.pid)
+		u.cpu += cpu
+		u.byName[p.name] += cpu
 		if p.wire != nil {
 			u.wire += p.wire()
 		}
@@ -232,6 +242,12 @@ func runPhase(ctx context.Context, cfg *Config, t target, fixedRate bool) *Phase
 	srvCPU := srv1.cpu - srv0.cpu
 	ph.CPUProcess = procCPU.Seconds()
 	ph.CPUServers = srvCPU.Seconds()
+	for name, cpu := range srv1.byName {
+		if ph.CPUByServer == nil {
+			ph.CPUByServer = map[string]float64{}
+		}
+		ph.CPUByServer[name] = (cpu - srv0.byName[name]).Seconds()
+	}
 	ph.CPUPerMillion = (procCPU + srvCPU).Seconds() * 1e6 / float64(n)
 	ph.WireBytesPerWrite = float64(e.wire.bytes()-wire0+srv1.wire-srv0.wire) / float64(n)
 	ph.AuditWireBytesPerWrite = float64(e.auditWire.bytes()-auditWire0) / float64(n)
