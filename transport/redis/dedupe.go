@@ -22,7 +22,7 @@ type DedupeOptions struct {
 	// so that the other finds the claim expired.
 	ClaimTTL time.Duration
 	// Retention is how long an applied ID is remembered; default 1 hour.
-	// Every ID costs about 100 bytes of Redis memory for that long.
+	// Every ID costs about 190 bytes of Redis memory for that long.
 	Retention time.Duration
 }
 

@@ -22,10 +22,9 @@ type NodeConfig struct {
 	// DC names this datacenter, as in dcsync.Config.
 	DC string
 	// Client reaches this datacenter's Redis, which holds its outbound,
-	// inbound, apply and dead-letter streams. Its PoolSize must exceed the
-	// number of workers (each holds a connection while it blocks in
-	// XREADGROUP); go-redis's default of 10 per CPU suffices for the default
-	// Workers with up to three peers.
+	// inbound, apply and dead-letter streams. Up to Workers × (2 × peers + 1)
+	// of its connections block in XREADGROUP at a time, so its PoolSize
+	// must be larger (go-redis's default is 10 per CPU).
 	Client *goredis.Client
 	// Peers reach the other datacenters' Redis servers by datacenter name:
 	// the reship workers add this datacenter's writes to their inbound
@@ -42,10 +41,11 @@ type NodeConfig struct {
 	// Workers is how many consumers each hop runs per stream; default 2.
 	Workers int
 	// BatchSize is how many entries a worker reads at once; default 256.
+	// Keep it within the Syncer's Limits.MaxBatch.
 	BatchSize int
-	// Concurrency is how many requests of a batch a worker collects or
-	// applies at once; default 64. Requests with the same Key are handled
-	// one after the other, in stream order.
+	// Concurrency is how many requests of a batch an apply worker passes
+	// to the Processor at once; default 64. Requests with the same Key are
+	// applied one after the other, in stream order.
 	Concurrency int
 	// Block is how long a worker waits in XREADGROUP for new entries, and
 	// so bounds how long Run takes to return; default 1s.
