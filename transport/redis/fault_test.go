@@ -294,3 +294,25 @@ func TestRestartWhilePeerDownLosesNothing(t *testing.T) {
 		t.Errorf("the new process claimed nothing: %+v", st)
 	}
 }
+
+func TestWriteFailsWhileOwnRedisIsDown(t *testing.T) {
+	u, tc := pair(t, nil)
+	u.redis.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := u.sync.Write(ctx, &dcsync.Request{Key: "k", Op: "set"})
+	if err == nil || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Write with the outbox down: %v, want a connection error", err)
+	}
+	u.redis.Start()
+	var ids []string
+	eventually(t, 30*time.Second, func() bool {
+		req := &dcsync.Request{Key: "k", Op: "set"}
+		if u.sync.Write(ctx, req) != nil {
+			return false
+		}
+		ids = append(ids, req.ID)
+		return true
+	}, func() string { return "writes still fail after unicom's Redis is back" })
+	converge(t, tc, ids)
+}
