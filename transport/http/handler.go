@@ -121,8 +121,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // readBody appends the body of r to dst, refusing more than limit bytes.
 func readBody(w http.ResponseWriter, r *http.Request, dst []byte, limit int) ([]byte, error) {
-	if n := int(r.ContentLength); n > 0 && cap(dst) < n {
-		dst = make([]byte, 0, n)
+	if n := int(r.ContentLength); n > 0 && cap(dst) <= n {
+		dst = make([]byte, 0, n+512) // room to read EOF without growing
 	}
 	rd := http.MaxBytesReader(w, r.Body, int64(limit))
 	for {

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -167,5 +169,33 @@ func TestSenderConfig(t *testing.T) {
 		if _, err := dcsynchttp.NewSender(cfg); err == nil {
 			t.Errorf("%+v accepted", cfg)
 		}
+	}
+}
+
+// Sequential batches travel on one kept-alive connection.
+func TestSenderReusesConnections(t *testing.T) {
+	store := wiretest.NewStore()
+	recv := wiretest.Receiver(t, store, nil)
+	srv := httptest.NewUnstartedServer(dcsynchttp.NewHandler(recv.Collector(), dcsynchttp.HandlerConfig{Secrets: wiretest.Secrets()}))
+	var conns atomic.Int32
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	s := newSender(t, dcsynchttp.SenderConfig{URL: srv.URL})
+	for range 50 {
+		reqs, _ := batch(t, 10)
+		if err := s.Send(context.Background(), reqs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("%d connections for 50 batches, want 1", n)
+	}
+	if n := store.Count(); n != 500 {
+		t.Fatalf("%d applied", n)
 	}
 }
