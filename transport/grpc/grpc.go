@@ -2,14 +2,20 @@
 // datacenter's batches to a peer, and Register, which serves a
 // dcsync.Collector on a *grpc.Server, with the standard health service.
 //
-// Batches flow on one bidirectional stream (dcsync.wire.v1.Replication/
-// Collect): the sender writes signed Envelopes without waiting, several
+// Batches flow on one bidirectional stream, the Collect method of
+// dcsync.wire.v1.Replication: the sender writes signed Envelopes without waiting, several
 // batches are in flight at once, and each Results coming back names the
 // batch it answers by sequence number. The payload schema is the one of
 // transport/http (internal/wire's wire.proto); every batch is signed with
 // the secret the two datacenters share, and the server refuses an unknown
 // datacenter, a bad signature, a stale timestamp or a replayed batch before
 // it decodes anything.
+//
+// Create the grpc.Server with ServerOptions: they bound a message to the
+// body limit before it is read, widen the flow-control windows so that
+// batches do not wait for window updates, and let the Sender's keepalive
+// pings through. The stream uses a codec of its own (content-subtype
+// "dcsync-proto"), so the server's other services are unaffected.
 //
 // # Status codes
 //
@@ -39,17 +45,15 @@ import (
 
 	"github.com/dcsync/dcsync"
 	"github.com/dcsync/dcsync/internal/wire"
-	"github.com/dcsync/dcsync/internal/wire/wiregrpc"
 )
 
 // ServiceName is the name of the replication service, also the name its
-// health is reported under.
+// health is reported under (TestServerAccepts holds it to the generated
+// code's).
 const ServiceName = "dcsync.wire.v1.Replication"
 
 // seqTrailer names the batch a final status answers.
 const seqTrailer = "dcsync-seq"
-
-var _ = wiregrpc.Replication_ServiceDesc // ServiceName must match it; see TestServiceName
 
 // codeOf maps the code of a batch refused as a whole to the status that
 // ends the stream; ok is false for codes answered on an open stream.
