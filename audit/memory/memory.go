@@ -111,7 +111,9 @@ func (l *Log) Append(_ context.Context, recs []dcsync.Record) error {
 	for i := range recs {
 		r := &recs[i]
 		if k := (Tally{r.DC, r.Stage, r.Status}); k != tally {
-			l.counts[tally] += run
+			if run > 0 {
+				l.counts[tally] += run
+			}
 			tally, run = k, 0
 		}
 		run++

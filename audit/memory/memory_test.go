@@ -84,3 +84,12 @@ func TestLogDropsOldestWritesPastItsBound(t *testing.T) {
 		t.Fatalf("counts forgot evicted records: %d", n)
 	}
 }
+
+func TestCountsHoldOnlyWhatWasAppended(t *testing.T) {
+	l := memory.New(0)
+	l.Append(context.Background(), []dcsync.Record{rec("w", "a", "a", dcsync.StageProcess, t0), rec("w", "b", "a", dcsync.StageApply, t0)})
+	counts := l.Counts()
+	if len(counts) != 2 {
+		t.Fatalf("counts: %v", counts)
+	}
+}
