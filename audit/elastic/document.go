@@ -99,15 +99,19 @@ func appendTime(b []byte, name string, t time.Time) []byte {
 	if t.IsZero() {
 		return b
 	}
-	b = t.UTC().AppendFormat(append(b, name+`"`...), time.RFC3339Nano)
+	b = t.UTC().AppendFormat(append(append(b, name...), '"'), time.RFC3339Nano)
 	return append(b, '"')
 }
 
-// appendString appends s as a JSON string, with invalid UTF-8 replaced as
-// encoding/json does.
+// appendString appends s as a JSON string.
 func appendString(b []byte, s string) []byte {
+	return append(appendEscaped(append(b, '"'), s), '"')
+}
+
+// appendEscaped appends s escaped for a JSON string, with invalid UTF-8
+// replaced as encoding/json does.
+func appendEscaped(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
-	b = append(b, '"')
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
@@ -136,7 +140,7 @@ func appendString(b []byte, s string) []byte {
 		}
 		i += size
 	}
-	return append(b, '"')
+	return b
 }
 
 func (s *source) record() dcsync.Record {
@@ -155,36 +159,55 @@ func (s *source) record() dcsync.Record {
 	return r
 }
 
-// docID names a record's document after everything that tells two records
-// apart, so a record appended twice — replayed from the spool, retried by a
-// bulk request — is stored once. It starts with the request ID: IDs that
-// share a prefix (UUIDv7s, ordered by time) make Elasticsearch's
-// duplicate check on indexing cheaper than random IDs would.
-func docID(r *dcsync.Record) string {
-	h := sha256.New()
-	var n [8]byte
-	for _, s := range []string{r.DC, string(r.Stage), string(r.Status), r.Target} {
-		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
-		h.Write(n[:])
-		h.Write([]byte(s))
-	}
-	binary.BigEndian.PutUint64(n[:], uint64(r.Attempt))
-	h.Write(n[:])
-	binary.BigEndian.PutUint64(n[:], uint64(r.Time.UnixNano()))
-	h.Write(n[:])
-	h.Write([]byte(r.ID))
-	var sum [sha256.Size]byte
-	hash := base64.RawURLEncoding.EncodeToString(h.Sum(sum[:0])[:12])
-	if len(r.ID) > 128 { // beyond dcsync's limit: keep under Elasticsearch's 512 bytes
-		return hash
-	}
-	return r.ID + "." + hash
-}
+// dayLayout names the daily indices.
+const dayLayout = "2006.01.02"
 
 // dayIndex returns the daily index that holds the records written on t's
 // day, in UTC.
 func dayIndex(prefix string, t time.Time) string {
-	return prefix + "-" + t.UTC().Format("2006.01.02")
+	return prefix + "-" + t.UTC().Format(dayLayout)
+}
+
+// encoder turns records into docs, reusing its buffers; a Log keeps a pool
+// of them for its goroutines.
+type encoder struct {
+	prefix   string
+	buf, key []byte
+}
+
+// doc encodes r.
+func (e *encoder) doc(r *dcsync.Record) *doc {
+	b := append(e.buf[:0], `{"index":{"_index":"`...)
+	b = append(append(b, e.prefix...), '-') // the prefix needs no escaping: New checks it
+	b = r.Written.UTC().AppendFormat(b, dayLayout)
+	b = append(b, `","_id":"`...)
+	b = e.appendID(b, r)
+	b = append(b, `"}}`...)
+	split := len(b)
+	b = append(appendSource(append(b, '\n'), r), '\n')
+	e.buf = b
+	return &doc{pair: string(b), split: split}
+}
+
+// appendID appends the document ID of r, named after everything that tells
+// two records apart, so a record appended twice — replayed from the spool,
+// retried by a bulk request — is stored once. It starts with the request
+// ID: IDs that share a prefix (UUIDv7s, ordered by time) make
+// Elasticsearch's duplicate check on indexing cheaper than random IDs
+// would.
+func (e *encoder) appendID(b []byte, r *dcsync.Record) []byte {
+	k := e.key[:0]
+	for _, s := range [...]string{r.ID, r.DC, string(r.Stage), string(r.Status), r.Target} {
+		k = append(binary.BigEndian.AppendUint64(k, uint64(len(s))), s...)
+	}
+	k = binary.BigEndian.AppendUint64(k, uint64(r.Attempt))
+	k = binary.BigEndian.AppendUint64(k, uint64(r.Time.UnixNano()))
+	e.key = k
+	sum := sha256.Sum256(k)
+	if len(r.ID) <= 128 { // beyond dcsync's limit, Elasticsearch's 512 bytes come near
+		b = append(appendEscaped(b, r.ID), '.')
+	}
+	return base64.RawURLEncoding.AppendEncode(b, sum[:12])
 }
 
 // doc is one record ready for the bulk API: the action line and the source
@@ -194,16 +217,6 @@ type doc struct {
 	pair    string // action line + "\n" + source line + "\n"
 	split   int    // index of the newline ending the action line
 	spooled atomic.Bool
-}
-
-func newDoc(prefix string, r *dcsync.Record) *doc {
-	b := make([]byte, 0, 512)
-	b = appendField(b, `{"index":{"_index":`, dayIndex(prefix, r.Written))
-	b = appendField(b, `,"_id":`, docID(r))
-	b = append(b, "}}"...)
-	split := len(b)
-	b = append(appendSource(append(b, '\n'), r), '\n')
-	return &doc{pair: string(b), split: split}
 }
 
 // parseDoc reads back one pair from the spool.

@@ -3,9 +3,9 @@
 //
 // # Writing
 //
-// Append encodes records and puts them on a bounded queue; it never waits
-// for Elasticsearch. A goroutine hands the queue to olivere's BulkProcessor,
-// which sends bulk requests from Workers goroutines, each flushed at
+// Append copies records onto a bounded queue; it never waits for
+// Elasticsearch. Workers goroutines encode the queue and hand it to olivere's
+// BulkProcessor, which sends bulk requests from as many goroutines, flushed at
 // FlushActions records, FlushBytes bytes or FlushInterval, and retried with
 // backoff. Records that cannot be sent — the queue is full, a bulk request
 // failed after its retries, Elasticsearch is known to be down — are
@@ -41,6 +41,7 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,7 +77,8 @@ type Config struct {
 	// RefreshInterval is how often new records become searchable; default
 	// 1s.
 	RefreshInterval time.Duration
-	// Workers is the number of bulk requests in flight; default 2.
+	// Workers is the number of goroutines encoding records, and of bulk
+	// requests in flight; default 2.
 	Workers int
 	// FlushActions sends a bulk request once it holds this many records;
 	// default 1000.
@@ -92,7 +94,7 @@ type Config struct {
 	// RetryWait is the wait before the first retry, doubling for each
 	// further one up to 5s; default 100ms.
 	RetryWait time.Duration
-	// QueueSize is how many records may wait for the bulk processor; past
+	// QueueSize is how many records may wait to be encoded and sent; past
 	// it, Append spools. Default 65536.
 	QueueSize int
 	// SpoolDir holds the records Elasticsearch could not take yet. A Log
@@ -102,7 +104,9 @@ type Config struct {
 	// empty.
 	SpoolDir string
 	// ReplayInterval is how often an unreachable Elasticsearch is probed and
-	// the spool replayed; default 1s.
+	// the spool replayed, and how often the spool is synced to disk: a crash
+	// of the machine loses at most the records spooled in the last interval.
+	// Default 1s.
 	ReplayInterval time.Duration
 	// Timeout bounds one request to Elasticsearch; default 30s.
 	Timeout time.Duration
@@ -156,7 +160,8 @@ type Log struct {
 	prefix string
 	client *elastic.Client
 	bulk   *elastic.BulkProcessor
-	queue  chan *doc
+	queue  chan []dcsync.Record
+	coders sync.Pool // of *encoder
 	spool  *spool
 	log    *slog.Logger
 
@@ -171,12 +176,13 @@ type Log struct {
 	mu     sync.RWMutex // held shared by Append and Flush, exclusive by Close
 	closed bool
 
-	queued, taken atomic.Int64 // records put on the queue, and taken off it
+	queued, taken atomic.Int64 // records put on the queue, and taken off it, ever
+	inQueue       atomic.Int64 // records on the queue now, or about to be
 	perTrail      atomic.Int64 // records per trail in the last page read, in hundredths
 	stats         struct{ appended, indexed, rejected, spooled, replayed atomic.Uint64 }
 
 	stop     chan struct{}
-	pumped   chan struct{} // closed when the queue is drained
+	pumps    sync.WaitGroup // the goroutines draining the queue
 	replayed chan struct{} // closed when the replayer has exited
 }
 
@@ -199,8 +205,9 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		return nil, err
 	}
 	l := &Log{cfg: cfg, prefix: cfg.IndexPrefix, client: client, spool: sp, log: cfg.Logger,
-		queue: make(chan *doc, cfg.QueueSize), stop: make(chan struct{}),
-		pumped: make(chan struct{}), replayed: make(chan struct{})}
+		queue: make(chan []dcsync.Record, min(cfg.QueueSize, 4096)), stop: make(chan struct{}),
+		replayed: make(chan struct{})}
+	l.coders.New = func() any { return &encoder{prefix: l.prefix} }
 	l.perTrail.Store(initialPerTrail)
 	l.bulk, err = client.BulkProcessor().Name("dcsync-audit-" + l.prefix).
 		Workers(cfg.Workers).BulkActions(cfg.FlushActions).BulkSize(cfg.FlushBytes).
@@ -220,7 +227,10 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		_ = sp.close()
 		return nil, err
 	}
-	go l.pump()
+	for range cfg.Workers {
+		l.pumps.Add(1)
+		go l.pump()
+	}
 	go l.replayer()
 	return l, nil
 }
@@ -239,33 +249,44 @@ func (b bulkBackoff) Next(retry int) (time.Duration, bool) {
 	return min(b.wait<<(retry-1), 5*time.Second), true
 }
 
-// Append implements dcsync.AuditLog. It returns once the records are queued
-// or spooled, never waiting for Elasticsearch; it fails only when the spool
+// Append implements dcsync.AuditLog. It copies the records onto the queue,
+// or spools them when the queue is full or Elasticsearch is down, and
+// returns without waiting for Elasticsearch. It fails only when the spool
 // cannot be written.
 func (l *Log) Append(_ context.Context, recs []dcsync.Record) error {
-	docs := make([]*doc, len(recs))
-	for i := range recs {
-		docs[i] = newDoc(l.prefix, &recs[i])
+	n := int64(len(recs))
+	if n == 0 {
+		return nil
 	}
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
 		return ErrClosed
 	}
-	l.stats.appended.Add(uint64(len(docs)))
+	l.stats.appended.Add(uint64(n))
 	if !l.down.Load() {
-		for len(docs) > 0 {
+		if l.inQueue.Add(n) <= int64(l.cfg.QueueSize) {
 			select {
-			case l.queue <- docs[0]:
-				l.queued.Add(1)
-				docs = docs[1:]
-				continue
-			default: // full: the rest spools
+			case l.queue <- slices.Clone(recs): // the caller reuses recs
+				l.queued.Add(n)
+				return nil
+			default:
 			}
-			break
 		}
+		l.inQueue.Add(-n)
 	}
-	return l.spoolDocs(docs)
+	return l.spoolDocs(l.encode(recs))
+}
+
+// encode encodes records into docs.
+func (l *Log) encode(recs []dcsync.Record) []*doc {
+	e := l.coders.Get().(*encoder)
+	defer l.coders.Put(e)
+	docs := make([]*doc, len(recs))
+	for i := range recs {
+		docs[i] = e.doc(&recs[i])
+	}
+	return docs
 }
 
 // spoolDocs writes docs to the spool, marking them spooled.
@@ -284,33 +305,23 @@ func (l *Log) spoolDocs(docs []*doc) error {
 	return nil
 }
 
-// pump hands queued records to the bulk processor, or to the spool while
-// Elasticsearch is down, until the queue is closed and drained.
+// pump encodes queued records and hands them to the bulk processor, or to
+// the spool while Elasticsearch is down, until the queue is closed and
+// drained. Workers pumps encode in parallel.
 func (l *Log) pump() {
-	defer close(l.pumped)
-	var spill []*doc
-	for d := range l.queue {
-		if !l.down.Load() {
-			l.bulk.Add(d)
-			l.taken.Add(1)
-			continue
-		}
-		spill = append(spill[:0], d)
-	drain:
-		for len(spill) < 4096 {
-			select {
-			case d, ok := <-l.queue:
-				if !ok {
-					break drain
-				}
-				spill = append(spill, d)
-			default:
-				break drain
+	defer l.pumps.Done()
+	for batch := range l.queue {
+		docs := l.encode(batch)
+		if l.down.Load() {
+			_ = l.spoolDocs(docs)
+		} else {
+			for _, d := range docs {
+				l.bulk.Add(d)
 			}
 		}
-		_ = l.spoolDocs(spill)
-		l.taken.Add(int64(len(spill)))
-		clear(spill)
+		n := int64(len(batch))
+		l.inQueue.Add(-n)
+		l.taken.Add(n)
 	}
 }
 
@@ -362,8 +373,9 @@ func (l *Log) count(res *elastic.BulkResponse, n int) {
 	}
 }
 
-// replayer probes Elasticsearch and replays the spool every ReplayInterval
-// while there is something to recover, until Close.
+// replayer syncs the spool to disk, probes Elasticsearch and replays the
+// spool every ReplayInterval while there is something to recover, until
+// Close.
 func (l *Log) replayer() {
 	defer close(l.replayed)
 	t := time.NewTicker(l.cfg.ReplayInterval)
@@ -373,6 +385,9 @@ func (l *Log) replayer() {
 		case <-l.stop:
 			return
 		case <-t.C:
+		}
+		if err := l.spool.sync(); err != nil {
+			l.log.Error("elastic: spool sync failed", "dir", l.spool.dir, "err", err)
 		}
 		if l.down.Load() || l.spool.pending() > 0 {
 			ctx, cancel := context.WithTimeout(context.Background(), l.cfg.Timeout)
@@ -475,7 +490,7 @@ func (l *Log) Close() error {
 	l.closed = true
 	l.mu.Unlock()
 	close(l.queue)
-	<-l.pumped
+	l.pumps.Wait()
 	err := l.bulk.Close() // sends what it holds; failures spool through after
 	close(l.stop)
 	<-l.replayed

@@ -150,15 +150,15 @@ func TestReconcilerRepairsFailedAndSilentStages(t *testing.T) {
 
 // seed appends the trails of n writes of origin unicom, written from start
 // on, one every step, straight to the log, as the stages would have logged
-// them; every twentieth write is broken in one of three ways. It returns
-// the IDs of the broken writes.
-func seed(t testing.TB, l *elastic.Log, n int, start time.Time, step time.Duration) map[string]bool {
+// them, and flushes the log. With broken set, every twentieth write is
+// broken in one of three ways. It returns the IDs of the broken writes.
+func seed(t testing.TB, l *elastic.Log, n int, start time.Time, step time.Duration, broken bool) map[string]bool {
 	ctx := context.Background()
-	broken := map[string]bool{}
+	ids := map[string]bool{}
 	var recs []dcsync.Record
 	for i := range n {
 		w := start.Add(time.Duration(i) * step).Truncate(time.Millisecond)
-		id := fmt.Sprintf("w%07d", i)
+		id := fmt.Sprintf("w%d-%07d", start.UnixMilli(), i)
 		req := &dcsync.Request{ID: id, Origin: "unicom", Key: fmt.Sprint("k", i%1000), Op: "set",
 			Payload: []byte("v"), Version: hlc.FromTime(w)}
 		r := dcsync.Record{ID: id, DC: "unicom", Origin: "unicom", Stage: dcsync.StageProcess,
@@ -166,21 +166,21 @@ func seed(t testing.TB, l *elastic.Log, n int, start time.Time, step time.Durati
 		recs = append(recs, r)
 		r.Request, r.Time = nil, w.Add(time.Millisecond)
 		switch {
-		case i%20 != 0: // delivered: telecom applied it
+		case !broken || i%20 != 0: // delivered: telecom applied it
 			r.DC, r.Stage = "telecom", dcsync.StageApply
 			recs = append(recs, r)
 		case i%60 == 0: // the send failed
 			r.Stage, r.Status, r.Target, r.Error = dcsync.StageReship, dcsync.StatusFailed, "telecom", "connection refused"
 			recs = append(recs, r)
-			broken[id] = true
+			ids[id] = true
 		case i%60 == 20: // telecom's apply failed
 			r.DC, r.Stage = "telecom", dcsync.StageCollect
 			recs = append(recs, r)
 			r.Stage, r.Status, r.Error = dcsync.StageApply, dcsync.StatusFailed, "database timeout"
 			recs = append(recs, r)
-			broken[id] = true
+			ids[id] = true
 		default: // the process died after applying: nothing more was logged
-			broken[id] = true
+			ids[id] = true
 		}
 		if len(recs) >= 10000 || i == n-1 {
 			if err := l.Append(ctx, recs); err != nil {
@@ -190,7 +190,7 @@ func seed(t testing.TB, l *elastic.Log, n int, start time.Time, step time.Durati
 		}
 	}
 	flush(t, l)
-	return broken
+	return ids
 }
 
 // TestReconcilerRepairsEveryBrokenWriteOf100k seeds the audit trails of
@@ -201,7 +201,7 @@ func TestReconcilerRepairsEveryBrokenWriteOf100k(t *testing.T) {
 	l := newLog(t, elastic.Config{FlushActions: 5000})
 	const writes = 100_000
 	start := time.Now()
-	broken := seed(t, l, writes, time.Now().Add(-20*time.Minute), 5*time.Millisecond)
+	broken := seed(t, l, writes, time.Now().Add(-20*time.Minute), 5*time.Millisecond, true)
 	t.Logf("seeded %d writes in %v", writes, time.Since(start))
 	start = time.Now()
 

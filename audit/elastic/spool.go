@@ -24,10 +24,11 @@ type spool struct {
 	dir  string
 	temp bool // created by openSpool: removed by close when empty
 
-	mu   sync.Mutex
-	cur  *os.File // segment being written, nil when none
-	next int      // sequence number of the next segment
-	n    atomic.Int64
+	mu    sync.Mutex
+	cur   *os.File // segment being written, nil when none
+	dirty bool     // cur was written since its last sync
+	next  int      // sequence number of the next segment
+	n     atomic.Int64
 }
 
 const segmentPattern = "spool-*.ndjson"
@@ -73,8 +74,9 @@ func (s *spool) segments() ([]string, error) {
 	return segs, nil
 }
 
-// write appends docs to the current segment and syncs it, so spooled
-// records survive a crash of the process.
+// write appends docs to the current segment. The segment is in the page
+// cache at once, so the records survive a crash of the process; sync puts
+// it on disk, for a crash of the machine.
 func (s *spool) write(docs []*doc) error {
 	var buf bytes.Buffer
 	for _, d := range docs {
@@ -93,10 +95,24 @@ func (s *spool) write(docs []*doc) error {
 	if _, err := s.cur.Write(buf.Bytes()); err != nil {
 		return fmt.Errorf("elastic: spool: %w", err)
 	}
+	s.dirty = true
+	s.n.Add(int64(len(docs)))
+	return nil
+}
+
+// sync flushes the current segment to disk if it was written since the last
+// sync. Syncing every write would make each one wait for the disk, on the
+// path Append must keep fast while Elasticsearch is away.
+func (s *spool) sync() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur == nil || !s.dirty {
+		return nil
+	}
+	s.dirty = false
 	if err := s.cur.Sync(); err != nil {
 		return fmt.Errorf("elastic: spool: %w", err)
 	}
-	s.n.Add(int64(len(docs)))
 	return nil
 }
 
@@ -106,8 +122,8 @@ func (s *spool) seal() ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cur != nil {
-		err := s.cur.Close()
-		s.cur = nil
+		err := errors.Join(s.cur.Sync(), s.cur.Close())
+		s.cur, s.dirty = nil, false
 		if err != nil {
 			return nil, fmt.Errorf("elastic: spool: %w", err)
 		}
