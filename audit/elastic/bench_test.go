@@ -103,7 +103,7 @@ func BenchmarkWrites(b *testing.B) {
 type fixedCheckpoint time.Time
 
 func (c fixedCheckpoint) Load(context.Context, string) (time.Time, error) { return time.Time(c), nil }
-func (fixedCheckpoint) Save(context.Context, string, time.Time) error    { return nil }
+func (fixedCheckpoint) Save(context.Context, string, time.Time) error     { return nil }
 
 // BenchmarkReconcilePass measures one reconciler pass over a window of 2000
 // writes when the index holds 1x and 10x that many writes of history: the

@@ -183,7 +183,7 @@ type Log struct {
 
 	stop     chan struct{}
 	pumps    sync.WaitGroup // the goroutines draining the queue
-	replayed chan struct{} // closed when the replayer has exited
+	replayed chan struct{}  // closed when the replayer has exited
 }
 
 var _ dcsync.AuditLog = (*Log)(nil)
