@@ -138,13 +138,19 @@ func (s *Syncer) Observe(version uint64) { s.clock.Observe(version) }
 
 // process applies (or hands off) reqs and returns each one's error.
 func (s *Syncer) process(ctx context.Context, reqs []*Request) []error {
+	if s.handoff != nil {
+		return s.apply(ctx, s.handoff, false, reqs)
+	}
+	return s.apply(ctx, s.proc, true, reqs)
+}
+
+// apply passes reqs to target, in one call when it takes batches, and
+// returns each one's error. applying says target is the Processor (not
+// the handoff), whose outcomes the stats count.
+func (s *Syncer) apply(ctx context.Context, target Processor, applying bool, reqs []*Request) []error {
 	errs := make([]error, len(reqs))
 	if len(reqs) == 0 {
 		return errs
-	}
-	target, verb := s.proc, "apply"
-	if s.handoff != nil {
-		target, verb = s.handoff, "hand off"
 	}
 	if bp, ok := target.(BatchProcessor); ok && len(reqs) > 1 {
 		err := bp.ProcessBatch(ctx, reqs)
@@ -156,6 +162,10 @@ func (s *Syncer) process(ctx context.Context, reqs []*Request) []error {
 			errs[i] = target.Process(ctx, req)
 		}
 	}
+	verb := "hand off"
+	if applying {
+		verb = "apply"
+	}
 	failed := 0
 	for i, err := range errs {
 		if err != nil {
@@ -163,7 +173,7 @@ func (s *Syncer) process(ctx context.Context, reqs []*Request) []error {
 			errs[i] = fmt.Errorf("dcsync: %s %s: %w", verb, reqs[i].ID, err)
 		}
 	}
-	if s.handoff == nil {
+	if applying {
 		s.stats.applied.Add(uint64(len(reqs) - failed))
 		s.stats.applyFailed.Add(uint64(failed))
 	}
@@ -194,19 +204,42 @@ func (s *Syncer) admit(from string, reqs []*Request) error {
 // apply stage. The MQ wiring's processor workers call it for writes that
 // the Collector handed off; it is safe to call again for the same write.
 func (s *Syncer) Apply(ctx context.Context, req *Request) error {
-	if err := s.limits.validate(req, true); err != nil {
-		return err
+	if err := s.ApplyBatch(ctx, []*Request{req}); err != nil {
+		return resultOf(err, 0)
 	}
-	s.clock.Observe(req.Version)
-	err := s.proc.Process(ctx, req)
-	if err != nil {
-		s.stats.applyFailed.Add(1)
-		err = fmt.Errorf("dcsync: apply %s: %w", req.ID, err)
-	} else {
-		s.stats.applied.Add(1)
+	return nil
+}
+
+// ApplyBatch is Apply for a batch, in one call when the Processor is a
+// BatchProcessor. It returns nil, a *BatchError naming the writes that
+// failed, or an error for the whole batch.
+func (s *Syncer) ApplyBatch(ctx context.Context, reqs []*Request) error {
+	errs := make([]error, len(reqs))
+	valid := make([]*Request, 0, len(reqs))
+	at := make([]int, 0, len(reqs))
+	for i, req := range reqs {
+		if err := s.limits.validate(req, true); err != nil {
+			errs[i] = err
+			continue
+		}
+		s.clock.Observe(req.Version)
+		valid, at = append(valid, req), append(at, i)
 	}
-	s.audit.add(s.record(req, StageApply, time.Now(), err))
-	return err
+	results := s.apply(ctx, s.proc, true, valid)
+	recs := getRecords()
+	defer putRecords(recs)
+	now := time.Now()
+	for k, req := range valid {
+		errs[at[k]] = results[k]
+		*recs = append(*recs, s.record(req, StageApply, now, results[k]))
+	}
+	s.audit.add(*recs...)
+	for _, err := range errs {
+		if err != nil {
+			return &BatchError{Errs: errs}
+		}
+	}
+	return nil
 }
 
 // record returns the record of stage for req here, failed when err is set.

@@ -269,3 +269,17 @@ func TestObserveOrdersLaterWritesAfterWhatWasRead(t *testing.T) {
 		t.Fatalf("version %d does not order after the observed %d", req.Version, read)
 	}
 }
+
+func TestApplyBatch(t *testing.T) {
+	bs := &batchStore{store: newStore(0, 1)}
+	s := newSyncer(t, bs, nil, nil)
+	batch := []*dcsync.Request{stamped("telecom", "a", 1<<20), stamped("telecom", "bad id", 1<<20), stamped("telecom", "c", 1<<20)}
+	err := s.ApplyBatch(context.Background(), batch)
+	var be *dcsync.BatchError
+	if !errors.As(err, &be) || be.Errs[0] != nil || !errors.Is(be.Errs[1], dcsync.ErrInvalidID) || be.Errs[2] != nil {
+		t.Fatalf("got %v", err)
+	}
+	if bs.batches != 1 || bs.applies["a"] != 1 || bs.applies["c"] != 1 || s.Stats().Applied != 2 {
+		t.Fatalf("%d batch calls, applies %v, stats %+v", bs.batches, bs.applies, s.Stats())
+	}
+}
