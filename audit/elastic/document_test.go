@@ -51,3 +51,38 @@ func TestAppendSourceRoundTrips(t *testing.T) {
 		t.Fatalf("zero time encoded: %s", b)
 	}
 }
+
+func TestSplitPairsDropsATornRecord(t *testing.T) {
+	for in, want := range map[string][]string{
+		"a1\ns1\na2\ns2\n": {"a1\ns1\n", "a2\ns2\n"},
+		"a1\ns1\na2\ns":    {"a1\ns1\n"},
+		"a1\ns1\na2\n":     {"a1\ns1\n"},
+		"a1\ns1\na":        {"a1\ns1\n"},
+		"":                 nil,
+	} {
+		if got := splitPairs([]byte(in)); !reflect.DeepEqual(got, want) {
+			t.Errorf("splitPairs(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func BenchmarkEncode(b *testing.B) {
+	w := time.Now()
+	recs := []dcsync.Record{
+		{ID: "0190a3b4-7c2e-7000-8000-000000000001", DC: "unicom", Origin: "unicom", Stage: dcsync.StageProcess,
+			Status: dcsync.StatusOK, Attempt: 1, Written: w, Time: w,
+			Request: &dcsync.Request{ID: "0190a3b4-7c2e-7000-8000-000000000001", Origin: "unicom", Key: "user:42",
+				Op: "set", Payload: make([]byte, 64), Version: 1 << 40}},
+		{ID: "0190a3b4-7c2e-7000-8000-000000000001", DC: "unicom", Origin: "unicom", Stage: dcsync.StageReship,
+			Status: dcsync.StatusOK, Target: "telecom", Attempt: 1, Written: w, Time: w},
+		{ID: "0190a3b4-7c2e-7000-8000-000000000001", DC: "telecom", Origin: "unicom", Stage: dcsync.StageCollect,
+			Status: dcsync.StatusOK, Attempt: 1, Written: w, Time: w},
+		{ID: "0190a3b4-7c2e-7000-8000-000000000001", DC: "telecom", Origin: "unicom", Stage: dcsync.StageApply,
+			Status: dcsync.StatusOK, Attempt: 1, Written: w, Time: w},
+	}
+	e := &encoder{prefix: "dcsync-audit"}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		e.doc(&recs[i%len(recs)])
+	}
+}

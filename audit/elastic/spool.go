@@ -147,16 +147,23 @@ func (s *spool) close() error {
 	return err
 }
 
-// splitPairs splits a segment into its records, dropping a record cut short
-// by a crash in the middle of a write.
+// splitPairs splits a segment into its records, substrings of it, dropping
+// a record cut short by a crash in the middle of a write.
 func splitPairs(b []byte) []string {
-	lines := strings.SplitAfter(string(b), "\n")
-	if n := len(lines); n > 0 && !strings.HasSuffix(lines[n-1], "\n") {
-		lines = lines[:n-1]
-	}
-	pairs := make([]string, 0, len(lines)/2)
-	for i := 0; i+1 < len(lines); i += 2 {
-		pairs = append(pairs, lines[i]+lines[i+1])
+	text := string(b)
+	var pairs []string
+	for len(text) > 0 {
+		action := strings.IndexByte(text, '\n')
+		if action < 0 {
+			break
+		}
+		end := strings.IndexByte(text[action+1:], '\n')
+		if end < 0 {
+			break
+		}
+		end += action + 2
+		pairs = append(pairs, text[:end])
+		text = text[end:]
 	}
 	return pairs
 }
