@@ -44,6 +44,7 @@ import (
 type Config struct {
 	N          int           // writes per full-speed phase
 	ElasticN   int           // writes per full-speed phase of the +elastic rows, which Elasticsearch's indexing bounds
+	CeilingN   int           // writes' worth of work of the ceilings, which do N in a fraction of a second
 	Payload    int           // bytes per write
 	Writers    int           // concurrent writers
 	Rate       int           // offered writes/s of the fixed-rate phase; negative skips the phase
@@ -65,6 +66,7 @@ type Config struct {
 func (c *Config) withDefaults() {
 	c.N = or(c.N, 200_000)
 	c.ElasticN = or(c.ElasticN, max(c.N/10, 1))
+	c.CeilingN = or(c.CeilingN, 5*c.N)
 	c.Payload = max(or(c.Payload, 256), stampSize)
 	c.Writers = or(c.Writers, 64)
 	c.Rate = or(c.Rate, 1000)
@@ -90,6 +92,7 @@ func main() {
 	var short, quiet bool
 	flag.IntVar(&cfg.N, "n", 200_000, "writes per full-speed phase")
 	flag.IntVar(&cfg.ElasticN, "elastic-n", 0, "writes per full-speed phase of the +elastic rows (default n/10)")
+	flag.IntVar(&cfg.CeilingN, "ceiling-n", 0, "writes' worth of work of the ceilings (default 5n)")
 	flag.IntVar(&cfg.Payload, "payload", 256, "payload bytes per write (at least 24)")
 	flag.IntVar(&cfg.Writers, "writers", 64, "concurrent writers")
 	flag.IntVar(&cfg.Rate, "rate", 1000, "offered writes/s of the fixed-rate phase; -1 skips it")

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -19,6 +18,7 @@ type Report struct {
 	Config  struct {
 		N          int     `json:"n"`
 		ElasticN   int     `json:"elastic_n,omitempty"`
+		CeilingN   int     `json:"ceiling_n"`
 		Payload    int     `json:"payload_bytes"`
 		Writers    int     `json:"writers"`
 		Rate       int     `json:"rate_writes_per_s"`
@@ -94,6 +94,7 @@ func newReport(cfg *Config) *Report {
 		Go: runtime.Version(), LoadAtStart: loadAverage()}}
 	c := &r.Config
 	c.N, c.Payload, c.Writers, c.Rate, c.RateFor = cfg.N, cfg.Payload, cfg.Writers, cfg.Rate, cfg.RateFor.Seconds()
+	c.CeilingN = cfg.CeilingN
 	if cfg.ElasticURL != "" {
 		c.ElasticN = cfg.ElasticN
 	}
@@ -195,13 +196,17 @@ func (r *Report) rows() (rows [][]string, errs []string) {
 }
 
 func (r *Report) heading() string {
-	n := strconv.Itoa(r.Config.N)
+	n := fmt.Sprintf("%d (ceilings: %d", r.Config.N, r.Config.CeilingN)
 	if r.Config.ElasticN != 0 {
-		n += fmt.Sprintf(" (+elastic rows: %d)", r.Config.ElasticN)
+		n += fmt.Sprintf(", +elastic rows: %d", r.Config.ElasticN)
 	}
-	return fmt.Sprintf("%s writes of %d B, %d writers; lag at %d writes/s for %gs; %s, %d cores, load average %s at start, %s at end",
-		n, r.Config.Payload, r.Config.Writers, r.Config.Rate, r.Config.RateFor,
-		r.Machine.CPU, r.Machine.Cores, r.Machine.LoadAtStart, r.Machine.LoadAtEnd)
+	n += ")"
+	lag := "no fixed-rate phase"
+	if r.Config.Rate > 0 {
+		lag = fmt.Sprintf("lag at %d writes/s for %gs", r.Config.Rate, r.Config.RateFor)
+	}
+	return fmt.Sprintf("%s writes of %d B, %d writers; %s; %s, %d cores, load average %s at start, %s at end",
+		n, r.Config.Payload, r.Config.Writers, lag, r.Machine.CPU, r.Machine.Cores, r.Machine.LoadAtStart, r.Machine.LoadAtEnd)
 }
 
 func (q Ratio) String() string {

@@ -154,8 +154,11 @@ func runTarget(ctx context.Context, cfg *Config, t target) Result {
 // phase's writes at full speed or at the fixed rate, and measures.
 func runPhase(ctx context.Context, cfg *Config, t target, fixedRate bool) *Phase {
 	n := cfg.N
-	if t.audit == elasticStore.name {
+	switch {
+	case t.audit == elasticStore.name:
 		n = cfg.ElasticN
+	case t.kind == kindCeiling:
+		n = cfg.CeilingN
 	}
 	if fixedRate {
 		n = max(int(float64(cfg.Rate)*cfg.RateFor.Seconds()), 1)
