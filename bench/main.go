@@ -53,6 +53,7 @@ type Config struct {
 	Only       []string      // run the targets whose name contains one of these; all when empty
 	ElasticURL string        // Elasticsearch node for the +elastic rows; none when empty
 	ProfileDir string        // when set, one CPU profile per target's full-speed phase
+	HeapDir    string        // when set, one heap profile per target, at the end of its full-speed phase
 	Progress   io.Writer     // live progress line; nil for none
 
 	BatchSize int // dcsync Delivery.BatchSize; 0 for the library's default
@@ -101,6 +102,7 @@ func main() {
 	flag.StringVar(&only, "only", "", "comma-separated substrings: run only the targets whose name contains one")
 	flag.StringVar(&cfg.ElasticURL, "elastic", os.Getenv("DCSYNC_ELASTIC_URL"), "Elasticsearch URL for the +elastic rows (default $DCSYNC_ELASTIC_URL)")
 	flag.StringVar(&cfg.ProfileDir, "cpuprofile", "", "directory for one CPU profile per target (full-speed phase)")
+	flag.StringVar(&cfg.HeapDir, "memprofile", "", "directory for one heap profile per target (end of the full-speed phase)")
 	flag.IntVar(&cfg.BatchSize, "batch", 0, "dcsync Delivery.BatchSize (0: library default)")
 	flag.IntVar(&cfg.Workers, "workers", 0, "dcsync Delivery.Workers, and batches in flight of the RPC ceilings (0: library default)")
 	flag.IntVar(&cfg.WatermillConsumers, "watermill-consumers", 4, "subscribers per hop of the Watermill forwarder")
@@ -159,8 +161,11 @@ func (c *Config) shorten() {
 // what ran and ctx's error.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg.withDefaults()
-	if cfg.ProfileDir != "" {
-		if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
+	for _, dir := range []string{cfg.ProfileDir, cfg.HeapDir} {
+		if dir == "" {
+			continue
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
 		}
 	}

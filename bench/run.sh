@@ -6,8 +6,9 @@
 # installs redis-server and redis-benchmark when missing, starts an
 # Elasticsearch node of its own (so that the node's CPU is this run's
 # alone), runs dcsync-bench with a CPU profile per target, and writes to
-# OUT_DIR (default bench/results): results.json, table.md, profiles/, and
-# top.txt, the top functions of each profile. The node is stopped on exit.
+# OUT_DIR (default bench/results): results.json, table.md, profiles/,
+# top.txt, the top functions of each CPU profile, and heap.txt, what holds
+# the heap at the end of each full-speed phase. The node is stopped on exit.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$(mkdir -p "${1:-$root/bench/results}" && cd "${1:-$root/bench/results}" && pwd)
@@ -22,8 +23,8 @@ trap '"$root/scripts/elastic.sh" stop' EXIT
 cd "$root/bench"
 echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 status=0
-go run . -json "$out/results.json" -md "$out/table.md" -cpuprofile "$out/profiles" "$@" | tee "$out/table.txt" || status=$?
-for p in "$out"/profiles/*.pprof; do
+go run . -json "$out/results.json" -md "$out/table.md" -cpuprofile "$out/profiles" -memprofile "$out/profiles/heap" "$@" | tee "$out/table.txt" || status=$?
+for p in "$out"/profiles/*.pprof; do  # CPU profiles; heap ones are in profiles/heap
   echo "== $(basename "$p" .pprof)"
   go tool pprof -top -nodecount=20 "$p" 2>/dev/null | sed -n '/^Duration/p;/flat%/,$p'
   echo "-- garbage collection and allocation, cumulative"
@@ -33,5 +34,9 @@ for p in "$out"/profiles/*.pprof; do
     "$p" 2>/dev/null | sed -n '/flat%/,$p'
   echo
 done >"$out/top.txt"
-echo "wrote $out/results.json, table.md, table.txt, top.txt, profiles/" >&2
+for p in "$out"/profiles/heap/*.pprof; do
+  echo "== heap in use at the end of $(basename "$p" .pprof)"
+  go tool pprof -sample_index=inuse_space -top -nodecount=10 "$p" 2>/dev/null | sed -n '/flat%/,$p'
+done >"$out/heap.txt"
+echo "wrote $out/results.json, table.md, table.txt, top.txt, heap.txt, profiles/" >&2
 exit $status

@@ -227,6 +227,11 @@ func runPhase(ctx context.Context, cfg *Config, t target, fixedRate bool) *Phase
 	}
 	stopProgress()
 	stopProfile()
+	if cfg.HeapDir != "" && !fixedRate {
+		if err := writeHeapProfile(cfg.HeapDir, t.name); err != nil {
+			e.note(err.Error())
+		}
+	}
 	peak.sample(heap)
 	self1, children1 := cpuSelf()
 	srv1 := e.serverUsage()
@@ -426,10 +431,25 @@ func progress(cfg *Config, name string, fixedRate bool, n int, written, applied 
 	return func() { close(done); wg.Wait() }
 }
 
+// profilePath names the profile of target name in dir.
+func profilePath(dir, name string) string {
+	return filepath.Join(dir, strings.NewReplacer("/", "_", "+", "_").Replace(name)+".pprof")
+}
+
+// writeHeapProfile writes a heap profile, of what is live now and of what
+// the phase allocated, in dir.
+func writeHeapProfile(dir, name string) error {
+	f, err := os.Create(profilePath(dir, name))
+	if err != nil {
+		return err
+	}
+	return errors.Join(pprof.Lookup("heap").WriteTo(f, 0), f.Close())
+}
+
 // startProfile starts a CPU profile of the phase in dir, named after the
 // target.
 func startProfile(dir, name string) (stop func(), err error) {
-	f, err := os.Create(filepath.Join(dir, strings.NewReplacer("/", "_", "+", "_").Replace(name)+".pprof"))
+	f, err := os.Create(profilePath(dir, name))
 	if err != nil {
 		return nil, err
 	}
