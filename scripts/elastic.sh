@@ -20,7 +20,7 @@
 set -euo pipefail
 
 ES_VERSION=${DCSYNC_ES_VERSION:-7.17.29}
-OS_VERSION=${DCSYNC_OPENSEARCH_VERSION:-2.19.2}
+OS_VERSION=${DCSYNC_OPENSEARCH_VERSION:-2.19.1}
 CACHE=${DCSYNC_CACHE:-/var/tmp/dcsync}
 RUN_BASE=/tmp/dcsync-elastic
 RUN=${DCSYNC_ELASTIC_RUN:-}
@@ -87,6 +87,7 @@ fetch() {
 unpack() {
   local zip=$1 dir=$2 tmp
   mkdir -p "$(dirname "$dir")"
+  chmod a+rx "$(dirname "$dir")" # the node's user must reach it, whatever the umask
   tmp=$(mktemp -d "$dir.tmp.XXXXXX")
   if command -v unzip >/dev/null; then
     unzip -q "$zip" -d "$tmp"
@@ -157,10 +158,8 @@ path.logs: $RUN/logs
 cluster.routing.allocation.disk.threshold_enabled: false
 action.destructive_requires_name: false
 EOF
-  if [ "${kind%%-*}" = elasticsearch ]; then
+  if [ "${kind%%-*}" = elasticsearch ]; then # OpenSearch's zip has no security plugin to turn off
     echo "xpack.security.enabled: false" >>"$RUN/config/elasticsearch.yml"
-  else
-    echo "plugins.security.disabled: true" >>"$RUN/config/opensearch.yml"
   fi
   echo "$port" >"$RUN/port"
 
