@@ -1,5 +1,5 @@
-// Package elastic is a dcsync.AuditLog in Elasticsearch 7, through
-// github.com/olivere/elastic/v7: the production audit store.
+// Package elastic is a dcsync.AuditLog in Elasticsearch 7 (or OpenSearch
+// 2), through github.com/olivere/elastic/v7: the production audit store.
 //
 // # Writing
 //
@@ -181,9 +181,9 @@ type Log struct {
 	perTrail      atomic.Int64 // records per trail in the last page read, in hundredths
 	stats         struct{ appended, indexed, rejected, spooled, replayed atomic.Uint64 }
 
-	stop     chan struct{}
-	pumps    sync.WaitGroup // the goroutines draining the queue
-	replayed chan struct{}  // closed when the replayer has exited
+	stop         chan struct{}
+	pumps        sync.WaitGroup // the goroutines draining the queue
+	replayerDone chan struct{}  // closed when the replayer has exited
 }
 
 var _ dcsync.AuditLog = (*Log)(nil)
@@ -206,7 +206,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	l := &Log{cfg: cfg, prefix: cfg.IndexPrefix, client: client, spool: sp, log: cfg.Logger,
 		queue: make(chan []dcsync.Record, min(cfg.QueueSize, 4096)), stop: make(chan struct{}),
-		replayed: make(chan struct{})}
+		replayerDone: make(chan struct{})}
 	l.coders.New = func() any { return &encoder{prefix: l.prefix} }
 	l.perTrail.Store(initialPerTrail)
 	l.bulk, err = client.BulkProcessor().Name("dcsync-audit-" + l.prefix).
@@ -214,6 +214,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		FlushInterval(cfg.FlushInterval).Backoff(bulkBackoff{cfg.RetryWait, cfg.Retries}).
 		After(l.after).Do(context.Background())
 	if err != nil {
+		_ = sp.close()
 		return nil, fmt.Errorf("elastic: start bulk processor: %w", err)
 	}
 	switch err := l.install(ctx); {
@@ -377,7 +378,7 @@ func (l *Log) count(res *elastic.BulkResponse, n int) {
 // spool every ReplayInterval while there is something to recover, until
 // Close.
 func (l *Log) replayer() {
-	defer close(l.replayed)
+	defer close(l.replayerDone)
 	t := time.NewTicker(l.cfg.ReplayInterval)
 	defer t.Stop()
 	for {
@@ -493,7 +494,7 @@ func (l *Log) Close() error {
 	l.pumps.Wait()
 	err := l.bulk.Close() // sends what it holds; failures spool through after
 	close(l.stop)
-	<-l.replayed
+	<-l.replayerDone
 	if l.spool.pending() > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), l.cfg.Timeout)
 		_ = l.recover(ctx)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"testing"
 	"time"
@@ -113,6 +114,49 @@ func TestTrailsPagesThroughAWindow(t *testing.T) {
 	}
 	if _, err := l.Trails(ctx, dcsync.TrailQuery{Origin: "a", From: t0, To: t0.Add(time.Hour), After: "garbage"}); err == nil {
 		t.Fatal("a malformed cursor was accepted")
+	}
+}
+
+// TestTrailsKeepsLongTrailsWhole pages with a limit whose hits cannot hold
+// the middle write's records: every trail still comes whole, once.
+func TestTrailsKeepsLongTrailsWhole(t *testing.T) {
+	ctx := context.Background()
+	l := newLog(t, elastic.Config{})
+	want := map[string]int{"a": 3, "b": 40, "c": 3, "d": 1}
+	var recs []dcsync.Record
+	for i, id := range []string{"a", "b", "c", "d"} {
+		w := t0.Add(time.Duration(i) * time.Second)
+		for n := range want[id] {
+			r := rec(id, "a", "a", dcsync.StageReship, w)
+			r.Attempt = n + 1
+			recs = append(recs, r)
+		}
+	}
+	l.Append(ctx, recs)
+	flush(t, l)
+	got := map[string]int{}
+	q := dcsync.TrailQuery{Origin: "a", From: t0, To: t0.Add(time.Minute), Limit: 1}
+	for pages := 0; ; pages++ {
+		page, err := l.Trails(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tr := range page.Trails {
+			if _, dup := got[tr.ID]; dup {
+				t.Fatalf("%s returned twice", tr.ID)
+			}
+			got[tr.ID] = len(tr.Records)
+		}
+		if page.Next == "" {
+			break
+		}
+		if pages > 10 {
+			t.Fatal("paging does not end")
+		}
+		q.After = page.Next
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("records per trail %v, want %v", got, want)
 	}
 }
 

@@ -73,7 +73,7 @@ func (l *Log) Trails(ctx context.Context, q dcsync.TrailQuery) (dcsync.TrailPage
 	if full && len(trails) > 0 {
 		last := trails[len(trails)-1]
 		if len(trails) == 1 { // one write with a page of records or more
-			recs, err := l.Records(ctx, last.ID)
+			recs, err := l.records(ctx, []string{dayIndex(l.prefix, last.Records[0].Written)}, last.ID)
 			if err != nil {
 				return page, err
 			}
@@ -98,7 +98,13 @@ func (l *Log) Trails(ctx context.Context, q dcsync.TrailQuery) (dcsync.TrailPage
 // order they happened. It reads every daily index: it is for operators
 // tracing a request, not for the reconciler.
 func (l *Log) Records(ctx context.Context, id string) ([]dcsync.Record, error) {
-	recs, err := l.search(ctx, []string{l.prefix + "-*"}, elastic.NewSearchSource().
+	return l.records(ctx, []string{l.prefix + "-*"}, id)
+}
+
+// records returns the records of one write in indices, in the order they
+// happened.
+func (l *Log) records(ctx context.Context, indices []string, id string) ([]dcsync.Record, error) {
+	recs, err := l.search(ctx, indices, elastic.NewSearchSource().
 		Query(elastic.NewBoolQuery().Filter(elastic.NewTermQuery("id", id))).
 		Size(maxHits).TrackTotalHits(false))
 	if err != nil {
