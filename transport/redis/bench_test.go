@@ -74,7 +74,7 @@ func processCPU() time.Duration {
 }
 
 // redisCPU returns the CPU time the servers of dcs have used, from INFO.
-func redisCPU(b *testing.B, dcs ...*dc) time.Duration {
+func redisCPU(b testing.TB, dcs ...*dc) time.Duration {
 	var total time.Duration
 	for _, d := range dcs {
 		info, err := d.client.Info(context.Background(), "cpu").Result()

@@ -5,40 +5,75 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/dcsync/dcsync"
 )
 
-// Fields of a stream entry that carries a request. The ID is kept apart from
-// the encoded request so that redis-cli shows which write an entry is.
+// Fields of a stream entry. An entry carries one request in "id" and "r"
+// (the ID apart from the encoding, so that redis-cli shows which write it
+// is), or a batch of them: their count in "n" and their encodings in "b",
+// each prefixed by its length as a uvarint. This package writes batches;
+// it reads both.
 const (
 	fieldID      = "id"
 	fieldRequest = "r"
+	fieldCount   = "n"
+	fieldBatch   = "b"
 )
 
 // codecVersion is the first byte of an encoded request, so that a later
 // encoding can be told from this one.
 const codecVersion = 1
 
-// ErrMalformed is the error of a stream entry that does not hold a request
-// this package can decode. Such entries are dead-lettered at once.
+// maxEntryRequests bounds the count a batch entry may claim, so that a
+// corrupt count cannot make a reader allocate without bound.
+const maxEntryRequests = 1 << 20
+
+// ErrMalformed is the error of a stream entry, or of a request in a batch
+// entry, that this package cannot decode. What is malformed is
+// dead-lettered at once.
 var ErrMalformed = errors.New("redis: malformed stream entry")
 
-// entryValues returns the fields of the stream entry that carries req. A
-// request read from a stream is passed on in the encoding it came in, found
-// in ctx, rather than encoded again.
+// entryValues returns the fields of the stream entry that carries req
+// alone.
 func entryValues(ctx context.Context, req *dcsync.Request) []any {
+	return []any{fieldID, req.ID, fieldRequest, encodingOf(ctx, req)}
+}
+
+// batchValues returns the fields of the stream entry that carries count
+// requests whose frames are concatenated in frames.
+func batchValues(count int, frames []byte) []any {
+	return []any{fieldCount, count, fieldBatch, frames}
+}
+
+// appendFrame appends the encoding of one request of a batch entry to b.
+func appendFrame(b []byte, enc string) []byte { return appendString(b, enc) }
+
+// encodeBatch returns the frames of reqs, for batchValues.
+func encodeBatch(ctx context.Context, reqs []*dcsync.Request) []byte {
+	var b []byte
+	for _, req := range reqs {
+		b = appendFrame(b, encodingOf(ctx, req))
+	}
+	return b
+}
+
+// encodingOf returns the encoding of req. A request read from a stream is
+// passed on in the encoding it came in, found in ctx, rather than encoded
+// again.
+func encodingOf(ctx context.Context, req *dcsync.Request) string {
 	if raw, ok := ctx.Value(rawKey{}).(map[*dcsync.Request]string); ok {
 		if r, ok := raw[req]; ok {
-			return []any{fieldID, req.ID, fieldRequest, r}
+			return r
 		}
 	}
-	return []any{fieldID, req.ID, fieldRequest, encode(req)}
+	return string(encode(req))
 }
 
 type rawKey struct{}
 
-// withRaw returns a context in which entryValues finds the encodings of
+// withRaw returns a context in which encodingOf finds the encodings of
 // requests decoded from stream entries.
 func withRaw(ctx context.Context, raw map[*dcsync.Request]string) context.Context {
 	return context.WithValue(ctx, rawKey{}, raw)
@@ -74,7 +109,57 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-// decodeEntry returns the request carried by the fields of a stream entry.
+// frame is one request of a stream entry, as decoded.
+type frame struct {
+	req *dcsync.Request // nil when it could not be decoded
+	raw string          // its encoding
+	err error           // why it could not be decoded
+}
+
+// decodeFrames returns the requests a stream entry carries, one for an
+// entry of fields "id" and "r", the batch for an entry of fields "n" and
+// "b". An error is the entry's as a whole: nothing in it can be read. A
+// request of a batch that cannot be decoded has its own error, and the
+// others are returned as they are.
+func decodeFrames(values map[string]any) ([]frame, error) {
+	data, ok := values[fieldBatch].(string)
+	if !ok {
+		if _, single := values[fieldRequest]; single || values[fieldCount] == nil {
+			req, err := decodeEntry(values)
+			if err != nil {
+				return nil, err
+			}
+			raw, _ := values[fieldRequest].(string)
+			return []frame{{req: req, raw: raw}}, nil
+		}
+		return nil, fmt.Errorf("%w: no %q field", ErrMalformed, fieldBatch)
+	}
+	countField, _ := values[fieldCount].(string)
+	count, err := strconv.Atoi(countField)
+	if err != nil || count < 1 || count > maxEntryRequests || count > len(data) {
+		return nil, fmt.Errorf("%w: field %q is %q, not a count of requests", ErrMalformed, fieldCount, countField)
+	}
+	frames := make([]frame, 0, count)
+	d := decoder{s: data}
+	for i := 0; i < count; i++ {
+		raw := d.string()
+		if d.err != nil {
+			return nil, fmt.Errorf("%w: request %d of %d", d.err, i, count)
+		}
+		f := frame{raw: raw}
+		if f.req, f.err = decode(raw); f.err != nil {
+			f.err = fmt.Errorf("request %d of the entry: %w", i, f.err)
+		}
+		frames = append(frames, f)
+	}
+	if len(d.s) > 0 {
+		return nil, fmt.Errorf("%w: %d bytes after %d requests", ErrMalformed, len(d.s), count)
+	}
+	return frames, nil
+}
+
+// decodeEntry returns the request carried by the fields "id" and "r" of a
+// stream entry.
 func decodeEntry(values map[string]any) (*dcsync.Request, error) {
 	id, _ := values[fieldID].(string)
 	data, ok := values[fieldRequest].(string)

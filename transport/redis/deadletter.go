@@ -8,8 +8,10 @@ import (
 	"github.com/dcsync/dcsync"
 )
 
-// DeadLetter is an entry that a hop gave up on: it could not be decoded,
-// its next hop rejected it for good, or it failed MaxAttempts deliveries.
+// DeadLetter is a request, or a whole entry, that a hop gave up on: it
+// could not be decoded, its next hop rejected it for good, or it failed
+// MaxAttempts deliveries. Of an entry carrying a batch, each request that
+// fails for good is dead-lettered on its own, and the rest flow on.
 // Dead letters are kept in the stream "<Prefix>:<DC>:dead", whose entries
 // hold the fields named in brackets below, readable with redis-cli.
 type DeadLetter struct {
@@ -17,6 +19,7 @@ type DeadLetter struct {
 	Hop        string          // the hop that gave up: "reship:<peer>", "collect:<peer>", "apply" [hop]
 	Stream     string          // the stream the entry was in [stream]
 	Entry      string          // the entry's ID in that stream [entry]
+	Index      int             // the request's position in the entry; 0 for a whole entry [index]
 	Deliveries int             // how many times the entry was delivered [deliveries]
 	Reason     string          // why it was given up [reason]
 	RequestID  string          // the request ID the entry named, if any [id]
@@ -40,6 +43,7 @@ func (n *Node) DeadLetters(ctx context.Context, after string, count int64) ([]De
 		d := DeadLetter{ID: m.ID, Hop: str(fieldHop), Stream: str(fieldStream), Entry: str(fieldEntry),
 			Reason: str(fieldReason), RequestID: str(fieldID)}
 		d.Deliveries, _ = strconv.Atoi(str(fieldDeliveries))
+		d.Index, _ = strconv.Atoi(str(fieldIndex))
 		d.Request, _ = decodeEntry(m.Values)
 		out[i] = d
 	}

@@ -99,8 +99,8 @@ return 0`)
 
 // Release implements dcsync.DedupeStore.
 func (d *Dedupe) Release(ctx context.Context, id string) error {
-	if b := deferredFrom(ctx); b != nil && b.dedupe == d {
-		b.release(id)
+	if b := deferredFrom(ctx); b != nil && b.dedupe == d && b.release(id) {
+		return nil // the claim was never written
 	}
 	if err := releaseScript.Run(ctx, d.client, []string{d.opts.Prefix + id}, dedupeClaimed).Err(); err != nil {
 		return fmt.Errorf("redis: dedupe release: %w", err)

@@ -237,8 +237,10 @@ func TestWorkerKilledMidBatch(t *testing.T) {
 		reqs = append(reqs, &dcsync.Request{ID: id, Origin: "unicom", Key: id, Op: "set", Version: uint64(i + 1)})
 		ids = append(ids, id)
 	}
-	if err := node.Handoff().ProcessBatch(ctx, reqs); err != nil {
-		t.Fatal(err)
+	for i := 0; i < len(reqs); i += 10 { // 20 entries of 10 requests
+		if err := node.Handoff().ProcessBatch(ctx, reqs[i:i+10]); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -254,18 +256,18 @@ func TestWorkerKilledMidBatch(t *testing.T) {
 	if err != nil || line != "applying\n" {
 		t.Fatalf("worker process said %q, %v", line, err)
 	}
-	_ = cmd.Process.Kill() // mid-batch: it holds 50 entries, none acknowledged
+	_ = cmd.Process.Kill() // mid-batch: it holds 6 entries (BatchSize/8), none acknowledged
 	_ = cmd.Wait()
 	pending, err := client.XPending(ctx, node.apply, "apply").Result()
-	if err != nil || pending.Consumers["stuck:apply:0"] != 50 {
-		t.Fatalf("killed worker holds %+v, %v; want 50 entries", pending, err)
+	if err != nil || pending.Consumers["stuck:apply:0"] != 6 {
+		t.Fatalf("killed worker holds %+v, %v; want 6 entries", pending, err)
 	}
 
 	d := start(t, "telecom", srv, cfg, newStore())
 	converge(t, d, ids)
 	drained(t, d)
-	if st := d.node.Stats(); st.Claimed < 50 || st.DeadLettered != 0 {
-		t.Errorf("stats %+v, want at least 50 claimed and nothing dead-lettered", st)
+	if st := d.node.Stats(); st.Claimed < 6 || st.DeadLettered != 0 {
+		t.Errorf("stats %+v, want at least 6 claimed and nothing dead-lettered", st)
 	}
 }
 

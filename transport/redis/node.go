@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,12 +41,16 @@ type NodeConfig struct {
 	Consumer string
 	// Workers is how many consumers each hop runs per stream; default 2.
 	Workers int
-	// BatchSize is how many entries a worker reads at once; default 256.
-	// Keep it within the Syncer's Limits.MaxBatch.
+	// BatchSize is the most requests a stream entry carries, and how many
+	// a worker hands on at once (to a peer, to the Collector, to
+	// Syncer.ApplyBatch); default 256. A worker reads up to BatchSize/8
+	// entries at once (at least one). Keep it within the Syncer's
+	// Limits.MaxBatch.
 	BatchSize int
 	// Concurrency is how many requests of a batch an apply worker passes
-	// to the Processor at once; default 64. Requests with the same Key are
-	// applied one after the other, in stream order.
+	// to a Processor that is not a dcsync.BatchProcessor at once; default
+	// 64. Requests with the same Key are applied one after the other, in
+	// stream order. A BatchProcessor gets each batch in one call.
 	Concurrency int
 	// Block is how long a worker waits in XREADGROUP for new entries, and
 	// so bounds how long Run takes to return; default 1s.
@@ -86,12 +91,15 @@ type NodeConfig struct {
 // once; the collector's dedupe and a version-honouring Processor make the
 // whole effectively once. Create it with NewNode.
 type Node struct {
-	cfg      NodeConfig
-	fast     goredis.Cmdable // autopipelined Client, for the single adds of concurrent writers
-	dedupe   *Dedupe
-	outbound string
-	apply    string
-	dead     string
+	cfg    NodeConfig
+	out    outbox
+	dedupe *Dedupe
+	// batchApply says the Processor takes batches, so apply workers give
+	// it a batch in one call rather than Concurrency calls at once.
+	batchApply atomic.Bool
+	outbound   string
+	apply      string
+	dead       string
 	// staleConsumer is how long a consumer with no pending entries stays
 	// idle before the janitor removes it from its group.
 	staleConsumer time.Duration
@@ -129,13 +137,13 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	cfg.Logger = or(cfg.Logger, slog.Default())
 	n := &Node{
 		cfg:           cfg,
-		fast:          autoPipeline(cfg.Client),
 		dedupe:        NewDedupe(cfg.Client, cfg.Dedupe),
 		outbound:      cfg.Prefix + ":" + cfg.DC + ":outbound",
 		apply:         cfg.Prefix + ":" + cfg.DC + ":apply",
 		dead:          cfg.Prefix + ":" + cfg.DC + ":dead",
 		staleConsumer: time.Hour,
 	}
+	n.out.n = n
 	return n, nil
 }
 
@@ -154,6 +162,8 @@ func (n *Node) Wire(cfg dcsync.Config) dcsync.Config {
 	cfg.Peers = n.Senders()
 	cfg.Reship = n
 	cfg.Handoff = n.Handoff()
+	_, batch := cfg.Processor.(dcsync.BatchProcessor)
+	n.batchApply.Store(batch)
 	if cfg.Dedupe == nil {
 		cfg.Dedupe = n.dedupe
 	}
@@ -161,17 +171,18 @@ func (n *Node) Wire(cfg dcsync.Config) dcsync.Config {
 }
 
 // Reship implements dcsync.Reship: it adds req to the outbound stream and
-// returns once Redis has it. Concurrent calls share pipelines.
+// returns once Redis has it. The writes of concurrent calls go together, in
+// one entry (see outbox).
 func (n *Node) Reship(ctx context.Context, req *dcsync.Request) error {
 	if len(n.cfg.Peers) == 0 {
 		return nil // no group would ever read or trim the entry
 	}
-	return n.add(ctx, n.outbound, req)
+	return n.out.add(ctx, req)
 }
 
 // Handoff returns the Processor that adds collected writes to the apply
 // stream, for dcsync.Config.Handoff. It is a dcsync.BatchProcessor: a batch
-// costs one pipeline.
+// costs one entry.
 func (n *Node) Handoff() dcsync.BatchProcessor { return handoff{n} }
 
 type handoff struct{ n *Node }
@@ -179,14 +190,11 @@ type handoff struct{ n *Node }
 // Process adds req to the apply stream, or, while the Node's collect hop
 // runs the Collector, defers that to the acknowledgement of req's entry.
 func (h handoff) Process(ctx context.Context, req *dcsync.Request) error {
-	if b := deferredFrom(ctx); b != nil && b.add(ctx, req) {
-		return nil
-	}
-	return h.n.add(ctx, h.n.apply, req)
+	return h.ProcessBatch(ctx, []*dcsync.Request{req})
 }
 
-// ProcessBatch adds reqs to the apply stream in one pipeline, or defers
-// that as Process does.
+// ProcessBatch adds reqs to the apply stream, as one entry per BatchSize
+// requests, or defers that as Process does.
 func (h handoff) ProcessBatch(ctx context.Context, reqs []*dcsync.Request) error {
 	b := deferredFrom(ctx)
 	var direct []*dcsync.Request
@@ -199,7 +207,7 @@ func (h handoff) ProcessBatch(ctx context.Context, reqs []*dcsync.Request) error
 	if len(direct) == 0 {
 		return nil
 	}
-	err := addBatch(ctx, h.n.cfg.Client, h.n.apply, direct)
+	err := addBatch(ctx, h.n.cfg.Client, h.n.apply, direct, h.n.cfg.BatchSize)
 	var be *dcsync.BatchError
 	if err == nil || len(direct) == len(reqs) {
 		return err
@@ -214,12 +222,78 @@ func (h handoff) ProcessBatch(ctx context.Context, reqs []*dcsync.Request) error
 	return &dcsync.BatchError{Errs: errs}
 }
 
-func (n *Node) add(ctx context.Context, stream string, req *dcsync.Request) error {
-	err := n.fast.XAdd(ctx, &goredis.XAddArgs{Stream: stream, Values: entryValues(ctx, req)}).Err()
-	if err != nil {
-		return fmt.Errorf("redis: add %s to %s: %w", req.ID, stream, err)
+// outbox adds the writes of concurrent Reship calls to the outbound stream
+// together: a write waits while up to maxFlushers adds are under way, and
+// then goes in one entry, one XADD, with every write that waited with it
+// (up to BatchSize). A lone writer pays one round trip, as it would alone;
+// many pay a share of one each.
+type outbox struct {
+	n        *Node
+	mu       sync.Mutex
+	queue    []*outWrite
+	flushers int
+}
+
+// maxFlushers bounds the adds to the outbound stream under way at once.
+const maxFlushers = 2
+
+type outWrite struct {
+	id   string
+	enc  []byte
+	done chan error
+}
+
+func (o *outbox) add(ctx context.Context, req *dcsync.Request) error {
+	w := &outWrite{id: req.ID, enc: encode(req), done: make(chan error, 1)}
+	o.mu.Lock()
+	o.queue = append(o.queue, w)
+	if o.flushers < maxFlushers {
+		o.flushers++
+		go o.flush()
 	}
-	return nil
+	o.mu.Unlock()
+	select {
+	case err := <-w.done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("redis: add %s to %s, perhaps not done: %w", req.ID, o.n.outbound, ctx.Err())
+	}
+}
+
+// flush adds what waits in the queue until it is empty. The adds do not
+// end with a writer's context: they carry other writers' writes too, and
+// are bounded by the client's timeouts.
+func (o *outbox) flush() {
+	var buf []byte
+	for {
+		o.mu.Lock()
+		if len(o.queue) == 0 {
+			o.flushers--
+			o.mu.Unlock()
+			return
+		}
+		k := min(len(o.queue), o.n.cfg.BatchSize)
+		batch := o.queue[:k:k]
+		o.queue = o.queue[k:]
+		if len(o.queue) == 0 {
+			o.queue = nil
+		}
+		o.mu.Unlock()
+		buf = buf[:0]
+		for _, w := range batch {
+			buf = binary.AppendUvarint(buf, uint64(len(w.enc)))
+			buf = append(buf, w.enc...)
+		}
+		err := o.n.cfg.Client.XAdd(context.Background(), &goredis.XAddArgs{Stream: o.n.outbound,
+			Values: batchValues(k, buf)}).Err()
+		for _, w := range batch {
+			if err != nil {
+				w.done <- fmt.Errorf("redis: add %s to %s: %w", w.id, o.n.outbound, err)
+			} else {
+				w.done <- nil
+			}
+		}
+	}
 }
 
 // Senders returns, per peer, the dcsync.Sender that adds writes to the
@@ -227,7 +301,7 @@ func (n *Node) add(ctx context.Context, stream string, req *dcsync.Request) erro
 func (n *Node) Senders() map[string]dcsync.Sender {
 	senders := make(map[string]dcsync.Sender, len(n.cfg.Peers))
 	for peer, c := range n.cfg.Peers {
-		senders[peer] = &Sender{client: c, stream: n.inbound(peer, n.cfg.DC)}
+		senders[peer] = &Sender{client: c, stream: n.inbound(peer, n.cfg.DC), max: n.cfg.BatchSize}
 	}
 	return senders
 }
@@ -246,29 +320,44 @@ func (n *Node) Checkpoints() *Checkpoints {
 	return NewCheckpoints(n.cfg.Client, n.cfg.Prefix+":checkpoint:")
 }
 
-// Sender adds batches of writes to a peer's inbound stream, in one pipeline
-// per batch. Node.Senders makes them.
+// Sender adds batches of writes to a peer's inbound stream, as one entry
+// per BatchSize requests. Node.Senders makes them.
 type Sender struct {
 	client *goredis.Client
 	stream string
+	max    int
 }
 
 var _ dcsync.Sender = (*Sender)(nil)
 
 // Send implements dcsync.Sender. It returns an error wrapping the Redis
-// error when the whole batch failed (the server is unreachable), and a
-// *dcsync.BatchError when only some entries did.
+// error when the whole batch failed, and a *dcsync.BatchError when only
+// some entries did.
 func (s *Sender) Send(ctx context.Context, reqs []*dcsync.Request) error {
-	return addBatch(ctx, s.client, s.stream, reqs)
+	return addBatch(ctx, s.client, s.stream, reqs, s.max)
 }
 
-// addBatch adds reqs to stream in client's server in one pipeline, and
-// returns nil, a *dcsync.BatchError, or, when every add failed, the
-// pipeline's error.
-func addBatch(ctx context.Context, client *goredis.Client, stream string, reqs []*dcsync.Request) error {
+// addBatch adds reqs to stream in client's server, max requests an entry,
+// in one round trip, and returns nil, a *dcsync.BatchError naming the
+// requests of the entries that failed, or, when every add failed, the
+// error.
+func addBatch(ctx context.Context, client *goredis.Client, stream string, reqs []*dcsync.Request, max int) error {
+	if len(reqs) == 0 {
+		return nil
+	}
+	max = or(max, 256)
+	if len(reqs) <= max {
+		err := client.XAdd(ctx, &goredis.XAddArgs{Stream: stream,
+			Values: batchValues(len(reqs), encodeBatch(ctx, reqs))}).Err()
+		if err != nil {
+			return fmt.Errorf("redis: add %d requests to %s: %w", len(reqs), stream, err)
+		}
+		return nil
+	}
 	cmds, err := client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		for _, req := range reqs {
-			p.XAdd(ctx, &goredis.XAddArgs{Stream: stream, Values: entryValues(ctx, req)})
+		for start := 0; start < len(reqs); start += max {
+			chunk := reqs[start:min(start+max, len(reqs))]
+			p.XAdd(ctx, &goredis.XAddArgs{Stream: stream, Values: batchValues(len(chunk), encodeBatch(ctx, chunk))})
 		}
 		return nil
 	})
@@ -279,8 +368,8 @@ func addBatch(ctx context.Context, client *goredis.Client, stream string, reqs [
 	failed := 0
 	for i, req := range reqs {
 		e := err
-		if i < len(cmds) {
-			e = cmds[i].Err()
+		if c := i / max; c < len(cmds) {
+			e = cmds[c].Err()
 		}
 		if e != nil {
 			failed++
@@ -371,7 +460,7 @@ func (n *Node) groups(s *dcsync.Syncer) []*group {
 	}
 	gs = append(gs, &group{n: n, stream: n.apply, name: "apply", hop: "apply",
 		handle: func(ctx context.Context, reqs []*dcsync.Request) []error {
-			return n.parallel(ctx, reqs, s.Apply)
+			return n.applyAll(ctx, s, reqs)
 		},
 		// The collector committed these writes to the dedupe store when it
 		// handed them off; forgetting them lets a later re-send (the

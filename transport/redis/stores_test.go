@@ -72,30 +72,52 @@ func TestDedupeBatchDefersToAcknowledgement(t *testing.T) {
 		t.Fatal(err)
 	}
 	reqs := []*dcsync.Request{{ID: "new"}, {ID: "old"}, {ID: "new"}}
-	bctx, b := d.preclaim(ctx, reqs)
+	bctx, b := d.prefetch(ctx, reqs, 256)
 	for i, want := range []dcsync.Claim{dcsync.Claimed, dcsync.Applied, dcsync.InFlight} {
 		if got, err := d.Claim(bctx, reqs[i].ID); err != nil || got != want {
 			t.Errorf("claim %d of the batch = %v, %v; want %v", i, got, err, want)
 		}
 	}
+	if err := (handoff{&Node{}}).ProcessBatch(bctx, reqs[:1]); err != nil {
+		t.Fatal(err)
+	}
 	if err := d.Commit(bctx, "new"); err != nil {
 		t.Fatal(err)
 	}
-	// Deferred: not applied in Redis until the batch is written.
-	if got, _ := client.Get(ctx, d.opts.Prefix+"new").Result(); got != dedupeClaimed {
-		t.Fatalf("before the batch is written, key holds %q", got)
+	// Deferred: nothing in Redis until the batch is written.
+	if n := client.Exists(ctx, d.opts.Prefix+"new").Val(); n != 0 {
+		t.Fatalf("before the batch is written, the key exists")
 	}
 	if c, _ := d.Claim(bctx, "new"); c != dcsync.Applied {
 		t.Errorf("within the batch, a committed ID claims %v, want Applied", c)
 	}
-	if _, err := client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-		b.write(ctx, p, "apply")
-		return nil
-	}); err != nil {
+	// Another collector's batch with the same write, written first, wins:
+	// the write is handed off once.
+	rival, rb := d.prefetch(ctx, reqs[:1], 256)
+	if c, _ := d.Claim(rival, "new"); c != dcsync.Claimed {
+		t.Fatalf("rival claims %v, want Claimed", c)
+	}
+	if err := (handoff{&Node{}}).ProcessBatch(rival, reqs[:1]); err != nil {
 		t.Fatal(err)
+	}
+	for _, batch := range []*deferred{rb, b} {
+		if _, err := client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+			batch.write(ctx, p, "apply")
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if c, _ := d.Claim(ctx, "new"); c != dcsync.Applied {
 		t.Errorf("after the batch is written, claim = %v, want Applied", c)
+	}
+	entries, err := client.XRange(ctx, "apply", "-", "+").Result()
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("apply stream holds %d entries, %v; want 1", len(entries), err)
+	}
+	frames, err := decodeFrames(entries[0].Values)
+	if err != nil || len(frames) != 1 || frames[0].req.ID != "new" {
+		t.Errorf("apply entry %v: %+v, %v", entries[0].Values, frames, err)
 	}
 }
 

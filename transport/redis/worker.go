@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -38,13 +39,23 @@ type group struct {
 // dead-letters one can say why.
 func (g *group) failures() string { return g.stream + ":failures:" + g.name }
 
-// entry is one stream entry in the hands of a worker.
+// entry is one stream entry in the hands of a worker, and item one request
+// it carries.
 type entry struct {
 	msg        goredis.XMessage
-	req        *dcsync.Request // nil when the entry could not be decoded
-	deliveries int64           // for claimed entries: deliveries so far, this one included
-	err        error
-	out        outcome
+	deliveries int64 // for claimed entries: deliveries so far, this one included
+	err        error // the entry's own: it could not be decoded
+	items      []item
+	settled    bool // acknowledged, or left for a retry with its failures recorded
+}
+
+type item struct {
+	e     *entry
+	index int             // in the entry
+	req   *dcsync.Request // nil when it could not be decoded
+	raw   string          // its encoding
+	err   error
+	out   outcome
 }
 
 // work reads and handles batches as consumer until ctx ends. It never
@@ -88,10 +99,14 @@ type worker struct {
 	failing   int       // consecutive failed rounds
 }
 
+// readCount is how many entries a worker reads at once: entries carry up to
+// BatchSize requests each.
+func (n *Node) readCount() int64 { return int64(max(1, n.cfg.BatchSize/8)) }
+
 // read handles the next batch of new entries, if any arrive within Block.
 func (w *worker) read(ctx context.Context) error {
 	res, err := w.n.cfg.Client.XReadGroup(ctx, &goredis.XReadGroupArgs{Group: w.name,
-		Consumer: w.consumer, Streams: []string{w.stream, ">"}, Count: int64(w.n.cfg.BatchSize),
+		Consumer: w.consumer, Streams: []string{w.stream, ">"}, Count: w.n.readCount(),
 		Block: w.n.cfg.Block}).Result()
 	if errors.Is(err, goredis.Nil) {
 		return nil
@@ -114,7 +129,7 @@ func (w *worker) read(ctx context.Context) error {
 func (w *worker) claim(ctx context.Context) error {
 	msgs, next, err := w.n.cfg.Client.XAutoClaim(ctx, &goredis.XAutoClaimArgs{Stream: w.stream,
 		Group: w.name, Consumer: w.consumer, MinIdle: w.n.cfg.ClaimIdle, Start: w.cursor,
-		Count: int64(w.n.cfg.BatchSize)}).Result()
+		Count: w.n.readCount()}).Result()
 	if err != nil {
 		return fmt.Errorf("redis: claim from %s: %w", w.stream, err)
 	}
@@ -154,49 +169,67 @@ func (w *worker) deliveries(ctx context.Context, msgs []goredis.XMessage) (map[s
 	}
 }
 
-// process handles a batch: it decodes the entries, dead-letters those that
-// cannot be decoded or were delivered too often, hands the rest on, and
-// settles each by its outcome. Entries whose next hop is unavailable are
-// retried here until it is back or ctx ends.
+// process handles a batch of entries: it decodes their requests,
+// dead-letters those that cannot be decoded or were delivered too often,
+// hands the rest on, and settles each entry by the outcomes of its
+// requests. Requests whose next hop is unavailable are retried here until
+// it is back or ctx ends. Of a claimed entry whose earlier delivery left
+// some requests failing, only those are handled again.
 func (w *worker) process(ctx context.Context, msgs []goredis.XMessage, counts map[string]int64) {
 	w.n.stats.read.Add(uint64(len(msgs)))
-	var lastErrs []string
+	var records []string
 	if counts != nil {
-		lastErrs = w.lastErrors(ctx, msgs)
+		records = w.lastErrors(ctx, msgs)
 	}
-	slab := make([]entry, len(msgs))
-	batch := make([]*entry, len(msgs))
-	var live []*entry
+	entries := make([]*entry, len(msgs))
+	var live []*item
 	for i, m := range msgs {
-		e := &slab[i]
-		batch[i] = e
-		e.msg, e.deliveries = m, counts[m.ID]
-		e.req, e.err = decodeEntry(m.Values)
-		switch {
-		case e.err != nil:
-			e.err = fmt.Errorf("entry %s of %s: %w", m.ID, w.stream, e.err)
-		case e.deliveries > int64(w.n.cfg.MaxAttempts):
-			last := "unknown: its consumer stopped without reporting"
-			if lastErrs[i] != "" {
-				last = lastErrs[i]
-			}
-			e.err = fmt.Errorf("%w: gave up after %d deliveries; last error: %s", errGaveUp, e.deliveries-1, last)
-		default:
-			live = append(live, e)
+		e := &entry{msg: m, deliveries: counts[m.ID]}
+		entries[i] = e
+		frames, err := decodeFrames(m.Values)
+		if err != nil {
+			e.err = fmt.Errorf("entry %s of %s: %w", m.ID, w.stream, err)
 			continue
 		}
-		e.out = dead
+		var rec failures
+		if records != nil {
+			rec = parseFailures(records[i])
+		}
+		e.items = make([]item, len(frames))
+		for j, f := range frames {
+			it := &e.items[j]
+			*it = item{e: e, index: j, req: f.req, raw: f.raw, err: f.err}
+			last, failing := rec.of(j)
+			switch {
+			case !failing:
+				it.out = done // handed on by an earlier delivery
+			case it.err != nil:
+				it.err = fmt.Errorf("entry %s of %s: %w", m.ID, w.stream, it.err)
+				it.out = dead
+			case e.deliveries > int64(w.n.cfg.MaxAttempts):
+				if last == "" {
+					last = "unknown: its consumer stopped without reporting"
+				}
+				it.err = fmt.Errorf("%w: gave up after %d deliveries; last error: %s", errGaveUp, e.deliveries-1, last)
+				it.out = dead
+			default:
+				live = append(live, it)
+			}
+		}
 	}
 	// Handling goes on for a grace period after ctx ends, so a shutdown
 	// does not waste the work under way; waits between retries end with ctx.
 	hctx, cancel := graceful(ctx, shutdownGrace)
 	defer cancel()
 	for round := 1; ; round++ {
-		w.settle(hctx, batch, counts != nil, w.handleAll(hctx, live))
-		var stalled []*entry
-		for _, e := range live {
-			if e.out == stall {
-				stalled = append(stalled, e)
+		later := w.handleAll(hctx, live)
+		if !w.settle(hctx, entries, counts != nil, later) {
+			return // unacknowledged entries are claimed after ClaimIdle
+		}
+		var stalled []*item
+		for _, it := range live {
+			if it.out == stall {
+				stalled = append(stalled, it)
 			}
 		}
 		if len(stalled) == 0 {
@@ -205,45 +238,80 @@ func (w *worker) process(ctx context.Context, msgs []goredis.XMessage, counts ma
 		if round == 1 {
 			w.n.stats.stalled.Add(1)
 			w.n.cfg.Logger.Warn("redis: next hop unavailable, holding entries", "hop", w.hop,
-				"entries", len(stalled), "err", stalled[0].err)
+				"requests", len(stalled), "err", stalled[0].err)
 		}
 		if !w.await(ctx, stalled, round) {
 			return // still pending: claimed after ClaimIdle, here or elsewhere
 		}
-		batch, live = stalled, stalled
+		live = stalled
 	}
 }
 
-// errGaveUp is the error of entries dead-lettered after MaxAttempts.
+// errGaveUp is the error of requests dead-lettered after MaxAttempts.
 var errGaveUp = errors.New("too many deliveries")
 
-// handleAll hands the requests of live on, sets each one's outcome, and
-// returns the writes deferred to the acknowledgement, if any.
-func (w *worker) handleAll(ctx context.Context, live []*entry) *deferred {
+// failures is the record of an entry that a delivery left pending because
+// some of its requests failed: their positions in the entry and errors.
+// A record that is not of this form (an older one) holds one error for
+// every request. The zero value says every request is still to be handled.
+type failures struct {
+	byIndex map[int]string
+	all     string
+	known   bool
+}
+
+func parseFailures(s string) failures {
+	if s == "" {
+		return failures{}
+	}
+	var m map[int]string
+	if err := json.Unmarshal([]byte(s), &m); err != nil || m == nil {
+		return failures{all: s}
+	}
+	return failures{byIndex: m, known: true}
+}
+
+// of returns the last error of request i and whether it still fails.
+func (f failures) of(i int) (string, bool) {
+	if !f.known {
+		return f.all, true
+	}
+	last, ok := f.byIndex[i]
+	return last, ok
+}
+
+// handleAll hands the requests of live on, BatchSize at a time, sets each
+// one's outcome, and returns the writes deferred to the acknowledgement, if
+// any.
+func (w *worker) handleAll(ctx context.Context, live []*item) *deferred {
 	if len(live) == 0 {
 		return nil
 	}
 	reqs := make([]*dcsync.Request, len(live))
 	raw := make(map[*dcsync.Request]string, len(live))
-	for i, e := range live {
-		reqs[i] = e.req
-		raw[e.req], _ = e.msg.Values[fieldRequest].(string)
+	for i, it := range live {
+		reqs[i] = it.req
+		raw[it.req] = it.raw
 	}
 	ctx = withRaw(ctx, raw)
 	var later *deferred
 	if w.defers {
-		ctx, later = w.n.dedupe.preclaim(ctx, reqs)
+		ctx, later = w.n.dedupe.prefetch(ctx, reqs, w.n.cfg.BatchSize)
 	}
-	for i, err := range w.handle(ctx, reqs) {
-		live[i].err, live[i].out = err, classify(err)
+	for start := 0; start < len(live); start += w.n.cfg.BatchSize {
+		end := min(start+w.n.cfg.BatchSize, len(live))
+		for i, err := range w.handle(ctx, reqs[start:end]) {
+			it := live[start+i]
+			it.err, it.out = err, classify(err)
+		}
 	}
 	return later
 }
 
-// await waits before stalled entries are retried, keeping them claimed by
-// this consumer meanwhile, and reports whether to retry (false when ctx
-// ended).
-func (w *worker) await(ctx context.Context, stalled []*entry, attempt int) bool {
+// await waits before stalled requests are retried, keeping their entries
+// claimed by this consumer meanwhile, and reports whether to retry (false
+// when ctx ended).
+func (w *worker) await(ctx context.Context, stalled []*item, attempt int) bool {
 	deadline := time.Now().Add(w.n.cfg.ClaimIdle / 3)
 	for {
 		if !sleep(ctx, w.n.cfg.Backoff.Delay(min(attempt, 30))) {
@@ -252,9 +320,11 @@ func (w *worker) await(ctx context.Context, stalled []*entry, attempt int) bool 
 		if time.Now().After(deadline) {
 			// Reset their idle time without counting a delivery (JUSTID),
 			// so no other worker claims what this one is retrying.
-			ids := make([]string, len(stalled))
-			for i, e := range stalled {
-				ids[i] = e.msg.ID
+			var ids []string
+			for i, it := range stalled {
+				if i == 0 || it.e != stalled[i-1].e {
+					ids = append(ids, it.e.msg.ID)
+				}
 			}
 			_ = w.n.cfg.Client.XClaimJustID(ctx, &goredis.XClaimArgs{Stream: w.stream, Group: w.name,
 				Consumer: w.consumer, Messages: ids}).Err()
@@ -267,8 +337,8 @@ func (w *worker) await(ctx context.Context, stalled []*entry, attempt int) bool 
 	}
 }
 
-// lastErrors returns the last recorded error of each of msgs, "" where
-// there is none.
+// lastErrors returns the failure record of each of msgs, "" where there is
+// none.
 func (w *worker) lastErrors(ctx context.Context, msgs []goredis.XMessage) []string {
 	ids := make([]string, len(msgs))
 	for i, m := range msgs {
@@ -285,39 +355,72 @@ func (w *worker) lastErrors(ctx context.Context, msgs []goredis.XMessage) []stri
 	return out
 }
 
-// settle records the outcome of each entry in one MULTI: the writes
-// deferred by handling, dead letters, the acknowledgement of handed-on and
-// dead-lettered entries, and the error of entries left for a retry, kept
-// for whoever dead-letters them. Stalled and abandoned entries stay pending
-// as they are.
-func (w *worker) settle(ctx context.Context, entries []*entry, claimed bool, later *deferred) {
-	var ack, deadIDs, forget []string
+// settle records, in one MULTI, the writes deferred by handling and the
+// outcome of each entry not settled yet whose requests are all through:
+// the dead letters of its dead requests, and then its acknowledgement, or,
+// when some of its requests are to be retried, the record of their errors,
+// kept for the next delivery, which handles only those. Entries with
+// requests stalled or abandoned stay pending as they are. It reports
+// whether the MULTI went through; when it did not, nothing of it did.
+func (w *worker) settle(ctx context.Context, entries []*entry, claimed bool, later *deferred) bool {
+	var ack, forget, deadReqs []string
+	var deadVals [][]any
 	var failed []any
+	var now []*entry
 	for _, e := range entries {
-		switch e.out {
-		case done:
-			ack = append(ack, e.msg.ID)
-		case dead:
-			ack = append(ack, e.msg.ID)
-			deadIDs = append(deadIDs, e.msg.ID)
-			if e.req != nil {
-				forget = append(forget, e.req.ID)
-			}
-		case retry:
-			failed = append(failed, e.msg.ID, e.err.Error())
+		if e.settled {
+			continue
 		}
+		if e.err != nil {
+			deadVals = append(deadVals, w.deadEntry(e))
+			ack = append(ack, e.msg.ID)
+			now = append(now, e)
+			continue
+		}
+		open := false
+		var retrying map[int]string
+		for i := range e.items {
+			switch it := &e.items[i]; it.out {
+			case stall, abandon:
+				open = true
+			case retry:
+				if retrying == nil {
+					retrying = map[int]string{}
+				}
+				retrying[it.index] = it.err.Error()
+			}
+		}
+		if open {
+			continue
+		}
+		for i := range e.items {
+			if it := &e.items[i]; it.out == dead {
+				deadVals = append(deadVals, w.deadItem(it))
+				if it.req != nil {
+					forget = append(forget, it.req.ID)
+					deadReqs = append(deadReqs, it.req.ID)
+				} else {
+					deadReqs = append(deadReqs, fmt.Sprintf("%s/%d", e.msg.ID, it.index))
+				}
+			}
+		}
+		if retrying != nil {
+			rec, _ := json.Marshal(retrying)
+			failed = append(failed, e.msg.ID, rec)
+		} else {
+			ack = append(ack, e.msg.ID)
+		}
+		now = append(now, e)
 	}
-	if len(ack) == 0 && len(failed) == 0 {
-		return
+	if len(now) == 0 && later.empty() {
+		return true
 	}
 	_, err := w.n.cfg.Client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 		if later != nil {
 			later.write(ctx, p, w.n.apply)
 		}
-		for _, e := range entries {
-			if e.out == dead {
-				p.XAdd(ctx, &goredis.XAddArgs{Stream: w.n.dead, Values: w.deadLetter(e)})
-			}
+		for _, v := range deadVals {
+			p.XAdd(ctx, &goredis.XAddArgs{Stream: w.n.dead, Values: v})
 		}
 		if len(ack) > 0 {
 			p.XAck(ctx, w.stream, w.name, ack...)
@@ -333,20 +436,24 @@ func (w *worker) settle(ctx context.Context, entries []*entry, claimed bool, lat
 	if err != nil {
 		// Unacknowledged entries come back after ClaimIdle: at least once.
 		w.n.cfg.Logger.Warn("redis: acknowledging entries failed", "hop", w.hop, "stream", w.stream, "err", err)
-		return
+		return false
+	}
+	for _, e := range now {
+		e.settled = true
 	}
 	w.n.stats.acked.Add(uint64(len(ack)))
-	if len(deadIDs) == 0 {
-		return
+	if len(deadVals) == 0 {
+		return true
 	}
-	w.n.stats.deadLettered.Add(uint64(len(deadIDs)))
-	w.n.cfg.Logger.Error("redis: entries dead-lettered", "hop", w.hop, "stream", w.stream,
-		"entries", deadIDs, "dead", w.n.dead)
+	w.n.stats.deadLettered.Add(uint64(len(deadVals)))
+	w.n.cfg.Logger.Error("redis: dead-lettered", "hop", w.hop, "stream", w.stream,
+		"requests", deadReqs, "entries", len(deadVals)-len(deadReqs), "dead", w.n.dead)
 	if w.onDead != nil && len(forget) > 0 {
 		if err := w.onDead(ctx, forget); err != nil {
 			w.n.cfg.Logger.Warn("redis: after dead-lettering", "hop", w.hop, "err", err)
 		}
 	}
+	return true
 }
 
 // Fields of a dead-letter entry, besides the original's "id" and "r".
@@ -354,17 +461,30 @@ const (
 	fieldHop        = "hop"
 	fieldStream     = "stream"
 	fieldEntry      = "entry"
+	fieldIndex      = "index"
 	fieldDeliveries = "deliveries"
 	fieldReason     = "reason"
 )
 
-func (w *worker) deadLetter(e *entry) []any {
+// deadEntry returns the dead letter of an entry that could not be decoded,
+// with the fields it had that this package knows.
+func (w *worker) deadEntry(e *entry) []any {
 	v := []any{fieldHop, w.hop, fieldStream, w.stream, fieldEntry, e.msg.ID,
 		fieldDeliveries, max(e.deliveries, 1), fieldReason, e.err.Error()}
-	for _, f := range []string{fieldID, fieldRequest} {
+	for _, f := range []string{fieldID, fieldRequest, fieldCount, fieldBatch} {
 		if s, ok := e.msg.Values[f].(string); ok {
 			v = append(v, f, s)
 		}
+	}
+	return v
+}
+
+// deadItem returns the dead letter of one request of an entry.
+func (w *worker) deadItem(it *item) []any {
+	v := []any{fieldHop, w.hop, fieldStream, w.stream, fieldEntry, it.e.msg.ID, fieldIndex, it.index,
+		fieldDeliveries, max(it.e.deliveries, 1), fieldReason, it.err.Error(), fieldRequest, it.raw}
+	if it.req != nil {
+		v = append(v, fieldID, it.req.ID)
 	}
 	return v
 }
@@ -384,32 +504,38 @@ func isNoGroup(err error) bool {
 	return errors.As(err, &re) && strings.HasPrefix(re.Error(), "NOGROUP")
 }
 
-// parallel calls fn for each request, up to Concurrency at once, and returns
-// each one's error. Requests with the same Key go to the same goroutine, in
-// order.
-func (n *Node) parallel(ctx context.Context, reqs []*dcsync.Request,
-	fn func(context.Context, *dcsync.Request) error) []error {
-	errs := make([]error, len(reqs))
+// applyAll applies reqs with s.ApplyBatch and returns each one's error: in
+// one call when the Processor takes batches, else in up to Concurrency
+// calls at once, each with the requests of some keys, in stream order.
+func (n *Node) applyAll(ctx context.Context, s *dcsync.Syncer, reqs []*dcsync.Request) []error {
 	lanes := min(n.cfg.Concurrency, len(reqs))
-	if lanes <= 1 {
-		for i, req := range reqs {
-			errs[i] = fn(ctx, req)
-		}
-		return errs
+	if lanes <= 1 || n.batchApply.Load() {
+		return split(s.ApplyBatch(ctx, reqs), len(reqs))
 	}
 	lane := make([]int, len(reqs))
+	count := make([]int, lanes)
 	for i, req := range reqs {
 		h := fnv.New32a()
 		h.Write([]byte(req.Key))
 		lane[i] = int(h.Sum32() % uint32(lanes))
+		count[lane[i]]++
 	}
+	errs := make([]error, len(reqs))
 	var wg sync.WaitGroup
 	for l := range lanes {
+		if count[l] == 0 {
+			continue
+		}
 		wg.Go(func() {
+			mine := make([]*dcsync.Request, 0, count[l])
+			at := make([]int, 0, count[l])
 			for i, req := range reqs {
 				if lane[i] == l {
-					errs[i] = fn(ctx, req)
+					mine, at = append(mine, req), append(at, i)
 				}
+			}
+			for k, err := range split(s.ApplyBatch(ctx, mine), len(mine)) {
+				errs[at[k]] = err
 			}
 		})
 	}
