@@ -63,7 +63,6 @@ func (c collector) Collect(ctx context.Context, from string, reqs []*Request) er
 			fail(i, ErrInFlight)
 		default:
 			s.stats.collected.Add(1)
-			*recs = append(*recs, s.record(req, StageCollect, now, nil))
 			claimed, at = append(claimed, req), append(at, i)
 		}
 	}
@@ -73,11 +72,13 @@ func (c collector) Collect(ctx context.Context, from string, reqs []*Request) er
 		stage = StageCollect // the apply stage is the handoff's workers' to record
 	}
 	results := s.process(ctx, claimed)
-	now = time.Now()
+	applied := time.Now()
 	for k, req := range claimed {
 		err := results[k]
+		// A write's records side by side: the audit log finds its trail once.
+		*recs = append(*recs, s.record(req, StageCollect, now, nil))
 		if err != nil || stage == StageApply {
-			*recs = append(*recs, s.record(req, stage, now, err))
+			*recs = append(*recs, s.record(req, stage, applied, err))
 		}
 		if err != nil {
 			fail(at[k], err)
