@@ -479,7 +479,8 @@ func (l *Log) Flush(ctx context.Context) error {
 }
 
 // Close sends every queued record, or spools it when Elasticsearch cannot
-// be reached, and stops the Log. It returns an error matching
+// be reached, and stops the Log. Close the Syncers that append to it first:
+// Append fails with ErrClosed after Close. It returns an error matching
 // ErrUnavailable when records remain in the spool: the next Log on the same
 // SpoolDir replays them.
 func (l *Log) Close() error {

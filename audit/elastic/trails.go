@@ -46,22 +46,20 @@ func (l *Log) Trails(ctx context.Context, q dcsync.TrailQuery) (dcsync.TrailPage
 	// the number of records per trail the last page had: few hits are
 	// fetched only to be left out, and few pages fall short.
 	size := min(max(limit+1, int(int64(limit)*l.perTrail.Load()*5/400)), maxHits)
-	search := elastic.NewSearchSource().
-		Query(elastic.NewBoolQuery().Filter(
-			elastic.NewTermQuery("origin", q.Origin),
-			elastic.NewRangeQuery("written").Gte(formatTime(q.From)).Lt(formatTime(q.To)))).
-		Sort("written", true).Sort("id", true).Size(size).TrackTotalHits(false)
+	// A later page starts its range at the cursor: what is before it, the
+	// search need not even visit.
+	from, after := q.From, []any(nil)
 	if q.After != "" {
 		at, id, err := parseCursor(q.After)
 		if err != nil {
 			return page, err
 		}
-		search = search.SearchAfter(at.UnixNano(), id)
+		from, after = maxTime(from, at), []any{at.UnixNano(), id}
 	}
 	if !q.To.After(q.From) {
 		return page, nil
 	}
-	hits, err := l.search(ctx, l.windowIndices(q.From, q.To), search)
+	hits, err := l.search(ctx, l.windowIndices(from, q.To), windowSearch(q.Origin, from, q.To, after, size))
 	if err != nil {
 		return page, err
 	}
@@ -92,6 +90,22 @@ func (l *Log) Trails(ctx context.Context, q dcsync.TrailQuery) (dcsync.TrailPage
 	}
 	page.Trails = trails
 	return page, nil
+}
+
+// windowSearch is the search of a page of Trails: size records of origin's
+// writes in [from, to), after the sort values after when not nil, in
+// (written, id) order. That order is the indices' own, and total hits are
+// not counted, so Elasticsearch stops at the size-th record of the window.
+func windowSearch(origin string, from, to time.Time, after []any, size int) *elastic.SearchSource {
+	s := elastic.NewSearchSource().
+		Query(elastic.NewBoolQuery().Filter(
+			elastic.NewTermQuery("origin", origin),
+			elastic.NewRangeQuery("written").Gte(formatTime(from)).Lt(formatTime(to)))).
+		Sort("written", true).Sort("id", true).Size(size).TrackTotalHits(false)
+	if after != nil {
+		s = s.SearchAfter(after...)
+	}
+	return s
 }
 
 // Records returns every record of one write, from every datacenter, in the
@@ -183,15 +197,22 @@ func (l *Log) windowIndices(from, to time.Time) []string {
 
 // The range of date_nanos, which a query must stay in.
 var (
-	minTime = time.Unix(0, 0)
-	maxTime = time.Unix(0, 1<<63-1)
+	minNanos = time.Unix(0, 0)
+	maxNanos = time.Unix(0, 1<<63-1)
 )
 
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
 func formatTime(t time.Time) string {
-	if t.Before(minTime) {
-		t = minTime
-	} else if t.After(maxTime) {
-		t = maxTime
+	if t.Before(minNanos) {
+		t = minNanos
+	} else if t.After(maxNanos) {
+		t = maxNanos
 	}
 	return t.UTC().Format(time.RFC3339Nano)
 }
