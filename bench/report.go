@@ -79,14 +79,17 @@ type Phase struct {
 	Error                  string   `json:"error,omitempty"`
 }
 
-// Ratio compares two rows' full-speed writes/s.
+// Ratio compares two rows' full-speed writes/s, and their CPU per write,
+// which holds better than wall-clock rates on a loaded machine.
 type Ratio struct {
 	Name   string  `json:"name"`
 	Of     string  `json:"of"`
 	To     string  `json:"to"`
-	Value  float64 `json:"value"`            // Of / To
+	Value  float64 `json:"value"`            // writes/s of Of / writes/s of To
 	Target float64 `json:"target,omitempty"` // the value to reach, when there is one
 	Met    *bool   `json:"met,omitempty"`
+	// CPU is To's CPU per write / Of's: above 1, Of needs less.
+	CPU float64 `json:"cpu_per_write_to_over_of"`
 }
 
 func newReport(cfg *Config) *Report {
@@ -120,20 +123,23 @@ var ratios = []struct {
 
 func (r *Report) finish() {
 	r.Machine.LoadAtEnd = loadAverage()
-	rate := func(name string) float64 {
+	full := func(name string) *Phase {
 		for _, res := range r.Results {
-			if res.Name == name && res.Full != nil && res.Full.Error == "" {
-				return res.Full.WritesPerSec
+			if res.Name == name && res.Full != nil && res.Full.Error == "" && res.Full.WritesPerSec > 0 {
+				return res.Full
 			}
 		}
-		return 0
+		return nil
 	}
 	for _, q := range ratios {
-		of, to := rate(q.of), rate(q.to)
-		if of == 0 || to == 0 {
+		of, to := full(q.of), full(q.to)
+		if of == nil || to == nil {
 			continue
 		}
-		ra := Ratio{Name: q.name, Of: q.of, To: q.to, Value: of / to, Target: q.target}
+		ra := Ratio{Name: q.name, Of: q.of, To: q.to, Value: of.WritesPerSec / to.WritesPerSec, Target: q.target}
+		if of.CPUPerMillion > 0 {
+			ra.CPU = to.CPUPerMillion / of.CPUPerMillion
+		}
 		if q.target > 0 {
 			met := ra.Value >= q.target
 			ra.Met = &met
@@ -213,6 +219,9 @@ func (q Ratio) String() string {
 	s := fmt.Sprintf("%s: %s", q.Name, ratio(q.Value))
 	if q.Met != nil {
 		s += fmt.Sprintf(" (target ≥ %s: %s)", ratio(q.Target), map[bool]string{true: "met", false: "NOT met"}[*q.Met])
+	}
+	if q.CPU > 0 {
+		s += fmt.Sprintf("; CPU per write: %s of the other's", ratio(1/q.CPU))
 	}
 	return s
 }
