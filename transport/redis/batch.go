@@ -2,8 +2,10 @@ package redis
 
 import (
 	"context"
+	"encoding/binary"
 	"strconv"
 	"sync"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -12,21 +14,21 @@ import (
 
 // deferred holds what the collect hop would write to Redis request by
 // request — dedupe claims and commits, adds to the apply stream — so that a
-// batch costs two round trips and a few commands instead of three commands
-// per request: one MGET of the batch's dedupe keys before dcsync's
-// Collector runs, and, after it, one MULTI with a script that marks the
-// accepted writes applied and adds them to the apply stream as one entry,
-// and the acknowledgement of the inbound entries. MULTI makes it all or
-// nothing: a write is never marked applied without being in the apply
-// stream, nor acknowledged before.
+// batch costs two round trips and a few commands whatever its size: one
+// pipeline of HMGETs of the batch's IDs before dcsync's Collector runs,
+// and, after it, one MULTI with a script that marks the accepted writes
+// applied and adds them to the apply stream as one entry, and the
+// acknowledgement of the inbound entries. MULTI makes it all or nothing: a
+// write is never marked applied without being in the apply stream, nor
+// acknowledged before.
 //
 // No claim is written: claiming and handing off are one step, in the
-// script, which marks each write applied with SET NX and adds only those it
-// marked. Of collectors racing with the same write, whichever script runs
-// first hands it off, and the others drop it; a write claimed meanwhile by
-// a collector that does not defer (one sharing the Dedupe outside a Node)
-// is dropped too, and that collector hands it off or fails it to its
-// sender, which retries.
+// script, which marks applied and adds only the writes it finds neither
+// applied nor claimed. Of collectors racing with the same write, whichever
+// script runs first hands it off, and the others drop it; a write claimed
+// meanwhile by a collector that does not defer (one sharing the Dedupe
+// outside a Node) is dropped too, and that collector hands it off, or fails
+// it to its sender, which retries.
 //
 // A worker puts it in the context of the Collect call; the Node's Dedupe and
 // Handoff find it there. Only writes claimed through this batch's Dedupe are
@@ -52,35 +54,55 @@ func deferredFrom(ctx context.Context) *deferred {
 	return b
 }
 
-// prefetch reads what the store knows of the IDs of reqs in one MGET and
-// returns a context in which d's Claim answers from it, and the Handoff and
-// Commit defer their writes: an ID marked applied is Applied, one claimed
-// by a collector outside a Node is InFlight, an unknown one is Claimed. The
-// claim takes effect only when the batch is written. When the MGET fails,
-// the context answers nothing ahead and each Claim goes to Redis.
+// prefetch reads what the store knows of the IDs of reqs in one pipeline
+// and returns a context in which d's Claim answers from it, and the Handoff
+// and Commit defer their writes: an ID marked applied is Applied, one
+// claimed by a collector outside a Node is InFlight, another is Claimed.
+// The claim takes effect only when the batch is written. When the reads
+// fail, the context answers nothing ahead and each Claim goes to Redis.
 func (d *Dedupe) prefetch(ctx context.Context, reqs []*dcsync.Request, max int) (context.Context, *deferred) {
 	b := &deferred{dedupe: d, max: max, claims: make(map[string]dcsync.Claim, len(reqs)),
 		mine: map[string]bool{}, added: map[string]bool{}}
-	keys := make([]string, len(reqs))
+	ids := make([]string, len(reqs))
 	for i, req := range reqs {
-		keys[i] = d.opts.Prefix + req.ID
+		ids[i] = req.ID
 	}
-	if vals, err := d.client.MGet(ctx, keys...).Result(); err == nil {
-		for i, v := range vals {
+	cmds, err := d.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for _, key := range d.generations() {
+			p.HMGet(ctx, key, ids...)
+		}
+		return nil
+	})
+	if err == nil {
+		now := time.Now().UnixMilli()
+		for i, id := range ids {
+			if _, seen := b.claims[id]; seen {
+				continue
+			}
 			c := dcsync.Claimed
-			switch v {
-			case nil:
-			case dedupeApplied:
-				c = dcsync.Applied
-			default:
-				c = dcsync.InFlight
+			for _, cmd := range cmds {
+				v, _ := cmd.(*goredis.SliceCmd).Val()[i].(string)
+				switch {
+				case v == dedupeApplied:
+					c = dcsync.Applied
+				case c == dcsync.Claimed && claimedUntil(v) > now:
+					c = dcsync.InFlight
+				}
 			}
-			if _, seen := b.claims[reqs[i].ID]; !seen {
-				b.claims[reqs[i].ID] = c
-			}
+			b.claims[id] = c
 		}
 	}
 	return context.WithValue(ctx, deferredKey{}, b), b
+}
+
+// claimedUntil returns the deadline of a claim's field value, 0 when it is
+// none.
+func claimedUntil(v string) int64 {
+	if len(v) < 2 || v[:1] != dedupeClaimed {
+		return 0
+	}
+	ms, _ := strconv.ParseInt(v[1:], 10, 64)
+	return ms
 }
 
 // claim answers Claim from the results fetched ahead, if it has one for id.
@@ -149,21 +171,56 @@ func (b *deferred) empty() bool {
 	return len(b.adds) == 0 && len(b.commits) == 0
 }
 
-// handoffScript marks the writes whose dedupe keys follow the apply stream
-// in KEYS applied, for ARGV[1] milliseconds, unless their key exists, and
-// adds those it marked to the apply stream as one entry. ARGV[i] is the
-// frame of the write of KEYS[i]. It returns how many it added.
-var handoffScript = goredis.NewScript(`
-local frames = {}
-for i = 2, #KEYS do
-  if redis.call('set', KEYS[i], 'a', 'NX', 'PX', ARGV[1]) then
-    frames[#frames + 1] = ARGV[i]
+// handoffScript marks applied, in the current generation of the dedupe
+// store, the writes of ARGV[4], ARGV[5], ... that it finds neither applied
+// nor claimed in the generations KEYS[2..4], and adds them to the apply
+// stream KEYS[1] as one entry. ARGV[1] is the generations' TTL in seconds,
+// ARGV[2] the frames of the writes, one after the other, and ARGV[3] their
+// lengths, comma-separated: when every write is new, as is usual, the
+// frames go into the entry as they came, without Lua looking into them. It
+// returns how many writes it added.
+var handoffScript = goredis.NewScript(dedupeLookup + `
+local ids = {}
+for i = 4, #ARGV do ids[#ids + 1] = ARGV[i] end
+local n = #ids
+local found = {}
+for g = 2, 4 do found[g] = redis.call('hmget', KEYS[g], unpack(ids)) end
+local taken, fields, keep = {}, {}, {}
+for i = 1, n do
+  local id = ids[i]
+  local s = taken[id] or false
+  for g = 2, 4 do s = merge(s, state(found[g][i])) end
+  if not s then
+    taken[id] = 'a'
+    fields[#fields + 1] = id
+    fields[#fields + 1] = 'a'
+    keep[#keep + 1] = i
   end
 end
-if #frames > 0 then
-  redis.call('xadd', KEYS[1], '*', 'n', #frames, 'b', table.concat(frames))
+if #keep == 0 then return 0 end
+redis.call('hset', KEYS[3], unpack(fields))
+redis.call('expire', KEYS[3], ARGV[1], 'NX')
+local blob = ARGV[2]
+if #keep < n then
+  local parts, at, i = {}, 1, 0
+  local k = 1
+  for len in string.gmatch(ARGV[3], '%d+') do
+    i = i + 1
+    len = tonumber(len)
+    if keep[k] == i then
+      parts[#parts + 1] = string.sub(blob, at, at + len - 1)
+      k = k + 1
+    end
+    at = at + len
+  end
+  blob = table.concat(parts)
 end
-return #frames`)
+redis.call('xadd', KEYS[1], '*', 'n', #keep, 'b', blob)
+return #keep`)
+
+// maxScriptBatch bounds the writes of one handoff script, which unpacks
+// them onto Lua's stack.
+const maxScriptBatch = 1000
 
 // write queues what was deferred, to be executed with the acknowledgements
 // in one MULTI, and then forgets it. The script goes by EVAL, not EVALSHA:
@@ -172,20 +229,33 @@ return #frames`)
 func (b *deferred) write(ctx context.Context, p goredis.Pipeliner, apply string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	ttl := strconv.FormatInt(b.dedupe.opts.Retention.Milliseconds(), 10)
-	for start := 0; start < len(b.adds); start += b.max {
-		chunk := b.adds[start:min(start+b.max, len(b.adds))]
-		keys := make([]string, 1, len(chunk)+1)
-		args := make([]any, 1, len(chunk)+1)
-		keys[0], args[0] = apply, ttl
+	gens := b.dedupe.generations()
+	ttl := b.dedupe.genTTL()
+	size := min(b.max, maxScriptBatch)
+	keys := append([]string{apply}, gens...)
+	for start := 0; start < len(b.adds); start += size {
+		chunk := b.adds[start:min(start+size, len(b.adds))]
+		n := 0
 		for _, a := range chunk {
-			keys = append(keys, b.dedupe.opts.Prefix+a.id)
-			args = append(args, appendFrame(nil, a.raw))
+			n += binary.MaxVarintLen32 + len(a.raw)
 		}
+		blob := make([]byte, 0, n)
+		lens := make([]byte, 0, 4*len(chunk))
+		args := make([]any, 3, len(chunk)+3)
+		for i, a := range chunk {
+			at := len(blob)
+			blob = appendFrame(blob, a.raw)
+			if i > 0 {
+				lens = append(lens, ',')
+			}
+			lens = strconv.AppendInt(lens, int64(len(blob)-at), 10)
+			args = append(args, a.id)
+		}
+		args[0], args[1], args[2] = ttl, blob, lens
 		handoffScript.Eval(ctx, p, keys, args...)
 	}
 	for _, id := range b.commits {
-		p.Set(ctx, b.dedupe.opts.Prefix+id, dedupeApplied, b.dedupe.opts.Retention)
+		commitScript.Eval(ctx, p, gens, id, ttl)
 	}
 	b.adds, b.commits = nil, nil
 }

@@ -52,9 +52,15 @@ func appendFrame(b []byte, enc string) []byte { return appendString(b, enc) }
 
 // encodeBatch returns the frames of reqs, for batchValues.
 func encodeBatch(ctx context.Context, reqs []*dcsync.Request) []byte {
-	var b []byte
-	for _, req := range reqs {
-		b = appendFrame(b, encodingOf(ctx, req))
+	encs := make([]string, len(reqs))
+	n := 0
+	for i, req := range reqs {
+		encs[i] = encodingOf(ctx, req)
+		n += binary.MaxVarintLen32 + len(encs[i])
+	}
+	b := make([]byte, 0, n)
+	for _, enc := range encs {
+		b = appendFrame(b, enc)
 	}
 	return b
 }

@@ -38,6 +38,11 @@ if holder == false then
 end
 return 0`)
 
+// releaseScript deletes the lock, but only for its holder.
+var releaseScript = goredis.NewScript(`
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0`)
+
 // Acquire implements dcsync.LeaderLock: it takes the lock for token when
 // it is free, extends it when token holds it, and reports whether token
 // holds it now. ttl is rounded down to milliseconds, and at least one.

@@ -85,8 +85,10 @@ func TestDedupeBatchDefersToAcknowledgement(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Deferred: nothing in Redis until the batch is written.
-	if n := client.Exists(ctx, d.opts.Prefix+"new").Val(); n != 0 {
-		t.Fatalf("before the batch is written, the key exists")
+	for _, gen := range d.generations() {
+		if client.HExists(ctx, gen, "new").Val() {
+			t.Fatalf("before the batch is written, %s holds the ID", gen)
+		}
 	}
 	if c, _ := d.Claim(bctx, "new"); c != dcsync.Applied {
 		t.Errorf("within the batch, a committed ID claims %v, want Applied", c)
@@ -118,6 +120,42 @@ func TestDedupeBatchDefersToAcknowledgement(t *testing.T) {
 	frames, err := decodeFrames(entries[0].Values)
 	if err != nil || len(frames) != 1 || frames[0].req.ID != "new" {
 		t.Errorf("apply entry %v: %+v, %v", entries[0].Values, frames, err)
+	}
+
+	// A write of a batch applied by another collector after the batch
+	// read the store is left out of the batch's entry; the rest go in.
+	three := []*dcsync.Request{{ID: "x", Payload: []byte("1")}, {ID: "y", Payload: []byte("22")}, {ID: "z", Payload: []byte("333")}}
+	tctx, tb := d.prefetch(ctx, three, 256)
+	for _, req := range three {
+		if c, _ := d.Claim(tctx, req.ID); c != dcsync.Claimed {
+			t.Fatalf("claim of %s = %v", req.ID, c)
+		}
+	}
+	if err := (handoff{&Node{}}).ProcessBatch(tctx, three); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Commit(ctx, "y"); err != nil { // another collector's
+		t.Fatal(err)
+	}
+	if _, err := client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		tb.write(ctx, p, "apply")
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ = client.XRange(ctx, "apply", "-", "+").Result()
+	if len(entries) != 2 {
+		t.Fatalf("apply stream holds %d entries, want 2", len(entries))
+	}
+	frames, err = decodeFrames(entries[1].Values)
+	if err != nil || len(frames) != 2 || frames[0].req.ID != "x" || frames[1].req.ID != "z" ||
+		string(frames[1].req.Payload) != "333" {
+		t.Errorf("apply entry %v: %+v, %v; want x and z", entries[1].Values, frames, err)
+	}
+	for _, id := range []string{"x", "z"} {
+		if c, _ := d.Claim(ctx, id); c != dcsync.Applied {
+			t.Errorf("%s claims %v after the batch, want Applied", id, c)
+		}
 	}
 }
 
