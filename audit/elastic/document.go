@@ -178,22 +178,29 @@ func dayIndex(prefix string, t time.Time) string {
 // encoder turns records into docs, reusing its buffers; a Log keeps a pool
 // of them for its goroutines.
 type encoder struct {
-	prefix   string
-	buf, key []byte
+	prefix          string
+	buf, key, spill []byte
 }
 
 // doc encodes r.
 func (e *encoder) doc(r *dcsync.Record) *doc {
-	b := append(e.buf[:0], `{"index":{"_index":"`...)
+	b, split := e.appendPair(e.buf[:0], r)
+	e.buf = b
+	return &doc{pair: string(b), split: split}
+}
+
+// appendPair appends the bulk lines of r, the action and the source, and
+// returns where the source line starts, less its newline.
+func (e *encoder) appendPair(b []byte, r *dcsync.Record) ([]byte, int) {
+	start := len(b)
+	b = append(b, `{"index":{"_index":"`...)
 	b = append(append(b, e.prefix...), '-') // the prefix needs no escaping: New checks it
 	b = r.Written.UTC().AppendFormat(b, dayLayout)
 	b = append(b, `","_id":"`...)
 	b = e.appendID(b, r)
 	b = append(b, `"}}`...)
-	split := len(b)
-	b = append(appendSource(append(b, '\n'), r), '\n')
-	e.buf = b
-	return &doc{pair: string(b), split: split}
+	split := len(b) - start
+	return append(appendSource(append(b, '\n'), r), '\n'), split
 }
 
 // appendID appends the document ID of r, named after everything that tells

@@ -276,7 +276,26 @@ func (l *Log) Append(_ context.Context, recs []dcsync.Record) error {
 		}
 		l.inQueue.Add(-n)
 	}
-	return l.spoolDocs(l.encode(recs))
+	return l.spoolRecords(recs)
+}
+
+// spoolRecords encodes records straight into the spool's buffer: while
+// Elasticsearch lags, this is the path of most records, and it makes no
+// doc of them.
+func (l *Log) spoolRecords(recs []dcsync.Record) error {
+	e := l.coders.Get().(*encoder)
+	defer l.coders.Put(e)
+	b := e.spill[:0]
+	for i := range recs {
+		b, _ = e.appendPair(b, &recs[i])
+	}
+	e.spill = b
+	if err := l.spool.writePairs(b, len(recs)); err != nil {
+		l.log.Error("elastic: audit records lost: spool write failed", "records", len(recs), "err", err)
+		return err
+	}
+	l.stats.spooled.Add(uint64(len(recs)))
+	return nil
 }
 
 // encode encodes records into docs.

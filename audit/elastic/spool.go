@@ -74,14 +74,19 @@ func (s *spool) segments() ([]string, error) {
 	return segs, nil
 }
 
-// write appends docs to the current segment. The segment is in the page
-// cache at once, so the records survive a crash of the process; sync puts
-// it on disk, for a crash of the machine.
+// write appends docs to the current segment.
 func (s *spool) write(docs []*doc) error {
 	var buf bytes.Buffer
 	for _, d := range docs {
 		buf.WriteString(d.pair)
 	}
+	return s.writePairs(buf.Bytes(), len(docs))
+}
+
+// writePairs appends n records, encoded as bulk lines in b, to the current
+// segment. The segment is in the page cache at once, so the records survive
+// a crash of the process; sync puts it on disk, for a crash of the machine.
+func (s *spool) writePairs(b []byte, n int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cur == nil {
@@ -92,11 +97,11 @@ func (s *spool) write(docs []*doc) error {
 		}
 		s.cur, s.next = f, s.next+1
 	}
-	if _, err := s.cur.Write(buf.Bytes()); err != nil {
+	if _, err := s.cur.Write(b); err != nil {
 		return fmt.Errorf("elastic: spool: %w", err)
 	}
 	s.dirty = true
-	s.n.Add(int64(len(docs)))
+	s.n.Add(int64(n))
 	return nil
 }
 
