@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"time"
 
 	"github.com/dcsync/dcsync"
 	"github.com/dcsync/dcsync/internal/auth"
@@ -24,8 +26,19 @@ const (
 type Endpoint struct {
 	Collector dcsync.Collector
 	Verifier  *auth.Verifier
-	MaxBody   int // bytes of a body, on the wire and decompressed
-	MaxBatch  int // requests in a batch
+	MaxBody   int          // bytes of a body, on the wire and decompressed
+	MaxBatch  int          // requests in a batch
+	Log       *slog.Logger // receives refused batches; nil for none
+}
+
+// Refused logs a batch refused as a whole, from the peer at remote that
+// claimed to be from, and returns res. Operators see probes and
+// misconfigured peers here; the refused peer sees only the answer.
+func (e *Endpoint) Refused(remote, from string, res *Results) *Results {
+	if e.Log != nil && res.Code != Code_CODE_OK {
+		e.Log.Warn("dcsync: batch refused", "remote", remote, "from", from, "code", res.Code.String(), "reason", res.Message)
+	}
+	return res
 }
 
 // Serve authenticates body with st, decodes it and collects its requests.
@@ -66,22 +79,32 @@ func (e *Endpoint) Collect(ctx context.Context, from string, reqs []*dcsync.Requ
 	return res
 }
 
-// NewEndpoint checks and completes the settings both transports' servers
-// share; zero maxBody and maxBatch select the defaults.
-func NewEndpoint(c dcsync.Collector, secrets map[string][]byte, maxBody, maxBatch int, vc auth.VerifierConfig) (*Endpoint, error) {
+// EndpointConfig is what both transports' server configurations hold.
+// Secrets is required; zero values select the defaults.
+type EndpointConfig struct {
+	Secrets     map[string][]byte
+	MaxBody     int
+	MaxBatch    int
+	MaxSkew     time.Duration
+	ReplayCache int
+	Log         *slog.Logger
+}
+
+// NewEndpoint checks cfg and returns the Endpoint serving c.
+func NewEndpoint(c dcsync.Collector, cfg EndpointConfig) (*Endpoint, error) {
 	if c == nil {
 		return nil, errors.New("wire: nil Collector")
 	}
-	vc.Secrets = secrets
-	v, err := auth.NewVerifier(vc)
+	v, err := auth.NewVerifier(auth.VerifierConfig{Secrets: cfg.Secrets, MaxSkew: cfg.MaxSkew, ReplayCache: cfg.ReplayCache})
 	if err != nil {
 		return nil, err
 	}
-	if maxBody <= 0 {
-		maxBody = DefaultMaxBody
+	e := &Endpoint{Collector: c, Verifier: v, MaxBody: cfg.MaxBody, MaxBatch: cfg.MaxBatch, Log: cfg.Log}
+	if e.MaxBody <= 0 {
+		e.MaxBody = DefaultMaxBody
 	}
-	if maxBatch <= 0 {
-		maxBatch = DefaultMaxBatch
+	if e.MaxBatch <= 0 {
+		e.MaxBatch = DefaultMaxBatch
 	}
-	return &Endpoint{Collector: c, Verifier: v, MaxBody: maxBody, MaxBatch: maxBatch}, nil
+	return e, nil
 }

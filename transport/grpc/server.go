@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strconv"
 	"sync"
 	"time"
@@ -14,6 +15,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/dcsync/dcsync"
@@ -45,6 +47,9 @@ type ServerConfig struct {
 	// Workers is how many batches of one stream are collected at once;
 	// default 1, which applies a sender's batches in the order sent.
 	Workers int
+	// Logger receives a warning for each batch refused as a whole (bad
+	// signature, unknown datacenter, malformed...); nil logs nothing.
+	Logger *slog.Logger
 	// Health receives the serving status of the service. Nil registers a
 	// new health service on the server; set it when the host registers
 	// its own.
@@ -80,8 +85,8 @@ func maxMsg(maxBody int) int {
 // Register serves c on s as the replication service and reports it
 // serving on the health service. Call it before s.Serve.
 func Register(s *grpc.Server, c dcsync.Collector, cfg ServerConfig) error {
-	ep, err := wire.NewEndpoint(c, cfg.Secrets, cfg.MaxBody, cfg.MaxBatch,
-		auth.VerifierConfig{MaxSkew: cfg.MaxSkew, ReplayCache: cfg.ReplayCache})
+	ep, err := wire.NewEndpoint(c, wire.EndpointConfig{Secrets: cfg.Secrets, MaxBody: cfg.MaxBody, MaxBatch: cfg.MaxBatch,
+		MaxSkew: cfg.MaxSkew, ReplayCache: cfg.ReplayCache, Log: cfg.Logger})
 	if err != nil {
 		return fmt.Errorf("dcsync/transport/grpc: %w", err)
 	}
@@ -122,7 +127,12 @@ func (s *server) Collect(stream wiregrpc.Replication_CollectServer) error {
 		mu.Unlock()
 		cancel()
 	}
-	reply := func(seq uint64, res *wire.Results) {
+	remote := "unknown"
+	if p, ok := peer.FromContext(ctx); ok {
+		remote = p.Addr.String()
+	}
+	reply := func(seq uint64, from string, res *wire.Results) {
+		s.ep.Refused(remote, from, res)
 		sendMu.Lock()
 		defer sendMu.Unlock()
 		if code, isFinal := codeOf(res.Code); isFinal {
@@ -173,17 +183,17 @@ func (s *server) Collect(stream wiregrpc.Replication_CollectServer) error {
 			break
 		}
 		if b.res != nil {
-			reply(b.seq, b.res)
+			reply(b.seq, b.from, b.res)
 			continue
 		}
 		if s.workers == 1 { // in order, on this goroutine
-			reply(b.seq, s.collect(ctx, b))
+			reply(b.seq, b.from, s.collect(ctx, b))
 			continue
 		}
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			reply(b.seq, s.collect(ctx, b))
+			reply(b.seq, b.from, s.collect(ctx, b))
 		})
 	}
 	wg.Wait()

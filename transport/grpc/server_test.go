@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -153,7 +154,9 @@ func TestServerAccepts(t *testing.T) {
 // Every refusal ends the stream with the right code, a message saying why
 // and the batch's seq in the trailer, and applies nothing.
 func TestServerRefuses(t *testing.T) {
-	p := newPeer(t, dcsyncgrpc.ServerConfig{MaxBody: 64 << 10, MaxBatch: 10, MaxSkew: time.Minute})
+	var log wiretest.LogBuffer
+	p := newPeer(t, dcsyncgrpc.ServerConfig{MaxBody: 64 << 10, MaxBatch: 10, MaxSkew: time.Minute,
+		Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	reqs, good := batch(t, 3)
 	_, eleven := batch(t, 11)
 	forged := []*dcsync.Request{reqs[0].Clone()}
@@ -214,17 +217,8 @@ func TestServerRefuses(t *testing.T) {
 	if n := p.store.Count(); n != before {
 		t.Fatalf("refused batches applied %d writes", n-before)
 	}
-}
-
-func TestRegisterConfig(t *testing.T) {
-	srv := grpc.NewServer()
-	defer srv.Stop()
-	if err := dcsyncgrpc.Register(srv, nil, dcsyncgrpc.ServerConfig{Secrets: wiretest.Secrets()}); err == nil {
-		t.Error("nil collector accepted")
-	}
-	for _, cfg := range []dcsyncgrpc.ServerConfig{{}, {Secrets: map[string][]byte{"unicom": []byte("short")}}} {
-		if err := dcsyncgrpc.Register(srv, wiretest.Receiver(t, wiretest.NewStore(), nil).Collector(), cfg); err == nil {
-			t.Errorf("%+v accepted", cfg)
-		}
+	if l := log.String(); !strings.Contains(l, `msg="dcsync: batch refused" remote=127.0.0.1:`) ||
+		!strings.Contains(l, "from=mobile code=CODE_UNKNOWN_PEER") {
+		t.Errorf("refusals not logged:\n%s", l)
 	}
 }

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/dcsync/dcsync"
-	"github.com/dcsync/dcsync/internal/auth"
 	"github.com/dcsync/dcsync/internal/wire"
 )
 
@@ -33,6 +33,9 @@ type HandlerConfig struct {
 	// ReplayCache is how many batch nonces are remembered to refuse
 	// replays; default 1<<18.
 	ReplayCache int
+	// Logger receives a warning for each batch refused as a whole (bad
+	// signature, unknown datacenter, malformed...); nil logs nothing.
+	Logger *slog.Logger
 }
 
 // Validate reports whether NewHandler accepts cfg.
@@ -46,8 +49,8 @@ type nopCollector struct{}
 func (nopCollector) Collect(context.Context, string, []*dcsync.Request) error { return nil }
 
 func (cfg HandlerConfig) endpoint(c dcsync.Collector) (*wire.Endpoint, error) {
-	return wire.NewEndpoint(c, cfg.Secrets, cfg.MaxBody, cfg.MaxBatch,
-		auth.VerifierConfig{MaxSkew: cfg.MaxSkew, ReplayCache: cfg.ReplayCache})
+	return wire.NewEndpoint(c, wire.EndpointConfig{Secrets: cfg.Secrets, MaxBody: cfg.MaxBody, MaxBatch: cfg.MaxBatch,
+		MaxSkew: cfg.MaxSkew, ReplayCache: cfg.ReplayCache, Log: cfg.Logger})
 }
 
 // NewHandler returns an http.Handler that authenticates the batches POSTed
@@ -77,10 +80,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "dcsync: POST a batch", http.StatusMethodNotAllowed)
 		return
 	}
+	from := r.Header.Get(HeaderFrom) // claimed, for the log until verified
 	f, ok := formatOf(r.Header.Get("Content-Type"))
 	if !ok {
-		reply(w, wire.Proto, http.StatusUnsupportedMediaType, &wire.Results{Code: wire.Code_CODE_INVALID,
-			Message: fmt.Sprintf("dcsync: Content-Type %q, want %s or %s", r.Header.Get("Content-Type"), ContentTypeProto, ContentTypeJSON)})
+		reply(w, wire.Proto, http.StatusUnsupportedMediaType, h.ep.Refused(r.RemoteAddr, from, &wire.Results{Code: wire.Code_CODE_INVALID,
+			Message: fmt.Sprintf("dcsync: Content-Type %q, want %s or %s", r.Header.Get("Content-Type"), ContentTypeProto, ContentTypeJSON)}))
 		return
 	}
 	enc := wire.Encoding_ENCODING_IDENTITY
@@ -89,8 +93,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "gzip":
 		enc = wire.Encoding_ENCODING_GZIP
 	default:
-		reply(w, f, http.StatusUnsupportedMediaType, &wire.Results{Code: wire.Code_CODE_INVALID,
-			Message: fmt.Sprintf("dcsync: Content-Encoding %q, want gzip or none", ce)})
+		reply(w, f, http.StatusUnsupportedMediaType, h.ep.Refused(r.RemoteAddr, from, &wire.Results{Code: wire.Code_CODE_INVALID,
+			Message: fmt.Sprintf("dcsync: Content-Encoding %q, want gzip or none", ce)}))
 		return
 	}
 	// Refuse what can be refused before reading the body.
@@ -102,7 +106,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = fmt.Errorf("%w: body of %d bytes, limit %d", dcsync.ErrBatchTooLarge, r.ContentLength, h.ep.MaxBody)
 	}
 	if err != nil {
-		res := wire.ResultsOf(err)
+		res := h.ep.Refused(r.RemoteAddr, from, wire.ResultsOf(err))
 		reply(w, f, statusOf(res.Code), res)
 		return
 	}
@@ -111,11 +115,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	*buf = body
 	defer wire.PutBuffer(buf)
 	if err != nil {
-		res := wire.ResultsOf(err)
+		res := h.ep.Refused(r.RemoteAddr, from, wire.ResultsOf(err))
 		reply(w, f, statusOf(res.Code), res)
 		return
 	}
-	res := h.ep.Serve(r.Context(), &st, enc, f, body)
+	res := h.ep.Refused(r.RemoteAddr, from, h.ep.Serve(r.Context(), &st, enc, f, body))
 	reply(w, f, statusOf(res.Code), res)
 }
 

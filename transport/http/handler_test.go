@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -173,7 +174,9 @@ func TestHandlerAccepts(t *testing.T) {
 // Every refusal answers the right status with a message saying why, and
 // applies nothing.
 func TestHandlerRefuses(t *testing.T) {
-	p := newPeer(t, dcsynchttp.HandlerConfig{MaxBody: 64 << 10, MaxBatch: 10, MaxSkew: time.Minute})
+	var log wiretest.LogBuffer
+	p := newPeer(t, dcsynchttp.HandlerConfig{MaxBody: 64 << 10, MaxBatch: 10, MaxSkew: time.Minute,
+		Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	reqs, good := batch(t, 3)
 	_, eleven := batch(t, 11)
 	forged := []*dcsync.Request{reqs[0].Clone()}
@@ -236,6 +239,10 @@ func TestHandlerRefuses(t *testing.T) {
 	}
 	if n := p.store.Count(); n != before {
 		t.Fatalf("refused batches applied %d writes", n-before)
+	}
+	if !strings.Contains(log.String(), `msg="dcsync: batch refused"`) || !strings.Contains(log.String(), "from=mobile") ||
+		!strings.Contains(log.String(), "code=CODE_UNKNOWN_PEER") {
+		t.Errorf("refusals not logged:\n%s", log.String())
 	}
 }
 

@@ -165,3 +165,24 @@ func Receiver(tb testing.TB, store *Store, audit dcsync.AuditLog) *dcsync.Syncer
 
 // Secrets are the secrets the receiver "telecom" knows.
 func Secrets() map[string][]byte { return map[string][]byte{"unicom": Secret} }
+
+// LogBuffer collects log output from the servers' goroutines.
+type LogBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+// Write implements io.Writer.
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b = append(l.b, p...)
+	return len(p), nil
+}
+
+// String returns what was written.
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return string(l.b)
+}
