@@ -203,7 +203,7 @@ func newTransport(o options) (*transport, error) {
 		return &transport{sender: snd,
 			serve: func(ln net.Listener, c dcsync.Collector) func() {
 				mux := http.NewServeMux()
-				mux.Handle("/dcsync", dcsynchttp.NewHandler(c, dcsynchttp.HandlerConfig{Secrets: secrets}))
+				mux.Handle("/dcsync", dcsynchttp.NewHandler(c, dcsynchttp.HandlerConfig{Secrets: secrets, Logger: slog.Default()}))
 				srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 				go func() { _ = srv.Serve(ln) }()
 				return func() { _ = srv.Close() }
@@ -229,7 +229,7 @@ func newTransport(o options) (*transport, error) {
 		}
 		return &transport{sender: snd,
 			serve: func(ln net.Listener, c dcsync.Collector) func() {
-				cfg := dcsyncgrpc.ServerConfig{Secrets: secrets}
+				cfg := dcsyncgrpc.ServerConfig{Secrets: secrets, Logger: slog.Default()}
 				srv := grpc.NewServer(dcsyncgrpc.ServerOptions(cfg)...)
 				if err := dcsyncgrpc.Register(srv, c, cfg); err != nil {
 					panic(err) // the config is built right here
