@@ -16,6 +16,9 @@
 // same one once they have converged. Then it keeps serving its peer until
 // its standard input closes or it is interrupted.
 //
+// The two share the secret in $DCSYNC_SECRET (a demonstration default
+// otherwise); -compress gzips the batches.
+//
 // With -listen :0 and -peer stdin, a process prints "listening ADDR" and
 // reads its peer's address from the first line of its standard input, as
 // the test does.
