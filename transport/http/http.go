@@ -12,6 +12,11 @@
 // refuses an unknown datacenter, a bad signature, a stale timestamp or a
 // replayed batch before it decodes anything.
 //
+// The Syncer sends one batch at a time per peer unless
+// dcsync.Delivery.Workers says more; each batch in flight holds a
+// connection. On a link with a round trip of milliseconds, set Workers to
+// 4 or more.
+//
 // # Status codes
 //
 // 200: the batch was collected; the body says per request whether it was
