@@ -84,3 +84,40 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestBatchCodec(t *testing.T) {
+	ctx := context.Background()
+	reqs := []*dcsync.Request{sampleRequest(), {ID: "a", Origin: "b", Key: "k", Version: 1}}
+	values := batchValues(len(reqs), encodeBatch(ctx, reqs))
+	fields := map[string]any{fieldCount: "2", fieldBatch: string(values[3].([]byte))}
+	frames, err := decodeFrames(fields)
+	if err != nil || len(frames) != 2 {
+		t.Fatalf("decodeFrames: %+v, %v", frames, err)
+	}
+	for i, f := range frames {
+		if f.err != nil || !reflect.DeepEqual(f.req, reqs[i]) || f.raw != string(encode(reqs[i])) {
+			t.Errorf("frame %d: %+v", i, f)
+		}
+	}
+	blob := fields[fieldBatch].(string)
+	for name, fields := range map[string]map[string]any{
+		"no count":        {fieldBatch: blob},
+		"count too high":  {fieldCount: "3", fieldBatch: blob},
+		"count too low":   {fieldCount: "1", fieldBatch: blob},
+		"count not a num": {fieldCount: "two", fieldBatch: blob},
+		"zero count":      {fieldCount: "0", fieldBatch: ""},
+		"no batch":        {fieldCount: "2"},
+		"huge frame":      {fieldCount: "1", fieldBatch: "\xff\xff\xff\xff\x0fx"},
+	} {
+		if _, err := decodeFrames(fields); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err %v, want ErrMalformed", name, err)
+		}
+	}
+	// A request that cannot be decoded fails alone.
+	bad := appendFrame(appendFrame(nil, "\x01\x05short"), string(encode(reqs[1])))
+	frames, err = decodeFrames(map[string]any{fieldCount: "2", fieldBatch: string(bad)})
+	if err != nil || len(frames) != 2 || !errors.Is(frames[0].err, ErrMalformed) || frames[1].err != nil ||
+		frames[1].req.ID != "a" {
+		t.Errorf("batch with a bad request: %+v, %v", frames, err)
+	}
+}

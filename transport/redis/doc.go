@@ -10,27 +10,45 @@
 //	A's Processor, then  A:outbound        (Node.Reship: Write returns once it is here)
 //	reship workers   →   B:inbound:A       (one consumer group per peer on A:outbound)
 //	collect workers  →   B:apply           (dcsync's Collector: authenticate, validate, dedupe)
-//	apply workers    →   B's Processor     (Syncer.Apply)
+//	apply workers    →   B's Processor     (Syncer.ApplyBatch)
 //
 // with keys "<Prefix>:<dc>:outbound", "<Prefix>:<dc>:inbound:<origin>",
-// "<Prefix>:<dc>:apply" and "<Prefix>:<dc>:dead". An entry holds the
-// request ID in field "id", readable with redis-cli, and the request in a
-// compact binary encoding in field "r".
+// "<Prefix>:<dc>:apply" and "<Prefix>:<dc>:dead".
 //
-// Every hop reads a batch with XREADGROUP and acknowledges its entries only
-// once they are durably in the next stream or applied, so each hop is at
-// least once, and a write in A's outbound stream survives the crash of any
-// process. The collect hop claims a batch's IDs in the dedupe store in one
-// pipeline, and adds the accepted writes to the apply stream, marks them
-// applied and acknowledges the batch in one MULTI. Entries pending with a
-// consumer for longer than ClaimIdle (it died, or failed them) are claimed
-// by another with XAUTOCLAIM; an entry delivered more than MaxAttempts
-// times, rejected for good (dcsync.IsPermanent), or not decodable goes to
-// the dead-letter stream with the reason, and the rest flow on. When the
-// next hop is unreachable (its Redis is down), a worker holds its batch and
-// retries it with backoff, without counting attempts, until it is back. A
-// janitor trims each stream up to the oldest entry some group has not
-// acknowledged, never past it.
+// # Batch entries
+//
+// A stream entry carries a batch of requests: their count in field "n" and
+// their compact binary encodings, each prefixed by its length, in field
+// "b" (an entry of fields "id" and "r", one request, is read too). Writes
+// of concurrent Write calls go into the outbound stream together, one entry
+// per round trip; a reship worker forwards what it read as one entry (up to
+// BatchSize requests) to the peer's inbound stream; a collect worker hands
+// the writes it accepted on as one entry of the apply stream; an apply
+// worker applies a batch with Syncer.ApplyBatch. So a hop costs Redis one
+// add, one delivery and one acknowledgement per batch rather than per
+// request.
+//
+// Every hop reads entries with XREADGROUP and acknowledges an entry only
+// once all its requests are durably in the next stream, applied or
+// dead-lettered, so each hop is at least once, and a write in A's outbound
+// stream survives the crash of any process. The collect hop reads the
+// batch's IDs from the dedupe store in one pipeline before dcsync's
+// Collector runs, and afterwards, in one MULTI, runs a script that marks
+// the accepted writes applied and adds them to the apply stream (only those
+// no other collector marked meanwhile), and acknowledges the entries.
+//
+// A request of an entry that fails for good (dcsync.IsPermanent, or not
+// decodable) goes to the dead-letter stream with the reason, on its own,
+// and the rest of the entry flows on. When some requests of an entry fail
+// otherwise, the entry stays pending with a record of which did and why;
+// once it has been pending for longer than ClaimIdle, another worker claims
+// it with XAUTOCLAIM (as it does the entries of a consumer that died) and
+// hands on only those; past MaxAttempts deliveries they are dead-lettered
+// with their last error. An entry that cannot be decoded at all is
+// dead-lettered whole. When the next hop is unreachable (its Redis is
+// down), a worker holds its requests and retries them with backoff, without
+// counting attempts, until it is back. A janitor trims each stream up to
+// the oldest entry some group has not acknowledged, never past it.
 //
 // # Wiring
 //

@@ -132,6 +132,48 @@ func TestMalformedEntriesAreDeadLettered(t *testing.T) {
 	drained(t, u)
 }
 
+func TestBatchEntryDeadLettersOnlyItsBadRequests(t *testing.T) {
+	u, tc := pair(t, nil)
+	ctx := context.Background()
+	good1 := &dcsync.Request{ID: "good-1", Origin: "unicom", Key: "g1", Op: "set", Version: 1}
+	good2 := &dcsync.Request{ID: "good-2", Origin: "unicom", Key: "g2", Op: "set", Version: 2}
+	unversioned := &dcsync.Request{ID: "unversioned-2", Origin: "unicom", Key: "k"}
+	frames := appendFrame(nil, string(encode(good1)))
+	frames = appendFrame(frames, "\x01\x05short")
+	frames = appendFrame(frames, string(encode(unversioned)))
+	frames = appendFrame(frames, string(encode(good2)))
+	inbound := tc.node.inbound("telecom", "unicom")
+	if err := tc.client.XAdd(ctx, &goredis.XAddArgs{Stream: inbound, Values: batchValues(4, frames)}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// An entry whose framing is broken is dead-lettered whole.
+	if err := tc.client.XAdd(ctx, &goredis.XAddArgs{Stream: inbound,
+		Values: batchValues(3, appendFrame(nil, string(encode(good1))))}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	ids := append(write(t, u, "ok", 50), good1.ID, good2.ID)
+	converge(t, tc, ids)
+
+	dead := deadLetters(t, tc, 3)
+	byIndex := map[int]DeadLetter{}
+	for _, d := range dead {
+		if d.Hop != "collect:unicom" || d.Deliveries != 1 {
+			t.Errorf("dead letter %+v, want one delivery at collect:unicom", d)
+		}
+		byIndex[d.Index] = d
+	}
+	if d := byIndex[1]; !strings.Contains(d.Reason, "request 1 of the entry: redis: malformed stream entry") || d.Request != nil {
+		t.Errorf("dead letter of the malformed request: %+v", d)
+	}
+	if d := byIndex[2]; d.RequestID != unversioned.ID || d.Request == nil || !strings.Contains(d.Reason, "missing version") {
+		t.Errorf("dead letter of the unversioned request: %+v", d)
+	}
+	if d := byIndex[0]; !strings.Contains(d.Reason, "malformed stream entry: truncated") || d.Request != nil {
+		t.Errorf("dead letter of the broken entry: %+v", d)
+	}
+	drained(t, tc)
+}
+
 func TestDuplicateDeliveriesAreAppliedOnce(t *testing.T) {
 	u, tc := pair(t, nil)
 	ctx := context.Background()

@@ -86,9 +86,9 @@ type NodeConfig struct {
 //
 //	Write ─▶ <dc>:outbound ─reship workers─▶ <peer>:inbound:<dc> ─collect workers─▶ <peer>:apply ─apply workers─▶ Processor
 //
-// Every hop reads with a consumer group and acknowledges an entry only once
-// it is durably in the next stream (or applied), so every hop is at least
-// once; the collector's dedupe and a version-honouring Processor make the
+// Entries carry batches of requests. Every hop reads with a consumer group
+// and acknowledges an entry only once its requests are durably in the next
+// stream (or applied, or dead-lettered), so every hop is at least once; the collector's dedupe and a version-honouring Processor make the
 // whole effectively once. Create it with NewNode.
 type Node struct {
 	cfg    NodeConfig
@@ -235,7 +235,7 @@ type outbox struct {
 }
 
 // maxFlushers bounds the adds to the outbound stream under way at once.
-const maxFlushers = 2
+const maxFlushers = 1
 
 type outWrite struct {
 	id   string
@@ -391,7 +391,7 @@ type Stats struct {
 	Read         uint64 // entries read from the streams, claims included
 	Acked        uint64 // entries acknowledged: handed on, applied or dead-lettered
 	Claimed      uint64 // entries taken over from consumers idle past ClaimIdle
-	DeadLettered uint64 // entries moved to the dead-letter stream
+	DeadLettered uint64 // dead letters written: requests, or entries that could not be decoded
 	Stalled      uint64 // batches held back because their next hop was unavailable
 	Trimmed      uint64 // acknowledged entries trimmed from the streams
 }
