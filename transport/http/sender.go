@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dcsync/dcsync"
@@ -49,7 +50,11 @@ type Sender struct {
 	client *http.Client
 	own    *http.Transport // the default client's, closed by Close
 	out    *wire.Outbound
+	closed atomic.Bool
 }
+
+// ErrClosed is returned by Send after Close.
+var ErrClosed = errors.New("dcsync/transport/http: sender closed")
 
 // NewSender returns a Sender for cfg.
 func NewSender(cfg SenderConfig) (*Sender, error) {
@@ -91,6 +96,9 @@ func defaultTransport(tc *tls.Config) *http.Transport {
 // dcsync.ErrInvalid or dcsync.ErrUnauthenticated; network errors, 503s and
 // the like do not, so they are retried.
 func (s *Sender) Send(ctx context.Context, reqs []*dcsync.Request) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
 	return s.out.Send(ctx, reqs, s.post)
 }
 
@@ -176,9 +184,10 @@ func wrap(err error, url string) error {
 	return fmt.Errorf("dcsync/transport/http: %s: %w", url, err)
 }
 
-// Close closes the idle connections of the default client. A Client given
-// in SenderConfig is left alone.
+// Close makes later Sends fail and closes the idle connections of the
+// default client. A Client given in SenderConfig is left alone.
 func (s *Sender) Close() error {
+	s.closed.Store(true)
 	if s.own != nil {
 		s.own.CloseIdleConnections()
 	}

@@ -128,6 +128,11 @@ func TestSenderErrors(t *testing.T) {
 	if err := newSender(t, dcsynchttp.SenderConfig{URL: slow.URL}).Send(tctx, reqs); !errors.Is(err, context.DeadlineExceeded) || dcsync.IsPermanent(err) {
 		t.Errorf("slow peer: %v", err)
 	}
+	closed := newSender(t, dcsynchttp.SenderConfig{URL: p.srv.URL})
+	_ = closed.Close()
+	if err := closed.Send(ctx, reqs); !errors.Is(err, dcsynchttp.ErrClosed) {
+		t.Errorf("after Close: %v", err)
+	}
 	if n := p.store.Count(); n != 2 {
 		t.Fatalf("%d applied, want 2", n)
 	}
