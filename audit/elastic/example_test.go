@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/dcsync/dcsync"
@@ -19,9 +18,9 @@ func Example() {
 	log, err := elastic.New(ctx, elastic.Config{
 		URLs:        []string{os.Getenv("DCSYNC_ELASTIC_URL")},
 		IndexPrefix: "example-audit",
-		// Records wait here while Elasticsearch is unreachable, and survive
-		// a crash of the process.
-		SpoolDir: filepath.Join(os.TempDir(), "dcsync-example-spool"),
+		// A service sets SpoolDir to a directory of its own, such as
+		// /var/lib/myservice/audit-spool, so that records waiting for an
+		// unreachable Elasticsearch survive a crash of the process.
 	})
 	if err != nil {
 		panic(err)
