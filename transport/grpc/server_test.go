@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -57,19 +56,7 @@ func newPeer(t *testing.T, cfg dcsyncgrpc.ServerConfig, opts ...grpc.ServerOptio
 }
 
 // batch returns n valid writes from unicom, serialized.
-func batch(t testing.TB, n int) ([]*dcsync.Request, []byte) {
-	t.Helper()
-	reqs := make([]*dcsync.Request, n)
-	for i := range reqs {
-		reqs[i] = &dcsync.Request{ID: fmt.Sprintf("req-%d-%d", time.Now().UnixNano(), i), Origin: "unicom",
-			Key: fmt.Sprintf("key-%d", i), Op: "set", Payload: []byte("value"), Version: uint64(time.Now().UnixMilli()) << 16}
-	}
-	body, err := wire.Encode(nil, reqs, wire.Proto, wire.Encoding_ENCODING_IDENTITY)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return reqs, body
-}
+func batch(t testing.TB, n int) ([]*dcsync.Request, []byte) { return wiretest.Batch(t, n) }
 
 // envelope signs body as from with secret.
 func envelope(t *testing.T, from string, secret, body []byte) *wire.Envelope {

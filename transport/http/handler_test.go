@@ -126,19 +126,7 @@ func answer(t *testing.T, resp *http.Response) (int, *wire.Results) {
 }
 
 // batch returns n valid writes from unicom, serialized.
-func batch(t testing.TB, n int) ([]*dcsync.Request, []byte) {
-	t.Helper()
-	reqs := make([]*dcsync.Request, n)
-	for i := range reqs {
-		reqs[i] = &dcsync.Request{ID: fmt.Sprintf("req-%d-%d", time.Now().UnixNano(), i), Origin: "unicom",
-			Key: fmt.Sprintf("key-%d", i), Op: "set", Payload: []byte("value"), Version: uint64(time.Now().UnixMilli()) << 16}
-	}
-	body, err := wire.Encode(nil, reqs, wire.Proto, wire.Encoding_ENCODING_IDENTITY)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return reqs, body
-}
+func batch(t testing.TB, n int) ([]*dcsync.Request, []byte) { return wiretest.Batch(t, n) }
 
 func TestHandlerAccepts(t *testing.T) {
 	p := newPeer(t, dcsynchttp.HandlerConfig{})

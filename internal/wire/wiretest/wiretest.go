@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"net"
 	"slices"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dcsync/dcsync"
+	"github.com/dcsync/dcsync/internal/wire"
 )
 
 // Transport starts the server and the senders of one RPC transport.
@@ -185,4 +187,22 @@ func (l *LogBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return string(l.b)
+}
+
+var batches atomic.Int64
+
+// Batch returns n valid writes from unicom, and their serialized Batch.
+func Batch(tb testing.TB, n int) ([]*dcsync.Request, []byte) {
+	tb.Helper()
+	now := time.Now()
+	reqs := make([]*dcsync.Request, n)
+	for i := range reqs {
+		reqs[i] = &dcsync.Request{ID: fmt.Sprintf("req-%d-%d", batches.Add(1), i), Origin: "unicom",
+			Key: fmt.Sprintf("key-%d", i), Op: "set", Payload: []byte("value"), Version: uint64(now.UnixMilli()) << 16}
+	}
+	body, err := wire.Encode(nil, reqs, wire.Proto, wire.Encoding_ENCODING_IDENTITY)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return reqs, body
 }
