@@ -2,10 +2,12 @@
 // telecom, over Redis Streams: each datacenter has its own Redis, holding
 // its outbound stream (the durable outbox of its writes), the inbound
 // streams its peer's reship workers add to, and the apply stream its
-// collect workers hand accepted writes to (transport/redis). It writes in
-// both datacenters at once, sometimes to the same keys, waits until every
-// write is applied everywhere, and checks that from the processors' own
-// state; it exits non-zero when they do not converge in time.
+// collect workers hand accepted writes to (transport/redis); stream
+// entries carry batches of writes, so the entry counts it prints are below
+// the write counts. It writes in both datacenters at once, sometimes to
+// the same keys, waits until every write is applied everywhere, and checks
+// that from the processors' own state; it exits non-zero when they do not
+// converge in time.
 //
 //	go run ./examples/redis-mq -unicom-redis 127.0.0.1:6379 -telecom-redis 127.0.0.1:6380 -n 1000
 package main

@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -14,16 +15,19 @@ import (
 
 // deferred holds what the collect hop would write to Redis request by
 // request — dedupe claims and commits, adds to the apply stream — so that a
-// batch costs two round trips and a few commands whatever its size: one
-// pipeline of HMGETs of the batch's IDs before dcsync's Collector runs,
-// and, after it, one MULTI with a script that marks the accepted writes
-// applied and adds them to the apply stream as one entry, and the
-// acknowledgement of the inbound entries. MULTI makes it all or nothing: a
-// write is never marked applied without being in the apply stream, nor
-// acknowledged before.
+// batch costs three round trips and a few commands whatever its size: one
+// pipeline of HMGETs of the batch's IDs before dcsync's Collector runs;
+// after it, a script that adds the accepted writes to the apply stream as
+// one entry and marks them applied; then one MULTI with the
+// acknowledgement of the inbound entries. A write is never marked applied
+// without being in the apply stream (the script adds first, and Redis
+// refuses a script's first write, not a later one, when out of memory), nor
+// acknowledged before: the acknowledgement waits for the script's success.
+// A crash in between leaves the entries pending; their next delivery finds
+// the writes applied and drops them as duplicates.
 //
 // No claim is written: claiming and handing off are one step, in the
-// script, which marks applied and adds only the writes it finds neither
+// script, which adds and marks applied only the writes it finds neither
 // applied nor claimed. Of collectors racing with the same write, whichever
 // script runs first hands it off, and the others drop it; a write claimed
 // meanwhile by a collector that does not defer (one sharing the Dedupe
@@ -198,8 +202,6 @@ for i = 1, n do
   end
 end
 if #keep == 0 then return 0 end
-redis.call('hset', KEYS[3], unpack(fields))
-redis.call('expire', KEYS[3], ARGV[1], 'NX')
 local blob = ARGV[2]
 if #keep < n then
   local parts, at, i = {}, 1, 0
@@ -216,17 +218,17 @@ if #keep < n then
   blob = table.concat(parts)
 end
 redis.call('xadd', KEYS[1], '*', 'n', #keep, 'b', blob)
+redis.call('hset', KEYS[3], unpack(fields))
+redis.call('expire', KEYS[3], ARGV[1], 'NX')
 return #keep`)
 
 // maxScriptBatch bounds the writes of one handoff script, which unpacks
 // them onto Lua's stack.
 const maxScriptBatch = 1000
 
-// write queues what was deferred, to be executed with the acknowledgements
-// in one MULTI, and then forgets it. The script goes by EVAL, not EVALSHA:
-// in a MULTI, a script missing from the cache (the server restarted) would
-// fail alone, and the acknowledgements would go through without it.
-func (b *deferred) write(ctx context.Context, p goredis.Pipeliner, apply string) {
+// flush writes what was deferred, chunk by chunk, and then forgets it. It
+// returns the first error; what went before it stays written.
+func (b *deferred) flush(ctx context.Context, client *goredis.Client, apply string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	gens := b.dedupe.generations()
@@ -252,10 +254,15 @@ func (b *deferred) write(ctx context.Context, p goredis.Pipeliner, apply string)
 			args = append(args, a.id)
 		}
 		args[0], args[1], args[2] = ttl, blob, lens
-		handoffScript.Eval(ctx, p, keys, args...)
+		if err := handoffScript.Run(ctx, client, keys, args...).Err(); err != nil {
+			return fmt.Errorf("redis: hand %d writes off to %s: %w", len(chunk), apply, err)
+		}
 	}
 	for _, id := range b.commits {
-		commitScript.Eval(ctx, p, gens, id, ttl)
+		if err := commitScript.Run(ctx, client, gens, id, ttl).Err(); err != nil {
+			return fmt.Errorf("redis: dedupe commit: %w", err)
+		}
 	}
 	b.adds, b.commits = nil, nil
+	return nil
 }

@@ -33,9 +33,10 @@
 // dead-lettered, so each hop is at least once, and a write in A's outbound
 // stream survives the crash of any process. The collect hop reads the
 // batch's IDs from the dedupe store in one pipeline before dcsync's
-// Collector runs, and afterwards, in one MULTI, runs a script that marks
-// the accepted writes applied and adds them to the apply stream (only those
-// no other collector marked meanwhile), and acknowledges the entries.
+// Collector runs; afterwards a script adds the accepted writes to the apply
+// stream as one entry and marks them applied (only those no other
+// collector marked meanwhile), and then, once it has succeeded, one MULTI
+// acknowledges the entries.
 //
 // A request of an entry that fails for good (dcsync.IsPermanent, or not
 // decodable) goes to the dead-letter stream with the reason, on its own,

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	goredis "github.com/redis/go-redis/v9"
-
 	"github.com/dcsync/dcsync"
 	auditmem "github.com/dcsync/dcsync/audit/memory"
 	"github.com/dcsync/dcsync/internal/testserver"
@@ -103,10 +101,7 @@ func TestDedupeBatchDefersToAcknowledgement(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, batch := range []*deferred{rb, b} {
-		if _, err := client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-			batch.write(ctx, p, "apply")
-			return nil
-		}); err != nil {
+		if err := batch.flush(ctx, client, "apply"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -137,10 +132,7 @@ func TestDedupeBatchDefersToAcknowledgement(t *testing.T) {
 	if err := d.Commit(ctx, "y"); err != nil { // another collector's
 		t.Fatal(err)
 	}
-	if _, err := client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-		tb.write(ctx, p, "apply")
-		return nil
-	}); err != nil {
+	if err := tb.flush(ctx, client, "apply"); err != nil {
 		t.Fatal(err)
 	}
 	entries, _ = client.XRange(ctx, "apply", "-", "+").Result()

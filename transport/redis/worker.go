@@ -355,13 +355,13 @@ func (w *worker) lastErrors(ctx context.Context, msgs []goredis.XMessage) []stri
 	return out
 }
 
-// settle records, in one MULTI, the writes deferred by handling and the
-// outcome of each entry not settled yet whose requests are all through:
+// settle writes what handling deferred, and then records, in one MULTI,
+// the outcome of each entry not settled yet whose requests are all through:
 // the dead letters of its dead requests, and then its acknowledgement, or,
 // when some of its requests are to be retried, the record of their errors,
 // kept for the next delivery, which handles only those. Entries with
 // requests stalled or abandoned stay pending as they are. It reports
-// whether the MULTI went through; when it did not, nothing of it did.
+// whether it all went through; when it did not, no entry was acknowledged.
 func (w *worker) settle(ctx context.Context, entries []*entry, claimed bool, later *deferred) bool {
 	var ack, forget, deadReqs []string
 	var deadVals [][]any
@@ -412,13 +412,17 @@ func (w *worker) settle(ctx context.Context, entries []*entry, claimed bool, lat
 		}
 		now = append(now, e)
 	}
-	if len(now) == 0 && later.empty() {
+	if !later.empty() {
+		// Before the acknowledgements, which must not go through without it.
+		if err := later.flush(ctx, w.n.cfg.Client, w.n.apply); err != nil {
+			w.n.cfg.Logger.Warn("redis: handing off entries failed", "hop", w.hop, "stream", w.stream, "err", err)
+			return false
+		}
+	}
+	if len(now) == 0 {
 		return true
 	}
 	_, err := w.n.cfg.Client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-		if later != nil {
-			later.write(ctx, p, w.n.apply)
-		}
 		for _, v := range deadVals {
 			p.XAdd(ctx, &goredis.XAddArgs{Stream: w.n.dead, Values: v})
 		}
