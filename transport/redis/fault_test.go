@@ -174,6 +174,32 @@ func TestBatchEntryDeadLettersOnlyItsBadRequests(t *testing.T) {
 	drained(t, tc)
 }
 
+func TestFailedHandoffAcknowledgesNothing(t *testing.T) {
+	u, tc := pair(t, nil)
+	ctx := context.Background()
+	// The apply stream's key holds a string: the handoff script's XADD fails.
+	if err := tc.client.Set(ctx, tc.node.apply, "not a stream", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	ids := write(t, u, "k", 50)
+	inbound := tc.node.inbound("telecom", "unicom")
+	eventually(t, 30*time.Second, func() bool {
+		p, err := tc.client.XPending(ctx, inbound, "collect").Result()
+		return err == nil && p.Count > 0
+	}, func() string { return "telecom's collect hop never held an entry" })
+	if n := tc.store.has(ids); n != 0 {
+		t.Fatalf("%d writes applied through a broken apply stream", n)
+	}
+	if err := tc.client.Del(ctx, tc.node.apply).Err(); err != nil {
+		t.Fatal(err)
+	}
+	converge(t, tc, ids) // the pending entries are claimed and handed off
+	drained(t, tc)
+	if dl, _ := tc.node.DeadLetters(ctx, "", 10); len(dl) > 0 {
+		t.Errorf("dead-lettered %+v", dl)
+	}
+}
+
 func TestDuplicateDeliveriesAreAppliedOnce(t *testing.T) {
 	u, tc := pair(t, nil)
 	ctx := context.Background()
