@@ -14,15 +14,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"os"
-	"sync"
 	"time"
 
 	olivere "github.com/olivere/elastic/v7"
 
 	"github.com/dcsync/dcsync"
 	"github.com/dcsync/dcsync/audit/elastic"
+	"github.com/dcsync/dcsync/internal/demo"
 	"github.com/dcsync/dcsync/transport/memory"
 )
 
@@ -51,7 +50,7 @@ type options struct {
 	sendFail, applyFail float64
 }
 
-var datacenters = []string{"unicom", "telecom"}
+var datacenters = demo.Datacenters
 
 // quiet drops the library's log lines, so the output shows only the counts;
 // a service would pass its own logger.
@@ -66,12 +65,12 @@ func run(ctx context.Context, out io.Writer, o options) error {
 	defer audit.Close()
 
 	network := memory.NewNetwork(o.seed)
-	stores := map[string]*kvStore{}
+	stores := map[string]*demo.Store{}
 	syncers := map[string]*dcsync.Syncer{}
 	for _, dc := range datacenters {
-		peer := other(dc)
+		peer := demo.Other(dc)
 		network.SetFaults(dc, peer, memory.Faults{Fail: o.sendFail, DropAck: 0.05, Duplicate: 0.1, Reorder: 0.3})
-		stores[dc] = newKVStore(dc, o.seed)
+		stores[dc] = demo.NewStore(dc, o.seed)
 		s, err := dcsync.New(dcsync.Config{
 			DC:        dc,
 			Peers:     map[string]dcsync.Sender{peer: network.Sender(dc, peer)},
@@ -88,27 +87,9 @@ func run(ctx context.Context, out io.Writer, o options) error {
 		network.Attach(dc, s.Collector())
 		syncers[dc] = s
 	}
-	stores["telecom"].setFailRate(o.applyFail)
+	stores["telecom"].SetFailRate(o.applyFail)
 
-	var wg sync.WaitGroup
-	errs := make(chan error, len(datacenters))
-	for _, dc := range datacenters {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range o.writes {
-				req := &dcsync.Request{Key: fmt.Sprintf("user:%d", i%100), Op: "set",
-					Payload: fmt.Appendf(nil, "%s-%d", dc, i)}
-				if err := syncers[dc].Write(ctx, req); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
+	if err := demo.WriteEverywhere(ctx, syncers, o.writes); err != nil {
 		return err
 	}
 	if err := flush(ctx, audit, syncers); err != nil {
@@ -118,12 +99,12 @@ func run(ctx context.Context, out io.Writer, o options) error {
 	if err := printCounts(ctx, out, audit.Client(), o.prefix); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "present in every datacenter: %d/%d\n", present(stores), 2*o.writes)
+	fmt.Fprintf(out, "present in every datacenter: %d/%d\n", demo.Present(stores["unicom"], stores["telecom"]), 2*o.writes)
 
 	// One reconciler per datacenter repairs its own writes, from the trails
 	// in Elasticsearch, keeping its checkpoint there. The faults stay.
 	for _, dc := range datacenters {
-		peer := other(dc)
+		peer := demo.Other(dc)
 		r, err := dcsync.NewReconciler(dcsync.ReconcilerConfig{
 			DC:          dc,
 			Peers:       map[string]dcsync.Sender{peer: network.Sender(dc, peer)},
@@ -152,19 +133,12 @@ func run(ctx context.Context, out io.Writer, o options) error {
 			}
 		}
 	}
-	n := present(stores)
+	n := demo.Present(stores["unicom"], stores["telecom"])
 	fmt.Fprintf(out, "converged: %d/%d writes present in every datacenter\n", n, 2*o.writes)
 	if n != 2*o.writes {
 		return fmt.Errorf("not converged: %d of %d writes missing somewhere", 2*o.writes-n, 2*o.writes)
 	}
 	return nil
-}
-
-func other(dc string) string {
-	if dc == datacenters[0] {
-		return datacenters[1]
-	}
-	return datacenters[0]
 }
 
 // flush waits until the syncers have handed every record to the audit log,
@@ -193,60 +167,5 @@ func printCounts(ctx context.Context, out io.Writer, client *olivere.Client, pre
 	for _, b := range counts.Buckets {
 		fmt.Fprintf(out, "  %-8s %-8s %-6s %6d\n", b.Key["dc"], b.Key["stage"], b.Key["status"], b.DocCount)
 	}
-	return nil
-}
-
-// present counts the writes that every datacenter's store has applied.
-func present(stores map[string]*kvStore) int {
-	all := map[string]int{}
-	for _, s := range stores {
-		s.mu.Lock()
-		for id := range s.applied {
-			all[id]++
-		}
-		s.mu.Unlock()
-	}
-	n := 0
-	for _, c := range all {
-		if c == len(stores) {
-			n++
-		}
-	}
-	return n
-}
-
-// kvStore stands in for a datacenter's database and cache: last writer wins
-// per key. Its applies of writes from other datacenters fail at failRate,
-// like a flaky database.
-type kvStore struct {
-	dc       string
-	mu       sync.Mutex
-	failRate float64
-	rng      *rand.Rand
-	values   map[string]*dcsync.Request
-	applied  map[string]bool
-}
-
-func newKVStore(dc string, seed uint64) *kvStore {
-	return &kvStore{dc: dc, rng: rand.New(rand.NewPCG(seed, uint64(len(dc)))),
-		values: map[string]*dcsync.Request{}, applied: map[string]bool{}}
-}
-
-func (s *kvStore) setFailRate(r float64) {
-	s.mu.Lock()
-	s.failRate = r
-	s.mu.Unlock()
-}
-
-func (s *kvStore) Process(_ context.Context, req *dcsync.Request) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if req.Origin != s.dc && s.rng.Float64() < s.failRate {
-		return fmt.Errorf("%s: database timeout", s.dc)
-	}
-	if cur := s.values[req.Key]; cur == nil || req.Newer(cur.Version, cur.Origin) {
-		s.values[req.Key] = req
-	}
-	s.applied[req.ID] = true
 	return nil
 }
