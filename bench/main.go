@@ -55,6 +55,7 @@ type Config struct {
 	ProfileDir string        // when set, one CPU profile per target's full-speed phase
 	HeapDir    string        // when set, one heap profile per target, at the end of its full-speed phase
 	Progress   io.Writer     // live progress line; nil for none
+	NoWarmES   bool          // skip the unmeasured phase that warms Elasticsearch up
 
 	BatchSize int // dcsync Delivery.BatchSize; 0 for the library's default
 	Workers   int // dcsync Delivery.Workers, and the batches in flight of the RPC ceilings; 0 for the default
@@ -154,6 +155,7 @@ func main() {
 // shorten makes c a run of seconds, for tests and smoke checks.
 func (c *Config) shorten() {
 	c.N, c.ElasticN, c.Rate, c.RateFor, c.Timeout = 2000, 1000, 1000, time.Second, 30*time.Second
+	c.NoWarmES = true
 }
 
 // Run runs every selected target and returns the report. A target that
@@ -170,7 +172,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	rep := newReport(&cfg)
-	warmElastic := cfg.ElasticURL != ""
+	warmElastic := cfg.ElasticURL != "" && !cfg.NoWarmES
 	for _, t := range targets(&cfg) {
 		if !cfg.selects(t.name) {
 			continue
