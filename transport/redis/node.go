@@ -89,8 +89,9 @@ type NodeConfig struct {
 //
 // Entries carry batches of requests. Every hop reads with a consumer group
 // and acknowledges an entry only once its requests are durably in the next
-// stream (or applied, or dead-lettered), so every hop is at least once; the collector's dedupe and a version-honouring Processor make the
-// whole effectively once. Create it with NewNode.
+// stream (or applied, or dead-lettered), so every hop is at least once;
+// the collector's dedupe and a version-honouring Processor make the whole
+// effectively once. Create it with NewNode.
 type Node struct {
 	cfg    NodeConfig
 	out    outbox
