@@ -49,6 +49,9 @@ func (r *Redis) Start() {
 	}
 	r.cmd = exec.Command(bin, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
 		"--dir", r.dir, "--appendonly", "yes", "--appendfsync", "no", "--save", "",
+		// No AOF rewrite child, which could outlive a Stop and write into the
+		// temporary directory while the test removes it.
+		"--auto-aof-rewrite-percentage", "0",
 		"--protected-mode", "no", "--logfile", filepath.Join(r.dir, "redis.log"))
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatalf("start redis-server: %v", err)
