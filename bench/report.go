@@ -269,7 +269,7 @@ func (r *Report) WriteTable(w io.Writer) {
 func (r *Report) WriteMarkdown(w io.Writer) {
 	rows, errs := r.rows()
 	fmt.Fprintf(w, "%s.\n\n", r.heading())
-	fmt.Fprintf(w, "| %s |\n|%s\n", strings.Join(columns, " | "), strings.Repeat("---:|", len(columns)))
+	fmt.Fprintf(w, "| %s |\n|---|%s\n", strings.Join(columns, " | "), strings.Repeat("---:|", len(columns)-1))
 	for _, row := range rows {
 		fmt.Fprintf(w, "| %s |\n", strings.Join(row, " | "))
 	}
