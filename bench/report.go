@@ -215,6 +215,7 @@ func (r *Report) heading() string {
 		n, r.Config.Payload, r.Config.Writers, lag, r.Machine.CPU, r.Machine.Cores, r.Machine.LoadAtStart, r.Machine.LoadAtEnd)
 }
 
+// String says the ratio in words, with its target and the CPU comparison.
 func (q Ratio) String() string {
 	s := fmt.Sprintf("%s: %s", q.Name, ratio(q.Value))
 	if q.Met != nil {
