@@ -1,15 +1,14 @@
 // Package memory is an in-process dcsync.AuditLog: the embedded default, and
-// the audit log of tests and of the quickstart. It keeps the trails of the
-// most recent writes, up to a bound, and reads a time window in time
-// proportional to the window, not to what it holds.
+// the audit log of tests and of the quickstart. It keeps the most recent
+// records, up to a bound, and reads a time window in time proportional to
+// what was logged since the window began, not to what it holds.
 package memory
 
 import (
+	"cmp"
 	"context"
 	"fmt"
-	"maps"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,68 +17,59 @@ import (
 	"github.com/dcsync/dcsync"
 )
 
-// DefaultMaxWrites is how many writes' trails a Log keeps by default.
-const DefaultMaxWrites = 1 << 18
+// DefaultMaxRecords is how many records a Log keeps by default: the trails
+// of about 2¹⁸ writes between two datacenters, four records each.
+const DefaultMaxRecords = 1 << 20
+
+// maxChunk bounds the records of one chunk, the unit in which old records
+// are dropped.
+const maxChunk = 1 << 16
 
 // Log is an in-memory audit log. Create it with New.
 //
-// It keeps trails in two generations of at most maxWrites/2 writes each;
-// when the current one is full, the older one is dropped whole. Dropping
-// whole maps, rather than deleting entries one by one, keeps lookups of new
-// IDs from probing through deleted slots.
+// Append only copies records, compacted, onto the newest of a list of
+// chunks; when the list is full, the oldest chunk is dropped whole. No
+// index is kept up to date on the write path, which is the path that
+// matters: Trails groups the records of a window when a reconciler asks
+// for it, once a minute, skipping chunks that hold no record of the window.
 type Log struct {
-	genSize int
+	chunkSize int
+	maxChunks int
 
 	mu     sync.Mutex
-	gens   [2]*generation // current, older
-	counts map[Tally]int
+	chunks []*chunk // oldest first; the last one takes appends
+	spare  *chunk   // a dropped chunk's storage, for the next one
+	names  names
+	kinds  []kindCount // records appended, by kind
+	held   int
+	snaps  []*snapshot // windows being paged through, newest last
 }
 
-type generation struct {
-	trails   map[string]*trail   // by request ID
-	byOrigin map[string][]*trail // each sorted by (Written, ID)
+// maxSnapshots bounds the windows paged through at once, one per
+// reconciler sharing the log.
+const maxSnapshots = 4
+
+// chunk holds records in the order they were appended.
+type chunk struct {
+	entries                []entry
+	minWritten, maxWritten int64 // unix nanoseconds
 }
 
-func newGeneration(size int) *generation {
-	return &generation{trails: make(map[string]*trail, size), byOrigin: map[string][]*trail{}}
-}
-
-// trail holds a write's records compactly: what all records of a write
-// share is stored once, and the first few records live in the trail itself,
-// so a write costs one allocation.
-type trail struct {
-	id, origin string
-	written    time.Time
-	entries    []entry
-	inline     [4]entry
-}
-
-// entry is what one record adds to its trail.
+// entry is one record, its small strings interned as indices into names.
 type entry struct {
-	dc, target, err string
-	stage           dcsync.Stage
-	status          dcsync.Status
-	attempt         int32
-	time            int64 // unix nanoseconds
-	req             *dcsync.Request
+	id                                string
+	err                               string
+	req                               *dcsync.Request
+	written                           int64 // unix nanoseconds
+	time                              int64
+	attempt                           int32
+	dc, origin, target, stage, status uint32
 }
 
-func (t *trail) add(r *dcsync.Record) {
-	if t.entries == nil {
-		t.entries = t.inline[:0]
-	}
-	t.entries = append(t.entries, entry{dc: r.DC, target: r.Target, err: r.Error, stage: r.Stage,
-		status: r.Status, attempt: int32(r.Attempt), time: r.Time.UnixNano(), req: r.Request})
-}
-
-func (t *trail) records() []dcsync.Record {
-	out := make([]dcsync.Record, len(t.entries))
-	for i, e := range t.entries {
-		out[i] = dcsync.Record{ID: t.id, DC: e.dc, Origin: t.origin, Stage: e.stage, Status: e.status,
-			Target: e.target, Attempt: int(e.attempt), Error: e.err, Written: t.written,
-			Time: time.Unix(0, e.time), Request: e.req}
-	}
-	return out
+// kindCount counts the records of one kind: dc, stage, status as names.
+type kindCount struct {
+	kind [3]uint32
+	n    int
 }
 
 // Tally names a kind of record for Counts.
@@ -89,175 +79,307 @@ type Tally struct {
 	Status dcsync.Status
 }
 
-// New returns a Log that keeps the trails of at most maxWrites writes
-// (and at least the latest maxWrites/2), dropping the oldest first; 0
-// selects DefaultMaxWrites.
-func New(maxWrites int) *Log {
-	if maxWrites <= 0 {
-		maxWrites = DefaultMaxWrites
+// New returns a Log that keeps at most maxRecords records, and at least
+// seven eighths of that once it is full, dropping the oldest first; 0
+// selects DefaultMaxRecords.
+func New(maxRecords int) *Log {
+	if maxRecords <= 0 {
+		maxRecords = DefaultMaxRecords
 	}
-	size := max(maxWrites/2, 1)
-	return &Log{genSize: size, gens: [2]*generation{newGeneration(size), newGeneration(0)},
-		counts: map[Tally]int{}}
+	size := min(max(maxRecords/8, 1), maxChunk)
+	return &Log{chunkSize: size, maxChunks: (maxRecords + size - 1) / size,
+		names: names{index: map[string]uint32{}}}
 }
 
 // Append implements dcsync.AuditLog.
 func (l *Log) Append(_ context.Context, recs []dcsync.Record) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var t *trail
-	var tally Tally
-	run := 0 // records of the same kind seen in a row, counted at once
+	k := 0 // index in l.kinds of the last record's kind
 	for i := range recs {
 		r := &recs[i]
-		if k := (Tally{r.DC, r.Stage, r.Status}); k != tally {
-			if run > 0 {
-				l.counts[tally] += run
-			}
-			tally, run = k, 0
+		c := l.tail()
+		e := entry{id: r.ID, err: r.Error, req: r.Request, written: r.Written.UnixNano(),
+			time: r.Time.UnixNano(), attempt: int32(r.Attempt),
+			dc: l.names.of(r.DC), origin: l.names.of(r.Origin), target: l.names.of(r.Target),
+			stage: l.names.of(string(r.Stage)), status: l.names.of(string(r.Status))}
+		if len(c.entries) == 0 || e.written < c.minWritten {
+			c.minWritten = e.written
 		}
-		run++
-		if t == nil || t.id != r.ID { // a batch often holds runs of one write
-			t = l.trail(r)
+		if len(c.entries) == 0 || e.written > c.maxWritten {
+			c.maxWritten = e.written
 		}
-		t.add(r)
+		c.entries = append(c.entries, e)
+		k = l.count([3]uint32{e.dc, e.stage, e.status}, k)
 	}
-	if run > 0 {
-		l.counts[tally] += run
-	}
+	l.held += len(recs)
 	return nil
 }
 
-// trail returns the trail r belongs to, created in the current generation
-// when it is new.
-func (l *Log) trail(r *dcsync.Record) *trail {
-	for _, g := range l.gens {
-		if t := g.trails[r.ID]; t != nil {
-			return t
+// count adds a record of kind to the counts and returns the kind's index;
+// hint is where to look first.
+func (l *Log) count(kind [3]uint32, hint int) int {
+	if hint < len(l.kinds) && l.kinds[hint].kind == kind {
+		l.kinds[hint].n++
+		return hint
+	}
+	for i := range l.kinds {
+		if l.kinds[i].kind == kind {
+			l.kinds[i].n++
+			return i
 		}
 	}
-	if len(l.gens[0].trails) >= l.genSize {
-		l.gens[1], l.gens[0] = l.gens[0], newGeneration(l.genSize)
-	}
-	t := &trail{id: r.ID, origin: r.Origin, written: r.Written}
-	l.gens[0].trails[r.ID] = t
-	l.gens[0].insert(r.Origin, t)
-	return t
+	l.kinds = append(l.kinds, kindCount{kind, 1})
+	return len(l.kinds) - 1
 }
 
-// insert places t in its origin's list, which stays sorted by (written, id).
-// Writes mostly arrive in order, so this is mostly an append.
-func (g *generation) insert(origin string, t *trail) {
-	list := g.byOrigin[origin]
-	n := len(list)
-	if n == 0 || less(list[n-1], t.written, t.id) {
-		g.byOrigin[origin] = append(list, t)
-		return
+// tail returns the chunk that takes the next record, starting a new one,
+// and dropping the oldest, when it is full.
+func (l *Log) tail() *chunk {
+	if n := len(l.chunks); n > 0 && len(l.chunks[n-1].entries) < l.chunkSize {
+		return l.chunks[n-1]
 	}
-	i, _ := slices.BinarySearchFunc(list, t, func(a, b *trail) int {
-		if less(a, b.written, b.id) {
-			return -1
+	if len(l.chunks) == l.maxChunks {
+		old := l.chunks[0]
+		l.chunks = slices.Delete(l.chunks, 0, 1)
+		l.held -= len(old.entries)
+		if !slices.ContainsFunc(l.snaps, func(s *snapshot) bool { return slices.Contains(s.chunks, old) }) {
+			clear(old.entries) // drop references to requests
+			old.entries = old.entries[:0]
+			l.spare = old
 		}
-		return 1
-	})
-	g.byOrigin[origin] = slices.Insert(list, i, t)
-}
-
-// less reports whether a sorts before (written, id).
-func less(a *trail, written time.Time, id string) bool {
-	if !a.written.Equal(written) {
-		return a.written.Before(written)
 	}
-	return a.id < id
+	c := l.spare
+	l.spare = nil
+	if c == nil {
+		c = &chunk{entries: make([]entry, 0, l.chunkSize)}
+	}
+	l.chunks = append(l.chunks, c)
+	return c
 }
 
-// after returns the part of g's list for origin that sorts after
-// (written, id); an empty id means at or after written.
-func (g *generation) after(origin string, written time.Time, id string) []*trail {
-	list := g.byOrigin[origin]
-	i := sort.Search(len(list), func(i int) bool {
-		if id == "" {
-			return !list[i].written.Before(written)
-		}
-		return !less(list[i], written, id) && (list[i].id != id || !list[i].written.Equal(written))
-	})
-	return list[i:]
-}
-
-// Trails implements dcsync.AuditLog.
+// Trails implements dcsync.AuditLog. The first page of a window groups its
+// records; later pages of the same window read from that grouping, so a
+// pass sees the records appended up to its first page, and later ones on
+// its next pass.
 func (l *Log) Trails(_ context.Context, q dcsync.TrailQuery) (dcsync.TrailPage, error) {
 	limit := q.Limit
 	if limit <= 0 {
 		limit = 1000
 	}
-	afterTime, afterID := q.From, ""
+	var after key
 	if q.After != "" {
 		var err error
-		if afterTime, afterID, err = parseCursor(q.After); err != nil {
+		if after, err = parseCursor(q.After); err != nil {
 			return dcsync.TrailPage{}, err
 		}
 	}
+	from, to := q.From.UnixNano(), q.To.UnixNano()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	// Merge the two generations' sorted lists.
-	a := l.gens[0].after(q.Origin, afterTime, afterID)
-	b := l.gens[1].after(q.Origin, afterTime, afterID)
-	var page dcsync.TrailPage
-	for {
-		var t *trail
-		switch {
-		case len(a) > 0 && (len(b) == 0 || less(a[0], b[0].written, b[0].id)):
-			t, a = a[0], a[1:]
-		case len(b) > 0:
-			t, b = b[0], b[1:]
+	s := l.snapshot(q.Origin, from, to, q.After == "")
+	i := 0
+	if q.After != "" {
+		i, _ = slices.BinarySearchFunc(s.trails, after, func(t strail, k key) int { return t.key.compare(k) })
+		if i < len(s.trails) && s.trails[i].key == after {
+			i++
 		}
-		if t == nil || !t.written.Before(q.To) {
-			return page, nil
-		}
-		if len(page.Trails) == limit {
-			last := page.Trails[limit-1]
-			page.Next = cursor(last.Records[0].Written, last.ID)
-			return page, nil
-		}
-		page.Trails = append(page.Trails, dcsync.Trail{ID: t.id, Records: t.records()})
 	}
+	end := min(i+limit, len(s.trails))
+	page := dcsync.TrailPage{Trails: make([]dcsync.Trail, 0, end-i)}
+	for _, t := range s.trails[i:end] {
+		page.Trails = append(page.Trails, dcsync.Trail{ID: t.key.id, Records: l.records(s, s.refs[t.first:t.last])})
+	}
+	if end < len(s.trails) {
+		page.Next = s.trails[end-1].key.cursor()
+	} else {
+		l.snaps = slices.DeleteFunc(l.snaps, func(o *snapshot) bool { return o == s })
+	}
+	return page, nil
 }
 
-func cursor(t time.Time, id string) string {
-	return strconv.FormatInt(t.UnixNano(), 10) + "/" + id
+// snapshot returns the grouping of origin's window [from, to): a new one
+// for the first page, else the one being paged through, rebuilt if it was
+// dropped.
+func (l *Log) snapshot(origin string, from, to int64, first bool) *snapshot {
+	i := slices.IndexFunc(l.snaps, func(s *snapshot) bool { return s.origin == origin && s.from == from && s.to == to })
+	if i >= 0 {
+		if !first {
+			return l.snaps[i]
+		}
+		l.snaps = slices.Delete(l.snaps, i, i+1)
+	}
+	if len(l.snaps) == maxSnapshots {
+		l.snaps = slices.Delete(l.snaps, 0, 1)
+	}
+	s := l.group(origin, from, to)
+	l.snaps = append(l.snaps, s)
+	return s
 }
 
-func parseCursor(c string) (time.Time, string, error) {
+// snapshot is the grouping of one window's records into trails.
+type snapshot struct {
+	origin   string
+	from, to int64
+	chunks   []*chunk // the chunks refs point into
+	trails   []strail // sorted by key
+	refs     []ref    // trails' records, each trail's contiguous
+}
+
+// strail is a trail of a snapshot: its key and its refs[first:last].
+type strail struct {
+	key         key
+	first, last int
+}
+
+// ref locates a record: entry i of chunk c of the snapshot.
+type ref struct{ c, i int32 }
+
+// key orders trails by the time their write was accepted, then by ID.
+type key struct {
+	written int64
+	id      string
+}
+
+func (k key) compare(o key) int {
+	if c := cmp.Compare(k.written, o.written); c != 0 {
+		return c
+	}
+	return strings.Compare(k.id, o.id)
+}
+
+func (k key) cursor() string { return strconv.FormatInt(k.written, 10) + "/" + k.id }
+
+func parseCursor(c string) (key, error) {
 	ns, id, ok := strings.Cut(c, "/")
 	n, err := strconv.ParseInt(ns, 10, 64)
 	if !ok || err != nil || id == "" {
-		return time.Time{}, "", fmt.Errorf("memory: malformed cursor %q", c)
+		return key{}, fmt.Errorf("memory: malformed cursor %q", c)
 	}
-	return time.Unix(0, n), id, nil
+	return key{n, id}, nil
 }
 
-// Records returns the trail of one write, in the order it was logged.
+// group gathers the records of origin's writes accepted in [from, to) into
+// trails. Only chunks holding a record of the window are read.
+func (l *Log) group(origin string, from, to int64) *snapshot {
+	s := &snapshot{origin: origin, from: from, to: to}
+	o, ok := l.names.index[origin]
+	if !ok {
+		return s
+	}
+	var found []ref
+	var trailOf []int32 // trail index of found[k]
+	byID := map[string]int32{}
+	for _, c := range l.chunks {
+		if c.maxWritten < from || c.minWritten >= to {
+			continue
+		}
+		ci := int32(len(s.chunks))
+		s.chunks = append(s.chunks, c)
+		for i := range c.entries {
+			e := &c.entries[i]
+			if e.origin != o || e.written < from || e.written >= to {
+				continue
+			}
+			t, seen := byID[e.id]
+			if !seen {
+				t = int32(len(s.trails))
+				byID[e.id] = t
+				s.trails = append(s.trails, strail{key: key{e.written, e.id}})
+			}
+			s.trails[t].last++ // counts records until the layout below
+			found, trailOf = append(found, ref{ci, int32(i)}), append(trailOf, t)
+		}
+	}
+	// Lay each trail's records out contiguously, in the order logged.
+	next := 0
+	for t := range s.trails {
+		n := s.trails[t].last
+		s.trails[t].first, s.trails[t].last = next, next
+		next += n
+	}
+	s.refs = make([]ref, len(found))
+	for k, r := range found {
+		t := &s.trails[trailOf[k]]
+		s.refs[t.last] = r
+		t.last++
+	}
+	slices.SortFunc(s.trails, func(a, b strail) int { return a.key.compare(b.key) })
+	return s
+}
+
+// records turns refs into the records they locate in s.
+func (l *Log) records(s *snapshot, refs []ref) []dcsync.Record {
+	out := make([]dcsync.Record, len(refs))
+	for k, r := range refs {
+		out[k] = l.record(&s.chunks[r.c].entries[r.i])
+	}
+	return out
+}
+
+func (l *Log) record(e *entry) dcsync.Record {
+	n := l.names.list
+	return dcsync.Record{ID: e.id, DC: n[e.dc], Origin: n[e.origin], Stage: dcsync.Stage(n[e.stage]),
+		Status: dcsync.Status(n[e.status]), Target: n[e.target], Attempt: int(e.attempt), Error: e.err,
+		Written: time.Unix(0, e.written), Time: time.Unix(0, e.time), Request: e.req}
+}
+
+// Records returns the records of one write, in the order they were logged.
+// It reads every record the log holds: a tool for tests and operators.
 func (l *Log) Records(id string) []dcsync.Record {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, g := range l.gens {
-		if t := g.trails[id]; t != nil {
-			return t.records()
+	var out []dcsync.Record
+	for _, c := range l.chunks {
+		for i := range c.entries {
+			if c.entries[i].id == id {
+				out = append(out, l.record(&c.entries[i]))
+			}
 		}
 	}
-	return nil
+	return out
 }
 
 // Counts returns how many records of each kind were ever appended.
 func (l *Log) Counts() map[Tally]int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return maps.Clone(l.counts)
+	out := make(map[Tally]int, len(l.kinds))
+	n := l.names.list
+	for _, k := range l.kinds {
+		out[Tally{DC: n[k.kind[0]], Stage: dcsync.Stage(n[k.kind[1]]), Status: dcsync.Status(n[k.kind[2]])}] += k.n
+	}
+	return out
 }
 
-// Len returns how many writes' trails the log holds.
+// Len returns how many records the log holds.
 func (l *Log) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.gens[0].trails) + len(l.gens[1].trails)
+	return l.held
+}
+
+// names interns the few distinct short strings of records — datacenters,
+// stages, statuses — so that an entry holds each as an index, and the
+// garbage collector has fewer pointers to follow. They are kept for the
+// life of the Log: the names of a deployment's datacenters are few.
+type names struct {
+	list  []string
+	index map[string]uint32
+}
+
+func (n *names) of(s string) uint32 {
+	if len(n.list) <= 16 { // faster than hashing s
+		for i, name := range n.list {
+			if name == s {
+				return uint32(i)
+			}
+		}
+	} else if i, ok := n.index[s]; ok {
+		return i
+	}
+	i := uint32(len(n.list))
+	n.list = append(n.list, s)
+	n.index[s] = i
+	return i
 }
