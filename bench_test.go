@@ -2,6 +2,8 @@ package dcsync_test
 
 import (
 	"context"
+	"fmt"
+	"runtime"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -62,8 +64,15 @@ func BenchmarkWrite(b *testing.B) {
 
 // BenchmarkReplicate measures end-to-end replication between two
 // datacenters over the memory transport: a write in unicom until telecom
-// has applied it, with both audit records and dedupe on the way.
+// has applied it, with both audit records and dedupe on the way, from one
+// writer and from 64 concurrent ones, as a busy service has.
 func BenchmarkReplicate(b *testing.B) {
+	for _, writers := range []int{1, 64} {
+		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) { benchmarkReplicate(b, writers) })
+	}
+}
+
+func benchmarkReplicate(b *testing.B, writers int) {
 	network := memory.NewNetwork(1)
 	audit := auditmem.New(0)
 	var applied atomic.Int64
@@ -85,10 +94,22 @@ func BenchmarkReplicate(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	cpu := cpuTime(b)
-	for b.Loop() {
-		if err := unicom.Write(ctx, &dcsync.Request{Key: "user:1", Op: "set", Payload: payload}); err != nil {
-			b.Fatal(err)
+	write := func() bool {
+		err := unicom.Write(ctx, &dcsync.Request{Key: "user:1", Op: "set", Payload: payload})
+		if err != nil {
+			b.Error(err)
 		}
+		return err == nil
+	}
+	if writers == 1 {
+		for b.Loop() && write() {
+		}
+	} else {
+		b.SetParallelism(writers / runtime.GOMAXPROCS(0))
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() && write() {
+			}
+		})
 	}
 	if err := unicom.Flush(ctx); err != nil {
 		b.Fatal(err)

@@ -3,6 +3,7 @@ package dcsync
 import (
 	"context"
 	"errors"
+	"hash/maphash"
 	"sync"
 	"time"
 )
@@ -39,16 +40,38 @@ type DedupeStore interface {
 }
 
 // MemoryDedupe is an in-process DedupeStore, the default of a Syncer. It
-// remembers applied IDs for at least Retention and at most twice that, in two
-// generations of maps, so its memory follows the write rate, not the history.
+// remembers applied IDs in two generations of maps, dropping the older one
+// whole when the current one is Retention old or holds half of MaxEntries,
+// so its memory follows the write rate and has a bound. Past the bound, an
+// ID is remembered for less than Retention: at 100,000 writes a second,
+// the default bound holds the last 20 seconds or more. Use a shared store
+// (transport/redis) for more, or for several collectors of a datacenter.
+//
+// IDs are kept as 128-bit hashes, with a seed of the process's own: a map
+// of them holds no pointers for the garbage collector to follow, and two
+// IDs are confused with odds of one in 2¹²⁸ per pair.
 type MemoryDedupe struct {
-	// Retention is how long an applied ID is remembered; default 1 hour.
+	// Retention is how long an applied ID is remembered, at least until
+	// MaxEntries is reached and at most twice that; default 1 hour.
 	// Duplicates arriving later than that are applied again.
 	Retention time.Duration
+	// MaxEntries bounds the IDs remembered, about 60 bytes each; default
+	// 4,194,304.
+	MaxEntries int
 
 	mu       sync.Mutex
-	cur, old map[string]bool // id -> applied (false: in flight)
+	seeds    [2]maphash.Seed
+	cur, old map[dedupeKey]bool // key -> applied (false: in flight)
 	rotated  time.Time
+}
+
+type dedupeKey [2]uint64
+
+// DefaultDedupeEntries is the default MemoryDedupe.MaxEntries.
+const DefaultDedupeEntries = 1 << 22
+
+func (m *MemoryDedupe) key(id string) dedupeKey {
+	return dedupeKey{maphash.String(m.seeds[0], id), maphash.String(m.seeds[1], id)}
 }
 
 // Claim implements DedupeStore.
@@ -56,9 +79,10 @@ func (m *MemoryDedupe) Claim(_ context.Context, id string) (Claim, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.rotate()
-	applied, ok := m.cur[id]
+	k := m.key(id)
+	applied, ok := m.cur[k]
 	if !ok {
-		applied, ok = m.old[id]
+		applied, ok = m.old[k]
 	}
 	switch {
 	case ok && applied:
@@ -66,7 +90,7 @@ func (m *MemoryDedupe) Claim(_ context.Context, id string) (Claim, error) {
 	case ok:
 		return InFlight, nil
 	}
-	m.cur[id] = false
+	m.cur[k] = false
 	return Claimed, nil
 }
 
@@ -74,8 +98,7 @@ func (m *MemoryDedupe) Claim(_ context.Context, id string) (Claim, error) {
 func (m *MemoryDedupe) Commit(_ context.Context, id string) error {
 	m.mu.Lock()
 	m.rotate()
-	m.cur[id] = true
-	delete(m.old, id)
+	m.cur[m.key(id)] = true // shadows an in-flight mark in the older generation
 	m.mu.Unlock()
 	return nil
 }
@@ -83,20 +106,24 @@ func (m *MemoryDedupe) Commit(_ context.Context, id string) error {
 // Release implements DedupeStore.
 func (m *MemoryDedupe) Release(_ context.Context, id string) error {
 	m.mu.Lock()
-	delete(m.cur, id)
-	delete(m.old, id)
+	m.rotate()
+	k := m.key(id)
+	delete(m.cur, k)
+	delete(m.old, k)
 	m.mu.Unlock()
 	return nil
 }
 
-// rotate drops the older generation once the current one is Retention old.
+// rotate drops the older generation once the current one is Retention old
+// or full.
 func (m *MemoryDedupe) rotate() {
-	now := time.Now()
-	if m.cur == nil {
-		m.cur, m.old, m.rotated = map[string]bool{}, map[string]bool{}, now
-		return
-	}
-	if now.Sub(m.rotated) >= or(m.Retention, time.Hour) {
-		m.old, m.cur, m.rotated = m.cur, make(map[string]bool, len(m.cur)), now
+	half := or(m.MaxEntries, DefaultDedupeEntries) / 2
+	switch {
+	case m.cur == nil:
+		m.seeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
+		m.cur, m.old, m.rotated = make(map[dedupeKey]bool, min(half, 1<<16)), map[dedupeKey]bool{}, time.Now()
+	// Since reads only the monotonic clock: cheaper than Now.
+	case len(m.cur) >= half || time.Since(m.rotated) >= or(m.Retention, time.Hour):
+		m.old, m.cur, m.rotated = m.cur, make(map[dedupeKey]bool, min(len(m.cur), half)), time.Now()
 	}
 }

@@ -9,8 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/dcsync/dcsync/internal/hlc"
 )
 
@@ -167,15 +165,11 @@ func (s *Syncer) Write(ctx context.Context, req *Request, opts ...WriteOption) e
 	if s.closed {
 		return ErrClosed
 	}
-	if req.ID == "" {
-		id, err := uuid.NewV7()
-		if err != nil {
-			return fmt.Errorf("dcsync: new ID: %w", err)
-		}
-		req.ID = id.String()
-	}
 	req.Origin = s.dc
 	req.Version = s.clock.Now()
+	if req.ID == "" {
+		req.ID = newID(req.Version)
+	}
 	// The version's clock reading dates the record: one clock read a write.
 	rec := Record{ID: req.ID, DC: s.dc, Origin: s.dc, Stage: StageProcess, Status: StatusOK,
 		Attempt: 1, Written: req.Time(), Time: req.Time()}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +23,34 @@ func newSyncer(t *testing.T, p dcsync.Processor, peers map[string]dcsync.Sender,
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+func TestWriteIDsAreUnique(t *testing.T) {
+	s := newSyncer(t, dcsync.ProcessorFunc(func(context.Context, *dcsync.Request) error { return nil }), nil, nil)
+	const writers, each = 8, 5000
+	ids := make(chan string, writers*each)
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(func() {
+			for range each {
+				req := &dcsync.Request{Key: "k"}
+				if err := s.Write(context.Background(), req); err != nil {
+					t.Error(err)
+					return
+				}
+				ids <- req.ID
+			}
+		})
+	}
+	wg.Wait()
+	close(ids)
+	seen := map[string]bool{}
+	for id := range ids {
+		if seen[id] {
+			t.Fatalf("ID %s assigned twice", id)
+		}
+		seen[id] = true
+	}
 }
 
 func TestNewRejectsBadConfig(t *testing.T) {
@@ -49,8 +78,11 @@ func TestWriteStampsAndShips(t *testing.T) {
 			t.Fatal(err)
 		}
 		id, err := uuid.Parse(req.ID)
-		if err != nil || id.Version() != 7 {
+		if err != nil || id.Version() != 7 || id.Variant() != uuid.RFC4122 {
 			t.Fatalf("ID %q is not a UUIDv7: %v", req.ID, err)
+		}
+		if sec, nsec := id.Time().UnixTime(); time.Unix(sec, nsec).UnixMilli() != req.Time().UnixMilli() {
+			t.Fatalf("ID %q dates %v, its version %v", req.ID, time.Unix(sec, nsec), req.Time())
 		}
 		if req.Origin != "unicom" || req.Version <= last {
 			t.Fatalf("origin %q version %d after %d", req.Origin, req.Version, last)
