@@ -133,8 +133,10 @@ func putRecords(b *[]Record) {
 
 // auditQueue batches records in memory and appends them to an AuditLog from
 // one goroutine, so logging costs the write path one short critical section.
-// It holds at most limit records; past that, add waits for the flusher: a
-// slow store slows writers rather than growing memory without bound.
+// Records are copied into fixed-size blocks, recycled once appended, so
+// that a queue that runs long never grows and copies a buffer. It holds at
+// most limit records waiting; past that, add waits for the flusher: a slow
+// store slows writers rather than growing memory without bound.
 type auditQueue struct {
 	log    AuditLog
 	limit  int
@@ -142,20 +144,24 @@ type auditQueue struct {
 	onErr  func(error)
 
 	mu      sync.Mutex
-	busy    bool // the flusher holds a batch not yet appended
-	buf     []Record
-	wake    chan struct{} // signalled when buf grows from empty
-	room    *sync.Cond    // signalled when buf is taken by the flusher
+	blocks  []*[]Record   // waiting, the last one filling
+	n       int           // records waiting
+	free    []*[]Record   // appended blocks, for reuse
+	busy    bool          // the flusher holds blocks not yet appended
+	wake    chan struct{} // signalled when the queue becomes non-empty
+	room    *sync.Cond    // signalled when the flusher takes the blocks
 	closed  bool
 	flushed chan struct{} // closed when the flusher has exited
 }
 
+// auditBlock is the number of records of a block: a few hundred kilobytes.
+const auditBlock = 1024
+
 func newAuditQueue(log AuditLog, limit int, linger time.Duration, onErr func(error)) *auditQueue {
 	q := &auditQueue{log: log, limit: limit, linger: linger, onErr: onErr,
-		buf:  make([]Record, 0, min(limit, 4096)),
 		wake: make(chan struct{}, 1), flushed: make(chan struct{})}
 	q.room = sync.NewCond(&q.mu)
-	go q.run(make([]Record, 0, cap(q.buf)))
+	go q.run()
 	return q
 }
 
@@ -165,41 +171,68 @@ func (q *auditQueue) add(recs ...Record) {
 		return
 	}
 	q.mu.Lock()
-	for len(q.buf) >= q.limit && !q.closed {
+	for q.n >= q.limit && !q.closed {
 		q.room.Wait()
 	}
-	if len(q.buf) == 0 {
+	if q.n == 0 {
 		select {
 		case q.wake <- struct{}{}:
 		default:
 		}
 	}
-	q.buf = append(q.buf, recs...)
+	q.n += len(recs)
+	for len(recs) > 0 {
+		b := q.filling()
+		k := min(len(recs), auditBlock-len(*b))
+		*b = append(*b, recs[:k]...)
+		recs = recs[k:]
+	}
 	q.mu.Unlock()
 }
 
-// run appends batches until the queue closes; spare is the buffer that
-// alternates with q.buf.
-func (q *auditQueue) run(spare []Record) {
+// filling returns the block that takes the next record.
+func (q *auditQueue) filling() *[]Record {
+	if n := len(q.blocks); n > 0 && len(*q.blocks[n-1]) < auditBlock {
+		return q.blocks[n-1]
+	}
+	var b *[]Record
+	if n := len(q.free); n > 0 {
+		b, q.free = q.free[n-1], q.free[:n-1]
+	} else {
+		s := make([]Record, 0, auditBlock)
+		b = &s
+	}
+	q.blocks = append(q.blocks, b)
+	return b
+}
+
+// run appends what is queued until the queue closes.
+func (q *auditQueue) run() {
 	defer close(q.flushed)
+	var taken []*[]Record
 	for {
 		<-q.wake
 		time.Sleep(q.linger) // let a batch gather
 		q.mu.Lock()
-		batch, closed := q.buf, q.closed
-		q.buf, q.busy = spare[:0], true
+		taken, q.blocks = q.blocks, taken[:0]
+		closed := q.closed
+		q.n, q.busy = 0, true
 		q.room.Broadcast()
 		q.mu.Unlock()
-		if len(batch) > 0 {
-			if err := q.log.Append(context.Background(), batch); err != nil {
+		for _, b := range taken {
+			if err := q.log.Append(context.Background(), *b); err != nil {
 				q.onErr(err)
 			}
+			clear(*b) // drop references to requests
+			*b = (*b)[:0]
 		}
 		q.mu.Lock()
 		q.busy = false
+		// Keep as many blocks as a full queue needs; let the rest go.
+		keep := max(q.limit/auditBlock+1-len(q.free), 0)
+		q.free = append(q.free, taken[:min(keep, len(taken))]...)
 		q.mu.Unlock()
-		clear(batch) // drop references to requests
-		spare = batch
+		clear(taken)
 		if closed {
 			return
 		}
@@ -213,7 +246,7 @@ func (q *auditQueue) idle() bool {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return len(q.buf) == 0 && !q.busy
+	return q.n == 0 && !q.busy
 }
 
 // close flushes what is queued and stops the flusher.
