@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,16 +41,20 @@ type Delivery struct {
 	QueueSize int           // writes queued per peer; default 65536
 	BatchSize int           // writes per Send; default 256
 	Linger    time.Duration // wait for a batch to fill; default 1ms, negative for none
-	Workers   int           // concurrent Sends per peer; default 1 (keeps order)
-	Timeout   time.Duration // bound of one Send; default 10s
-	Backoff   Backoff       // retries of a failed Send
+	// Workers is how many Sends per peer may be in flight at once, each
+	// from a lane of its own; default 2. Writes to one Key always take the
+	// same lane, so they reach the peer in the order they were written,
+	// retries and repairs aside (ordering by Version is what converges).
+	Workers int
+	Timeout time.Duration // bound of one Send; default 10s
+	Backoff Backoff       // retries of a failed Send
 }
 
 func (d Delivery) withDefaults() Delivery {
 	d.QueueSize = or(d.QueueSize, 1<<16)
 	d.BatchSize = or(d.BatchSize, 256)
 	d.Linger = or(d.Linger, time.Millisecond)
-	d.Workers = or(d.Workers, 1)
+	d.Workers = or(d.Workers, 2)
 	d.Timeout = or(d.Timeout, 10*time.Second)
 	d.Backoff = d.Backoff.withDefaults()
 	return d
@@ -109,8 +114,8 @@ func (sh *shipper) ship(ctx context.Context, peer string, s Sender, reqs []*Requ
 	}
 }
 
-// queueReship is the built-in Reship: a bounded queue and a batching worker
-// pool per peer.
+// queueReship is the built-in Reship: per peer, a bounded queue of lanes,
+// each with a batching worker.
 type queueReship struct {
 	peers   []*peerQueue
 	closing <-chan struct{} // closed when the Syncer starts closing
@@ -121,7 +126,8 @@ type peerQueue struct {
 	pending atomic.Int64 // writes queued or being sent
 	name    string
 	sender  Sender
-	ch      chan *Request
+	lanes   []chan *Request
+	seed    maphash.Seed // picks a key's lane
 	cfg     Delivery
 	ship    *shipper
 	done    func(peer string, reqs []*Request, errs []error)
@@ -134,18 +140,23 @@ func newQueueReship(peers map[string]Sender, cfg Delivery, sh *shipper,
 	done func(string, []*Request, []error), closing chan struct{}) *queueReship {
 	q := &queueReship{closing: closing}
 	for name, s := range peers {
-		p := &peerQueue{name: name, sender: s, ch: make(chan *Request, cfg.QueueSize),
-			cfg: cfg, ship: sh, done: done}
+		p := &peerQueue{name: name, sender: s, seed: maphash.MakeSeed(), cfg: cfg, ship: sh, done: done}
 		q.peers = append(q.peers, p)
 		for range cfg.Workers {
-			q.wg.Add(1)
-			go func() {
-				defer q.wg.Done()
-				p.work()
-			}()
+			lane := make(chan *Request, max(cfg.QueueSize/cfg.Workers, 1))
+			p.lanes = append(p.lanes, lane)
+			q.wg.Go(func() { p.work(lane) })
 		}
 	}
 	return q
+}
+
+// lane returns the lane of writes to key.
+func (p *peerQueue) lane(key string) chan *Request {
+	if len(p.lanes) == 1 {
+		return p.lanes[0]
+	}
+	return p.lanes[maphash.String(p.seed, key)%uint64(len(p.lanes))]
 }
 
 // Reship queues req for every peer. When a queue is full it blocks until
@@ -153,13 +164,14 @@ func newQueueReship(peers map[string]Sender, cfg Delivery, sh *shipper,
 func (q *queueReship) Reship(ctx context.Context, req *Request) error {
 	for _, p := range q.peers {
 		p.pending.Add(1)
+		lane := p.lane(req.Key)
 		select {
-		case p.ch <- req:
+		case lane <- req:
 			continue
 		default:
 		}
 		select {
-		case p.ch <- req:
+		case lane <- req:
 		case <-ctx.Done():
 			p.pending.Add(-1)
 			return fmt.Errorf("%w for peer %s: %w", ErrQueueFull, p.name, ctx.Err())
@@ -185,22 +197,24 @@ func (q *queueReship) idle() bool {
 // Reship after close.
 func (q *queueReship) close() {
 	for _, p := range q.peers {
-		close(p.ch)
+		for _, lane := range p.lanes {
+			close(lane)
+		}
 	}
 	q.wg.Wait()
 }
 
-// work gathers batches from the queue and ships them until the queue closes.
-func (p *peerQueue) work() {
+// work gathers batches from a lane and ships them until the lane closes.
+func (p *peerQueue) work(lane chan *Request) {
 	batch := make([]*Request, 0, p.cfg.BatchSize)
 	var linger *time.Timer
 	for {
-		req, ok := <-p.ch
+		req, ok := <-lane
 		if !ok {
 			return
 		}
 		batch = append(batch[:0], req)
-		open := p.fill(&batch, &linger)
+		open := p.fill(lane, &batch, &linger)
 		p.send(batch)
 		if !open {
 			return
@@ -208,13 +222,13 @@ func (p *peerQueue) work() {
 	}
 }
 
-// fill adds queued writes to batch until it is full, the queue is empty for
-// the linger time, or the queue closes (then it returns false).
-func (p *peerQueue) fill(batch *[]*Request, linger **time.Timer) bool {
+// fill adds queued writes to batch until it is full, the lane is empty for
+// the linger time, or the lane closes (then it returns false).
+func (p *peerQueue) fill(lane chan *Request, batch *[]*Request, linger **time.Timer) bool {
 	var expired <-chan time.Time
 	for len(*batch) < p.cfg.BatchSize {
 		select {
-		case req, ok := <-p.ch:
+		case req, ok := <-lane:
 			if !ok {
 				return false
 			}
@@ -234,7 +248,7 @@ func (p *peerQueue) fill(batch *[]*Request, linger **time.Timer) bool {
 			expired = (*linger).C
 		}
 		select {
-		case req, ok := <-p.ch:
+		case req, ok := <-lane:
 			if !ok {
 				return false
 			}

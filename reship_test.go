@@ -3,6 +3,9 @@ package dcsync_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -56,7 +59,7 @@ func TestReshipBackpressure(t *testing.T) {
 	peer := &recordingSender{send: func([]*dcsync.Request) error { <-release; return nil }}
 	s, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: newStore(0, 1),
 		Peers:    map[string]dcsync.Sender{"telecom": peer},
-		Delivery: dcsync.Delivery{QueueSize: 2, BatchSize: 1, Linger: -1}})
+		Delivery: dcsync.Delivery{QueueSize: 2, BatchSize: 1, Linger: -1, Workers: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +86,7 @@ func TestCloseReleasesBlockedWriters(t *testing.T) {
 	peer := &recordingSender{send: func([]*dcsync.Request) error { <-release; return nil }}
 	s, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: newStore(0, 1),
 		Peers:    map[string]dcsync.Sender{"telecom": peer},
-		Delivery: dcsync.Delivery{QueueSize: 1, BatchSize: 1, Linger: -1}})
+		Delivery: dcsync.Delivery{QueueSize: 1, BatchSize: 1, Linger: -1, Workers: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,5 +148,41 @@ func TestBackoffDelay(t *testing.T) {
 				t.Fatalf("Delay(%d) = %v, want in [%v, %v]", attempt, d, max/2, max)
 			}
 		}
+	}
+}
+
+func TestLanesKeepEachKeysOrder(t *testing.T) {
+	var mu sync.Mutex
+	last := map[string]int{}
+	var disorder atomic.Int32
+	peer := &recordingSender{send: func(reqs []*dcsync.Request) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, r := range reqs {
+			n, _ := strconv.Atoi(string(r.Payload))
+			if n < last[r.Key] {
+				disorder.Add(1)
+			}
+			last[r.Key] = n
+		}
+		return nil
+	}}
+	s, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: newStore(0, 1),
+		Peers:    map[string]dcsync.Sender{"telecom": peer},
+		Delivery: dcsync.Delivery{BatchSize: 7, Workers: 4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2000 {
+		req := &dcsync.Request{Key: fmt.Sprint("k", i%13), Payload: []byte(strconv.Itoa(i))}
+		if err := s.Write(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(peer.delivered()); n != 2000 || disorder.Load() != 0 {
+		t.Fatalf("peer got %d writes, %d of them after a later write to their key", n, disorder.Load())
 	}
 }
