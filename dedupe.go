@@ -124,6 +124,8 @@ func (m *MemoryDedupe) rotate() {
 		m.cur, m.old, m.rotated = make(map[dedupeKey]bool, min(half, 1<<16)), map[dedupeKey]bool{}, time.Now()
 	// Since reads only the monotonic clock: cheaper than Now.
 	case len(m.cur) >= half || time.Since(m.rotated) >= or(m.Retention, time.Hour):
-		m.old, m.cur, m.rotated = m.cur, make(map[dedupeKey]bool, min(len(m.cur), half)), time.Now()
+		// The new map grows a table at a time: sized whole, making it
+		// would hold up every collector for the milliseconds it takes.
+		m.old, m.cur, m.rotated = m.cur, make(map[dedupeKey]bool, min(len(m.cur), 1<<16)), time.Now()
 	}
 }

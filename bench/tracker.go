@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/binary"
 	"slices"
 	"sync/atomic"
@@ -36,6 +37,9 @@ func newTracker(n int) *tracker {
 		lags: make([]atomic.Int64, n), done: make(chan struct{})}
 }
 
+// filler is what follows the stamp in a payload.
+var filler = bytes.Repeat([]byte{'x'}, 4096)
+
 // payload returns a payload of size bytes (at least stampSize) for write
 // seq, stamped now.
 func (t *tracker) payload(seq, size int) []byte {
@@ -43,8 +47,8 @@ func (t *tracker) payload(seq, size int) []byte {
 	binary.LittleEndian.PutUint64(p[0:], t.id)
 	binary.LittleEndian.PutUint64(p[8:], uint64(seq))
 	binary.LittleEndian.PutUint64(p[16:], uint64(time.Now().UnixNano()))
-	for i := stampSize; i < len(p); i++ {
-		p[i] = 'x'
+	copy(p[stampSize:], filler[:min(len(p)-stampSize, len(filler))])
+	for n := stampSize + len(filler); n < len(p); n += copy(p[n:], p[stampSize:n]) {
 	}
 	return p
 }
