@@ -48,7 +48,8 @@ type Config struct {
 	Payload    int           // bytes per write
 	Writers    int           // concurrent writers
 	Rate       int           // offered writes/s of the fixed-rate phase; negative skips the phase
-	RateFor    time.Duration // length of the fixed-rate phase
+	RateFor    time.Duration // length of the fixed-rate phases
+	Load       float64       // fraction of its full speed at which a target's lag is measured too; negative skips
 	Timeout    time.Duration // bound of one phase, writes and replication
 	Only       []string      // run the targets whose name contains one of these; all when empty
 	ElasticURL string        // Elasticsearch node for the +elastic rows; none when empty
@@ -73,6 +74,7 @@ func (c *Config) withDefaults() {
 	c.Writers = or(c.Writers, 64)
 	c.Rate = or(c.Rate, 1000)
 	c.RateFor = or(c.RateFor, 10*time.Second)
+	c.Load = or(c.Load, 0.5)
 	c.Timeout = or(c.Timeout, 5*time.Minute)
 	c.WatermillConsumers = or(c.WatermillConsumers, 4)
 	c.RedisServer = or(c.RedisServer, lookPath("DCSYNC_REDIS_SERVER", "redis-server"))
@@ -98,7 +100,8 @@ func main() {
 	flag.IntVar(&cfg.Payload, "payload", 256, "payload bytes per write (at least 24)")
 	flag.IntVar(&cfg.Writers, "writers", 64, "concurrent writers")
 	flag.IntVar(&cfg.Rate, "rate", 1000, "offered writes/s of the fixed-rate phase; -1 skips it")
-	flag.DurationVar(&cfg.RateFor, "rate-for", 10*time.Second, "length of the fixed-rate phase")
+	flag.DurationVar(&cfg.RateFor, "rate-for", 10*time.Second, "length of each fixed-rate phase")
+	flag.Float64Var(&cfg.Load, "load", 0.5, "also measure lag at this fraction of each target's full speed; -1 skips it")
 	flag.DurationVar(&cfg.Timeout, "timeout", 5*time.Minute, "bound of one phase")
 	flag.StringVar(&only, "only", "", "comma-separated substrings: run only the targets whose name contains one")
 	flag.StringVar(&cfg.ElasticURL, "elastic", os.Getenv("DCSYNC_ELASTIC_URL"), "Elasticsearch URL for the +elastic rows (default $DCSYNC_ELASTIC_URL)")
@@ -155,6 +158,7 @@ func main() {
 // shorten makes c a run of seconds, for tests and smoke checks.
 func (c *Config) shorten() {
 	c.N, c.ElasticN, c.Rate, c.RateFor, c.Timeout = 2000, 1000, 1000, time.Second, 30*time.Second
+	c.Load = -1
 	c.NoWarmES = true
 }
 
@@ -185,7 +189,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			if cfg.Progress != nil {
 				fmt.Fprintln(cfg.Progress, "warming up Elasticsearch with an unmeasured phase of", t.name)
 			}
-			runPhase(ctx, &cfg, t, false)
+			runPhase(ctx, &cfg, t, 0)
 		}
 		if ctx.Err() != nil {
 			break

@@ -23,6 +23,7 @@ type Report struct {
 		Writers    int     `json:"writers"`
 		Rate       int     `json:"rate_writes_per_s"`
 		RateFor    float64 `json:"rate_phase_s"`
+		Load       float64 `json:"load_fraction,omitempty"`
 		BatchSize  int     `json:"dcsync_batch_size,omitempty"`
 		Workers    int     `json:"dcsync_workers,omitempty"`
 		Consumers  int     `json:"watermill_consumers_per_hop"`
@@ -50,6 +51,7 @@ type Result struct {
 	Skipped   string `json:"skipped,omitempty"` // why it did not run
 	Full      *Phase `json:"full,omitempty"`    // at full speed
 	Rate      *Phase `json:"rate,omitempty"`    // at the fixed offered rate
+	Loaded    *Phase `json:"loaded,omitempty"`  // at Load times the full speed
 }
 
 // Phase is what one phase of a target measured.
@@ -98,6 +100,9 @@ func newReport(cfg *Config) *Report {
 	c := &r.Config
 	c.N, c.Payload, c.Writers, c.Rate, c.RateFor = cfg.N, cfg.Payload, cfg.Writers, cfg.Rate, cfg.RateFor.Seconds()
 	c.CeilingN = cfg.CeilingN
+	if cfg.Load > 0 {
+		c.Load = cfg.Load
+	}
 	if cfg.ElasticURL != "" {
 		c.ElasticN = cfg.ElasticN
 	}
@@ -151,8 +156,8 @@ func (r *Report) finish() {
 // Failed reports whether a target that ran failed.
 func (r *Report) Failed() bool {
 	for _, res := range r.Results {
-		for _, ph := range []*Phase{res.Full, res.Rate} {
-			if ph != nil && ph.Error != "" {
+		for _, ph := range res.phases() {
+			if ph.Error != "" {
 				return true
 			}
 		}
@@ -169,8 +174,20 @@ func (r *Report) WriteJSON(path string) error {
 	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
+// phases returns the phases r ran.
+func (r Result) phases() []*Phase {
+	var out []*Phase
+	for _, p := range []*Phase{r.Full, r.Rate, r.Loaded} {
+		if p != nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // columns heads the table.
-var columns = []string{"target", "writes/s", "audited s", "lag p50 ms", "p99 ms", "p99.9 ms", "CPU s/M writes",
+var columns = []string{"target", "writes/s", "audited s", "lag p50 ms", "p99 ms", "p99.9 ms",
+	"loaded w/s", "p50 ms", "p99 ms", "p99.9 ms", "CPU s/M writes",
 	"of it servers", "RSS MiB", "heap MiB", "servers RSS MiB", "wire B/write", "audit B/write"}
 
 // rows returns the table's cells, and the errors of the phases that failed.
@@ -181,7 +198,7 @@ func (r *Report) rows() (rows [][]string, errs []string) {
 			continue
 		}
 		f := res.Full
-		row := []string{res.Name, num(f.WritesPerSec, f.Error), "-", "-", "-", "-",
+		row := []string{res.Name, num(f.WritesPerSec, f.Error), "-", "-", "-", "-", "-", "-", "-", "-",
 			fmt.Sprintf("%.1f", f.CPUPerMillion), fmt.Sprintf("%.1f", f.CPUServers*1e6/float64(f.Writes)),
 			mib(f.PeakRSS), mib(f.PeakHeapSys), mib(f.ServerPeakRSS),
 			fmt.Sprintf("%.0f", f.WireBytesPerWrite), fmt.Sprintf("%.0f", f.AuditWireBytesPerWrite)}
@@ -191,9 +208,13 @@ func (r *Report) rows() (rows [][]string, errs []string) {
 		if p := res.Rate; p != nil && p.Lag != nil {
 			row[3], row[4], row[5] = ms(p.Lag.P50, p.Error), ms(p.Lag.P99, p.Error), ms(p.Lag.P999, p.Error)
 		}
+		if p := res.Loaded; p != nil && p.Lag != nil {
+			row[6] = num(p.WritesPerSec, p.Error)
+			row[7], row[8], row[9] = ms(p.Lag.P50, p.Error), ms(p.Lag.P99, p.Error), ms(p.Lag.P999, p.Error)
+		}
 		rows = append(rows, row)
-		for _, p := range []*Phase{res.Full, res.Rate} {
-			if p != nil && p.Error != "" {
+		for _, p := range res.phases() {
+			if p.Error != "" {
 				errs = append(errs, fmt.Sprintf("%s: %s", res.Name, p.Error))
 			}
 		}
@@ -210,6 +231,9 @@ func (r *Report) heading() string {
 	lag := "no fixed-rate phase"
 	if r.Config.Rate > 0 {
 		lag = fmt.Sprintf("lag at %d writes/s for %gs", r.Config.Rate, r.Config.RateFor)
+	}
+	if r.Config.Load > 0 {
+		lag += fmt.Sprintf(", loaded: lag at %g of each target's full speed for %gs", r.Config.Load, r.Config.RateFor)
 	}
 	return fmt.Sprintf("%s writes of %d B, %d writers; %s; %s, %d cores, load average %s at start, %s at end",
 		n, r.Config.Payload, r.Config.Writers, lag, r.Machine.CPU, r.Machine.Cores, r.Machine.LoadAtStart, r.Machine.LoadAtEnd)
@@ -289,11 +313,13 @@ func (r Result) summary() string {
 		return fmt.Sprintf("%-24s skipped: %s", r.Name, r.Skipped)
 	}
 	s := fmt.Sprintf("%-24s %9.0f writes/s", r.Name, r.Full.WritesPerSec)
-	if r.Rate != nil && r.Rate.Lag != nil {
-		s += fmt.Sprintf(", lag p50 %.2f ms p99 %.2f ms at %.0f/s", r.Rate.Lag.P50, r.Rate.Lag.P99, r.Rate.OfferedRate)
+	for _, p := range []*Phase{r.Rate, r.Loaded} {
+		if p != nil && p.Lag != nil {
+			s += fmt.Sprintf(", lag p50 %.2f ms p99 %.2f ms at %.0f/s", p.Lag.P50, p.Lag.P99, p.OfferedRate)
+		}
 	}
-	for _, p := range []*Phase{r.Full, r.Rate} {
-		if p != nil && p.Error != "" {
+	for _, p := range r.phases() {
+		if p.Error != "" {
 			s += ": " + p.Error
 		}
 	}

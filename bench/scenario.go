@@ -143,16 +143,23 @@ func runTarget(ctx context.Context, cfg *Config, t target) Result {
 		r.Skipped = why
 		return r
 	}
-	r.Full = runPhase(ctx, cfg, t, false)
-	if cfg.Rate > 0 && t.kind != kindCeiling && r.Full.Error == "" {
-		r.Rate = runPhase(ctx, cfg, t, true)
+	r.Full = runPhase(ctx, cfg, t, 0)
+	if t.kind == kindCeiling || r.Full.Error != "" {
+		return r
+	}
+	if cfg.Rate > 0 {
+		r.Rate = runPhase(ctx, cfg, t, float64(cfg.Rate))
+	}
+	if cfg.Load > 0 {
+		r.Loaded = runPhase(ctx, cfg, t, cfg.Load*r.Full.WritesPerSec)
 	}
 	return r
 }
 
 // runPhase starts t on fresh servers, warms it up, has it carry the
-// phase's writes at full speed or at the fixed rate, and measures.
-func runPhase(ctx context.Context, cfg *Config, t target, fixedRate bool) *Phase {
+// phase's writes at full speed (rate 0) or at rate writes/s, and measures.
+func runPhase(ctx context.Context, cfg *Config, t target, rate float64) *Phase {
+	fixedRate := rate > 0
 	n := cfg.N
 	switch {
 	case t.audit == elasticStore.name:
@@ -161,7 +168,7 @@ func runPhase(ctx context.Context, cfg *Config, t target, fixedRate bool) *Phase
 		n = cfg.CeilingN
 	}
 	if fixedRate {
-		n = max(int(float64(cfg.Rate)*cfg.RateFor.Seconds()), 1)
+		n = max(int(rate*cfg.RateFor.Seconds()), 1)
 	}
 	var cur atomic.Pointer[tracker] // of the warm-up, then of the phase
 	e := &env{cfg: cfg, apply: func(p []byte) { cur.Load().apply(p) }, wire: &wireCounter{}, auditWire: &wireCounter{}}
@@ -190,7 +197,7 @@ func runPhase(ctx context.Context, cfg *Config, t target, fixedRate bool) *Phase
 	if warm := min(n/10, 10000); warm > 0 {
 		wt := newTracker(warm)
 		cur.Store(wt)
-		if _, _, err := carry(ctx, cfg, sys, wt, false, time.Now(), new(atomic.Int64)); err != nil {
+		if _, _, err := carry(ctx, cfg, sys, wt, 0, time.Now(), new(atomic.Int64)); err != nil {
 			ph.Error = fmt.Sprintf("warm-up: %v", err)
 			return ph
 		}
@@ -216,8 +223,8 @@ func runPhase(ctx context.Context, cfg *Config, t target, fixedRate bool) *Phase
 	begin := time.Now()
 
 	var written atomic.Int64
-	stopProgress := progress(cfg, t.name, fixedRate, n, &written, &tr.applied, heap, &peak)
-	rate, audited, err := carry(ctx, cfg, sys, tr, fixedRate, begin, &written)
+	stopProgress := progress(cfg, t.name, rate, n, &written, &tr.applied, heap, &peak)
+	ownRate, audited, err := carry(ctx, cfg, sys, tr, rate, begin, &written)
 	end := time.Unix(0, tr.lastApply.Load())
 	if err != nil {
 		end = time.Now()
@@ -240,12 +247,10 @@ func runPhase(ctx context.Context, cfg *Config, t target, fixedRate bool) *Phase
 	ph.Duplicates = tr.dups.Load()
 	ph.Seconds = end.Sub(begin).Seconds()
 	ph.WritesPerSec = float64(ph.Applied) / ph.Seconds
-	if rate > 0 {
-		ph.WritesPerSec = rate
+	if ownRate > 0 {
+		ph.WritesPerSec = ownRate
 	}
-	if fixedRate {
-		ph.OfferedRate = float64(cfg.Rate)
-	}
+	ph.OfferedRate = rate
 	procCPU := (self1 - self0) + (children1 - children0)
 	srvCPU := srv1.cpu - srv0.cpu
 	ph.CPUProcess = procCPU.Seconds()
@@ -277,24 +282,24 @@ func runPhase(ctx context.Context, cfg *Config, t target, fixedRate bool) *Phase
 	return ph
 }
 
-// carry has sys carry the writes tr tracks, at full speed or at the fixed
-// rate from begin, and waits until the peer has applied them all and, for
+// carry has sys carry the writes tr tracks, at full speed (rate 0) or at
+// rate writes/s from begin, and waits until the peer has applied them all and, for
 // a flusher, until their audit records are stored: the work of a write
 // includes them, so CPU, wire and memory are measured until then. It
 // returns a driver's own writes/s, and when the audit records were stored
 // (zero for a system without).
-func carry(ctx context.Context, cfg *Config, sys system, tr *tracker, fixedRate bool, begin time.Time,
-	written *atomic.Int64) (rate float64, audited time.Time, err error) {
+func carry(ctx context.Context, cfg *Config, sys system, tr *tracker, rate float64, begin time.Time,
+	written *atomic.Int64) (ownRate float64, audited time.Time, err error) {
 	switch sys := sys.(type) {
 	case driver:
-		if rate, err = sys.drive(ctx, tr.n, written); err != nil {
+		if ownRate, err = sys.drive(ctx, tr.n, written); err != nil {
 			return 0, audited, err
 		}
 		tr.lastApply.Store(time.Now().UnixNano())
 		tr.applied.Store(int64(tr.n))
-		return rate, audited, nil
+		return ownRate, audited, nil
 	case writer:
-		if err := writeAll(ctx, sys, tr, cfg, fixedRate, begin, written); err != nil {
+		if err := writeAll(ctx, sys, tr, cfg, rate, begin, written); err != nil {
 			return 0, audited, err
 		}
 	default:
@@ -316,10 +321,10 @@ func carry(ctx context.Context, cfg *Config, sys system, tr *tracker, fixedRate 
 }
 
 // writeAll enters tr's writes with cfg.Writers concurrent writers: as fast as
-// they go, or at cfg.Rate writes/s from begin (write seq is due at
+// they go (rate 0), or at rate writes/s from begin (write seq is due at
 // begin + seq/rate; a writer running late writes at once, so a system
 // that cannot keep up shows as a lower achieved rate).
-func writeAll(ctx context.Context, sys writer, tr *tracker, cfg *Config, fixedRate bool,
+func writeAll(ctx context.Context, sys writer, tr *tracker, cfg *Config, rate float64,
 	begin time.Time, written *atomic.Int64) error {
 	n := tr.n
 	var next atomic.Int64
@@ -331,8 +336,8 @@ func writeAll(ctx context.Context, sys writer, tr *tracker, cfg *Config, fixedRa
 	for range min(cfg.Writers, n) {
 		wg.Go(func() {
 			for seq := int(next.Add(1) - 1); seq < n && ctx.Err() == nil; seq = int(next.Add(1) - 1) {
-				if fixedRate {
-					due := begin.Add(time.Duration(float64(seq) / float64(cfg.Rate) * float64(time.Second)))
+				if rate > 0 {
+					due := begin.Add(time.Duration(float64(seq) / rate * float64(time.Second)))
 					if d := time.Until(due); d > 0 && !sleep(ctx, d) {
 						return
 					}
@@ -393,11 +398,11 @@ func serverPeakRSS(e *env) int64 {
 // progress samples memory every 100ms and, when cfg.Progress is set,
 // rewrites a one-line status there every 250ms, until the returned
 // function is called.
-func progress(cfg *Config, name string, fixedRate bool, n int, written, applied *atomic.Int64,
+func progress(cfg *Config, name string, rate float64, n int, written, applied *atomic.Int64,
 	heap *heapSys, peak *peaks) (stop func()) {
 	phase := "full"
-	if fixedRate {
-		phase = fmt.Sprintf("%d/s", cfg.Rate)
+	if rate > 0 {
+		phase = fmt.Sprintf("%.0f/s", rate)
 	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
