@@ -2,7 +2,10 @@ package dcsync
 
 import (
 	"context"
+	"math/rand/v2"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -133,34 +136,46 @@ func putRecords(b *[]Record) {
 
 // auditQueue batches records in memory and appends them to an AuditLog from
 // one goroutine, so logging costs the write path one short critical section.
-// Records are copied into fixed-size blocks, recycled once appended, so
-// that a queue that runs long never grows and copies a buffer. It holds at
-// most limit records waiting; past that, add waits for the flusher: a slow
-// store slows writers rather than growing memory without bound.
+// The queue is split in shards, each under a lock of its own, picked at
+// random by each add: writers rarely meet on one lock, so one preempted
+// while holding it does not queue up the others. Records are copied into
+// fixed-size blocks, recycled once appended, so a queue that runs long
+// never grows and copies a buffer. It holds at most limit records waiting;
+// past that, add waits for the flusher: a slow store slows writers rather
+// than growing memory without bound.
 type auditQueue struct {
 	log    AuditLog
-	limit  int
 	linger time.Duration
 	onErr  func(error)
+	shards []auditShard
 
-	mu      sync.Mutex
-	blocks  []*[]Record   // waiting, the last one filling
-	n       int           // records waiting
-	free    []*[]Record   // appended blocks, for reuse
-	busy    bool          // the flusher holds blocks not yet appended
-	wake    chan struct{} // signalled when the queue becomes non-empty
-	room    *sync.Cond    // signalled when the flusher takes the blocks
-	closed  bool
+	wake    chan struct{} // signalled when a shard becomes non-empty
+	busy    atomic.Bool   // the flusher holds records not yet appended
+	closed  atomic.Bool
 	flushed chan struct{} // closed when the flusher has exited
+}
+
+type auditShard struct {
+	mu     sync.Mutex
+	limit  int
+	n      int         // records waiting
+	blocks []*[]Record // waiting, the last one filling
+	free   []*[]Record // appended blocks, for reuse
+	room   sync.Cond   // signalled when the flusher takes the blocks
+	_      [64]byte    // keeps shards' locks on cache lines of their own
 }
 
 // auditBlock is the number of records of a block: a few hundred kilobytes.
 const auditBlock = 1024
 
 func newAuditQueue(log AuditLog, limit int, linger time.Duration, onErr func(error)) *auditQueue {
-	q := &auditQueue{log: log, limit: limit, linger: linger, onErr: onErr,
+	q := &auditQueue{log: log, linger: linger, onErr: onErr, shards: make([]auditShard, 4*runtime.GOMAXPROCS(0)),
 		wake: make(chan struct{}, 1), flushed: make(chan struct{})}
-	q.room = sync.NewCond(&q.mu)
+	for i := range q.shards {
+		sh := &q.shards[i]
+		sh.limit = max(limit/len(q.shards), 1)
+		sh.room.L = &sh.mu
+	}
 	go q.run()
 	return q
 }
@@ -170,69 +185,80 @@ func (q *auditQueue) add(recs ...Record) {
 	if q == nil {
 		return
 	}
-	q.mu.Lock()
-	for q.n >= q.limit && !q.closed {
-		q.room.Wait()
+	sh := &q.shards[rand.N(len(q.shards))]
+	sh.mu.Lock()
+	for sh.n >= sh.limit && !q.closed.Load() {
+		sh.room.Wait()
 	}
-	if q.n == 0 {
+	wake := sh.n == 0
+	sh.n += len(recs)
+	for len(recs) > 0 {
+		b := sh.filling()
+		k := min(len(recs), auditBlock-len(*b))
+		*b = append(*b, recs[:k]...)
+		recs = recs[k:]
+	}
+	sh.mu.Unlock()
+	if wake {
 		select {
 		case q.wake <- struct{}{}:
 		default:
 		}
 	}
-	q.n += len(recs)
-	for len(recs) > 0 {
-		b := q.filling()
-		k := min(len(recs), auditBlock-len(*b))
-		*b = append(*b, recs[:k]...)
-		recs = recs[k:]
-	}
-	q.mu.Unlock()
 }
 
 // filling returns the block that takes the next record.
-func (q *auditQueue) filling() *[]Record {
-	if n := len(q.blocks); n > 0 && len(*q.blocks[n-1]) < auditBlock {
-		return q.blocks[n-1]
+func (sh *auditShard) filling() *[]Record {
+	if n := len(sh.blocks); n > 0 && len(*sh.blocks[n-1]) < auditBlock {
+		return sh.blocks[n-1]
 	}
 	var b *[]Record
-	if n := len(q.free); n > 0 {
-		b, q.free = q.free[n-1], q.free[:n-1]
+	if n := len(sh.free); n > 0 {
+		b, sh.free = sh.free[n-1], sh.free[:n-1]
 	} else {
 		s := make([]Record, 0, auditBlock)
 		b = &s
 	}
-	q.blocks = append(q.blocks, b)
+	sh.blocks = append(sh.blocks, b)
 	return b
 }
 
 // run appends what is queued until the queue closes.
 func (q *auditQueue) run() {
 	defer close(q.flushed)
-	var taken []*[]Record
+	taken := make([][]*[]Record, len(q.shards))
 	for {
 		<-q.wake
 		time.Sleep(q.linger) // let a batch gather
-		q.mu.Lock()
-		taken, q.blocks = q.blocks, taken[:0]
-		closed := q.closed
-		q.n, q.busy = 0, true
-		q.room.Broadcast()
-		q.mu.Unlock()
-		for _, b := range taken {
-			if err := q.log.Append(context.Background(), *b); err != nil {
-				q.onErr(err)
-			}
-			clear(*b) // drop references to requests
-			*b = (*b)[:0]
+		closed := q.closed.Load()
+		q.busy.Store(true)
+		for i := range q.shards {
+			sh := &q.shards[i]
+			sh.mu.Lock()
+			taken[i], sh.blocks = sh.blocks, taken[i][:0]
+			sh.n = 0
+			sh.room.Broadcast()
+			sh.mu.Unlock()
 		}
-		q.mu.Lock()
-		q.busy = false
-		// Keep as many blocks as a full queue needs; let the rest go.
-		keep := max(q.limit/auditBlock+1-len(q.free), 0)
-		q.free = append(q.free, taken[:min(keep, len(taken))]...)
-		q.mu.Unlock()
-		clear(taken)
+		for _, blocks := range taken {
+			for _, b := range blocks {
+				if err := q.log.Append(context.Background(), *b); err != nil {
+					q.onErr(err)
+				}
+				clear(*b) // drop references to requests
+				*b = (*b)[:0]
+			}
+		}
+		for i := range q.shards {
+			sh := &q.shards[i]
+			sh.mu.Lock()
+			// Keep as many blocks as a full shard needs; let the rest go.
+			keep := max(sh.limit/auditBlock+1-len(sh.free), 0)
+			sh.free = append(sh.free, taken[i][:min(keep, len(taken[i]))]...)
+			sh.mu.Unlock()
+			clear(taken[i])
+		}
+		q.busy.Store(false)
 		if closed {
 			return
 		}
@@ -244,9 +270,19 @@ func (q *auditQueue) idle() bool {
 	if q == nil {
 		return true
 	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.n == 0 && !q.busy
+	if q.busy.Load() {
+		return false
+	}
+	for i := range q.shards {
+		sh := &q.shards[i]
+		sh.mu.Lock()
+		n := sh.n
+		sh.mu.Unlock()
+		if n > 0 {
+			return false
+		}
+	}
+	return !q.busy.Load()
 }
 
 // close flushes what is queued and stops the flusher.
@@ -254,10 +290,13 @@ func (q *auditQueue) close() {
 	if q == nil {
 		return
 	}
-	q.mu.Lock()
-	q.closed = true
-	q.room.Broadcast()
-	q.mu.Unlock()
+	q.closed.Store(true)
+	for i := range q.shards {
+		sh := &q.shards[i]
+		sh.mu.Lock()
+		sh.room.Broadcast()
+		sh.mu.Unlock()
+	}
 	select {
 	case q.wake <- struct{}{}:
 	default:

@@ -59,12 +59,12 @@ func TestReshipBackpressure(t *testing.T) {
 	peer := &recordingSender{send: func([]*dcsync.Request) error { <-release; return nil }}
 	s, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: newStore(0, 1),
 		Peers:    map[string]dcsync.Sender{"telecom": peer},
-		Delivery: dcsync.Delivery{QueueSize: 2, BatchSize: 1, Linger: -1, Workers: 1}})
+		Delivery: dcsync.Delivery{QueueSize: 3, BatchSize: 1, Linger: -1, Workers: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var full error
-	for i := 0; i < 10 && full == nil; i++ { // one in flight, two queued, then full
+	for i := 0; i < 10 && full == nil; i++ { // one in flight, two waiting, then full
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		full = s.Write(ctx, &dcsync.Request{Key: "k"})
 		cancel()

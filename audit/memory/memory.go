@@ -308,13 +308,21 @@ func (l *Log) group(origin string, from, to int64) *snapshot {
 	return s
 }
 
-// records turns refs into the records they locate in s.
+// records turns refs into the records they locate in s, by time.
 func (l *Log) records(s *snapshot, refs []ref) []dcsync.Record {
 	out := make([]dcsync.Record, len(refs))
 	for k, r := range refs {
 		out[k] = l.record(&s.chunks[r.c].entries[r.i])
 	}
-	return out
+	return byTime(out)
+}
+
+// byTime sorts records by their Time, those of one time in the order they
+// were logged: writers log in parallel, so the order of logging alone can
+// put a stage before the one that led to it.
+func byTime(recs []dcsync.Record) []dcsync.Record {
+	slices.SortStableFunc(recs, func(a, b dcsync.Record) int { return a.Time.Compare(b.Time) })
+	return recs
 }
 
 func (l *Log) record(e *entry) dcsync.Record {
@@ -324,8 +332,8 @@ func (l *Log) record(e *entry) dcsync.Record {
 		Written: time.Unix(0, e.written), Time: time.Unix(0, e.time), Request: e.req}
 }
 
-// Records returns the records of one write, in the order they were logged.
-// It reads every record the log holds: a tool for tests and operators.
+// Records returns the records of one write, by time. It reads every
+// record the log holds: a tool for tests and operators.
 func (l *Log) Records(id string) []dcsync.Record {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -337,7 +345,7 @@ func (l *Log) Records(id string) []dcsync.Record {
 			}
 		}
 	}
-	return out
+	return byTime(out)
 }
 
 // Counts returns how many records of each kind were ever appended.
