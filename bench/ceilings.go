@@ -93,6 +93,10 @@ func batches(ctx context.Context, n, size, inflight int, done *atomic.Int64, sen
 // httpCeilingSystem posts dcsync-sized batches to a handler that reads the
 // body and answers 204, with as many batches in flight as dcsync's
 // Delivery.Workers.
+
+// libraryWorkers is dcsync's default Delivery.Workers.
+const libraryWorkers = 2
+
 type httpCeilingSystem struct {
 	url      string
 	client   *http.Client
@@ -119,7 +123,7 @@ func startHTTPCeiling(_ context.Context, e *env) (system, error) {
 	tr := &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}
 	e.onClose(tr.CloseIdleConnections)
 	return &httpCeilingSystem{url: "http://" + l.Addr().String() + "/", client: &http.Client{Transport: tr},
-		body: body, size: size, inflight: or(e.cfg.Workers, 1)}, nil
+		body: body, size: size, inflight: or(e.cfg.Workers, libraryWorkers)}, nil
 }
 
 func (h *httpCeilingSystem) drive(ctx context.Context, n int, done *atomic.Int64) (float64, error) {

@@ -12,10 +12,9 @@
 // refuses an unknown datacenter, a bad signature, a stale timestamp or a
 // replayed batch before it decodes anything.
 //
-// The Syncer sends one batch at a time per peer unless
-// dcsync.Delivery.Workers says more; each batch in flight holds a
-// connection. On a link with a round trip of milliseconds, set Workers to
-// 4 or more.
+// The Syncer has dcsync.Delivery.Workers batches in flight per peer, two
+// by default; each holds a connection. On a link with a round trip of
+// milliseconds, set Workers to 4 or more.
 //
 // # Status codes
 //
