@@ -90,13 +90,12 @@ func batches(ctx context.Context, n, size, inflight int, done *atomic.Int64, sen
 	return cmp.Or(first, ctx.Err())
 }
 
-// httpCeilingSystem posts dcsync-sized batches to a handler that reads the
-// body and answers 204, with as many batches in flight as dcsync's
-// Delivery.Workers.
-
 // libraryWorkers is dcsync's default Delivery.Workers.
 const libraryWorkers = 2
 
+// httpCeilingSystem posts dcsync-sized batches to a handler that reads the
+// body and answers 204, with as many batches in flight as dcsync's
+// Delivery.Workers.
 type httpCeilingSystem struct {
 	url      string
 	client   *http.Client
