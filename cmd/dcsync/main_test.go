@@ -8,12 +8,12 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/dcsync/dcsync"
 	"github.com/dcsync/dcsync/audit/elastic"
+	"github.com/dcsync/dcsync/internal/demo"
 	"github.com/dcsync/dcsync/internal/testserver"
 	httptransport "github.com/dcsync/dcsync/transport/http"
 	"github.com/dcsync/dcsync/transport/memory"
@@ -104,25 +104,6 @@ TIME                         DC       STAGE    STATUS  TARGET   ATTEMPT  ERROR
 	}
 }
 
-// store remembers the writes a datacenter applied.
-type store struct {
-	mu      sync.Mutex
-	applied map[string]bool
-}
-
-func (s *store) Process(_ context.Context, req *dcsync.Request) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.applied[req.ID] = true
-	return nil
-}
-
-func (s *store) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.applied)
-}
-
 func TestReconcileOnce(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t)
@@ -139,8 +120,8 @@ func TestReconcileOnce(t *testing.T) {
 		t.Cleanup(func() { s.Close() })
 		return s
 	}
-	unicom := newSyncer("unicom", "telecom", &store{applied: map[string]bool{}})
-	telecomState := &store{applied: map[string]bool{}}
+	unicom := newSyncer("unicom", "telecom", demo.NewStore("unicom", 0))
+	telecomState := demo.NewStore("telecom", 0)
 	telecom := newSyncer("telecom", "unicom", telecomState)
 	net.Attach("telecom", telecom.Collector())
 	for i := range 10 {
@@ -152,7 +133,7 @@ func TestReconcileOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.flush(t)
-	if telecomState.count() != 0 {
+	if telecomState.Applied() != 0 {
 		t.Fatal("writes reached telecom: nothing to repair")
 	}
 	vars := map[string]string{"DCSYNC_SECRET": secret}
@@ -175,7 +156,7 @@ func TestReconcileOnce(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, "scanned 10  complete 0  repaired 10  failing 0") {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
-	if n := telecomState.count(); n != 10 {
+	if n := telecomState.Applied(); n != 10 {
 		t.Fatalf("telecom applied %d writes, want 10", n)
 	}
 

@@ -1,12 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
+	"io"
 	"os"
-	"strings"
 	"testing"
 
+	"github.com/dcsync/dcsync/internal/demo"
+	"github.com/dcsync/dcsync/internal/demo/demotest"
 	"github.com/dcsync/dcsync/internal/testserver"
 )
 
@@ -14,21 +15,7 @@ func TestMain(m *testing.M) { os.Exit(testserver.ElasticMain(m)) }
 
 func TestConvergesWithElasticsearchAudit(t *testing.T) {
 	url := testserver.Elastic(t)
-	var out bytes.Buffer
-	o := options{elastic: url, prefix: testserver.IndexPrefix(t, url), writes: 500, seed: 3, sendFail: 0.3, applyFail: 0.2}
-	if err := run(context.Background(), &out, o); err != nil {
-		t.Fatalf("%v\n%s", err, out.String())
-	}
-	text := out.String()
-	if !strings.Contains(text, "converged: 1000/1000 writes present in every datacenter") {
-		t.Fatalf("no convergence line:\n%s", text)
-	}
-	for _, want := range []string{"reship   failed", "apply    failed"} {
-		if !strings.Contains(text, want) {
-			t.Errorf("output lacks %q: the faults did not bite\n%s", want, text)
-		}
-	}
-	if strings.Contains(text, "present in every datacenter: 1000/1000") {
-		t.Errorf("everything arrived before reconciliation: the reconciler was not tested\n%s", text)
-	}
+	demotest.Converges(t, func(ctx context.Context, out io.Writer, r demo.Run) error {
+		return run(ctx, out, options{elastic: url, prefix: testserver.IndexPrefix(t, url), run: r})
+	})
 }

@@ -19,7 +19,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -28,10 +27,11 @@ import (
 
 	"github.com/dcsync/dcsync"
 	auditmem "github.com/dcsync/dcsync/audit/memory"
+	"github.com/dcsync/dcsync/internal/demo"
 	"github.com/dcsync/dcsync/transport/redis"
 )
 
-var datacenters = []string{"unicom", "telecom"}
+var datacenters = demo.Datacenters
 
 type options struct {
 	redis   map[string]string // datacenter -> Redis host:port
@@ -71,7 +71,7 @@ type dc struct {
 	client *goredis.Client
 	node   *redis.Node
 	syncer *dcsync.Syncer
-	store  *kvStore
+	store  *demo.Store
 }
 
 func run(ctx context.Context, out io.Writer, o options) error {
@@ -83,7 +83,7 @@ func run(ctx context.Context, out io.Writer, o options) error {
 		if err := client.Ping(ctx).Err(); err != nil {
 			return fmt.Errorf("%s: redis at %s: %w", name, o.redis[name], err)
 		}
-		dcs[name] = &dc{client: client, store: newKVStore()}
+		dcs[name] = &dc{client: client, store: demo.NewStore(name, 0)}
 	}
 
 	// What main() of each datacenter's service does: a Node on its own
@@ -102,7 +102,7 @@ func run(ctx context.Context, out io.Writer, o options) error {
 		}
 	}()
 	for _, name := range datacenters {
-		d, peer := dcs[name], other(name)
+		d, peer := dcs[name], demo.Other(name)
 		node, err := redis.NewNode(redis.NodeConfig{DC: name, Client: d.client,
 			Peers: map[string]*goredis.Client{peer: dcs[peer].client}, Logger: quiet})
 		if err != nil {
@@ -118,40 +118,24 @@ func run(ctx context.Context, out io.Writer, o options) error {
 
 	// Write in both datacenters at once, sometimes to the same keys.
 	began := time.Now()
-	ids := make(chan string, 2*o.writes)
-	var writers sync.WaitGroup
-	errs := make(chan error, len(datacenters))
-	for _, name := range datacenters {
-		writers.Go(func() {
-			for i := range o.writes {
-				req := &dcsync.Request{Key: fmt.Sprintf("user:%d", i%100), Op: "set",
-					Payload: fmt.Appendf(nil, "%s-%d", name, i)}
-				if err := dcs[name].syncer.Write(ctx, req); err != nil {
-					errs <- err
-					return
-				}
-				ids <- req.ID
-			}
-		})
+	syncers := map[string]*dcsync.Syncer{}
+	stores := make([]*demo.Store, 0, len(dcs))
+	for name, d := range dcs {
+		syncers[name] = d.syncer
+		stores = append(stores, d.store)
 	}
-	writers.Wait()
-	close(ids)
-	close(errs)
-	if err := <-errs; err != nil {
+	if err := demo.WriteEverywhere(ctx, syncers, o.writes); err != nil {
 		return err
 	}
-	written := make([]string, 0, 2*o.writes)
-	for id := range ids {
-		written = append(written, id)
-	}
+	written := 2 * o.writes
 	fmt.Fprintf(out, "wrote %d writes in each of %v in %v\n", o.writes, datacenters, time.Since(began).Round(time.Millisecond))
 
 	// Wait until every write is applied in every datacenter.
 	deadline := time.Now().Add(o.timeout)
-	n := present(dcs, written)
-	for n < len(written) && time.Now().Before(deadline) {
+	n := demo.Present(stores...)
+	for n < written && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
-		n = present(dcs, written)
+		n = demo.Present(stores...)
 	}
 	fmt.Fprintf(out, "replicated in %v\n", time.Since(began).Round(time.Millisecond))
 	for _, d := range dcs {
@@ -159,60 +143,23 @@ func run(ctx context.Context, out io.Writer, o options) error {
 			return err
 		}
 	}
-	printCounts(out, audit)
+	demo.PrintCounts(out, audit)
 	for _, name := range datacenters {
 		st := dcs[name].node.Stats()
 		fmt.Fprintf(out, "  %-8s streams: %d entries read, %d acknowledged, %d claimed, %d dead-lettered\n",
 			name, st.Read, st.Acked, st.Claimed, st.DeadLettered)
 	}
-	fmt.Fprintf(out, "values agree on %d/%d keys\n", agree(dcs), keys(dcs))
-	fmt.Fprintf(out, "converged: %d/%d writes present in every datacenter\n", n, len(written))
-	if n != len(written) {
-		return fmt.Errorf("not converged within %v: %d of %d writes missing somewhere", o.timeout, len(written)-n, len(written))
+	fmt.Fprintf(out, "values agree on %d/%d keys\n", agree(dcs), dcs[datacenters[0]].store.Keys())
+	fmt.Fprintf(out, "converged: %d/%d writes present in every datacenter\n", n, written)
+	if n != written {
+		return fmt.Errorf("not converged within %v: %d of %d writes missing somewhere", o.timeout, written-n, written)
 	}
 	return nil
 }
 
-func other(dc string) string {
-	if dc == datacenters[0] {
-		return datacenters[1]
-	}
-	return datacenters[0]
-}
-
-// printCounts prints how many records each stage logged, per datacenter.
-func printCounts(out io.Writer, audit *auditmem.Log) {
-	var lines []string
-	for k, n := range audit.Counts() {
-		if n == 0 {
-			continue
-		}
-		lines = append(lines, fmt.Sprintf("  %-8s %-8s %-6s %6d", k.DC, k.Stage, k.Status, n))
-	}
-	sort.Strings(lines)
-	for _, l := range lines {
-		fmt.Fprintln(out, l)
-	}
-}
-
-// present counts the writes of ids that every datacenter's store applied.
-func present(dcs map[string]*dc, ids []string) int {
-	n := 0
-	for _, id := range ids {
-		everywhere := true
-		for _, d := range dcs {
-			everywhere = everywhere && d.store.has(id)
-		}
-		if everywhere {
-			n++
-		}
-	}
-	return n
-}
-
 // agree counts the keys whose winning write is the same everywhere.
 func agree(dcs map[string]*dc) int {
-	a, b := dcs[datacenters[0]].store.snapshot(), dcs[datacenters[1]].store.snapshot()
+	a, b := dcs[datacenters[0]].store.Winners(), dcs[datacenters[1]].store.Winners()
 	n := 0
 	for k, id := range a {
 		if b[k] == id {
@@ -220,50 +167,4 @@ func agree(dcs map[string]*dc) int {
 		}
 	}
 	return n
-}
-
-func keys(dcs map[string]*dc) int { return len(dcs[datacenters[0]].store.snapshot()) }
-
-// kvStore stands in for a datacenter's database and cache: last writer wins
-// per key, by (Version, Origin), so it converges whatever the order of
-// delivery; it remembers which writes it applied.
-type kvStore struct {
-	mu      sync.Mutex
-	values  map[string]*dcsync.Request
-	applied map[string]bool
-}
-
-func newKVStore() *kvStore {
-	return &kvStore{values: map[string]*dcsync.Request{}, applied: map[string]bool{}}
-}
-
-// Process implements dcsync.Processor.
-func (s *kvStore) Process(_ context.Context, r *dcsync.Request) error {
-	if r.Op != "set" {
-		return fmt.Errorf("%w: unknown op %q", dcsync.ErrInvalid, r.Op)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.applied[r.ID] = true
-	if cur := s.values[r.Key]; cur == nil || r.Newer(cur.Version, cur.Origin) {
-		s.values[r.Key] = r
-	}
-	return nil
-}
-
-func (s *kvStore) has(id string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.applied[id]
-}
-
-// snapshot returns the ID of the winning write of each key.
-func (s *kvStore) snapshot() map[string]string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m := make(map[string]string, len(s.values))
-	for k, r := range s.values {
-		m[k] = r.ID
-	}
-	return m
 }

@@ -27,8 +27,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -40,7 +38,6 @@ import (
 	"os/signal"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -50,6 +47,7 @@ import (
 
 	"github.com/dcsync/dcsync"
 	auditmem "github.com/dcsync/dcsync/audit/memory"
+	"github.com/dcsync/dcsync/internal/demo"
 	dcsyncgrpc "github.com/dcsync/dcsync/transport/grpc"
 	dcsynchttp "github.com/dcsync/dcsync/transport/http"
 )
@@ -84,18 +82,11 @@ func main() {
 	}
 }
 
-func other(dc string) string {
-	if dc == "unicom" {
-		return "telecom"
-	}
-	return "unicom"
-}
-
 func run(ctx context.Context, o options, stdin io.Reader, stdout io.Writer) error {
-	if o.dc != "unicom" && o.dc != "telecom" {
+	if !slices.Contains(demo.Datacenters, o.dc) {
 		return fmt.Errorf("unknown datacenter %q", o.dc)
 	}
-	peer := other(o.dc)
+	peer := demo.Other(o.dc)
 	in := bufio.NewScanner(stdin)
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
@@ -109,7 +100,7 @@ func run(ctx context.Context, o options, stdin io.Reader, stdout io.Writer) erro
 		o.peer = strings.TrimSpace(in.Text())
 	}
 
-	store := newKVStore()
+	store := demo.NewStore(o.dc, 0)
 	audit := auditmem.New(0)
 	tr, err := newTransport(o)
 	if err != nil {
@@ -135,11 +126,8 @@ func run(ctx context.Context, o options, stdin io.Reader, stdout io.Writer) erro
 	if err := tr.waitPeer(ctx); err != nil {
 		return fmt.Errorf("waiting for %s at %s: %w", peer, o.peer, err)
 	}
-	for i := range o.writes {
-		req := &dcsync.Request{Key: fmt.Sprintf("user:%d", i%100), Op: "set", Payload: fmt.Appendf(nil, "%s-%d", o.dc, i)}
-		if err := s.Write(ctx, req); err != nil {
-			return err
-		}
+	if err := demo.Write(ctx, s, o.dc, o.writes); err != nil {
+		return err
 	}
 	if err := s.Flush(ctx); err != nil {
 		return err
@@ -159,14 +147,14 @@ func run(ctx context.Context, o options, stdin io.Reader, stdout io.Writer) erro
 		}
 	}
 	// Wait for the peer's writes.
-	for store.applied() < 2*o.writes {
+	for store.Applied() < 2*o.writes {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%d of %d writes applied here: %w", store.applied(), 2*o.writes, ctx.Err())
+			return fmt.Errorf("%d of %d writes applied here: %w", store.Applied(), 2*o.writes, ctx.Err())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	fmt.Fprintf(stdout, "state dc=%s applied=%d keys=%d digest=%s\n", o.dc, store.applied(), store.keys(), store.digest())
+	fmt.Fprintf(stdout, "state dc=%s applied=%d keys=%d digest=%s\n", o.dc, store.Applied(), store.Keys(), store.Digest())
 	// Serve the peer until told to stop.
 	done := make(chan struct{})
 	go func() {
@@ -194,7 +182,7 @@ type transport struct {
 }
 
 func newTransport(o options) (*transport, error) {
-	peer := other(o.dc)
+	peer := demo.Other(o.dc)
 	secrets := map[string][]byte{peer: o.secret}
 	switch o.transport {
 	case "http":
@@ -275,55 +263,4 @@ func poll(ctx context.Context, check func() error) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-// kvStore is a datacenter's state: each key's last write by version, and
-// every write applied.
-type kvStore struct {
-	mu      sync.Mutex
-	values  map[string]*dcsync.Request
-	written map[string]bool // request IDs applied
-}
-
-func newKVStore() *kvStore {
-	return &kvStore{values: map[string]*dcsync.Request{}, written: map[string]bool{}}
-}
-
-// Process applies a write if it is newer than the key's current one.
-func (s *kvStore) Process(_ context.Context, r *dcsync.Request) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.written[r.ID] = true
-	if cur := s.values[r.Key]; cur == nil || r.Newer(cur.Version, cur.Origin) {
-		s.values[r.Key] = r
-	}
-	return nil
-}
-
-func (s *kvStore) applied() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.written)
-}
-
-func (s *kvStore) keys() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.values)
-}
-
-// digest hashes each key and its winning value.
-func (s *kvStore) digest() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	keys := make([]string, 0, len(s.values))
-	for k := range s.values {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	h := sha256.New()
-	for _, k := range keys {
-		fmt.Fprintf(h, "%s=%s\n", k, s.values[k].Payload)
-	}
-	return hex.EncodeToString(h.Sum(nil))[:16]
 }

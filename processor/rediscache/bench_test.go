@@ -60,61 +60,59 @@ func benchWriters(cache *rediscache.Cache, client *redis.Client) []benchWriter {
 
 func benchKey(i uint64) string { return "user:" + strconv.FormatUint(i%benchKeys, 10) }
 
-// BenchmarkWrite writes one write per round trip, from one goroutine.
-func BenchmarkWrite(b *testing.B) {
+// benchEach runs bench as a sub-benchmark of b for each writer, on one
+// redis-server, and reports each one's rate.
+func benchEach(b *testing.B, bench func(b *testing.B, ctx context.Context, client *redis.Client, w benchWriter)) {
 	cache, client := startCache(b, rediscache.Options{})
 	ctx := context.Background()
 	for _, w := range benchWriters(cache, client) {
 		b.Run(w.name, func(b *testing.B) {
-			var i uint64
-			for b.Loop() {
-				i++
-				if err := w.write(ctx, client, i); err != nil {
-					b.Fatal(err)
-				}
-			}
+			bench(b, ctx, client, w)
 			reportRate(b)
 		})
 	}
+}
+
+// BenchmarkWrite writes one write per round trip, from one goroutine.
+func BenchmarkWrite(b *testing.B) {
+	benchEach(b, func(b *testing.B, ctx context.Context, client *redis.Client, w benchWriter) {
+		var i uint64
+		for b.Loop() {
+			i++
+			if err := w.write(ctx, client, i); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 // BenchmarkWriteParallel writes one write per round trip from GOMAXPROCS
 // goroutines at once, over the client's connection pool.
 func BenchmarkWriteParallel(b *testing.B) {
-	cache, client := startCache(b, rediscache.Options{})
-	ctx := context.Background()
-	for _, w := range benchWriters(cache, client) {
-		b.Run(w.name, func(b *testing.B) {
-			var n atomic.Uint64
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					if err := w.write(ctx, client, n.Add(1)); err != nil {
-						b.Error(err)
-						return
-					}
+	benchEach(b, func(b *testing.B, ctx context.Context, client *redis.Client, w benchWriter) {
+		var n atomic.Uint64
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := w.write(ctx, client, n.Add(1)); err != nil {
+					b.Error(err)
+					return
 				}
-			})
-			reportRate(b)
+			}
 		})
-	}
+	})
 }
 
 // BenchmarkWriteBatch writes batches of 256 writes, one pipeline each:
 // ProcessBatch for the Cache, pipelined commands for the plain writes.
 func BenchmarkWriteBatch(b *testing.B) {
-	cache, client := startCache(b, rediscache.Options{})
-	ctx := context.Background()
-	for _, w := range benchWriters(cache, client) {
-		b.Run(w.name, func(b *testing.B) {
-			for i := 0; i < b.N; i += benchBatch {
-				n := min(benchBatch, b.N-i)
-				if err := writeBatch(ctx, client, w, uint64(i), n); err != nil {
-					b.Fatal(err)
-				}
+	benchEach(b, func(b *testing.B, ctx context.Context, client *redis.Client, w benchWriter) {
+		for i := 0; i < b.N; i += benchBatch {
+			n := min(benchBatch, b.N-i)
+			if err := writeBatch(ctx, client, w, uint64(i), n); err != nil {
+				b.Fatal(err)
 			}
-			reportRate(b)
-		})
-	}
+		}
+	})
 }
 
 func writeBatch(ctx context.Context, client *redis.Client, w benchWriter, first uint64, n int) error {

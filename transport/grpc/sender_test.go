@@ -19,20 +19,12 @@ import (
 	dcsyncgrpc "github.com/dcsync/dcsync/transport/grpc"
 )
 
+// newSender returns a sender from unicom unless cfg says otherwise.
 func newSender(t *testing.T, cfg dcsyncgrpc.SenderConfig) *dcsyncgrpc.Sender {
 	t.Helper()
-	if cfg.From == "" {
-		cfg.From = "unicom"
-	}
-	if cfg.Secret == nil {
-		cfg.Secret = wiretest.Secret
-	}
+	wiretest.FromUnicom(&cfg.From, &cfg.Secret)
 	s, err := dcsyncgrpc.NewSender(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
+	return wiretest.Closing(t, s, err)
 }
 
 // Many Sends share one stream, their batches in flight together.
@@ -61,67 +53,17 @@ func TestSenderPipelines(t *testing.T) {
 	}
 }
 
+// A refused batch fails for good with its gRPC status in the error; the
+// stream it ended is replaced.
 func TestSenderErrors(t *testing.T) {
-	p := newPeer(t, dcsyncgrpc.ServerConfig{})
-	ctx := context.Background()
-
-	reqs, _ := batch(t, 2)
-	err := newSender(t, dcsyncgrpc.SenderConfig{Target: p.addr, Secret: []byte("a secret telecom does not know")}).Send(ctx, reqs)
-	if !errors.Is(err, dcsync.ErrUnauthenticated) || !dcsync.IsPermanent(err) || status.Code(err) != codes.Unauthenticated {
-		t.Errorf("wrong secret: %v", err)
-	}
-
-	s := newSender(t, dcsyncgrpc.SenderConfig{Target: p.addr})
-	reqs, _ = batch(t, 3)
-	reqs[1].Key = ""
-	var be *dcsync.BatchError
-	if err := s.Send(ctx, reqs); !errors.As(err, &be) || be.Errs[0] != nil || be.Errs[2] != nil ||
-		!errors.Is(be.Errs[1], dcsync.ErrInvalid) {
-		t.Errorf("one invalid request: %v", err)
-	}
-	reqs, _ = batch(t, 1)
-	reqs[0].Origin = "telecom"
-	if err := s.Send(ctx, reqs); !errors.Is(err, dcsync.ErrUnauthenticated) || status.Code(err) != codes.PermissionDenied {
-		t.Errorf("forged origin: %v", err)
-	}
-	// The stream that ended is replaced.
-	reqs, _ = batch(t, 2)
-	if err := s.Send(ctx, reqs); err != nil {
-		t.Errorf("after a refused batch: %v", err)
-	}
-
-	ln := wiretest.Listen(t)
-	addr := ln.Addr().String()
-	ln.Close()
-	if err := newSender(t, dcsyncgrpc.SenderConfig{Target: addr}).Send(ctx, reqs); err == nil || dcsync.IsPermanent(err) {
-		t.Errorf("nobody listening: %v", err)
-	}
-
-	closed := newSender(t, dcsyncgrpc.SenderConfig{Target: p.addr})
-	_ = closed.Close()
-	if err := closed.Send(ctx, reqs); !errors.Is(err, dcsyncgrpc.ErrClosed) {
-		t.Errorf("after Close: %v", err)
-	}
-	if n := p.store.Count(); n != 4 {
-		t.Fatalf("%d applied, want 4", n)
-	}
+	wiretest.TestSenderErrors(t, transport{}, wiretest.SenderErrors{
+		Closed:       dcsyncgrpc.ErrClosed,
+		WrongSecret:  func(err error) bool { return status.Code(err) == codes.Unauthenticated },
+		ForgedOrigin: func(err error) bool { return status.Code(err) == codes.PermissionDenied },
+	})
 }
 
-// A peer that does not answer in time: the context ends the wait, and the
-// batch is retryable.
-func TestSenderDeadline(t *testing.T) {
-	release := make(chan struct{})
-	p := newPeer(t, dcsyncgrpc.ServerConfig{})
-	p.store.OnApply(func(int64) { <-release })
-	defer close(release)
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	reqs, _ := batch(t, 1)
-	err := newSender(t, dcsyncgrpc.SenderConfig{Target: p.addr}).Send(ctx, reqs)
-	if !errors.Is(err, context.DeadlineExceeded) || dcsync.IsPermanent(err) {
-		t.Fatalf("%v", err)
-	}
-}
+func TestSenderDeadline(t *testing.T) { wiretest.TestSenderDeadline(t, transport{}) }
 
 // refuser ends each stream, after two batches, with a final status naming
 // the first.

@@ -1,10 +1,7 @@
 package grpc_test
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -100,12 +97,8 @@ func TestServerAccepts(t *testing.T) {
 	if st != nil || res.Code != wire.Code_CODE_OK || res.Seq != 42 {
 		t.Fatalf("%v %v", res, st)
 	}
-	var zipped bytes.Buffer
-	zw := gzip.NewWriter(&zipped)
 	_, body = batch(t, 2)
-	_, _ = zw.Write(body)
-	_ = zw.Close()
-	env = envelope(t, "unicom", wiretest.Secret, zipped.Bytes())
+	env = envelope(t, "unicom", wiretest.Secret, wiretest.Gzip(body))
 	env.Encoding = wire.Encoding_ENCODING_GZIP
 	if res, st, _ := exchange(t, p, env); st != nil || res.Code != wire.Code_CODE_OK {
 		t.Fatalf("gzip: %v %v", res, st)
@@ -141,18 +134,9 @@ func TestServerAccepts(t *testing.T) {
 // Every refusal ends the stream with the right code, a message saying why
 // and the batch's seq in the trailer, and applies nothing.
 func TestServerRefuses(t *testing.T) {
-	var log wiretest.LogBuffer
-	p := newPeer(t, dcsyncgrpc.ServerConfig{MaxBody: 64 << 10, MaxBatch: 10, MaxSkew: time.Minute,
-		Logger: slog.New(slog.NewTextHandler(&log, nil))})
-	reqs, good := batch(t, 3)
-	_, eleven := batch(t, 11)
-	forged := []*dcsync.Request{reqs[0].Clone()}
-	forged[0].Origin = "telecom"
-	forgedBody, _ := wire.Encode(nil, forged, wire.Proto, wire.Encoding_ENCODING_IDENTITY)
-	var bomb bytes.Buffer
-	zw := gzip.NewWriter(&bomb)
-	_, _ = zw.Write(make([]byte, 1<<20))
-	_ = zw.Close()
+	bad := wiretest.NewRefusals(t)
+	p := newPeer(t, dcsyncgrpc.ServerConfig{MaxBody: 64 << 10, MaxBatch: 10, MaxSkew: time.Minute, Logger: bad.Logger()})
+	good := bad.Good
 	replayed := envelope(t, "unicom", wiretest.Secret, good)
 	if res, st, _ := exchange(t, p, replayed); st != nil || res.Code != wire.Code_CODE_OK {
 		t.Fatalf("first send of the replayed batch: %v %v", res, st)
@@ -172,8 +156,8 @@ func TestServerRefuses(t *testing.T) {
 			codes.Unauthenticated, "signature"},
 		{"truncated, signed as sent", signed(good[:len(good)-4]), codes.InvalidArgument, "malformed"},
 		{"over MaxBody", signed(make([]byte, 65<<10)), codes.InvalidArgument, "limit"},
-		{"over MaxBatch", signed(eleven), codes.InvalidArgument, "11 requests, limit 10"},
-		{"gzip bomb", with(signed(bomb.Bytes()), func(e *wire.Envelope) { e.Encoding = wire.Encoding_ENCODING_GZIP }),
+		{"over MaxBatch", signed(bad.Eleven), codes.InvalidArgument, "11 requests, limit 10"},
+		{"gzip bomb", with(signed(bad.Bomb), func(e *wire.Envelope) { e.Encoding = wire.Encoding_ENCODING_GZIP }),
 			codes.InvalidArgument, "decompresses"},
 		{"unknown encoding", with(signed(good), func(e *wire.Envelope) { e.Encoding = 9 }), codes.InvalidArgument, "encoding"},
 		{"unknown datacenter", envelope(t, "mobile", wiretest.Secret, good), codes.Unauthenticated, `"mobile"`},
@@ -181,7 +165,7 @@ func TestServerRefuses(t *testing.T) {
 		{"stale", with(signed(good), func(e *wire.Envelope) { e.Timestamp -= int64(2 * time.Minute) }), codes.Unauthenticated, "skew"},
 		{"replay", replayed, codes.Unauthenticated, "replay"},
 		{"short nonce", with(signed(good), func(e *wire.Envelope) { e.Nonce = e.Nonce[:8] }), codes.Unauthenticated, "nonce"},
-		{"forged origin", signed(forgedBody), codes.PermissionDenied, "origin"},
+		{"forged origin", signed(bad.Forged), codes.PermissionDenied, "origin"},
 	} {
 		c.env.Seq = 7
 		res, st, trailer := exchange(t, p, c.env)
@@ -204,8 +188,5 @@ func TestServerRefuses(t *testing.T) {
 	if n := p.store.Count(); n != before {
 		t.Fatalf("refused batches applied %d writes", n-before)
 	}
-	if l := log.String(); !strings.Contains(l, `msg="dcsync: batch refused" remote=127.0.0.1:`) ||
-		!strings.Contains(l, "from=mobile code=CODE_UNKNOWN_PEER") {
-		t.Errorf("refusals not logged:\n%s", l)
-	}
+	bad.CheckLogged(t)
 }

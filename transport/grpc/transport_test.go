@@ -27,11 +27,7 @@ func (tr transport) Serve(tb testing.TB, ln net.Listener, c dcsync.Collector, se
 
 func (transport) Sender(tb testing.TB, addr, from string, secret []byte, compress bool) dcsync.Sender {
 	s, err := dcsyncgrpc.NewSender(dcsyncgrpc.SenderConfig{Target: addr, From: from, Secret: secret, Compress: compress})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = s.Close() })
-	return s
+	return wiretest.Closing(tb, s, err)
 }
 
 func TestRestart(t *testing.T) { wiretest.TestRestart(t, transport{}) }

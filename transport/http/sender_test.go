@@ -12,27 +12,18 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/dcsync/dcsync"
 	"github.com/dcsync/dcsync/internal/wire/wiretest"
 	dcsynchttp "github.com/dcsync/dcsync/transport/http"
 )
 
+// newSender returns a sender from unicom unless cfg says otherwise.
 func newSender(t *testing.T, cfg dcsynchttp.SenderConfig) *dcsynchttp.Sender {
 	t.Helper()
-	if cfg.From == "" {
-		cfg.From = "unicom"
-	}
-	if cfg.Secret == nil {
-		cfg.Secret = wiretest.Secret
-	}
+	wiretest.FromUnicom(&cfg.From, &cfg.Secret)
 	s, err := dcsynchttp.NewSender(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
+	return wiretest.Closing(t, s, err)
 }
 
 func TestSenderTLS(t *testing.T) {
@@ -70,71 +61,29 @@ func TestSenderTLS(t *testing.T) {
 	}
 }
 
+// A refused batch fails for good; a forged origin says so.
 func TestSenderErrors(t *testing.T) {
-	p := newPeer(t, dcsynchttp.HandlerConfig{})
-	ctx := context.Background()
+	wiretest.TestSenderErrors(t, transport{}, wiretest.SenderErrors{
+		Closed:       dcsynchttp.ErrClosed,
+		ForgedOrigin: func(err error) bool { return errors.Is(err, dcsync.ErrForgedOrigin) },
+	})
+}
 
-	reqs, _ := batch(t, 2)
-	err := newSender(t, dcsynchttp.SenderConfig{URL: p.srv.URL, Secret: []byte("a secret telecom does not know")}).Send(ctx, reqs)
-	if !errors.Is(err, dcsync.ErrUnauthenticated) || !dcsync.IsPermanent(err) {
-		t.Errorf("wrong secret: %v", err)
-	}
+func TestSenderDeadline(t *testing.T) { wiretest.TestSenderDeadline(t, transport{}) }
 
-	s := newSender(t, dcsynchttp.SenderConfig{URL: p.srv.URL})
-	reqs, _ = batch(t, 3)
-	reqs[1].Key = ""
-	var be *dcsync.BatchError
-	if err := s.Send(ctx, reqs); !errors.As(err, &be) || be.Errs[0] != nil || be.Errs[2] != nil ||
-		!errors.Is(be.Errs[1], dcsync.ErrInvalid) {
-		t.Errorf("one invalid request: %v", err)
-	}
-	reqs, _ = batch(t, 1)
-	reqs[0].Origin = "telecom"
-	if err := s.Send(ctx, reqs); !errors.Is(err, dcsync.ErrForgedOrigin) {
-		t.Errorf("forged origin: %v", err)
-	}
-
-	// What a proxy or a dead peer answers.
+// What a proxy or a dead peer answers: a client error is permanent, the
+// rest retryable, and the error names the status.
+func TestSenderProxyErrors(t *testing.T) {
 	for status, permanent := range map[int]bool{400: true, 401: true, 413: true, 404: false, 502: false, 503: false} {
 		proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			http.Error(w, "<html>proxy says no</html>", status)
 		}))
 		reqs, _ := batch(t, 1)
-		err := newSender(t, dcsynchttp.SenderConfig{URL: proxy.URL}).Send(ctx, reqs)
+		err := newSender(t, dcsynchttp.SenderConfig{URL: proxy.URL}).Send(context.Background(), reqs)
 		if err == nil || dcsync.IsPermanent(err) != permanent || !strings.Contains(err.Error(), fmt.Sprint(status)) {
 			t.Errorf("proxy %d: %v, want permanent=%v", status, err, permanent)
 		}
 		proxy.Close()
-	}
-	ln := wiretest.Listen(t)
-	addr := ln.Addr().String()
-	ln.Close()
-	if err := newSender(t, dcsynchttp.SenderConfig{URL: "http://" + addr}).Send(ctx, reqs); err == nil || dcsync.IsPermanent(err) {
-		t.Errorf("nobody listening: %v", err)
-	}
-
-	// A peer that does not answer in time: the context ends the wait.
-	release := make(chan struct{})
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	}))
-	defer slow.Close()
-	defer close(release)
-	tctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
-	defer cancel()
-	if err := newSender(t, dcsynchttp.SenderConfig{URL: slow.URL}).Send(tctx, reqs); !errors.Is(err, context.DeadlineExceeded) || dcsync.IsPermanent(err) {
-		t.Errorf("slow peer: %v", err)
-	}
-	closed := newSender(t, dcsynchttp.SenderConfig{URL: p.srv.URL})
-	_ = closed.Close()
-	if err := closed.Send(ctx, reqs); !errors.Is(err, dcsynchttp.ErrClosed) {
-		t.Errorf("after Close: %v", err)
-	}
-	if n := p.store.Count(); n != 2 {
-		t.Fatalf("%d applied, want 2", n)
 	}
 }
 

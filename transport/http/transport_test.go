@@ -23,11 +23,7 @@ func (transport) Serve(tb testing.TB, ln net.Listener, c dcsync.Collector, secre
 func (transport) Sender(tb testing.TB, addr, from string, secret []byte, compress bool) dcsync.Sender {
 	s, err := dcsynchttp.NewSender(dcsynchttp.SenderConfig{URL: "http://" + addr + "/", From: from,
 		Secret: secret, Compress: compress})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = s.Close() })
-	return s
+	return wiretest.Closing(tb, s, err)
 }
 
 func TestRestart(t *testing.T) { wiretest.TestRestart(t, transport{}) }

@@ -1,22 +1,21 @@
 // Package wiretest holds what the tests and benchmarks of both RPC
 // transports share: a recording processor, a two-datacenter pair on
-// loopback, the server-restart test and the replication benchmark. Each
+// loopback, the tests every Sender must pass, the bodies every server must
+// refuse, the server-restart test and the replication benchmark. Each
 // transport adapts itself through the Transport interface.
 package wiretest
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/dcsync/dcsync"
+	"github.com/dcsync/dcsync/internal/demo"
 	"github.com/dcsync/dcsync/internal/wire"
 )
 
@@ -34,31 +33,30 @@ type Transport interface {
 var Secret = []byte("test secret, 32 bytes of it.....")
 
 // Store is a processor that remembers how many times each write was
-// applied and the last-writer-wins value of each key.
+// applied and the last-writer-wins value of each key: the examples'
+// stand-in database, with a total count to wait for and a hook to act
+// in the middle of an apply.
 type Store struct {
+	*demo.Store
 	count atomic.Int64
 
 	mu      sync.Mutex
-	applies map[string]int             // request ID -> times applied
-	values  map[string]*dcsync.Request // key -> winning write
-	onApply func(n int64)              // called after each apply with the count so far
+	onApply func(n int64) // called after each apply with the count so far
 }
 
-// NewStore returns an empty Store.
-func NewStore() *Store {
-	return &Store{applies: map[string]int{}, values: map[string]*dcsync.Request{}}
-}
+// NewStore returns an empty Store. It fails no apply unless told to with
+// SetFailRate.
+func NewStore() *Store { return &Store{Store: demo.NewStore("", 0)} }
 
 // Process implements dcsync.Processor.
-func (s *Store) Process(_ context.Context, r *dcsync.Request) error {
-	s.mu.Lock()
-	s.applies[r.ID]++
-	if cur := s.values[r.Key]; cur == nil || r.Newer(cur.Version, cur.Origin) {
-		s.values[r.Key] = r
+func (s *Store) Process(ctx context.Context, r *dcsync.Request) error {
+	if err := s.Store.Process(ctx, r); err != nil {
+		return err
 	}
+	n := s.count.Add(1)
+	s.mu.Lock()
 	hook := s.onApply
 	s.mu.Unlock()
-	n := s.count.Add(1)
 	if hook != nil {
 		hook(n)
 	}
@@ -73,39 +71,8 @@ func (s *Store) OnApply(f func(n int64)) {
 	s.mu.Unlock()
 }
 
-// Count returns how many applies happened.
+// Count returns how many applies happened, duplicates included.
 func (s *Store) Count() int64 { return s.count.Load() }
-
-// Applies returns how many times the write id was applied.
-func (s *Store) Applies(id string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.applies[id]
-}
-
-// Keys returns how many distinct keys hold a value.
-func (s *Store) Keys() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.values)
-}
-
-// Digest hashes every key and the ID of its winning write, so two stores
-// holding the same state have the same digest.
-func (s *Store) Digest() string {
-	s.mu.Lock()
-	keys := make([]string, 0, len(s.values))
-	for k := range s.values {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	h := sha256.New()
-	for _, k := range keys {
-		h.Write([]byte(k + "=" + s.values[k].ID + "\n"))
-	}
-	s.mu.Unlock()
-	return hex.EncodeToString(h.Sum(nil))[:16]
-}
 
 // WaitCount waits until the store counted n applies, polling, for at most
 // d; it reports whether it got there.
