@@ -66,12 +66,7 @@ func newCluster(t testing.TB, seed uint64, names ...string) *cluster {
 	c := &cluster{t: t, net: memory.NewNetwork(seed), audit: auditmem.New(0), names: names,
 		sync: map[string]*dcsync.Syncer{}, stores: map[string]*store{}}
 	for i, dc := range names {
-		peers := map[string]dcsync.Sender{}
-		for _, p := range names {
-			if p != dc {
-				peers[p] = c.net.Sender(dc, p)
-			}
-		}
+		peers := c.net.Peers(dc, names...)
 		st := newStore(0, seed+uint64(i))
 		st.dc = dc
 		s, err := dcsync.New(dcsync.Config{DC: dc, Peers: peers, Processor: st, Audit: c.audit,
@@ -89,17 +84,6 @@ func newCluster(t testing.TB, seed uint64, names ...string) *cluster {
 func (c *cluster) close() {
 	for _, s := range c.sync {
 		s.Close()
-	}
-}
-
-// faultAll sets the same faults on every link.
-func (c *cluster) faultAll(f memory.Faults) {
-	for _, a := range c.names {
-		for _, b := range c.names {
-			if a != b {
-				c.net.SetFaults(a, b, f)
-			}
-		}
 	}
 }
 
@@ -123,13 +107,7 @@ func (c *cluster) quiesce() {
 func (c *cluster) reconcile(rounds int) {
 	c.t.Helper()
 	for _, dc := range c.names {
-		peers := map[string]dcsync.Sender{}
-		for _, p := range c.names {
-			if p != dc {
-				peers[p] = c.net.Sender(dc, p)
-			}
-		}
-		r, err := dcsync.NewReconciler(dcsync.ReconcilerConfig{DC: dc, Peers: peers, Audit: c.audit, Grace: -1,
+		r, err := dcsync.NewReconciler(dcsync.ReconcilerConfig{DC: dc, Peers: c.net.Peers(dc, c.names...), Audit: c.audit, Grace: -1,
 			Backoff: dcsync.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond, Attempts: 5}})
 		if err != nil {
 			c.t.Fatal(err)

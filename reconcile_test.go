@@ -29,14 +29,14 @@ func (c *cluster) writeN(n int, keys int) map[string]bool {
 
 func TestReconcilerRepairsFailedAndSilentDeliveries(t *testing.T) {
 	c := newCluster(t, 11, "unicom", "telecom")
-	c.faultAll(memory.Faults{Fail: 0.5})
+	c.net.SetFaultsBetween(memory.Faults{Fail: 0.5}, c.names...)
 	c.stores["telecom"].setFailRate(0.3)
 	written := c.writeN(200, 50)
 	c.quiesce()
 	if c.sync["unicom"].Stats().ShipFailed == 0 || c.sync["telecom"].Stats().ApplyFailed == 0 {
 		t.Fatal("the faults did not bite; the test proves nothing")
 	}
-	c.faultAll(memory.Faults{})
+	c.net.SetFaultsBetween(memory.Faults{}, c.names...)
 	c.stores["telecom"].setFailRate(0)
 	c.reconcile(3)
 	c.checkConverged(written)
@@ -103,7 +103,7 @@ func TestReconcilerCheckpointFollowsTheWindow(t *testing.T) {
 
 func TestReconcilerKeepsFailingWritesInTheWindow(t *testing.T) {
 	c := newCluster(t, 4, "unicom", "telecom")
-	c.faultAll(memory.Faults{Fail: 1})
+	c.net.SetFaultsBetween(memory.Faults{Fail: 1}, c.names...)
 	written := c.writeN(5, 5)
 	c.quiesce()
 	peers := map[string]dcsync.Sender{"telecom": c.net.Sender("unicom", "telecom")}
@@ -116,7 +116,7 @@ func TestReconcilerKeepsFailingWritesInTheWindow(t *testing.T) {
 	if rep.Failing != 5 {
 		t.Fatalf("report with the link down: %+v", rep)
 	}
-	c.faultAll(memory.Faults{})
+	c.net.SetFaultsBetween(memory.Faults{}, c.names...)
 	rep, _ = r.RunOnce(context.Background())
 	if rep.Repaired != 5 {
 		t.Fatalf("the failing writes were not kept for the next pass: %+v", rep)
@@ -175,7 +175,7 @@ func TestConvergesUnderRandomFaults(t *testing.T) {
 			}
 			written := c.writeN(100+rng.IntN(200), 1+rng.IntN(30))
 			c.quiesce()
-			c.faultAll(memory.Faults{Duplicate: 0.5, Reorder: 0.5}) // the network heals, still at-least-once
+			c.net.SetFaultsBetween(memory.Faults{Duplicate: 0.5, Reorder: 0.5}, c.names...) // the network heals, still at-least-once
 			for _, dc := range names {
 				c.stores[dc].setFailRate(0)
 			}
@@ -189,7 +189,7 @@ func TestConvergesUnderRandomFaults(t *testing.T) {
 // Version ends with the same value everywhere.
 func TestConcurrentWritesToOneKeyConverge(t *testing.T) {
 	c := newCluster(t, 8, "unicom", "telecom")
-	c.faultAll(memory.Faults{Reorder: 0.5, Delay: 100 * time.Microsecond})
+	c.net.SetFaultsBetween(memory.Faults{Reorder: 0.5, Delay: 100 * time.Microsecond}, c.names...)
 	done := make(chan map[string]bool, 2)
 	for _, dc := range c.names {
 		go func() {

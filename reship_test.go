@@ -115,7 +115,9 @@ func TestDeadPeerDoesNotHoldUpWriters(t *testing.T) {
 	s, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: newStore(0, 1), Audit: log,
 		Peers: map[string]dcsync.Sender{"telecom": peer},
 		Delivery: dcsync.Delivery{QueueSize: 8, BatchSize: 4, Linger: -1,
-			Backoff: dcsync.Backoff{Initial: time.Millisecond, Max: time.Hour, Attempts: 2}}})
+			// Marked down for 50ms to 100ms after its first failed batch:
+			// longer than the writes below take.
+			Backoff: dcsync.Backoff{Initial: 100 * time.Millisecond, Max: time.Hour, Attempts: 2}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,5 +186,37 @@ func TestLanesKeepEachKeysOrder(t *testing.T) {
 	}
 	if n := len(peer.delivered()); n != 2000 || disorder.Load() != 0 {
 		t.Fatalf("peer got %d writes, %d of them after a later write to their key", n, disorder.Load())
+	}
+}
+
+func TestPeerBackFromABlipIsSentToAgain(t *testing.T) {
+	var calls atomic.Int32
+	peer := &recordingSender{send: func([]*dcsync.Request) error {
+		if calls.Add(1) == 1 {
+			return errors.New("blip")
+		}
+		return nil
+	}}
+	s, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: newStore(0, 1),
+		Peers: map[string]dcsync.Sender{"telecom": peer},
+		// One try a batch: the first batch fails whole and marks the peer
+		// down for at most Initial, not for Max.
+		Delivery: dcsync.Delivery{Linger: -1, Backoff: dcsync.Backoff{Initial: time.Millisecond, Max: time.Hour, Attempts: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	for range 2 {
+		if err := s.Write(ctx, &dcsync.Request{Key: "k"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond) // 20 times the longest the peer stays marked down
+	}
+	if st := s.Stats(); st.ShipFailed != 1 || st.Shipped != 1 {
+		t.Fatalf("stats %+v: want the first write failed, the second shipped", st)
 	}
 }

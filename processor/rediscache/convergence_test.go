@@ -59,26 +59,10 @@ func newMesh(t *testing.T, seed uint64, clocks map[string]func() time.Time, name
 	return m
 }
 
-func (m *mesh) senders(dc string) map[string]dcsync.Sender {
-	peers := map[string]dcsync.Sender{}
-	for _, p := range m.names {
-		if p != dc {
-			peers[p] = m.net.Sender(dc, p)
-		}
-	}
-	return peers
-}
+func (m *mesh) senders(dc string) map[string]dcsync.Sender { return m.net.Peers(dc, m.names...) }
 
 // fault sets f on every link.
-func (m *mesh) fault(f memory.Faults) {
-	for _, a := range m.names {
-		for _, b := range m.names {
-			if a != b {
-				m.net.SetFaults(a, b, f)
-			}
-		}
-	}
-}
+func (m *mesh) fault(f memory.Faults) { m.net.SetFaultsBetween(f, m.names...) }
 
 // quiesce waits until every queued delivery has been tried and every
 // audit record appended, everywhere.

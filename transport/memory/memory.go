@@ -61,6 +61,31 @@ func (n *Network) SetFaults(from, to string, f Faults) {
 	n.mu.Unlock()
 }
 
+// SetFaultsBetween sets f on every link, both ways, between two of dcs.
+func (n *Network) SetFaultsBetween(f Faults, dcs ...string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, a := range dcs {
+		for _, b := range dcs {
+			if a != b {
+				n.faults[[2]string{a, b}] = f
+			}
+		}
+	}
+}
+
+// Peers returns the Senders from one datacenter to each of dcs but itself,
+// by name: Config.Peers of a full mesh.
+func (n *Network) Peers(from string, dcs ...string) map[string]dcsync.Sender {
+	peers := map[string]dcsync.Sender{}
+	for _, to := range dcs {
+		if to != from {
+			peers[to] = n.Sender(from, to)
+		}
+	}
+	return peers
+}
+
 // Sender returns a Sender from one datacenter to another. The target need
 // not be attached yet: it is looked up at each Send.
 func (n *Network) Sender(from, to string) *Sender {
