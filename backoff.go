@@ -1,7 +1,6 @@
 package dcsync
 
 import (
-	"context"
 	"math/rand/v2"
 	"time"
 )
@@ -31,16 +30,4 @@ func (b Backoff) Delay(attempt int) time.Duration {
 		d = min(b.Initial<<(attempt-1), b.Max)
 	}
 	return d/2 + rand.N(d/2+1)
-}
-
-// sleep waits d or until ctx ends, and reports whether it waited the full d.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/dcsync/dcsync/internal/wait"
 )
 
 // Reship ships a write that entered here to every peer. Syncer's default
@@ -103,7 +105,7 @@ func (sh *shipper) ship(ctx context.Context, peer string, s Sender, reqs []*Requ
 		}
 		sh.record(*recs...)
 		putRecords(recs)
-		if len(retry) == 0 || try >= sh.backoff.Attempts || !sleep(ctx, sh.backoff.Delay(try)) {
+		if len(retry) == 0 || try >= sh.backoff.Attempts || !wait.Sleep(ctx, sh.backoff.Delay(try)) {
 			return errs
 		}
 		pending, index = retry, retryIndex

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dcsync/dcsync/internal/hlc"
+	"github.com/dcsync/dcsync/internal/wait"
 )
 
 // Config wires a Syncer. DC and Processor are required; the zero value of
@@ -265,7 +266,7 @@ func (s *Syncer) Flush(ctx context.Context) error {
 		if (s.queues == nil || s.queues.idle()) && s.audit.idle() {
 			return nil
 		}
-		if !sleep(ctx, time.Millisecond) {
+		if !wait.Sleep(ctx, time.Millisecond) {
 			return fmt.Errorf("dcsync: flush: %w", ctx.Err())
 		}
 	}

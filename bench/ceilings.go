@@ -104,12 +104,18 @@ type httpCeilingSystem struct {
 	inflight int
 }
 
-func startHTTPCeiling(_ context.Context, e *env) (system, error) {
-	body, size, err := batchBody(e.cfg)
-	if err != nil {
-		return nil, err
+// ceilingSetup returns what both RPC ceilings start from: the body of a
+// dcsync batch, the writes it holds, and a loopback listener.
+func ceilingSetup(cfg *Config) (body []byte, size int, l net.Listener, err error) {
+	if body, size, err = batchBody(cfg); err != nil {
+		return nil, 0, nil, err
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err = net.Listen("tcp", "127.0.0.1:0")
+	return body, size, l, err
+}
+
+func startHTTPCeiling(_ context.Context, e *env) (system, error) {
+	body, size, l, err := ceilingSetup(e.cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -127,22 +133,27 @@ func startHTTPCeiling(_ context.Context, e *env) (system, error) {
 
 func (h *httpCeilingSystem) drive(ctx context.Context, n int, done *atomic.Int64) (float64, error) {
 	return 0, batches(ctx, n, h.size, h.inflight, done, func() error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url, bytes.NewReader(h.body))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "application/x-protobuf")
-		resp, err := h.client.Do(req)
-		if err != nil {
-			return err
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusNoContent {
-			return fmt.Errorf("ceiling answered %s", resp.Status)
-		}
-		return nil
+		return post(ctx, h.client, h.url, "application/x-protobuf", h.body)
 	})
+}
+
+// post posts body to url and expects 204 No Content.
+func post(ctx context.Context, client *http.Client, url, contentType string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", contentType)
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("POST to %s answered %s", url, resp.Status)
+	}
+	return nil
 }
 
 func (h *httpCeilingSystem) close() error { return nil }
@@ -176,11 +187,7 @@ type grpcCeilingSystem struct {
 }
 
 func startGRPCCeiling(_ context.Context, e *env) (system, error) {
-	body, size, err := batchBody(e.cfg)
-	if err != nil {
-		return nil, err
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	body, size, l, err := ceilingSetup(e.cfg)
 	if err != nil {
 		return nil, err
 	}

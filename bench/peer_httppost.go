@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -43,20 +41,7 @@ func startHTTPPost(_ context.Context, e *env) (system, error) {
 }
 
 func (h *httpPostSystem) write(ctx context.Context, _ int, payload []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url, bytes.NewReader(payload))
-	if err != nil {
-		return err
-	}
-	resp, err := h.client.Do(req)
-	if err != nil {
-		return err
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		return fmt.Errorf("POST answered %s", resp.Status)
-	}
-	return nil
+	return post(ctx, h.client, h.url, "application/octet-stream", payload)
 }
 
 func (h *httpPostSystem) close() error { return nil }

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/dcsync/dcsync/internal/wait"
 )
 
 // Kinds of target.
@@ -338,7 +340,7 @@ func writeAll(ctx context.Context, sys writer, tr *tracker, cfg *Config, rate fl
 			for seq := int(next.Add(1) - 1); seq < n && ctx.Err() == nil; seq = int(next.Add(1) - 1) {
 				if rate > 0 {
 					due := begin.Add(time.Duration(float64(seq) / rate * float64(time.Second)))
-					if d := time.Until(due); d > 0 && !sleep(ctx, d) {
+					if d := time.Until(due); d > 0 && !wait.Sleep(ctx, d) {
 						return
 					}
 				}
@@ -355,18 +357,6 @@ func writeAll(ctx context.Context, sys writer, tr *tracker, cfg *Config, rate fl
 		return firstErr
 	}
 	return ctx.Err()
-}
-
-// sleep waits for d or until ctx ends, and reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // peaks are the largest memory figures sampled during a phase.
