@@ -72,7 +72,10 @@ func (d *Dedupe) prefetch(ctx context.Context, reqs []*dcsync.Request, max int) 
 		ids[i] = req.ID
 	}
 	cmds, err := d.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		for _, key := range d.generations() {
+		// Not the next generation: it exists only while some process's
+		// clock is past the start of the next generation, and the handoff script,
+		// which decides, looks there too.
+		for _, key := range d.generations()[:2] {
 			p.HMGet(ctx, key, ids...)
 		}
 		return nil
@@ -176,27 +179,39 @@ func (b *deferred) empty() bool {
 }
 
 // handoffScript marks applied, in the current generation of the dedupe
-// store, the writes of ARGV[4], ARGV[5], ... that it finds neither applied
-// nor claimed in the generations KEYS[2..4], and adds them to the apply
-// stream KEYS[1] as one entry. ARGV[1] is the generations' TTL in seconds,
-// ARGV[2] the frames of the writes, one after the other, and ARGV[3] their
-// lengths, comma-separated: when every write is new, as is usual, the
-// frames go into the entry as they came, without Lua looking into them. It
-// returns how many writes it added.
+// store, the writes of ARGV[4], ARGV[5], ... (distinct IDs) that it finds
+// neither applied nor claimed in the generations KEYS[2..4], and adds them
+// to the apply stream KEYS[1] as one entry. ARGV[1] is the generations'
+// TTL in seconds, ARGV[2] the frames of the writes, one after the other,
+// and ARGV[3] their lengths, comma-separated. When no generation knows any
+// of the writes, as is usual, the frames go into the entry as they came,
+// and Lua looks at nothing one by one but the lookups' answers; a
+// generation that does not exist yet (the next, mostly) is not looked up.
+// It returns how many writes it added.
 var handoffScript = goredis.NewScript(dedupeLookup + `
+local n = #ARGV - 3
 local ids = {}
-for i = 4, #ARGV do ids[#ids + 1] = ARGV[i] end
-local n = #ids
-local found = {}
-for g = 2, 4 do found[g] = redis.call('hmget', KEYS[g], unpack(ids)) end
-local taken, fields, keep = {}, {}, {}
+for i = 1, n do ids[i] = ARGV[i + 3] end
+local found, fresh = {}, true
+for g = 2, 4 do
+  if redis.call('exists', KEYS[g]) == 1 then
+    local vals = redis.call('hmget', KEYS[g], unpack(ids))
+    found[#found + 1] = vals
+    if fresh then
+      for i = 1, n do
+        if vals[i] then fresh = false break end
+      end
+    end
+  end
+end
+local fields, keep = {}, {}
 for i = 1, n do
-  local id = ids[i]
-  local s = taken[id] or false
-  for g = 2, 4 do s = merge(s, state(found[g][i])) end
+  local s = false
+  if not fresh then
+    for f = 1, #found do s = merge(s, state(found[f][i])) end
+  end
   if not s then
-    taken[id] = 'a'
-    fields[#fields + 1] = id
+    fields[#fields + 1] = ids[i]
     fields[#fields + 1] = 'a'
     keep[#keep + 1] = i
   end

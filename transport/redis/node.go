@@ -105,6 +105,9 @@ type Node struct {
 	// staleConsumer is how long a consumer with no pending entries stays
 	// idle before the janitor removes it from its group.
 	staleConsumer time.Duration
+	// blockInPipeline says a blocking read fits in the client's
+	// ReadTimeout, which bounds the wait for a pipeline's replies.
+	blockInPipeline bool
 
 	stats struct{ read, acked, claimed, deadLettered, stalled, trimmed atomic.Uint64 }
 }
@@ -146,6 +149,8 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		staleConsumer: time.Hour,
 	}
 	n.out.n = n
+	rt := cfg.Client.Options().ReadTimeout
+	n.blockInPipeline = rt < 0 || 2*cfg.Block <= rt
 	return n, nil
 }
 
