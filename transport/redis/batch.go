@@ -39,14 +39,20 @@ import (
 // deferred, so a Handoff paired with another DedupeStore writes through.
 type deferred struct {
 	dedupe *Dedupe
-	max    int // requests per apply entry
+	max    int                        // requests per apply entry
+	raw    map[*dcsync.Request]string // the encodings the requests came in
 
 	mu      sync.Mutex
-	claims  map[string]dcsync.Claim // answers fetched ahead, by request ID
-	mine    map[string]bool         // claimed through this batch, not yet released
-	adds    []pendingAdd            // writes for the apply stream
-	added   map[string]bool         // request IDs in adds
-	commits []string                // request IDs to mark applied
+	slots   map[string]*slot // by request ID: what was fetched ahead and done since
+	adds    []pendingAdd     // writes for the apply stream
+	commits []string         // request IDs to mark applied
+}
+
+// slot is what a batch knows of one request ID.
+type slot struct {
+	claim dcsync.Claim // what Claim answers
+	mine  bool         // claimed through this batch, not released
+	added bool         // in adds
 }
 
 type pendingAdd struct{ id, raw string }
@@ -65,30 +71,33 @@ func deferredFrom(ctx context.Context) *deferred {
 // The claim takes effect only when the batch is written. When the reads
 // fail, the context answers nothing ahead and each Claim goes to Redis.
 func (d *Dedupe) prefetch(ctx context.Context, reqs []*dcsync.Request, max int) (context.Context, *deferred) {
-	b := &deferred{dedupe: d, max: max, claims: make(map[string]dcsync.Claim, len(reqs)),
-		mine: map[string]bool{}, added: map[string]bool{}}
-	ids := make([]string, len(reqs))
+	b := &deferred{dedupe: d, max: max, raw: rawFrom(ctx)}
+	ids := make([]any, len(reqs)) // boxed once for both lookups
 	for i, req := range reqs {
 		ids[i] = req.ID
 	}
-	cmds, err := d.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+	cmds := make([]*goredis.SliceCmd, 2)
+	_, err := d.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		// Not the next generation: it exists only while some process's
-		// clock is past the start of the next generation, and the handoff script,
-		// which decides, looks there too.
-		for _, key := range d.generations()[:2] {
-			p.HMGet(ctx, key, ids...)
+		// clock is past the start of the next generation, and the handoff
+		// script, which decides, looks there too.
+		for g, key := range d.generations()[:2] {
+			cmds[g] = goredis.NewSliceCmd(ctx, append([]any{"hmget", key}, ids...)...)
+			_ = p.Process(ctx, cmds[g])
 		}
 		return nil
 	})
 	if err == nil {
 		now := time.Now().UnixMilli()
-		for i, id := range ids {
-			if _, seen := b.claims[id]; seen {
+		b.slots = make(map[string]*slot, len(reqs))
+		slots := make([]slot, len(reqs))
+		for i, req := range reqs {
+			if _, seen := b.slots[req.ID]; seen {
 				continue
 			}
 			c := dcsync.Claimed
 			for _, cmd := range cmds {
-				v, _ := cmd.(*goredis.SliceCmd).Val()[i].(string)
+				v, _ := cmd.Val()[i].(string)
 				switch {
 				case v == dedupeApplied:
 					c = dcsync.Applied
@@ -96,7 +105,8 @@ func (d *Dedupe) prefetch(ctx context.Context, reqs []*dcsync.Request, max int) 
 					c = dcsync.InFlight
 				}
 			}
-			b.claims[id] = c
+			slots[i].claim = c
+			b.slots[req.ID] = &slots[i]
 		}
 	}
 	return context.WithValue(ctx, deferredKey{}, b), b
@@ -116,28 +126,38 @@ func claimedUntil(v string) int64 {
 func (b *deferred) claim(id string) (dcsync.Claim, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	c, ok := b.claims[id]
-	if !ok {
+	s := b.slots[id]
+	if s == nil {
 		return 0, false
 	}
+	c := s.claim
 	if c == dcsync.Claimed {
-		b.mine[id] = true
-		b.claims[id] = dcsync.InFlight // a duplicate later in the batch waits
+		s.mine = true
+		s.claim = dcsync.InFlight // a duplicate later in the batch waits
 	}
 	return c, true
+}
+
+// mine returns the slot of id if this batch claimed it, else nil.
+func (b *deferred) mine(id string) *slot {
+	if s := b.slots[id]; s != nil && s.mine {
+		return s
+	}
+	return nil
 }
 
 // commit defers marking id applied, if this batch claimed it.
 func (b *deferred) commit(id string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if !b.mine[id] {
+	s := b.mine(id)
+	if s == nil {
 		return false
 	}
-	if !b.added[id] {
+	if !s.added {
 		b.commits = append(b.commits, id)
 	}
-	b.claims[id] = dcsync.Applied
+	s.claim = dcsync.Applied
 	return true
 }
 
@@ -146,24 +166,24 @@ func (b *deferred) commit(id string) bool {
 func (b *deferred) release(id string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if !b.mine[id] {
+	if b.mine(id) == nil {
 		return false
 	}
-	delete(b.mine, id)
-	delete(b.claims, id)
+	delete(b.slots, id) // a later Claim asks Redis
 	return true
 }
 
 // add defers adding req to the apply stream, if this batch claimed it.
-func (b *deferred) add(ctx context.Context, req *dcsync.Request) bool {
+func (b *deferred) add(req *dcsync.Request) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if !b.mine[req.ID] {
+	s := b.mine(req.ID)
+	if s == nil {
 		return false
 	}
-	if !b.added[req.ID] {
-		b.added[req.ID] = true
-		b.adds = append(b.adds, pendingAdd{id: req.ID, raw: encodingOf(ctx, req)})
+	if !s.added {
+		s.added = true
+		b.adds = append(b.adds, pendingAdd{id: req.ID, raw: encodingOf(b.raw, req)})
 	}
 	return true
 }

@@ -2,7 +2,6 @@ package redis
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -207,7 +206,7 @@ func (h handoff) ProcessBatch(ctx context.Context, reqs []*dcsync.Request) error
 	var direct []*dcsync.Request
 	var at []int
 	for i, req := range reqs {
-		if b == nil || !b.add(ctx, req) {
+		if b == nil || !b.add(req) {
 			direct, at = append(direct, req), append(at, i)
 		}
 	}
@@ -230,80 +229,85 @@ func (h handoff) ProcessBatch(ctx context.Context, reqs []*dcsync.Request) error
 }
 
 // outbox adds the writes of concurrent Reship calls to the outbound stream
-// together: a write waits while up to maxFlushers adds are under way, and
-// then goes in one entry, one XADD, with every write that waited with it
-// (up to BatchSize). A lone writer pays one round trip, as it would alone;
-// many pay a share of one each.
+// together: a write waits while an add is under way, and then goes in one
+// entry, one XADD, with every write that waited with it (up to BatchSize).
+// A lone writer pays one round trip, as it would alone; many pay a share of
+// one each. Writers encode their writes straight into the entry they join,
+// so a write costs no allocation of its own.
 type outbox struct {
 	n        *Node
 	mu       sync.Mutex
-	queue    []*outWrite
-	flushers int
+	queue    []*outEntry // waiting for their add; writes join the last
+	flushing bool        // an add is under way: one at a time
+	spare    [][]byte    // frames of entries added, for reuse
 }
 
-// maxFlushers bounds the adds to the outbound stream under way at once.
-const maxFlushers = 1
-
-type outWrite struct {
-	id   string
-	enc  []byte
-	done chan error
+// outEntry is an entry of the outbound stream in the making.
+type outEntry struct {
+	frames []byte
+	count  int
+	done   chan struct{} // closed once added, or failed with err
+	err    error
 }
 
 func (o *outbox) add(ctx context.Context, req *dcsync.Request) error {
-	w := &outWrite{id: req.ID, enc: encode(req), done: make(chan error, 1)}
 	o.mu.Lock()
-	o.queue = append(o.queue, w)
-	if o.flushers < maxFlushers {
-		o.flushers++
+	var e *outEntry
+	if k := len(o.queue); k > 0 && o.queue[k-1].count < o.n.cfg.BatchSize {
+		e = o.queue[k-1]
+	} else {
+		e = &outEntry{done: make(chan struct{})}
+		if k := len(o.spare); k > 0 {
+			e.frames, o.spare = o.spare[k-1][:0], o.spare[:k-1]
+		}
+		o.queue = append(o.queue, e)
+	}
+	e.frames = appendRequestFrame(e.frames, req)
+	e.count++
+	if !o.flushing {
+		o.flushing = true
 		go o.flush()
 	}
 	o.mu.Unlock()
 	select {
-	case err := <-w.done:
-		return err
+	case <-e.done:
+		if e.err != nil {
+			return fmt.Errorf("redis: add %s to %s: %w", req.ID, o.n.outbound, e.err)
+		}
+		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("redis: add %s to %s, perhaps not done: %w", req.ID, o.n.outbound, ctx.Err())
 	}
 }
 
-// flush adds what waits in the queue until it is empty. The adds do not
-// end with a writer's context: they carry other writers' writes too, and
-// are bounded by the client's timeouts.
+// flush adds the queued entries until none is left. The adds do not end
+// with a writer's context: they carry other writers' writes too, and are
+// bounded by the client's timeouts.
 func (o *outbox) flush() {
-	var buf []byte
 	for {
 		// Let the writers woken by the last add, and others ready to run,
-		// queue their next writes first: the entry gets bigger, and the
-		// round trips fewer.
+		// join the entry first: it gets bigger, and the round trips fewer.
 		runtime.Gosched()
 		o.mu.Lock()
 		if len(o.queue) == 0 {
-			o.flushers--
+			o.flushing = false
 			o.mu.Unlock()
 			return
 		}
-		k := min(len(o.queue), o.n.cfg.BatchSize)
-		batch := o.queue[:k:k]
-		o.queue = o.queue[k:]
-		if len(o.queue) == 0 {
-			o.queue = nil
+		e := o.queue[0]
+		o.queue[0] = nil
+		if o.queue = o.queue[1:]; len(o.queue) == 0 {
+			o.queue = o.queue[:0:0]
 		}
 		o.mu.Unlock()
-		buf = buf[:0]
-		for _, w := range batch {
-			buf = binary.AppendUvarint(buf, uint64(len(w.enc)))
-			buf = append(buf, w.enc...)
+		e.err = o.n.cfg.Client.XAdd(context.Background(), &goredis.XAddArgs{Stream: o.n.outbound,
+			Values: batchValues(e.count, e.frames)}).Err()
+		close(e.done)
+		o.mu.Lock()
+		if len(o.spare) < 2 { // one filling while another is added
+			o.spare = append(o.spare, e.frames) // the client is done with it
 		}
-		err := o.n.cfg.Client.XAdd(context.Background(), &goredis.XAddArgs{Stream: o.n.outbound,
-			Values: batchValues(k, buf)}).Err()
-		for _, w := range batch {
-			if err != nil {
-				w.done <- fmt.Errorf("redis: add %s to %s: %w", w.id, o.n.outbound, err)
-			} else {
-				w.done <- nil
-			}
-		}
+		o.mu.Unlock()
 	}
 }
 

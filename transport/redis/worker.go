@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"strings"
 	"sync"
 	"time"
@@ -575,35 +574,56 @@ func (n *Node) applyAll(ctx context.Context, s *dcsync.Syncer, reqs []*dcsync.Re
 	if lanes <= 1 || n.batchApply.Load() {
 		return split(s.ApplyBatch(ctx, reqs), len(reqs))
 	}
-	lane := make([]int, len(reqs))
-	count := make([]int, lanes)
+	// Group the requests by lane, keeping stream order within each: a
+	// counting sort, so the lanes share two slices.
+	lane := make([]int32, len(reqs))
+	start := make([]int, lanes+1)
 	for i, req := range reqs {
-		h := fnv.New32a()
-		h.Write([]byte(req.Key))
-		lane[i] = int(h.Sum32() % uint32(lanes))
-		count[lane[i]]++
+		lane[i] = int32(keyHash(req.Key) % uint32(lanes))
+		start[lane[i]+1]++
+	}
+	for l := range lanes {
+		start[l+1] += start[l]
+	}
+	sorted := make([]*dcsync.Request, len(reqs))
+	at := make([]int, len(reqs)) // sorted[k] is reqs[at[k]]
+	next := append([]int(nil), start[:lanes]...)
+	for i, req := range reqs {
+		k := next[lane[i]]
+		next[lane[i]]++
+		sorted[k], at[k] = req, i
 	}
 	errs := make([]error, len(reqs))
+	run := func(l int) {
+		for k, err := range split(s.ApplyBatch(ctx, sorted[start[l]:start[l+1]]), start[l+1]-start[l]) {
+			errs[at[start[l]+k]] = err
+		}
+	}
 	var wg sync.WaitGroup
+	last := -1 // runs here rather than in a goroutine of its own
 	for l := range lanes {
-		if count[l] == 0 {
+		if start[l] == start[l+1] {
 			continue
 		}
-		wg.Go(func() {
-			mine := make([]*dcsync.Request, 0, count[l])
-			at := make([]int, 0, count[l])
-			for i, req := range reqs {
-				if lane[i] == l {
-					mine, at = append(mine, req), append(at, i)
-				}
-			}
-			for k, err := range split(s.ApplyBatch(ctx, mine), len(mine)) {
-				errs[at[k]] = err
-			}
-		})
+		if prev := last; prev >= 0 {
+			wg.Go(func() { run(prev) })
+		}
+		last = l
 	}
+	run(last)
 	wg.Wait()
 	return errs
+}
+
+// keyHash is FNV-1a of key, inlined: hash/fnv would allocate a hasher a
+// request.
+func keyHash(key string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(key); i++ {
+		h ^= uint32(key[i])
+		h *= 16777619
+	}
+	return h
 }
 
 // shutdownGrace is how long a batch under way may take to finish once
