@@ -261,8 +261,9 @@ return #keep`)
 // them onto Lua's stack.
 const maxScriptBatch = 1000
 
-// flush writes what was deferred, chunk by chunk, and then forgets it. It
-// returns the first error; what went before it stays written.
+// flush writes what was deferred, a script a chunk, every chunk in one
+// round trip, and then forgets it. It returns the first error; of the
+// chunks, those that went through stay written.
 func (b *deferred) flush(ctx context.Context, client *goredis.Client, apply string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -270,6 +271,7 @@ func (b *deferred) flush(ctx context.Context, client *goredis.Client, apply stri
 	ttl := b.dedupe.genTTL()
 	size := min(b.max, maxScriptBatch)
 	keys := append([]string{apply}, gens...)
+	var chunks [][]any
 	for start := 0; start < len(b.adds); start += size {
 		chunk := b.adds[start:min(start+size, len(b.adds))]
 		n := 0
@@ -289,8 +291,24 @@ func (b *deferred) flush(ctx context.Context, client *goredis.Client, apply stri
 			args = append(args, a.id)
 		}
 		args[0], args[1], args[2] = ttl, blob, lens
-		if err := handoffScript.Run(ctx, client, keys, args...).Err(); err != nil {
-			return fmt.Errorf("redis: hand %d writes off to %s: %w", len(chunk), apply, err)
+		chunks = append(chunks, args)
+	}
+	cmds := make([]*goredis.Cmd, len(chunks))
+	if len(chunks) > 0 {
+		_, _ = client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for i, args := range chunks {
+				cmds[i] = handoffScript.EvalSha(ctx, p, keys, args...)
+			}
+			return nil
+		})
+	}
+	for i, cmd := range cmds {
+		err := cmd.Err()
+		if err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
+			err = handoffScript.Run(ctx, client, keys, chunks[i]...).Err() // loads it
+		}
+		if err != nil {
+			return fmt.Errorf("redis: hand %d writes off to %s: %w", len(chunks[i])-3, apply, err)
 		}
 	}
 	for _, id := range b.commits {

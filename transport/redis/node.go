@@ -42,9 +42,10 @@ type NodeConfig struct {
 	// Workers is how many consumers each hop runs per stream; default 2.
 	Workers int
 	// BatchSize is the most requests a stream entry carries, and how many
-	// a worker hands on at once (to a peer, to the Collector, to
-	// Syncer.ApplyBatch); default 256. A worker reads up to BatchSize/8
-	// entries at once (at least one). Keep it within the Syncer's
+	// a worker hands on at once to the Collector or to Syncer.ApplyBatch;
+	// default 256. A worker reads up to BatchSize/8 entries at once (at
+	// least one); a reship worker sends all it read to the peer in one
+	// round trip, as entries of BatchSize. Keep it within the Syncer's
 	// Limits.MaxBatch.
 	BatchSize int
 	// Concurrency is how many requests of a batch an apply worker passes
@@ -92,15 +93,12 @@ type NodeConfig struct {
 // the collector's dedupe and a version-honouring Processor make the whole
 // effectively once. Create it with NewNode.
 type Node struct {
-	cfg    NodeConfig
-	out    outbox
-	dedupe *Dedupe
-	// batchApply says the Processor takes batches, so apply workers give
-	// it a batch in one call rather than Concurrency calls at once.
-	batchApply atomic.Bool
-	outbound   string
-	apply      string
-	dead       string
+	cfg      NodeConfig
+	out      outbox
+	dedupe   *Dedupe
+	outbound string
+	apply    string
+	dead     string
 	// staleConsumer is how long a consumer with no pending entries stays
 	// idle before the janitor removes it from its group.
 	staleConsumer time.Duration
@@ -162,14 +160,18 @@ func (n *Node) inbound(dc, origin string) string {
 
 // Wire returns cfg with this Node's parts installed: the peers' Senders,
 // the outbox as Reship, the apply stream as Handoff, and, when cfg.Dedupe
-// is nil, the Redis dedupe store. DC is set when empty.
+// is nil, the Redis dedupe store. A Processor that is not a
+// dcsync.BatchProcessor is wrapped in one that applies a batch
+// Concurrency requests at once (see NodeConfig.Concurrency); writes of
+// Syncer.Write reach it unchanged. DC is set when empty.
 func (n *Node) Wire(cfg dcsync.Config) dcsync.Config {
 	cfg.DC = or(cfg.DC, n.cfg.DC)
 	cfg.Peers = n.Senders()
 	cfg.Reship = n
 	cfg.Handoff = n.Handoff()
-	_, batch := cfg.Processor.(dcsync.BatchProcessor)
-	n.batchApply.Store(batch)
+	if _, batch := cfg.Processor.(dcsync.BatchProcessor); !batch && cfg.Processor != nil && n.cfg.Concurrency > 1 {
+		cfg.Processor = lanes{cfg.Processor, n.cfg.Concurrency}
+	}
 	if cfg.Dedupe == nil {
 		cfg.Dedupe = n.dedupe
 	}
@@ -242,6 +244,10 @@ type outbox struct {
 	spare    [][]byte    // frames of entries added, for reuse
 }
 
+// maxJoinRounds bounds how often the outbox yields to writers joining an
+// entry before it adds the entry.
+const maxJoinRounds = 4
+
 // outEntry is an entry of the outbound stream in the making.
 type outEntry struct {
 	frames []byte
@@ -286,8 +292,21 @@ func (o *outbox) add(ctx context.Context, req *dcsync.Request) error {
 func (o *outbox) flush() {
 	for {
 		// Let the writers woken by the last add, and others ready to run,
-		// join the entry first: it gets bigger, and the round trips fewer.
-		runtime.Gosched()
+		// join the entry first, as long as they keep coming (a few rounds
+		// at most): it gets bigger, and the round trips fewer.
+		for joined, round := -1, 0; round < maxJoinRounds; round++ {
+			runtime.Gosched()
+			o.mu.Lock()
+			n := 0
+			if len(o.queue) > 0 {
+				n = o.queue[0].count
+			}
+			o.mu.Unlock()
+			if n == joined || n >= o.n.cfg.BatchSize {
+				break
+			}
+			joined = n
+		}
 		o.mu.Lock()
 		if len(o.queue) == 0 {
 			o.flushing = false
@@ -454,6 +473,7 @@ func (n *Node) groups(s *dcsync.Syncer) []*group {
 				return split(s.Forward(ctx, peer, reqs), len(reqs))
 			},
 			probe: func(ctx context.Context) error { return c.Ping(ctx).Err() },
+			whole: true,
 		})
 		gs = append(gs, &group{n: n, stream: n.inbound(n.cfg.DC, peer), name: "collect", hop: "collect:" + peer,
 			handle: func(ctx context.Context, reqs []*dcsync.Request) []error {
@@ -475,7 +495,7 @@ func (n *Node) groups(s *dcsync.Syncer) []*group {
 	}
 	gs = append(gs, &group{n: n, stream: n.apply, name: "apply", hop: "apply",
 		handle: func(ctx context.Context, reqs []*dcsync.Request) []error {
-			return n.applyAll(ctx, s, reqs)
+			return split(s.ApplyBatch(ctx, reqs), len(reqs))
 		},
 		// The collector committed these writes to the dedupe store when it
 		// handed them off; forgetting them lets a later re-send (the

@@ -31,6 +31,10 @@ type group struct {
 	// defers says that handle runs dcsync's Collector over the Node's Dedupe
 	// and Handoff, whose writes are then deferred to the acknowledgement.
 	defers bool
+	// whole says that handle takes every request read at once, rather
+	// than BatchSize at a time: a Sender adds them as entries of
+	// BatchSize, all in one round trip.
+	whole bool
 }
 
 // failures is the hash, beside each stream, that keeps the last error of
@@ -329,9 +333,9 @@ func (f failures) of(i int) (string, bool) {
 	return last, ok
 }
 
-// handleAll hands the requests of live on, BatchSize at a time, sets each
-// one's outcome, and returns the writes deferred to the acknowledgement, if
-// any.
+// handleAll hands the requests of live on, BatchSize at a time (or all at
+// once, see group.whole), sets each one's outcome, and returns the writes
+// deferred to the acknowledgement, if any.
 func (w *worker) handleAll(ctx context.Context, live []*item) *deferred {
 	if len(live) == 0 {
 		return nil
@@ -347,8 +351,12 @@ func (w *worker) handleAll(ctx context.Context, live []*item) *deferred {
 	if w.defers {
 		ctx, later = w.n.dedupe.prefetch(ctx, reqs, w.n.cfg.BatchSize)
 	}
-	for start := 0; start < len(live); start += w.n.cfg.BatchSize {
-		end := min(start+w.n.cfg.BatchSize, len(live))
+	size := w.n.cfg.BatchSize
+	if w.whole {
+		size = len(live)
+	}
+	for start := 0; start < len(live); start += size {
+		end := min(start+size, len(live))
 		for i, err := range w.handle(ctx, reqs[start:end]) {
 			it := live[start+i]
 			it.err, it.out = err, classify(err)
@@ -564,66 +572,6 @@ func (g *group) create(ctx context.Context) error {
 func isNoGroup(err error) bool {
 	var re goredis.Error
 	return errors.As(err, &re) && strings.HasPrefix(re.Error(), "NOGROUP")
-}
-
-// applyAll applies reqs with s.ApplyBatch and returns each one's error: in
-// one call when the Processor takes batches, else in up to Concurrency
-// calls at once, each with the requests of some keys, in stream order.
-func (n *Node) applyAll(ctx context.Context, s *dcsync.Syncer, reqs []*dcsync.Request) []error {
-	lanes := min(n.cfg.Concurrency, len(reqs))
-	if lanes <= 1 || n.batchApply.Load() {
-		return split(s.ApplyBatch(ctx, reqs), len(reqs))
-	}
-	// Group the requests by lane, keeping stream order within each: a
-	// counting sort, so the lanes share two slices.
-	lane := make([]int32, len(reqs))
-	start := make([]int, lanes+1)
-	for i, req := range reqs {
-		lane[i] = int32(keyHash(req.Key) % uint32(lanes))
-		start[lane[i]+1]++
-	}
-	for l := range lanes {
-		start[l+1] += start[l]
-	}
-	sorted := make([]*dcsync.Request, len(reqs))
-	at := make([]int, len(reqs)) // sorted[k] is reqs[at[k]]
-	next := append([]int(nil), start[:lanes]...)
-	for i, req := range reqs {
-		k := next[lane[i]]
-		next[lane[i]]++
-		sorted[k], at[k] = req, i
-	}
-	errs := make([]error, len(reqs))
-	run := func(l int) {
-		for k, err := range split(s.ApplyBatch(ctx, sorted[start[l]:start[l+1]]), start[l+1]-start[l]) {
-			errs[at[start[l]+k]] = err
-		}
-	}
-	var wg sync.WaitGroup
-	last := -1 // runs here rather than in a goroutine of its own
-	for l := range lanes {
-		if start[l] == start[l+1] {
-			continue
-		}
-		if prev := last; prev >= 0 {
-			wg.Go(func() { run(prev) })
-		}
-		last = l
-	}
-	run(last)
-	wg.Wait()
-	return errs
-}
-
-// keyHash is FNV-1a of key, inlined: hash/fnv would allocate a hasher a
-// request.
-func keyHash(key string) uint32 {
-	h := uint32(2166136261)
-	for i := 0; i < len(key); i++ {
-		h ^= uint32(key[i])
-		h *= 16777619
-	}
-	return h
 }
 
 // shutdownGrace is how long a batch under way may take to finish once
