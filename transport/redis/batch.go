@@ -1,8 +1,10 @@
 package redis
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -42,6 +44,9 @@ type deferred struct {
 	max    int                        // requests per apply entry
 	raw    map[*dcsync.Request]string // the encodings the requests came in
 
+	gens  []string  // the generations as the batch read them
+	marks [2]string // their dedupeMarks then, of the previous and current
+
 	mu      sync.Mutex
 	slots   map[string]*slot // by request ID: what was fetched ahead and done since
 	adds    []pendingAdd     // writes for the apply stream
@@ -71,23 +76,38 @@ func deferredFrom(ctx context.Context) *deferred {
 // The claim takes effect only when the batch is written. When the reads
 // fail, the context answers nothing ahead and each Claim goes to Redis.
 func (d *Dedupe) prefetch(ctx context.Context, reqs []*dcsync.Request, max int) (context.Context, *deferred) {
-	b := &deferred{dedupe: d, max: max, raw: rawFrom(ctx)}
+	b := &deferred{dedupe: d, max: max, raw: rawFrom(ctx), gens: d.generations()}
 	ids := make([]any, len(reqs)) // boxed once for both lookups
 	for i, req := range reqs {
 		ids[i] = req.ID
 	}
 	cmds := make([]*goredis.SliceCmd, 2)
+	marks := make([]*goredis.StringCmd, 2)
 	_, err := d.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		// Not the next generation: it exists only while some process's
 		// clock is past the start of the next generation, and the handoff
-		// script, which decides, looks there too.
-		for g, key := range d.generations()[:2] {
+		// script, which decides, looks there too. The counts of marks come
+		// first: what is marked after them, the lookups may miss.
+		gens := b.gens[:2]
+		for g, key := range gens {
+			marks[g] = p.HGet(ctx, key, dedupeMarks)
+		}
+		for g, key := range gens {
 			cmds[g] = goredis.NewSliceCmd(ctx, append([]any{"hmget", key}, ids...)...)
 			_ = p.Process(ctx, cmds[g])
 		}
 		return nil
 	})
+	if errors.Is(err, goredis.Nil) { // a count not there yet
+		err = nil
+		for _, c := range cmds {
+			err = cmp.Or(err, c.Err())
+		}
+	}
 	if err == nil {
+		for g, m := range marks {
+			b.marks[g] = m.Val()
+		}
 		now := time.Now().UnixMilli()
 		b.slots = make(map[string]*slot, len(reqs))
 		slots := make([]slot, len(reqs))
@@ -199,22 +219,26 @@ func (b *deferred) empty() bool {
 }
 
 // handoffScript marks applied, in the current generation of the dedupe
-// store, the writes of ARGV[4], ARGV[5], ... (distinct IDs) that it finds
-// neither applied nor claimed in the generations KEYS[2..4], and adds them
-// to the apply stream KEYS[1] as one entry. ARGV[1] is the generations'
-// TTL in seconds, ARGV[2] the frames of the writes, one after the other,
-// and ARGV[3] their lengths, comma-separated. When no generation knows any
-// of the writes, as is usual, the frames go into the entry as they came,
-// and Lua looks at nothing one by one but the lookups' answers; a
-// generation that does not exist yet (the next, mostly) is not looked up.
-// It returns how many writes it added.
+// store, the writes of ARGV[6], ARGV[7], ... (distinct IDs, found free
+// when the batch read the store) that it finds neither applied nor claimed
+// in the generations KEYS[2..4], and adds them to the apply stream KEYS[1]
+// as one entry. ARGV[1] is the generations' TTL in seconds, ARGV[2] the
+// frames of the writes, one after the other, ARGV[3] their lengths,
+// comma-separated, and ARGV[4] and ARGV[5] the counts of marks
+// (dedupeMarks) of the previous and current generations when the batch
+// read them. A generation that does not exist (the next, mostly) is not
+// looked up, nor one whose count has not moved since: what the batch read
+// of it still holds. When no write is found, as is usual, the frames go
+// into the entry as they came, and Lua looks at nothing one by one but the
+// lookups' answers. It returns how many writes it added.
 var handoffScript = goredis.NewScript(dedupeLookup + `
-local n = #ARGV - 3
+local n = #ARGV - 5
 local ids = {}
-for i = 1, n do ids[i] = ARGV[i + 3] end
+for i = 1, n do ids[i] = ARGV[i + 5] end
 local found, fresh = {}, true
 for g = 2, 4 do
-  if redis.call('exists', KEYS[g]) == 1 then
+  if redis.call('exists', KEYS[g]) == 1 and
+      (g == 4 or redis.call('hget', KEYS[g], '` + dedupeMarks + `') ~= ARGV[g + 2]) then
     local vals = redis.call('hmget', KEYS[g], unpack(ids))
     found[#found + 1] = vals
     if fresh then
@@ -254,6 +278,7 @@ if #keep < n then
 end
 redis.call('xadd', KEYS[1], '*', 'n', #keep, 'b', blob)
 redis.call('hset', KEYS[3], unpack(fields))
+redis.call('hincrby', KEYS[3], '` + dedupeMarks + `', 1)
 redis.call('expire', KEYS[3], ARGV[1], 'NX')
 return #keep`)
 
@@ -267,7 +292,9 @@ const maxScriptBatch = 1000
 func (b *deferred) flush(ctx context.Context, client *goredis.Client, apply string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	gens := b.dedupe.generations()
+	// The generations the batch read, even if another began meanwhile:
+	// the counts of marks are theirs.
+	gens := b.gens
 	ttl := b.dedupe.genTTL()
 	size := min(b.max, maxScriptBatch)
 	keys := append([]string{apply}, gens...)
@@ -280,7 +307,7 @@ func (b *deferred) flush(ctx context.Context, client *goredis.Client, apply stri
 		}
 		blob := make([]byte, 0, n)
 		lens := make([]byte, 0, 4*len(chunk))
-		args := make([]any, 3, len(chunk)+3)
+		args := make([]any, 5, len(chunk)+5)
 		for i, a := range chunk {
 			at := len(blob)
 			blob = appendFrame(blob, a.raw)
@@ -290,7 +317,7 @@ func (b *deferred) flush(ctx context.Context, client *goredis.Client, apply stri
 			lens = strconv.AppendInt(lens, int64(len(blob)-at), 10)
 			args = append(args, a.id)
 		}
-		args[0], args[1], args[2] = ttl, blob, lens
+		args[0], args[1], args[2], args[3], args[4] = ttl, blob, lens, b.marks[0], b.marks[1]
 		chunks = append(chunks, args)
 	}
 	cmds := make([]*goredis.Cmd, len(chunks))
@@ -308,7 +335,7 @@ func (b *deferred) flush(ctx context.Context, client *goredis.Client, apply stri
 			err = handoffScript.Run(ctx, client, keys, chunks[i]...).Err() // loads it
 		}
 		if err != nil {
-			return fmt.Errorf("redis: hand %d writes off to %s: %w", len(chunks[i])-3, apply, err)
+			return fmt.Errorf("redis: hand %d writes off to %s: %w", len(chunks[i])-5, apply, err)
 		}
 	}
 	for _, id := range b.commits {

@@ -149,6 +149,33 @@ func TestDedupeBatchDefersToAcknowledgement(t *testing.T) {
 			t.Errorf("%s claims %v after the batch, want Applied", id, c)
 		}
 	}
+
+	// So is one applied meanwhile in the previous generation, by a process
+	// whose clock is behind: its mark moves that generation's count.
+	late := []*dcsync.Request{{ID: "p"}, {ID: "q"}}
+	pctx, pb := d.prefetch(ctx, late, 256)
+	for _, req := range late {
+		if c, _ := d.Claim(pctx, req.ID); c != dcsync.Claimed {
+			t.Fatalf("claim of %s = %v", req.ID, c)
+		}
+	}
+	if err := (handoff{&Node{}}).ProcessBatch(pctx, late); err != nil {
+		t.Fatal(err)
+	}
+	behind := append([]string{"behind"}, d.generations()[:2]...) // its current is our previous
+	if err := commitScript.Run(ctx, client, behind, "p", d.genTTL()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := pb.flush(ctx, client, "apply"); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ = client.XRange(ctx, "apply", "-", "+").Result()
+	if len(entries) != 3 {
+		t.Fatalf("apply stream holds %d entries, want 3", len(entries))
+	}
+	if frames, err := decodeFrames(entries[2].Values); err != nil || len(frames) != 1 || frames[0].req.ID != "q" {
+		t.Errorf("apply entry %v: %+v, %v; want q alone", entries[2].Values, frames, err)
+	}
 }
 
 func TestLock(t *testing.T) {
