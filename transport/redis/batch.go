@@ -299,13 +299,19 @@ func (b *deferred) flush(ctx context.Context, client *goredis.Client, apply stri
 	size := min(b.max, maxScriptBatch)
 	keys := append([]string{apply}, gens...)
 	var chunks [][]any
+	var blobs [][]byte
+	defer func() {
+		for _, blob := range blobs {
+			putBlob(blob)
+		}
+	}()
 	for start := 0; start < len(b.adds); start += size {
 		chunk := b.adds[start:min(start+size, len(b.adds))]
 		n := 0
 		for _, a := range chunk {
 			n += binary.MaxVarintLen32 + len(a.raw)
 		}
-		blob := make([]byte, 0, n)
+		blob := getBlob(n)
 		lens := make([]byte, 0, 4*len(chunk))
 		args := make([]any, 5, len(chunk)+5)
 		for i, a := range chunk {
@@ -318,7 +324,7 @@ func (b *deferred) flush(ctx context.Context, client *goredis.Client, apply stri
 			args = append(args, a.id)
 		}
 		args[0], args[1], args[2], args[3], args[4] = ttl, blob, lens, b.marks[0], b.marks[1]
-		chunks = append(chunks, args)
+		chunks, blobs = append(chunks, args), append(blobs, blob)
 	}
 	cmds := make([]*goredis.Cmd, len(chunks))
 	if len(chunks) > 0 {

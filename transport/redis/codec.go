@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 
 	"github.com/dcsync/dcsync"
 )
@@ -56,7 +57,8 @@ func appendRequestFrame(b []byte, req *dcsync.Request) []byte {
 	return appendRequest(b, req)
 }
 
-// encodeBatch returns the frames of reqs, for batchValues.
+// encodeBatch returns the frames of reqs, for batchValues, in a buffer
+// from getBlob.
 func encodeBatch(ctx context.Context, reqs []*dcsync.Request) []byte {
 	raw := rawFrom(ctx)
 	n := 0
@@ -67,7 +69,7 @@ func encodeBatch(ctx context.Context, reqs []*dcsync.Request) []byte {
 			n += binary.MaxVarintLen32 + encodedSize(req)
 		}
 	}
-	b := make([]byte, 0, n)
+	b := getBlob(n)
 	for _, req := range reqs {
 		if r, ok := raw[req]; ok {
 			b = appendFrame(b, r)
@@ -76,6 +78,29 @@ func encodeBatch(ctx context.Context, reqs []*dcsync.Request) []byte {
 		}
 	}
 	return b
+}
+
+// blobPool recycles the buffers that the frames of an entry are gathered in
+// before the client writes them: as large as entries, one a batch a hop
+// hands on, they would be most of what the hops allocate.
+var blobPool sync.Pool
+
+// maxPooledBlob bounds the buffers blobPool keeps.
+const maxPooledBlob = 1 << 20
+
+// getBlob returns an empty buffer of capacity n at least.
+func getBlob(n int) []byte {
+	if b, ok := blobPool.Get().(*[]byte); ok && cap(*b) >= n {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, n)
+}
+
+// putBlob gives b back to getBlob, once the client has written it.
+func putBlob(b []byte) {
+	if cap(b) <= maxPooledBlob {
+		blobPool.Put(&b)
+	}
 }
 
 // encodingOf returns the encoding of req: for a request read from a

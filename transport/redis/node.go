@@ -381,20 +381,26 @@ func addBatch(ctx context.Context, client *goredis.Client, stream string, reqs [
 	}
 	max = or(max, 256)
 	if len(reqs) <= max {
-		err := client.XAdd(ctx, &goredis.XAddArgs{Stream: stream,
-			Values: batchValues(len(reqs), encodeBatch(ctx, reqs))}).Err()
+		blob := encodeBatch(ctx, reqs)
+		err := client.XAdd(ctx, &goredis.XAddArgs{Stream: stream, Values: batchValues(len(reqs), blob)}).Err()
+		putBlob(blob)
 		if err != nil {
 			return fmt.Errorf("redis: add %d requests to %s: %w", len(reqs), stream, err)
 		}
 		return nil
 	}
+	var blobs [][]byte
 	cmds, err := client.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for start := 0; start < len(reqs); start += max {
 			chunk := reqs[start:min(start+max, len(reqs))]
-			p.XAdd(ctx, &goredis.XAddArgs{Stream: stream, Values: batchValues(len(chunk), encodeBatch(ctx, chunk))})
+			blobs = append(blobs, encodeBatch(ctx, chunk))
+			p.XAdd(ctx, &goredis.XAddArgs{Stream: stream, Values: batchValues(len(chunk), blobs[len(blobs)-1])})
 		}
 		return nil
 	})
+	for _, b := range blobs {
+		putBlob(b)
+	}
 	if err == nil {
 		return nil
 	}
