@@ -119,30 +119,44 @@ func TestDedupeBatchDefersToAcknowledgement(t *testing.T) {
 
 	// A write of a batch applied by another collector after the batch
 	// read the store is left out of the batch's entry; the rest go in.
-	three := []*dcsync.Request{{ID: "x", Payload: []byte("1")}, {ID: "y", Payload: []byte("22")}, {ID: "z", Payload: []byte("333")}}
-	tctx, tb := d.prefetch(ctx, three, 256)
-	for _, req := range three {
-		if c, _ := d.Claim(tctx, req.ID); c != dcsync.Claimed {
-			t.Fatalf("claim of %s = %v", req.ID, c)
+	// handOff reads the store for reqs, claims and hands off each.
+	handOff := func(reqs []*dcsync.Request) *deferred {
+		t.Helper()
+		bctx, b := d.prefetch(ctx, reqs, 256)
+		for _, req := range reqs {
+			if c, _ := d.Claim(bctx, req.ID); c != dcsync.Claimed {
+				t.Fatalf("claim of %s = %v", req.ID, c)
+			}
 		}
+		if err := (handoff{&Node{}}).ProcessBatch(bctx, reqs); err != nil {
+			t.Fatal(err)
+		}
+		return b
 	}
-	if err := (handoff{&Node{}}).ProcessBatch(tctx, three); err != nil {
-		t.Fatal(err)
+	// written writes b and returns the requests of the apply stream's
+	// last entry, which must be its want-th.
+	written := func(b *deferred, want int) []frame {
+		t.Helper()
+		if err := b.flush(ctx, client, "apply"); err != nil {
+			t.Fatal(err)
+		}
+		entries, _ := client.XRange(ctx, "apply", "-", "+").Result()
+		if len(entries) != want {
+			t.Fatalf("apply stream holds %d entries, want %d", len(entries), want)
+		}
+		frames, err := decodeFrames(entries[want-1].Values)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return frames
 	}
+	tb := handOff([]*dcsync.Request{{ID: "x", Payload: []byte("1")}, {ID: "y", Payload: []byte("22")}, {ID: "z", Payload: []byte("333")}})
 	if err := d.Commit(ctx, "y"); err != nil { // another collector's
 		t.Fatal(err)
 	}
-	if err := tb.flush(ctx, client, "apply"); err != nil {
-		t.Fatal(err)
-	}
-	entries, _ = client.XRange(ctx, "apply", "-", "+").Result()
-	if len(entries) != 2 {
-		t.Fatalf("apply stream holds %d entries, want 2", len(entries))
-	}
-	frames, err = decodeFrames(entries[1].Values)
-	if err != nil || len(frames) != 2 || frames[0].req.ID != "x" || frames[1].req.ID != "z" ||
+	if frames := written(tb, 2); len(frames) != 2 || frames[0].req.ID != "x" || frames[1].req.ID != "z" ||
 		string(frames[1].req.Payload) != "333" {
-		t.Errorf("apply entry %v: %+v, %v; want x and z", entries[1].Values, frames, err)
+		t.Errorf("apply entry %+v; want x and z", frames)
 	}
 	for _, id := range []string{"x", "z"} {
 		if c, _ := d.Claim(ctx, id); c != dcsync.Applied {
@@ -152,29 +166,13 @@ func TestDedupeBatchDefersToAcknowledgement(t *testing.T) {
 
 	// So is one applied meanwhile in the previous generation, by a process
 	// whose clock is behind: its mark moves that generation's count.
-	late := []*dcsync.Request{{ID: "p"}, {ID: "q"}}
-	pctx, pb := d.prefetch(ctx, late, 256)
-	for _, req := range late {
-		if c, _ := d.Claim(pctx, req.ID); c != dcsync.Claimed {
-			t.Fatalf("claim of %s = %v", req.ID, c)
-		}
-	}
-	if err := (handoff{&Node{}}).ProcessBatch(pctx, late); err != nil {
-		t.Fatal(err)
-	}
+	pb := handOff([]*dcsync.Request{{ID: "p"}, {ID: "q"}})
 	behind := append([]string{"behind"}, d.generations()[:2]...) // its current is our previous
 	if err := commitScript.Run(ctx, client, behind, "p", d.genTTL()).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if err := pb.flush(ctx, client, "apply"); err != nil {
-		t.Fatal(err)
-	}
-	entries, _ = client.XRange(ctx, "apply", "-", "+").Result()
-	if len(entries) != 3 {
-		t.Fatalf("apply stream holds %d entries, want 3", len(entries))
-	}
-	if frames, err := decodeFrames(entries[2].Values); err != nil || len(frames) != 1 || frames[0].req.ID != "q" {
-		t.Errorf("apply entry %v: %+v, %v; want q alone", entries[2].Values, frames, err)
+	if frames := written(pb, 3); len(frames) != 1 || frames[0].req.ID != "q" {
+		t.Errorf("apply entry %+v; want q alone", frames)
 	}
 }
 
