@@ -17,16 +17,17 @@ import (
 
 // deferred holds what the collect hop would write to Redis request by
 // request — dedupe claims and commits, adds to the apply stream — so that a
-// batch costs three round trips and a few commands whatever its size: one
+// batch costs two round trips and a few commands whatever its size: one
 // pipeline of HMGETs of the batch's IDs before dcsync's Collector runs;
-// after it, a script that adds the accepted writes to the apply stream as
-// one entry and marks them applied; then one MULTI with the
-// acknowledgement of the inbound entries. A write is never marked applied
-// without being in the apply stream (the script adds first, and Redis
-// refuses a script's first write, not a later one, when out of memory), nor
-// acknowledged before: the acknowledgement waits for the script's success.
-// A crash in between leaves the entries pending; their next delivery finds
-// the writes applied and drops them as duplicates.
+// after it, one pipeline of scripts, each adding up to BatchSize accepted
+// writes to the apply stream as one entry and marking them applied. The
+// acknowledgement of the inbound entries goes with the worker's next read.
+// A write is never marked applied without being in the apply stream (the
+// script adds first, and Redis refuses a script's first write, not a later
+// one, when out of memory), nor acknowledged before: the acknowledgement
+// waits for the scripts' success. A crash in between leaves the entries
+// pending; their next delivery finds the writes applied and drops them as
+// duplicates.
 //
 // No claim is written: claiming and handing off are one step, in the
 // script, which adds and marks applied only the writes it finds neither
@@ -218,27 +219,31 @@ func (b *deferred) empty() bool {
 	return len(b.adds) == 0 && len(b.commits) == 0
 }
 
-// handoffScript marks applied, in the current generation of the dedupe
-// store, the writes of ARGV[6], ARGV[7], ... (distinct IDs, found free
-// when the batch read the store) that it finds neither applied nor claimed
-// in the generations KEYS[2..4], and adds them to the apply stream KEYS[1]
-// as one entry. ARGV[1] is the generations' TTL in seconds, ARGV[2] the
-// frames of the writes, one after the other, ARGV[3] their lengths,
-// comma-separated, and ARGV[4] and ARGV[5] the counts of marks
-// (dedupeMarks) of the previous and current generations when the batch
-// read them. A generation that does not exist (the next, mostly) is not
-// looked up, nor one whose count has not moved since: what the batch read
-// of it still holds. When no write is found, as is usual, the frames go
-// into the entry as they came, and Lua looks at nothing one by one but the
-// lookups' answers. It returns how many writes it added.
+// handoffScript hands off the writes of a batch, in entries of the apply
+// stream KEYS[1]: it marks applied, in the current generation of the
+// dedupe store, KEYS[3], the writes that it finds neither applied nor
+// claimed in the generations KEYS[2..4], and adds them. ARGV[1] is the
+// generations' TTL in seconds; ARGV[2] and ARGV[3] the counts of marks
+// (dedupeMarks) of the previous and current generations as the batch read
+// them, or a value that no count takes; ARGV[4] the number of entries, m,
+// and ARGV[5], ARGV[6], ... the count and frames of each entry, 2m values;
+// then the IDs of the writes (distinct, found free when the batch read the
+// store), entry after entry. A generation that does not exist (the next,
+// mostly) is not looked up, nor one whose count is as the batch read it:
+// nobody marked it since, and what the batch read still holds. When no
+// write is found, as is usual, the frames go into the entries as they
+// came, and Lua looks at nothing one by one but the lookups' answers. It
+// returns how many writes it added.
 var handoffScript = goredis.NewScript(dedupeLookup + `
-local n = #ARGV - 5
+local m = tonumber(ARGV[4])
+local base = 4 + 2 * m
+local n = #ARGV - base
 local ids = {}
-for i = 1, n do ids[i] = ARGV[i + 5] end
+for i = 1, n do ids[i] = ARGV[base + i] end
 local found, fresh = {}, true
 for g = 2, 4 do
   if redis.call('exists', KEYS[g]) == 1 and
-      (g == 4 or redis.call('hget', KEYS[g], '` + dedupeMarks + `') ~= ARGV[g + 2]) then
+      (g == 4 or redis.call('hget', KEYS[g], '` + dedupeMarks + `') ~= ARGV[g]) then
     local vals = redis.call('hmget', KEYS[g], unpack(ids))
     found[#found + 1] = vals
     if fresh then
@@ -248,47 +253,65 @@ for g = 2, 4 do
     end
   end
 end
-local fields, keep = {}, {}
-for i = 1, n do
-  local s = false
-  if not fresh then
-    for f = 1, #found do s = merge(s, state(found[f][i])) end
-  end
-  if not s then
-    fields[#fields + 1] = ids[i]
-    fields[#fields + 1] = 'a'
-    keep[#keep + 1] = i
-  end
-end
-if #keep == 0 then return 0 end
-local blob = ARGV[2]
-if #keep < n then
-  local parts, at, i = {}, 1, 0
-  local k = 1
-  for len in string.gmatch(ARGV[3], '%d+') do
+-- pick returns the frames of blob at the positions in keep, in order;
+-- a frame is a uvarint length and as many bytes.
+local function pick(blob, keep)
+  local parts, at, i, k = {}, 1, 0, 1
+  while at <= #blob and k <= #keep do
+    local len, scale, p = 0, 1, at
+    repeat
+      local c = string.byte(blob, p)
+      len, scale, p = len + (c % 128) * scale, scale * 128, p + 1
+    until c < 128
     i = i + 1
-    len = tonumber(len)
     if keep[k] == i then
-      parts[#parts + 1] = string.sub(blob, at, at + len - 1)
+      parts[#parts + 1] = string.sub(blob, at, p + len - 1)
       k = k + 1
     end
-    at = at + len
+    at = p + len
   end
-  blob = table.concat(parts)
+  return table.concat(parts)
 end
-redis.call('xadd', KEYS[1], '*', 'n', #keep, 'b', blob)
+local fields, added, at = {}, 0, 0
+for e = 1, m do
+  local count, blob = tonumber(ARGV[3 + 2 * e]), ARGV[4 + 2 * e]
+  local keep = {}
+  for j = 1, count do
+    local s = false
+    if not fresh then
+      for f = 1, #found do s = merge(s, state(found[f][at + j])) end
+    end
+    if not s then
+      fields[#fields + 1] = ids[at + j]
+      fields[#fields + 1] = 'a'
+      keep[#keep + 1] = j
+    end
+  end
+  if #keep > 0 then
+    if #keep < count then blob = pick(blob, keep) end
+    redis.call('xadd', KEYS[1], '*', 'n', #keep, 'b', blob)
+    added = added + #keep
+  end
+  at = at + count
+end
+if added == 0 then return 0 end
 redis.call('hset', KEYS[3], unpack(fields))
 redis.call('hincrby', KEYS[3], '` + dedupeMarks + `', 1)
 redis.call('expire', KEYS[3], ARGV[1], 'NX')
-return #keep`)
+return added`)
 
 // maxScriptBatch bounds the writes of one handoff script, which unpacks
-// them onto Lua's stack.
-const maxScriptBatch = 1000
+// them onto Lua's stack, and so how long it holds the server.
+const maxScriptBatch = 1024
 
-// flush writes what was deferred, a script a chunk, every chunk in one
-// round trip, and then forgets it. It returns the first error; of the
-// chunks, those that went through stay written.
+// notMarks is a count of marks that the handoff script never finds, for a
+// script that must look every generation up.
+const notMarks = "-"
+
+// flush writes what was deferred, in entries of up to max writes and
+// scripts of up to maxScriptBatch, every script in one round trip, and
+// then forgets it. It returns the first error; of the scripts, those that
+// went through stay written.
 func (b *deferred) flush(ctx context.Context, client *goredis.Client, apply string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -296,40 +319,47 @@ func (b *deferred) flush(ctx context.Context, client *goredis.Client, apply stri
 	// the counts of marks are theirs.
 	gens := b.gens
 	ttl := b.dedupe.genTTL()
-	size := min(b.max, maxScriptBatch)
 	keys := append([]string{apply}, gens...)
-	var chunks [][]any
+	entrySize := min(b.max, maxScriptBatch)
+	scriptSize := maxScriptBatch / entrySize * entrySize // whole entries
+	var scripts [][]any
 	var blobs [][]byte
 	defer func() {
 		for _, blob := range blobs {
 			putBlob(blob)
 		}
 	}()
-	for start := 0; start < len(b.adds); start += size {
-		chunk := b.adds[start:min(start+size, len(b.adds))]
-		n := 0
-		for _, a := range chunk {
-			n += binary.MaxVarintLen32 + len(a.raw)
+	for start := 0; start < len(b.adds); start += scriptSize {
+		adds := b.adds[start:min(start+scriptSize, len(b.adds))]
+		// Only the first script may trust the count of the current
+		// generation that the batch read: it moves it.
+		cur := b.marks[1]
+		if len(scripts) > 0 {
+			cur = notMarks
 		}
-		blob := getBlob(n)
-		lens := make([]byte, 0, 4*len(chunk))
-		args := make([]any, 5, len(chunk)+5)
-		for i, a := range chunk {
-			at := len(blob)
-			blob = appendFrame(blob, a.raw)
-			if i > 0 {
-				lens = append(lens, ',')
+		args := []any{ttl, b.marks[0], cur, (len(adds) + entrySize - 1) / entrySize}
+		for e := 0; e < len(adds); e += entrySize {
+			entry := adds[e:min(e+entrySize, len(adds))]
+			n := 0
+			for _, a := range entry {
+				n += binary.MaxVarintLen32 + len(a.raw)
 			}
-			lens = strconv.AppendInt(lens, int64(len(blob)-at), 10)
+			blob := getBlob(n)
+			for _, a := range entry {
+				blob = appendFrame(blob, a.raw)
+			}
+			args = append(args, len(entry), blob)
+			blobs = append(blobs, blob)
+		}
+		for _, a := range adds {
 			args = append(args, a.id)
 		}
-		args[0], args[1], args[2], args[3], args[4] = ttl, blob, lens, b.marks[0], b.marks[1]
-		chunks, blobs = append(chunks, args), append(blobs, blob)
+		scripts = append(scripts, args)
 	}
-	cmds := make([]*goredis.Cmd, len(chunks))
-	if len(chunks) > 0 {
+	cmds := make([]*goredis.Cmd, len(scripts))
+	if len(scripts) > 0 {
 		_, _ = client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-			for i, args := range chunks {
+			for i, args := range scripts {
 				cmds[i] = handoffScript.EvalSha(ctx, p, keys, args...)
 			}
 			return nil
@@ -338,10 +368,10 @@ func (b *deferred) flush(ctx context.Context, client *goredis.Client, apply stri
 	for i, cmd := range cmds {
 		err := cmd.Err()
 		if err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
-			err = handoffScript.Run(ctx, client, keys, chunks[i]...).Err() // loads it
+			err = handoffScript.Run(ctx, client, keys, scripts[i]...).Err() // loads it
 		}
 		if err != nil {
-			return fmt.Errorf("redis: hand %d writes off to %s: %w", len(chunks[i])-5, apply, err)
+			return fmt.Errorf("redis: hand writes off to %s: %w", apply, err)
 		}
 	}
 	for _, id := range b.commits {
