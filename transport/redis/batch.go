@@ -19,8 +19,9 @@ import (
 // request — dedupe claims and commits, adds to the apply stream — so that a
 // batch costs two round trips and a few commands whatever its size: one
 // pipeline of HMGETs of the batch's IDs before dcsync's Collector runs;
-// after it, one pipeline of scripts, each adding up to BatchSize accepted
-// writes to the apply stream as one entry and marking them applied. The
+// after it, one pipeline of scripts, each adding up to maxScriptBatch
+// accepted writes to the apply stream, in entries of up to BatchSize, and
+// marking them applied. The
 // acknowledgement of the inbound entries goes with the worker's next read.
 // A write is never marked applied without being in the apply stream (the
 // script adds first, and Redis refuses a script's first write, not a later
@@ -85,10 +86,10 @@ func (d *Dedupe) prefetch(ctx context.Context, reqs []*dcsync.Request, max int) 
 	cmds := make([]*goredis.SliceCmd, 2)
 	marks := make([]*goredis.StringCmd, 2)
 	_, err := d.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		// Not the next generation: it exists only while some process's
-		// clock is past the start of the next generation, and the handoff
-		// script, which decides, looks there too. The counts of marks come
-		// first: what is marked after them, the lookups may miss.
+		// Not the next generation: only a process whose clock runs ahead
+		// writes there before it begins, and the handoff script, which
+		// decides, looks there too. The counts of marks come first: what is
+		// marked after them, the lookups may miss.
 		gens := b.gens[:2]
 		for g, key := range gens {
 			marks[g] = p.HGet(ctx, key, dedupeMarks)

@@ -81,8 +81,8 @@ func encodeBatch(ctx context.Context, reqs []*dcsync.Request) []byte {
 }
 
 // blobPool recycles the buffers that the frames of an entry are gathered in
-// before the client writes them: as large as entries, one a batch a hop
-// hands on, they would be most of what the hops allocate.
+// before the client writes them: they are as large as entries, and one is
+// needed for every batch a hop hands on.
 var blobPool sync.Pool
 
 // maxPooledBlob bounds the buffers blobPool keeps.
@@ -256,9 +256,9 @@ func decode(data string) (*dcsync.Request, error) {
 }
 
 // decodeInto parses what encode produced into req. With slab set, the
-// payload is copied into *slab, which grows by chunks of at least ahead
-// bytes (up to 32 KiB), so that the requests of an entry share a few
-// allocations.
+// payload is copied into *slab, which grows by chunks of up to 32 KiB (no
+// more than the ahead bytes left of the entry need), so that the requests
+// of an entry share a few allocations.
 func decodeInto(req *dcsync.Request, data string, slab *[]byte, ahead int) error {
 	d := decoder{s: data}
 	if v := d.byte(); v != codecVersion {
