@@ -1,8 +1,10 @@
 package redis
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -15,16 +17,18 @@ import (
 
 // deferred holds what the collect hop would write to Redis request by
 // request — dedupe claims and commits, adds to the apply stream — so that a
-// batch costs three round trips and a few commands whatever its size: one
+// batch costs two round trips and a few commands whatever its size: one
 // pipeline of HMGETs of the batch's IDs before dcsync's Collector runs;
-// after it, a script that adds the accepted writes to the apply stream as
-// one entry and marks them applied; then one MULTI with the
-// acknowledgement of the inbound entries. A write is never marked applied
-// without being in the apply stream (the script adds first, and Redis
-// refuses a script's first write, not a later one, when out of memory), nor
-// acknowledged before: the acknowledgement waits for the script's success.
-// A crash in between leaves the entries pending; their next delivery finds
-// the writes applied and drops them as duplicates.
+// after it, one pipeline of scripts, each adding up to maxScriptBatch
+// accepted writes to the apply stream, in entries of up to BatchSize, and
+// marking them applied. The
+// acknowledgement of the inbound entries goes with the worker's next read.
+// A write is never marked applied without being in the apply stream (the
+// script adds first, and Redis refuses a script's first write, not a later
+// one, when out of memory), nor acknowledged before: the acknowledgement
+// waits for the scripts' success. A crash in between leaves the entries
+// pending; their next delivery finds the writes applied and drops them as
+// duplicates.
 //
 // No claim is written: claiming and handing off are one step, in the
 // script, which adds and marks applied only the writes it finds neither
@@ -39,14 +43,23 @@ import (
 // deferred, so a Handoff paired with another DedupeStore writes through.
 type deferred struct {
 	dedupe *Dedupe
-	max    int // requests per apply entry
+	max    int                        // requests per apply entry
+	raw    map[*dcsync.Request]string // the encodings the requests came in
+
+	gens  []string  // the generations as the batch read them
+	marks [2]string // their dedupeMarks then, of the previous and current
 
 	mu      sync.Mutex
-	claims  map[string]dcsync.Claim // answers fetched ahead, by request ID
-	mine    map[string]bool         // claimed through this batch, not yet released
-	adds    []pendingAdd            // writes for the apply stream
-	added   map[string]bool         // request IDs in adds
-	commits []string                // request IDs to mark applied
+	slots   map[string]*slot // by request ID: what was fetched ahead and done since
+	adds    []pendingAdd     // writes for the apply stream
+	commits []string         // request IDs to mark applied
+}
+
+// slot is what a batch knows of one request ID.
+type slot struct {
+	claim dcsync.Claim // what Claim answers
+	mine  bool         // claimed through this batch, not released
+	added bool         // in adds
 }
 
 type pendingAdd struct{ id, raw string }
@@ -65,27 +78,48 @@ func deferredFrom(ctx context.Context) *deferred {
 // The claim takes effect only when the batch is written. When the reads
 // fail, the context answers nothing ahead and each Claim goes to Redis.
 func (d *Dedupe) prefetch(ctx context.Context, reqs []*dcsync.Request, max int) (context.Context, *deferred) {
-	b := &deferred{dedupe: d, max: max, claims: make(map[string]dcsync.Claim, len(reqs)),
-		mine: map[string]bool{}, added: map[string]bool{}}
-	ids := make([]string, len(reqs))
+	b := &deferred{dedupe: d, max: max, raw: rawFrom(ctx), gens: d.generations()}
+	ids := make([]any, len(reqs)) // boxed once for both lookups
 	for i, req := range reqs {
 		ids[i] = req.ID
 	}
-	cmds, err := d.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		for _, key := range d.generations() {
-			p.HMGet(ctx, key, ids...)
+	cmds := make([]*goredis.SliceCmd, 2)
+	marks := make([]*goredis.StringCmd, 2)
+	_, err := d.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		// Not the next generation: only a process whose clock runs ahead
+		// writes there before it begins, and the handoff script, which
+		// decides, looks there too. The counts of marks come first: what is
+		// marked after them, the lookups may miss.
+		gens := b.gens[:2]
+		for g, key := range gens {
+			marks[g] = p.HGet(ctx, key, dedupeMarks)
+		}
+		for g, key := range gens {
+			cmds[g] = goredis.NewSliceCmd(ctx, append([]any{"hmget", key}, ids...)...)
+			_ = p.Process(ctx, cmds[g])
 		}
 		return nil
 	})
+	if errors.Is(err, goredis.Nil) { // a count not there yet
+		err = nil
+		for _, c := range cmds {
+			err = cmp.Or(err, c.Err())
+		}
+	}
 	if err == nil {
+		for g, m := range marks {
+			b.marks[g] = m.Val()
+		}
 		now := time.Now().UnixMilli()
-		for i, id := range ids {
-			if _, seen := b.claims[id]; seen {
+		b.slots = make(map[string]*slot, len(reqs))
+		slots := make([]slot, len(reqs))
+		for i, req := range reqs {
+			if _, seen := b.slots[req.ID]; seen {
 				continue
 			}
 			c := dcsync.Claimed
 			for _, cmd := range cmds {
-				v, _ := cmd.(*goredis.SliceCmd).Val()[i].(string)
+				v, _ := cmd.Val()[i].(string)
 				switch {
 				case v == dedupeApplied:
 					c = dcsync.Applied
@@ -93,7 +127,8 @@ func (d *Dedupe) prefetch(ctx context.Context, reqs []*dcsync.Request, max int) 
 					c = dcsync.InFlight
 				}
 			}
-			b.claims[id] = c
+			slots[i].claim = c
+			b.slots[req.ID] = &slots[i]
 		}
 	}
 	return context.WithValue(ctx, deferredKey{}, b), b
@@ -113,28 +148,38 @@ func claimedUntil(v string) int64 {
 func (b *deferred) claim(id string) (dcsync.Claim, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	c, ok := b.claims[id]
-	if !ok {
+	s := b.slots[id]
+	if s == nil {
 		return 0, false
 	}
+	c := s.claim
 	if c == dcsync.Claimed {
-		b.mine[id] = true
-		b.claims[id] = dcsync.InFlight // a duplicate later in the batch waits
+		s.mine = true
+		s.claim = dcsync.InFlight // a duplicate later in the batch waits
 	}
 	return c, true
+}
+
+// mine returns the slot of id if this batch claimed it, else nil.
+func (b *deferred) mine(id string) *slot {
+	if s := b.slots[id]; s != nil && s.mine {
+		return s
+	}
+	return nil
 }
 
 // commit defers marking id applied, if this batch claimed it.
 func (b *deferred) commit(id string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if !b.mine[id] {
+	s := b.mine(id)
+	if s == nil {
 		return false
 	}
-	if !b.added[id] {
+	if !s.added {
 		b.commits = append(b.commits, id)
 	}
-	b.claims[id] = dcsync.Applied
+	s.claim = dcsync.Applied
 	return true
 }
 
@@ -143,24 +188,24 @@ func (b *deferred) commit(id string) bool {
 func (b *deferred) release(id string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if !b.mine[id] {
+	if b.mine(id) == nil {
 		return false
 	}
-	delete(b.mine, id)
-	delete(b.claims, id)
+	delete(b.slots, id) // a later Claim asks Redis
 	return true
 }
 
 // add defers adding req to the apply stream, if this batch claimed it.
-func (b *deferred) add(ctx context.Context, req *dcsync.Request) bool {
+func (b *deferred) add(req *dcsync.Request) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if !b.mine[req.ID] {
+	s := b.mine(req.ID)
+	if s == nil {
 		return false
 	}
-	if !b.added[req.ID] {
-		b.added[req.ID] = true
-		b.adds = append(b.adds, pendingAdd{id: req.ID, raw: encodingOf(ctx, req)})
+	if !s.added {
+		s.added = true
+		b.adds = append(b.adds, pendingAdd{id: req.ID, raw: encodingOf(b.raw, req)})
 	}
 	return true
 }
@@ -175,87 +220,159 @@ func (b *deferred) empty() bool {
 	return len(b.adds) == 0 && len(b.commits) == 0
 }
 
-// handoffScript marks applied, in the current generation of the dedupe
-// store, the writes of ARGV[4], ARGV[5], ... that it finds neither applied
-// nor claimed in the generations KEYS[2..4], and adds them to the apply
-// stream KEYS[1] as one entry. ARGV[1] is the generations' TTL in seconds,
-// ARGV[2] the frames of the writes, one after the other, and ARGV[3] their
-// lengths, comma-separated: when every write is new, as is usual, the
-// frames go into the entry as they came, without Lua looking into them. It
+// handoffScript hands off the writes of a batch, in entries of the apply
+// stream KEYS[1]: it marks applied, in the current generation of the
+// dedupe store, KEYS[3], the writes that it finds neither applied nor
+// claimed in the generations KEYS[2..4], and adds them. ARGV[1] is the
+// generations' TTL in seconds; ARGV[2] and ARGV[3] the counts of marks
+// (dedupeMarks) of the previous and current generations as the batch read
+// them, or a value that no count takes; ARGV[4] the number of entries, m,
+// and ARGV[5], ARGV[6], ... the count and frames of each entry, 2m values;
+// then the IDs of the writes (distinct, found free when the batch read the
+// store), entry after entry. A generation that does not exist (the next,
+// mostly) is not looked up, nor one whose count is as the batch read it:
+// nobody marked it since, and what the batch read still holds. When no
+// write is found, as is usual, the frames go into the entries as they
+// came, and Lua looks at nothing one by one but the lookups' answers. It
 // returns how many writes it added.
 var handoffScript = goredis.NewScript(dedupeLookup + `
+local m = tonumber(ARGV[4])
+local base = 4 + 2 * m
+local n = #ARGV - base
 local ids = {}
-for i = 4, #ARGV do ids[#ids + 1] = ARGV[i] end
-local n = #ids
-local found = {}
-for g = 2, 4 do found[g] = redis.call('hmget', KEYS[g], unpack(ids)) end
-local taken, fields, keep = {}, {}, {}
-for i = 1, n do
-  local id = ids[i]
-  local s = taken[id] or false
-  for g = 2, 4 do s = merge(s, state(found[g][i])) end
-  if not s then
-    taken[id] = 'a'
-    fields[#fields + 1] = id
-    fields[#fields + 1] = 'a'
-    keep[#keep + 1] = i
+for i = 1, n do ids[i] = ARGV[base + i] end
+local found, fresh = {}, true
+for g = 2, 4 do
+  if redis.call('exists', KEYS[g]) == 1 and
+      (g == 4 or redis.call('hget', KEYS[g], '` + dedupeMarks + `') ~= ARGV[g]) then
+    local vals = redis.call('hmget', KEYS[g], unpack(ids))
+    found[#found + 1] = vals
+    if fresh then
+      for i = 1, n do
+        if vals[i] then fresh = false break end
+      end
+    end
   end
 end
-if #keep == 0 then return 0 end
-local blob = ARGV[2]
-if #keep < n then
-  local parts, at, i = {}, 1, 0
-  local k = 1
-  for len in string.gmatch(ARGV[3], '%d+') do
+-- pick returns the frames of blob at the positions in keep, in order;
+-- a frame is a uvarint length and as many bytes.
+local function pick(blob, keep)
+  local parts, at, i, k = {}, 1, 0, 1
+  while at <= #blob and k <= #keep do
+    local len, scale, p = 0, 1, at
+    repeat
+      local c = string.byte(blob, p)
+      len, scale, p = len + (c % 128) * scale, scale * 128, p + 1
+    until c < 128
     i = i + 1
-    len = tonumber(len)
     if keep[k] == i then
-      parts[#parts + 1] = string.sub(blob, at, at + len - 1)
+      parts[#parts + 1] = string.sub(blob, at, p + len - 1)
       k = k + 1
     end
-    at = at + len
+    at = p + len
   end
-  blob = table.concat(parts)
+  return table.concat(parts)
 end
-redis.call('xadd', KEYS[1], '*', 'n', #keep, 'b', blob)
+local fields, added, at = {}, 0, 0
+for e = 1, m do
+  local count, blob = tonumber(ARGV[3 + 2 * e]), ARGV[4 + 2 * e]
+  local keep = {}
+  for j = 1, count do
+    local s = false
+    if not fresh then
+      for f = 1, #found do s = merge(s, state(found[f][at + j])) end
+    end
+    if not s then
+      fields[#fields + 1] = ids[at + j]
+      fields[#fields + 1] = 'a'
+      keep[#keep + 1] = j
+    end
+  end
+  if #keep > 0 then
+    if #keep < count then blob = pick(blob, keep) end
+    redis.call('xadd', KEYS[1], '*', 'n', #keep, 'b', blob)
+    added = added + #keep
+  end
+  at = at + count
+end
+if added == 0 then return 0 end
 redis.call('hset', KEYS[3], unpack(fields))
+redis.call('hincrby', KEYS[3], '` + dedupeMarks + `', 1)
 redis.call('expire', KEYS[3], ARGV[1], 'NX')
-return #keep`)
+return added`)
 
 // maxScriptBatch bounds the writes of one handoff script, which unpacks
-// them onto Lua's stack.
-const maxScriptBatch = 1000
+// them onto Lua's stack, and so how long it holds the server.
+const maxScriptBatch = 1024
 
-// flush writes what was deferred, chunk by chunk, and then forgets it. It
-// returns the first error; what went before it stays written.
+// notMarks is a count of marks that the handoff script never finds, for a
+// script that must look every generation up.
+const notMarks = "-"
+
+// flush writes what was deferred, in entries of up to max writes and
+// scripts of up to maxScriptBatch, every script in one round trip, and
+// then forgets it. It returns the first error; of the scripts, those that
+// went through stay written.
 func (b *deferred) flush(ctx context.Context, client *goredis.Client, apply string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	gens := b.dedupe.generations()
+	// The generations the batch read, even if another began meanwhile:
+	// the counts of marks are theirs.
+	gens := b.gens
 	ttl := b.dedupe.genTTL()
-	size := min(b.max, maxScriptBatch)
 	keys := append([]string{apply}, gens...)
-	for start := 0; start < len(b.adds); start += size {
-		chunk := b.adds[start:min(start+size, len(b.adds))]
-		n := 0
-		for _, a := range chunk {
-			n += binary.MaxVarintLen32 + len(a.raw)
+	entrySize := min(b.max, maxScriptBatch)
+	scriptSize := maxScriptBatch / entrySize * entrySize // whole entries
+	var scripts [][]any
+	var blobs [][]byte
+	defer func() {
+		for _, blob := range blobs {
+			putBlob(blob)
 		}
-		blob := make([]byte, 0, n)
-		lens := make([]byte, 0, 4*len(chunk))
-		args := make([]any, 3, len(chunk)+3)
-		for i, a := range chunk {
-			at := len(blob)
-			blob = appendFrame(blob, a.raw)
-			if i > 0 {
-				lens = append(lens, ',')
+	}()
+	for start := 0; start < len(b.adds); start += scriptSize {
+		adds := b.adds[start:min(start+scriptSize, len(b.adds))]
+		// Only the first script may trust the count of the current
+		// generation that the batch read: it moves it.
+		cur := b.marks[1]
+		if len(scripts) > 0 {
+			cur = notMarks
+		}
+		args := []any{ttl, b.marks[0], cur, (len(adds) + entrySize - 1) / entrySize}
+		for e := 0; e < len(adds); e += entrySize {
+			entry := adds[e:min(e+entrySize, len(adds))]
+			n := 0
+			for _, a := range entry {
+				n += binary.MaxVarintLen32 + len(a.raw)
 			}
-			lens = strconv.AppendInt(lens, int64(len(blob)-at), 10)
+			blob := getBlob(n)
+			for _, a := range entry {
+				blob = appendFrame(blob, a.raw)
+			}
+			args = append(args, len(entry), blob)
+			blobs = append(blobs, blob)
+		}
+		for _, a := range adds {
 			args = append(args, a.id)
 		}
-		args[0], args[1], args[2] = ttl, blob, lens
-		if err := handoffScript.Run(ctx, client, keys, args...).Err(); err != nil {
-			return fmt.Errorf("redis: hand %d writes off to %s: %w", len(chunk), apply, err)
+		scripts = append(scripts, args)
+	}
+	cmds := make([]*goredis.Cmd, len(scripts))
+	if len(scripts) > 0 {
+		_, _ = client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for i, args := range scripts {
+				cmds[i] = handoffScript.EvalSha(ctx, p, keys, args...)
+			}
+			return nil
+		})
+	}
+	for i, cmd := range cmds {
+		err := cmd.Err()
+		if err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
+			err = handoffScript.Run(ctx, client, keys, scripts[i]...).Err() // loads it
+		}
+		if err != nil {
+			return fmt.Errorf("redis: hand writes off to %s: %w", apply, err)
 		}
 	}
 	for _, id := range b.commits {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 
 	"github.com/dcsync/dcsync"
 )
@@ -38,7 +39,7 @@ var ErrMalformed = errors.New("redis: malformed stream entry")
 // entryValues returns the fields of the stream entry that carries req
 // alone.
 func entryValues(ctx context.Context, req *dcsync.Request) []any {
-	return []any{fieldID, req.ID, fieldRequest, encodingOf(ctx, req)}
+	return []any{fieldID, req.ID, fieldRequest, encodingOf(rawFrom(ctx), req)}
 }
 
 // batchValues returns the fields of the stream entry that carries count
@@ -50,57 +51,97 @@ func batchValues(count int, frames []byte) []any {
 // appendFrame appends the encoding of one request of a batch entry to b.
 func appendFrame(b []byte, enc string) []byte { return appendString(b, enc) }
 
-// encodeBatch returns the frames of reqs, for batchValues.
+// appendRequestFrame appends the frame of req, encoded here, to b.
+func appendRequestFrame(b []byte, req *dcsync.Request) []byte {
+	b = binary.AppendUvarint(b, uint64(encodedSize(req)))
+	return appendRequest(b, req)
+}
+
+// encodeBatch returns the frames of reqs, for batchValues, in a buffer
+// from getBlob.
 func encodeBatch(ctx context.Context, reqs []*dcsync.Request) []byte {
-	encs := make([]string, len(reqs))
+	raw := rawFrom(ctx)
 	n := 0
-	for i, req := range reqs {
-		encs[i] = encodingOf(ctx, req)
-		n += binary.MaxVarintLen32 + len(encs[i])
+	for _, req := range reqs {
+		if r, ok := raw[req]; ok {
+			n += binary.MaxVarintLen32 + len(r)
+		} else {
+			n += binary.MaxVarintLen32 + encodedSize(req)
+		}
 	}
-	b := make([]byte, 0, n)
-	for _, enc := range encs {
-		b = appendFrame(b, enc)
+	b := getBlob(n)
+	for _, req := range reqs {
+		if r, ok := raw[req]; ok {
+			b = appendFrame(b, r)
+		} else {
+			b = appendRequestFrame(b, req)
+		}
 	}
 	return b
 }
 
-// encodingOf returns the encoding of req. A request read from a stream is
-// passed on in the encoding it came in, found in ctx, rather than encoded
-// again.
-func encodingOf(ctx context.Context, req *dcsync.Request) string {
-	if raw, ok := ctx.Value(rawKey{}).(map[*dcsync.Request]string); ok {
-		if r, ok := raw[req]; ok {
-			return r
-		}
+// blobPool recycles the buffers that the frames of an entry are gathered in
+// before the client writes them: they are as large as entries, and one is
+// needed for every batch a hop hands on.
+var blobPool sync.Pool
+
+// maxPooledBlob bounds the buffers blobPool keeps.
+const maxPooledBlob = 1 << 20
+
+// getBlob returns an empty buffer of capacity n at least.
+func getBlob(n int) []byte {
+	if b, ok := blobPool.Get().(*[]byte); ok && cap(*b) >= n {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, n)
+}
+
+// putBlob gives b back to getBlob, once the client has written it.
+func putBlob(b []byte) {
+	if cap(b) <= maxPooledBlob {
+		blobPool.Put(&b)
+	}
+}
+
+// encodingOf returns the encoding of req: for a request read from a
+// stream, the one it came in, which raw holds, rather than encoded again.
+func encodingOf(raw map[*dcsync.Request]string, req *dcsync.Request) string {
+	if r, ok := raw[req]; ok {
+		return r
 	}
 	return string(encode(req))
 }
 
 type rawKey struct{}
 
-// withRaw returns a context in which encodingOf finds the encodings of
+// withRaw returns a context in which rawFrom finds the encodings of
 // requests decoded from stream entries.
 func withRaw(ctx context.Context, raw map[*dcsync.Request]string) context.Context {
 	return context.WithValue(ctx, rawKey{}, raw)
+}
+
+// rawFrom returns the encodings withRaw put in ctx, or nil.
+func rawFrom(ctx context.Context) map[*dcsync.Request]string {
+	raw, _ := ctx.Value(rawKey{}).(map[*dcsync.Request]string)
+	return raw
 }
 
 // encode returns the compact binary form of req: a version byte, then
 // ID, Origin, Key, Op and Payload as length-prefixed strings, Version as a
 // varint, and the Header as a count and name/value pairs.
 func encode(req *dcsync.Request) []byte {
-	n := 1 + 5*binary.MaxVarintLen32 + len(req.ID) + len(req.Origin) + len(req.Key) +
-		len(req.Op) + len(req.Payload) + 2*binary.MaxVarintLen64
-	for k, v := range req.Header {
-		n += 2*binary.MaxVarintLen32 + len(k) + len(v)
-	}
-	b := make([]byte, 0, n)
+	return appendRequest(make([]byte, 0, encodedSize(req)), req)
+}
+
+// appendRequest appends the encoding of req to b.
+func appendRequest(b []byte, req *dcsync.Request) []byte {
 	b = append(b, codecVersion)
 	b = appendString(b, req.ID)
 	b = appendString(b, req.Origin)
 	b = appendString(b, req.Key)
 	b = appendString(b, req.Op)
-	b = appendString(b, string(req.Payload)) // the compiler does not copy here
+	b = binary.AppendUvarint(b, uint64(len(req.Payload)))
+	b = append(b, req.Payload...)
 	b = binary.AppendUvarint(b, req.Version)
 	b = binary.AppendUvarint(b, uint64(len(req.Header)))
 	for k, v := range req.Header {
@@ -108,6 +149,27 @@ func encode(req *dcsync.Request) []byte {
 		b = appendString(b, v)
 	}
 	return b
+}
+
+// encodedSize returns the length of the encoding of req.
+func encodedSize(req *dcsync.Request) int {
+	n := 1 + stringSize(req.ID) + stringSize(req.Origin) + stringSize(req.Key) + stringSize(req.Op) +
+		uvarintSize(uint64(len(req.Payload))) + len(req.Payload) +
+		uvarintSize(req.Version) + uvarintSize(uint64(len(req.Header)))
+	for k, v := range req.Header {
+		n += stringSize(k) + stringSize(v)
+	}
+	return n
+}
+
+func stringSize(s string) int { return uvarintSize(uint64(len(s))) + len(s) }
+
+func uvarintSize(v uint64) int {
+	n := 1
+	for ; v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n
 }
 
 func appendString(b []byte, s string) []byte {
@@ -146,15 +208,17 @@ func decodeFrames(values map[string]any) ([]frame, error) {
 		return nil, fmt.Errorf("%w: field %q is %q, not a count of requests", ErrMalformed, fieldCount, countField)
 	}
 	frames := make([]frame, 0, count)
+	reqs := make([]dcsync.Request, count) // one allocation for the entry's requests
+	var payloads []byte                   // and few for their payloads
 	d := decoder{s: data}
 	for i := 0; i < count; i++ {
 		raw := d.string()
 		if d.err != nil {
 			return nil, fmt.Errorf("%w: request %d of %d", d.err, i, count)
 		}
-		f := frame{raw: raw}
-		if f.req, f.err = decode(raw); f.err != nil {
-			f.err = fmt.Errorf("request %d of the entry: %w", i, f.err)
+		f := frame{raw: raw, req: &reqs[i]}
+		if f.err = decodeInto(f.req, raw, &payloads, len(d.s)); f.err != nil {
+			f.req, f.err = nil, fmt.Errorf("request %d of the entry: %w", i, f.err)
 		}
 		frames = append(frames, f)
 	}
@@ -184,18 +248,39 @@ func decodeEntry(values map[string]any) (*dcsync.Request, error) {
 
 // decode parses what encode produced. It never panics on bad input.
 func decode(data string) (*dcsync.Request, error) {
+	req := &dcsync.Request{}
+	if err := decodeInto(req, data, nil, 0); err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// decodeInto parses what encode produced into req. With slab set, the
+// payload is copied into *slab, which grows by chunks of up to 32 KiB (no
+// more than the ahead bytes left of the entry need), so that the requests
+// of an entry share a few allocations.
+func decodeInto(req *dcsync.Request, data string, slab *[]byte, ahead int) error {
 	d := decoder{s: data}
 	if v := d.byte(); v != codecVersion {
-		return nil, fmt.Errorf("%w: unknown encoding version %d", ErrMalformed, v)
+		return fmt.Errorf("%w: unknown encoding version %d", ErrMalformed, v)
 	}
-	req := &dcsync.Request{ID: d.string(), Origin: d.string(), Key: d.string(), Op: d.string()}
+	req.ID, req.Origin, req.Key, req.Op = d.string(), d.string(), d.string(), d.string()
 	if p := d.string(); len(p) > 0 {
-		req.Payload = []byte(p)
+		if slab == nil {
+			req.Payload = []byte(p)
+		} else {
+			if cap(*slab)-len(*slab) < len(p) {
+				*slab = make([]byte, 0, max(len(p), min(ahead+len(p), 32<<10)))
+			}
+			at := len(*slab)
+			*slab = append(*slab, p...)
+			req.Payload = (*slab)[at:len(*slab):len(*slab)] // an append copies, never overwrites a neighbour
+		}
 	}
 	req.Version = d.uvarint()
 	if n := d.uvarint(); n > 0 && d.err == nil {
 		if n > uint64(len(d.s)) { // each pair takes at least two bytes
-			return nil, fmt.Errorf("%w: header of %d fields in %d bytes", ErrMalformed, n, len(d.s))
+			return fmt.Errorf("%w: header of %d fields in %d bytes", ErrMalformed, n, len(d.s))
 		}
 		req.Header = make(map[string]string, n)
 		for range n {
@@ -206,10 +291,7 @@ func decode(data string) (*dcsync.Request, error) {
 	if d.err == nil && len(d.s) > 0 {
 		d.err = fmt.Errorf("%w: %d bytes after the request", ErrMalformed, len(d.s))
 	}
-	if d.err != nil {
-		return nil, d.err
-	}
-	return req, nil
+	return d.err
 }
 
 // decoder reads from s, remembering the first error; reads after an error

@@ -37,6 +37,12 @@ const (
 	dedupeApplied = "a"
 )
 
+// dedupeMarks is the field of a generation that counts the scripts that
+// marked IDs in it, claimed or applied; no request ID can be spelt so. A
+// batch that reads the count before its lookups knows, when the count has
+// not moved by the time it writes, that what it read still holds.
+const dedupeMarks = "#marks"
+
 // Dedupe is a dcsync.DedupeStore in Redis, shared by every collector of a
 // datacenter. It keeps request IDs in hashes, one per generation of
 // Retention: a field per ID, holding "a" once applied, or "c" and a
@@ -104,6 +110,7 @@ for g = 1, 3 do s = merge(s, state(redis.call('hget', KEYS[g], ARGV[1]))) end
 if s == 'a' then return 1 end
 if s == 'c' then return 2 end
 redis.call('hset', KEYS[2], ARGV[1], 'c' .. (now + tonumber(ARGV[2])))
+redis.call('hincrby', KEYS[2], '` + dedupeMarks + `', 1)
 redis.call('expire', KEYS[2], ARGV[3], 'NX')
 return 0`)
 
@@ -115,6 +122,7 @@ for g = 1, 3, 2 do
   if v and v ~= 'a' then redis.call('hdel', KEYS[g], ARGV[1]) end
 end
 redis.call('hset', KEYS[2], ARGV[1], 'a')
+redis.call('hincrby', KEYS[2], '` + dedupeMarks + `', 1)
 redis.call('expire', KEYS[2], ARGV[2], 'NX')
 return 1`)
 

@@ -21,22 +21,23 @@
 // their compact binary encodings, each prefixed by its length, in field
 // "b" (an entry of fields "id" and "r", one request, is read too). Writes
 // of concurrent Write calls go into the outbound stream together, one entry
-// per round trip; a reship worker forwards what it read as one entry (up to
-// BatchSize requests) to the peer's inbound stream; a collect worker hands
-// the writes it accepted on as one entry of the apply stream; an apply
-// worker applies a batch with Syncer.ApplyBatch. So a hop costs Redis one
-// add, one delivery and one acknowledgement per batch rather than per
-// request.
+// per round trip; a reship worker forwards what it read to the peer's
+// inbound stream as entries of up to BatchSize requests, in one round
+// trip; a collect worker hands the writes it accepted on as entries of the
+// apply stream; an apply worker applies a batch with Syncer.ApplyBatch. So
+// a hop costs Redis one add, one delivery and one acknowledgement per batch
+// rather than per request.
 //
 // Every hop reads entries with XREADGROUP and acknowledges an entry only
 // once all its requests are durably in the next stream, applied or
 // dead-lettered, so each hop is at least once, and a write in A's outbound
-// stream survives the crash of any process. The collect hop reads the
+// stream survives the crash of any process. The acknowledgement goes with
+// the worker's next read, in the same round trip. The collect hop reads the
 // batch's IDs from the dedupe store in one pipeline before dcsync's
-// Collector runs; afterwards a script adds the accepted writes to the apply
-// stream as one entry and marks them applied (only those no other
-// collector marked meanwhile), and then, once it has succeeded, one MULTI
-// acknowledges the entries.
+// Collector runs; afterwards scripts, in one pipeline, add the accepted
+// writes to the apply stream and mark them applied (only those no other
+// collector marked meanwhile), and only once they have succeeded are the
+// entries acknowledged.
 //
 // A request of an entry that fails for good (dcsync.IsPermanent, or not
 // decodable) goes to the dead-letter stream with the reason, on its own,

@@ -2,7 +2,6 @@ package redis
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,9 +42,10 @@ type NodeConfig struct {
 	// Workers is how many consumers each hop runs per stream; default 2.
 	Workers int
 	// BatchSize is the most requests a stream entry carries, and how many
-	// a worker hands on at once (to a peer, to the Collector, to
-	// Syncer.ApplyBatch); default 256. A worker reads up to BatchSize/8
-	// entries at once (at least one). Keep it within the Syncer's
+	// a worker hands on at once to the Collector or to Syncer.ApplyBatch;
+	// default 256. A worker reads up to BatchSize/8 entries at once (at
+	// least one); a reship worker sends all it read to the peer in one
+	// round trip, as entries of BatchSize. Keep it within the Syncer's
 	// Limits.MaxBatch.
 	BatchSize int
 	// Concurrency is how many requests of a batch an apply worker passes
@@ -93,18 +93,18 @@ type NodeConfig struct {
 // the collector's dedupe and a version-honouring Processor make the whole
 // effectively once. Create it with NewNode.
 type Node struct {
-	cfg    NodeConfig
-	out    outbox
-	dedupe *Dedupe
-	// batchApply says the Processor takes batches, so apply workers give
-	// it a batch in one call rather than Concurrency calls at once.
-	batchApply atomic.Bool
-	outbound   string
-	apply      string
-	dead       string
+	cfg      NodeConfig
+	out      outbox
+	dedupe   *Dedupe
+	outbound string
+	apply    string
+	dead     string
 	// staleConsumer is how long a consumer with no pending entries stays
 	// idle before the janitor removes it from its group.
 	staleConsumer time.Duration
+	// blockInPipeline says a blocking read fits in the client's
+	// ReadTimeout, which bounds the wait for a pipeline's replies.
+	blockInPipeline bool
 
 	stats struct{ read, acked, claimed, deadLettered, stalled, trimmed atomic.Uint64 }
 }
@@ -146,6 +146,8 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		staleConsumer: time.Hour,
 	}
 	n.out.n = n
+	rt := cfg.Client.Options().ReadTimeout
+	n.blockInPipeline = rt < 0 || 2*cfg.Block <= rt
 	return n, nil
 }
 
@@ -158,14 +160,18 @@ func (n *Node) inbound(dc, origin string) string {
 
 // Wire returns cfg with this Node's parts installed: the peers' Senders,
 // the outbox as Reship, the apply stream as Handoff, and, when cfg.Dedupe
-// is nil, the Redis dedupe store. DC is set when empty.
+// is nil, the Redis dedupe store. A Processor that is not a
+// dcsync.BatchProcessor is wrapped in one that applies a batch
+// Concurrency requests at once (see NodeConfig.Concurrency); writes of
+// Syncer.Write reach it unchanged. DC is set when empty.
 func (n *Node) Wire(cfg dcsync.Config) dcsync.Config {
 	cfg.DC = or(cfg.DC, n.cfg.DC)
 	cfg.Peers = n.Senders()
 	cfg.Reship = n
 	cfg.Handoff = n.Handoff()
-	_, batch := cfg.Processor.(dcsync.BatchProcessor)
-	n.batchApply.Store(batch)
+	if _, batch := cfg.Processor.(dcsync.BatchProcessor); !batch && cfg.Processor != nil && n.cfg.Concurrency > 1 {
+		cfg.Processor = lanes{cfg.Processor, n.cfg.Concurrency}
+	}
 	if cfg.Dedupe == nil {
 		cfg.Dedupe = n.dedupe
 	}
@@ -202,7 +208,7 @@ func (h handoff) ProcessBatch(ctx context.Context, reqs []*dcsync.Request) error
 	var direct []*dcsync.Request
 	var at []int
 	for i, req := range reqs {
-		if b == nil || !b.add(ctx, req) {
+		if b == nil || !b.add(req) {
 			direct, at = append(direct, req), append(at, i)
 		}
 	}
@@ -225,80 +231,102 @@ func (h handoff) ProcessBatch(ctx context.Context, reqs []*dcsync.Request) error
 }
 
 // outbox adds the writes of concurrent Reship calls to the outbound stream
-// together: a write waits while up to maxFlushers adds are under way, and
-// then goes in one entry, one XADD, with every write that waited with it
-// (up to BatchSize). A lone writer pays one round trip, as it would alone;
-// many pay a share of one each.
+// together: a write waits while an add is under way, and then goes in one
+// entry, one XADD, with every write that waited with it (up to BatchSize).
+// A lone writer pays one round trip, as it would alone; many pay a share of
+// one each. Writers encode their writes straight into the entry they join,
+// so a write costs no allocation of its own.
 type outbox struct {
 	n        *Node
 	mu       sync.Mutex
-	queue    []*outWrite
-	flushers int
+	queue    []*outEntry // waiting for their add; writes join the last
+	flushing bool        // an add is under way: one at a time
+	spare    [][]byte    // frames of entries added, for reuse
 }
 
-// maxFlushers bounds the adds to the outbound stream under way at once.
-const maxFlushers = 1
+// maxJoinRounds bounds how often the outbox yields to writers joining an
+// entry before it adds the entry.
+const maxJoinRounds = 4
 
-type outWrite struct {
-	id   string
-	enc  []byte
-	done chan error
+// outEntry is an entry of the outbound stream in the making.
+type outEntry struct {
+	frames []byte
+	count  int
+	done   chan struct{} // closed once added, or failed with err
+	err    error
 }
 
 func (o *outbox) add(ctx context.Context, req *dcsync.Request) error {
-	w := &outWrite{id: req.ID, enc: encode(req), done: make(chan error, 1)}
 	o.mu.Lock()
-	o.queue = append(o.queue, w)
-	if o.flushers < maxFlushers {
-		o.flushers++
+	var e *outEntry
+	if k := len(o.queue); k > 0 && o.queue[k-1].count < o.n.cfg.BatchSize {
+		e = o.queue[k-1]
+	} else {
+		e = &outEntry{done: make(chan struct{})}
+		if k := len(o.spare); k > 0 {
+			e.frames, o.spare = o.spare[k-1][:0], o.spare[:k-1]
+		}
+		o.queue = append(o.queue, e)
+	}
+	e.frames = appendRequestFrame(e.frames, req)
+	e.count++
+	if !o.flushing {
+		o.flushing = true
 		go o.flush()
 	}
 	o.mu.Unlock()
 	select {
-	case err := <-w.done:
-		return err
+	case <-e.done:
+		if e.err != nil {
+			return fmt.Errorf("redis: add %s to %s: %w", req.ID, o.n.outbound, e.err)
+		}
+		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("redis: add %s to %s, perhaps not done: %w", req.ID, o.n.outbound, ctx.Err())
 	}
 }
 
-// flush adds what waits in the queue until it is empty. The adds do not
-// end with a writer's context: they carry other writers' writes too, and
-// are bounded by the client's timeouts.
+// flush adds the queued entries until none is left. The adds do not end
+// with a writer's context: they carry other writers' writes too, and are
+// bounded by the client's timeouts.
 func (o *outbox) flush() {
-	var buf []byte
 	for {
 		// Let the writers woken by the last add, and others ready to run,
-		// queue their next writes first: the entry gets bigger, and the
-		// round trips fewer.
-		runtime.Gosched()
+		// join the entry first, as long as they keep coming (a few rounds
+		// at most): it gets bigger, and the round trips fewer.
+		for joined, round := -1, 0; round < maxJoinRounds; round++ {
+			runtime.Gosched()
+			o.mu.Lock()
+			n := 0
+			if len(o.queue) > 0 {
+				n = o.queue[0].count
+			}
+			o.mu.Unlock()
+			if n == joined || n >= o.n.cfg.BatchSize {
+				break
+			}
+			joined = n
+		}
 		o.mu.Lock()
 		if len(o.queue) == 0 {
-			o.flushers--
+			o.flushing = false
 			o.mu.Unlock()
 			return
 		}
-		k := min(len(o.queue), o.n.cfg.BatchSize)
-		batch := o.queue[:k:k]
-		o.queue = o.queue[k:]
-		if len(o.queue) == 0 {
-			o.queue = nil
+		e := o.queue[0]
+		o.queue[0] = nil
+		if o.queue = o.queue[1:]; len(o.queue) == 0 {
+			o.queue = o.queue[:0:0]
 		}
 		o.mu.Unlock()
-		buf = buf[:0]
-		for _, w := range batch {
-			buf = binary.AppendUvarint(buf, uint64(len(w.enc)))
-			buf = append(buf, w.enc...)
+		e.err = o.n.cfg.Client.XAdd(context.Background(), &goredis.XAddArgs{Stream: o.n.outbound,
+			Values: batchValues(e.count, e.frames)}).Err()
+		close(e.done)
+		o.mu.Lock()
+		if len(o.spare) < 2 { // one filling while another is added
+			o.spare = append(o.spare, e.frames) // the client is done with it
 		}
-		err := o.n.cfg.Client.XAdd(context.Background(), &goredis.XAddArgs{Stream: o.n.outbound,
-			Values: batchValues(k, buf)}).Err()
-		for _, w := range batch {
-			if err != nil {
-				w.done <- fmt.Errorf("redis: add %s to %s: %w", w.id, o.n.outbound, err)
-			} else {
-				w.done <- nil
-			}
-		}
+		o.mu.Unlock()
 	}
 }
 
@@ -353,20 +381,26 @@ func addBatch(ctx context.Context, client *goredis.Client, stream string, reqs [
 	}
 	max = or(max, 256)
 	if len(reqs) <= max {
-		err := client.XAdd(ctx, &goredis.XAddArgs{Stream: stream,
-			Values: batchValues(len(reqs), encodeBatch(ctx, reqs))}).Err()
+		blob := encodeBatch(ctx, reqs)
+		err := client.XAdd(ctx, &goredis.XAddArgs{Stream: stream, Values: batchValues(len(reqs), blob)}).Err()
+		putBlob(blob)
 		if err != nil {
 			return fmt.Errorf("redis: add %d requests to %s: %w", len(reqs), stream, err)
 		}
 		return nil
 	}
+	var blobs [][]byte
 	cmds, err := client.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for start := 0; start < len(reqs); start += max {
 			chunk := reqs[start:min(start+max, len(reqs))]
-			p.XAdd(ctx, &goredis.XAddArgs{Stream: stream, Values: batchValues(len(chunk), encodeBatch(ctx, chunk))})
+			blobs = append(blobs, encodeBatch(ctx, chunk))
+			p.XAdd(ctx, &goredis.XAddArgs{Stream: stream, Values: batchValues(len(chunk), blobs[len(blobs)-1])})
 		}
 		return nil
 	})
+	for _, b := range blobs {
+		putBlob(b)
+	}
 	if err == nil {
 		return nil
 	}
@@ -445,6 +479,7 @@ func (n *Node) groups(s *dcsync.Syncer) []*group {
 				return split(s.Forward(ctx, peer, reqs), len(reqs))
 			},
 			probe: func(ctx context.Context) error { return c.Ping(ctx).Err() },
+			whole: true,
 		})
 		gs = append(gs, &group{n: n, stream: n.inbound(n.cfg.DC, peer), name: "collect", hop: "collect:" + peer,
 			handle: func(ctx context.Context, reqs []*dcsync.Request) []error {
@@ -466,7 +501,7 @@ func (n *Node) groups(s *dcsync.Syncer) []*group {
 	}
 	gs = append(gs, &group{n: n, stream: n.apply, name: "apply", hop: "apply",
 		handle: func(ctx context.Context, reqs []*dcsync.Request) []error {
-			return n.applyAll(ctx, s, reqs)
+			return split(s.ApplyBatch(ctx, reqs), len(reqs))
 		},
 		// The collector committed these writes to the dedupe store when it
 		// handed them off; forgetting them lets a later re-send (the

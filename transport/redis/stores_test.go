@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -119,35 +120,89 @@ func TestDedupeBatchDefersToAcknowledgement(t *testing.T) {
 
 	// A write of a batch applied by another collector after the batch
 	// read the store is left out of the batch's entry; the rest go in.
-	three := []*dcsync.Request{{ID: "x", Payload: []byte("1")}, {ID: "y", Payload: []byte("22")}, {ID: "z", Payload: []byte("333")}}
-	tctx, tb := d.prefetch(ctx, three, 256)
-	for _, req := range three {
-		if c, _ := d.Claim(tctx, req.ID); c != dcsync.Claimed {
-			t.Fatalf("claim of %s = %v", req.ID, c)
+	// handOff reads the store for reqs, claims and hands off each, to go
+	// in entries of up to max.
+	handOff := func(reqs []*dcsync.Request, max int) *deferred {
+		t.Helper()
+		bctx, b := d.prefetch(ctx, reqs, max)
+		for _, req := range reqs {
+			if c, _ := d.Claim(bctx, req.ID); c != dcsync.Claimed {
+				t.Fatalf("claim of %s = %v", req.ID, c)
+			}
 		}
+		if err := (handoff{&Node{}}).ProcessBatch(bctx, reqs); err != nil {
+			t.Fatal(err)
+		}
+		return b
 	}
-	if err := (handoff{&Node{}}).ProcessBatch(tctx, three); err != nil {
-		t.Fatal(err)
+	// written writes b and returns the IDs in each entry it added to the
+	// apply stream, which must then hold want entries.
+	written := func(b *deferred, want int) [][]string {
+		t.Helper()
+		before, _ := client.XLen(ctx, "apply").Result()
+		if err := b.flush(ctx, client, "apply"); err != nil {
+			t.Fatal(err)
+		}
+		entries, _ := client.XRange(ctx, "apply", "-", "+").Result()
+		if len(entries) != want {
+			t.Fatalf("apply stream holds %d entries, want %d", len(entries), want)
+		}
+		var ids [][]string
+		for _, e := range entries[before:] {
+			frames, err := decodeFrames(e.Values)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var in []string
+			for _, f := range frames {
+				in = append(in, f.req.ID+"="+string(f.req.Payload))
+			}
+			ids = append(ids, in)
+		}
+		return ids
 	}
+	tb := handOff([]*dcsync.Request{{ID: "x", Payload: []byte("1")}, {ID: "y", Payload: []byte("22")}, {ID: "z", Payload: []byte("333")}}, 256)
 	if err := d.Commit(ctx, "y"); err != nil { // another collector's
 		t.Fatal(err)
 	}
-	if err := tb.flush(ctx, client, "apply"); err != nil {
-		t.Fatal(err)
-	}
-	entries, _ = client.XRange(ctx, "apply", "-", "+").Result()
-	if len(entries) != 2 {
-		t.Fatalf("apply stream holds %d entries, want 2", len(entries))
-	}
-	frames, err = decodeFrames(entries[1].Values)
-	if err != nil || len(frames) != 2 || frames[0].req.ID != "x" || frames[1].req.ID != "z" ||
-		string(frames[1].req.Payload) != "333" {
-		t.Errorf("apply entry %v: %+v, %v; want x and z", entries[1].Values, frames, err)
+	if got := fmt.Sprint(written(tb, 2)); got != "[[x=1 z=333]]" {
+		t.Errorf("apply entry %s; want x and z", got)
 	}
 	for _, id := range []string{"x", "z"} {
 		if c, _ := d.Claim(ctx, id); c != dcsync.Applied {
 			t.Errorf("%s claims %v after the batch, want Applied", id, c)
 		}
+	}
+
+	// So is one applied meanwhile in the previous generation, by a process
+	// whose clock is behind: its mark moves that generation's count.
+	pb := handOff([]*dcsync.Request{{ID: "p"}, {ID: "q"}}, 256)
+	behind := append([]string{"behind"}, d.generations()[:2]...) // its current is our previous
+	if err := commitScript.Run(ctx, client, behind, "p", d.genTTL()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(written(pb, 3)); got != "[[q=]]" {
+		t.Errorf("apply entry %s; want q alone", got)
+	}
+
+	// A batch larger than an entry goes in several, in one script while
+	// they fit in maxScriptBatch, in more after that; a write applied
+	// meanwhile is left out of its entry.
+	var many []*dcsync.Request
+	for i := range maxScriptBatch + 3 {
+		many = append(many, &dcsync.Request{ID: fmt.Sprintf("m%d", i), Payload: []byte{'a' + byte(i%26)}})
+	}
+	mb := handOff(many, maxScriptBatch/2)
+	for _, id := range []string{"m1", fmt.Sprint("m", maxScriptBatch+1)} {
+		if err := d.Commit(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := written(mb, 6)
+	if len(got) != 3 || len(got[0]) != maxScriptBatch/2-1 || len(got[1]) != maxScriptBatch/2 || len(got[2]) != 2 ||
+		got[0][1] != "m2=c" || got[2][0] != fmt.Sprint("m", maxScriptBatch, "=", string(rune('a'+maxScriptBatch%26))) {
+		t.Errorf("apply entries of %d, %d and %d writes (%v, %v), want %d, %d and 2",
+			len(got[0]), len(got[1]), len(got[2]), got[0][:2], got[2], maxScriptBatch/2-1, maxScriptBatch/2)
 	}
 }
 

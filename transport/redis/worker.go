@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"strings"
 	"sync"
 	"time"
@@ -32,6 +31,10 @@ type group struct {
 	// defers says that handle runs dcsync's Collector over the Node's Dedupe
 	// and Handoff, whose writes are then deferred to the acknowledgement.
 	defers bool
+	// whole says that handle takes every request read at once, rather
+	// than BatchSize at a time: a Sender adds them as entries of
+	// BatchSize, all in one round trip.
+	whole bool
 }
 
 // failures is the hash, beside each stream, that keeps the last error of
@@ -62,6 +65,11 @@ type item struct {
 // returns early: Redis errors are logged and retried with backoff.
 func (g *group) work(ctx context.Context, consumer string) {
 	w := &worker{group: g, consumer: consumer, cursor: "0-0"}
+	defer func() {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+		defer cancel()
+		w.sendAcks(actx)
+	}()
 	for ctx.Err() == nil {
 		var err error
 		if !time.Now().Before(w.nextClaim) {
@@ -97,6 +105,9 @@ type worker struct {
 	nextClaim time.Time // zero: claim at once, taking over a predecessor's entries
 	cursor    string    // where the XAUTOCLAIM scan goes on
 	failing   int       // consecutive failed rounds
+	// acks are entries settled with nothing else to record: their XACK
+	// goes with the next read, sparing a round trip a batch.
+	acks []string
 }
 
 // readCount is how many entries a worker reads at once: entries carry up to
@@ -104,10 +115,32 @@ type worker struct {
 func (n *Node) readCount() int64 { return int64(max(1, n.cfg.BatchSize/8)) }
 
 // read handles the next batch of new entries, if any arrive within Block.
+// The acknowledgements of the last batch go first, in the same round trip.
 func (w *worker) read(ctx context.Context) error {
-	res, err := w.n.cfg.Client.XReadGroup(ctx, &goredis.XReadGroupArgs{Group: w.name,
-		Consumer: w.consumer, Streams: []string{w.stream, ">"}, Count: w.n.readCount(),
-		Block: w.n.cfg.Block}).Result()
+	args := &goredis.XReadGroupArgs{Group: w.name, Consumer: w.consumer,
+		Streams: []string{w.stream, ">"}, Count: w.n.readCount(), Block: w.n.cfg.Block}
+	var res []goredis.XStream
+	var err error
+	if len(w.acks) > 0 {
+		if !w.n.blockInPipeline {
+			args.Block = -1 // a pipeline waits only ReadTimeout for its replies
+		}
+		var rd *goredis.XStreamSliceCmd
+		var ack *goredis.IntCmd
+		_, _ = w.n.cfg.Client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			ack = p.XAck(ctx, w.stream, w.name, w.acks...)
+			rd = p.XReadGroup(ctx, args)
+			return nil
+		})
+		w.acked(ack.Err())
+		res, err = rd.Result()
+		if errors.Is(err, goredis.Nil) && args.Block < 0 {
+			args.Block = w.n.cfg.Block
+			res, err = w.n.cfg.Client.XReadGroup(ctx, args).Result()
+		}
+	} else {
+		res, err = w.n.cfg.Client.XReadGroup(ctx, args).Result()
+	}
 	if errors.Is(err, goredis.Nil) {
 		return nil
 	}
@@ -122,11 +155,31 @@ func (w *worker) read(ctx context.Context) error {
 	return nil
 }
 
+// sendAcks acknowledges the entries whose XACK waits for the next read.
+func (w *worker) sendAcks(ctx context.Context) {
+	if len(w.acks) > 0 {
+		w.acked(w.n.cfg.Client.XAck(ctx, w.stream, w.name, w.acks...).Err())
+	}
+}
+
+// acked records the outcome of the XACK of w.acks. Entries whose XACK
+// failed stay pending, and are acknowledged with the next read; if this
+// process stops first, they come back after ClaimIdle: at least once.
+func (w *worker) acked(err error) {
+	if err != nil {
+		w.n.cfg.Logger.Warn("redis: acknowledging entries failed", "hop", w.hop, "stream", w.stream, "err", err)
+		return
+	}
+	w.n.stats.acked.Add(uint64(len(w.acks)))
+	w.acks = w.acks[:0]
+}
+
 // claim takes over the next entries pending longer than ClaimIdle, with
 // XAUTOCLAIM, learns their delivery counts from XPENDING, and handles them.
 // Once the scan of the pending entries is through, the next one waits for
 // half of ClaimIdle.
 func (w *worker) claim(ctx context.Context) error {
+	w.sendAcks(ctx)
 	msgs, next, err := w.n.cfg.Client.XAutoClaim(ctx, &goredis.XAutoClaimArgs{Stream: w.stream,
 		Group: w.name, Consumer: w.consumer, MinIdle: w.n.cfg.ClaimIdle, Start: w.cursor,
 		Count: w.n.readCount()}).Result()
@@ -280,9 +333,9 @@ func (f failures) of(i int) (string, bool) {
 	return last, ok
 }
 
-// handleAll hands the requests of live on, BatchSize at a time, sets each
-// one's outcome, and returns the writes deferred to the acknowledgement, if
-// any.
+// handleAll hands the requests of live on, BatchSize at a time (or all at
+// once, see group.whole), sets each one's outcome, and returns the writes
+// deferred to the acknowledgement, if any.
 func (w *worker) handleAll(ctx context.Context, live []*item) *deferred {
 	if len(live) == 0 {
 		return nil
@@ -298,8 +351,12 @@ func (w *worker) handleAll(ctx context.Context, live []*item) *deferred {
 	if w.defers {
 		ctx, later = w.n.dedupe.prefetch(ctx, reqs, w.n.cfg.BatchSize)
 	}
-	for start := 0; start < len(live); start += w.n.cfg.BatchSize {
-		end := min(start+w.n.cfg.BatchSize, len(live))
+	size := w.n.cfg.BatchSize
+	if w.whole {
+		size = len(live)
+	}
+	for start := 0; start < len(live); start += size {
+		end := min(start+size, len(live))
 		for i, err := range w.handle(ctx, reqs[start:end]) {
 			it := live[start+i]
 			it.err, it.out = err, classify(err)
@@ -312,6 +369,7 @@ func (w *worker) handleAll(ctx context.Context, live []*item) *deferred {
 // claimed by this consumer meanwhile, and reports whether to retry (false
 // when ctx ended).
 func (w *worker) await(ctx context.Context, stalled []*item, attempt int) bool {
+	w.sendAcks(ctx) // before the wait, lest what is settled be claimed meanwhile
 	deadline := time.Now().Add(w.n.cfg.ClaimIdle / 3)
 	for {
 		if !sleep(ctx, w.n.cfg.Backoff.Delay(min(attempt, 30))) {
@@ -422,6 +480,14 @@ func (w *worker) settle(ctx context.Context, entries []*entry, claimed bool, lat
 	if len(now) == 0 {
 		return true
 	}
+	if len(deadVals) == 0 && len(failed) == 0 && !claimed {
+		// Only acknowledgements: they go with the next read.
+		w.acks = append(w.acks, ack...)
+		for _, e := range now {
+			e.settled = true
+		}
+		return true
+	}
 	_, err := w.n.cfg.Client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 		for _, v := range deadVals {
 			p.XAdd(ctx, &goredis.XAddArgs{Stream: w.n.dead, Values: v})
@@ -506,45 +572,6 @@ func (g *group) create(ctx context.Context) error {
 func isNoGroup(err error) bool {
 	var re goredis.Error
 	return errors.As(err, &re) && strings.HasPrefix(re.Error(), "NOGROUP")
-}
-
-// applyAll applies reqs with s.ApplyBatch and returns each one's error: in
-// one call when the Processor takes batches, else in up to Concurrency
-// calls at once, each with the requests of some keys, in stream order.
-func (n *Node) applyAll(ctx context.Context, s *dcsync.Syncer, reqs []*dcsync.Request) []error {
-	lanes := min(n.cfg.Concurrency, len(reqs))
-	if lanes <= 1 || n.batchApply.Load() {
-		return split(s.ApplyBatch(ctx, reqs), len(reqs))
-	}
-	lane := make([]int, len(reqs))
-	count := make([]int, lanes)
-	for i, req := range reqs {
-		h := fnv.New32a()
-		h.Write([]byte(req.Key))
-		lane[i] = int(h.Sum32() % uint32(lanes))
-		count[lane[i]]++
-	}
-	errs := make([]error, len(reqs))
-	var wg sync.WaitGroup
-	for l := range lanes {
-		if count[l] == 0 {
-			continue
-		}
-		wg.Go(func() {
-			mine := make([]*dcsync.Request, 0, count[l])
-			at := make([]int, 0, count[l])
-			for i, req := range reqs {
-				if lane[i] == l {
-					mine, at = append(mine, req), append(at, i)
-				}
-			}
-			for k, err := range split(s.ApplyBatch(ctx, mine), len(mine)) {
-				errs[at[k]] = err
-			}
-		})
-	}
-	wg.Wait()
-	return errs
 }
 
 // shutdownGrace is how long a batch under way may take to finish once
