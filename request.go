@@ -195,6 +195,9 @@ func (e *BatchError) Unwrap() []error {
 // err: nil on success, the request's own error on partial failure, and err
 // itself when the whole batch failed.
 func resultOf(err error, i int) error {
+	if err == nil { // the common case, without errors.As's allocation
+		return nil
+	}
 	var be *BatchError
 	if errors.As(err, &be) && len(be.Errs) > i {
 		return be.Errs[i]

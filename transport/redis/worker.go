@@ -12,6 +12,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/dcsync/dcsync"
+	"github.com/dcsync/dcsync/internal/wait"
 )
 
 // group is one consumer group on one stream of this datacenter's Redis, and
@@ -93,7 +94,7 @@ func (g *group) work(ctx context.Context, consumer string) {
 				g.n.cfg.Logger.Warn("redis: stream worker failing, retrying", "hop", g.hop,
 					"stream", g.stream, "consumer", consumer, "err", err)
 			}
-			sleep(ctx, g.n.cfg.Backoff.Delay(min(w.failing, 30)))
+			wait.Sleep(ctx, g.n.cfg.Backoff.Delay(min(w.failing, 30)))
 		}
 	}
 }
@@ -372,7 +373,7 @@ func (w *worker) await(ctx context.Context, stalled []*item, attempt int) bool {
 	w.sendAcks(ctx) // before the wait, lest what is settled be claimed meanwhile
 	deadline := time.Now().Add(w.n.cfg.ClaimIdle / 3)
 	for {
-		if !sleep(ctx, w.n.cfg.Backoff.Delay(min(attempt, 30))) {
+		if !wait.Sleep(ctx, w.n.cfg.Backoff.Delay(min(attempt, 30))) {
 			return false
 		}
 		if time.Now().After(deadline) {
@@ -598,17 +599,5 @@ func graceful(ctx context.Context, grace time.Duration) (context.Context, contex
 		}
 		mu.Unlock()
 		cancel()
-	}
-}
-
-// sleep waits d or until ctx ends, and reports whether it waited the full d.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
