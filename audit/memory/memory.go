@@ -49,22 +49,36 @@ type Log struct {
 // reconciler sharing the log.
 const maxSnapshots = 4
 
-// chunk holds records in the order they were appended.
+// chunk holds records in the order they were appended. Nothing in it is a
+// pointer: the entries hold offsets into the arena, which holds their
+// bytes, so that however many records the log keeps, the garbage collector
+// has a few objects per chunk to mark, and writers do not stall behind it.
 type chunk struct {
 	entries                []entry
+	arena                  []byte
 	minWritten, maxWritten int64 // unix nanoseconds
 }
 
-// entry is one record, its small strings interned as indices into names.
+// entry is one record, its small strings interned as indices into names,
+// the others as spans of its chunk's arena.
 type entry struct {
-	id                                string
-	err                               string
-	req                               *dcsync.Request
-	written                           int64 // unix nanoseconds
-	time                              int64
+	written, time                     int64 // unix nanoseconds
+	id, err, req                      span  // req is the encoded request, or empty
 	attempt                           int32
 	dc, origin, target, stage, status uint32
 }
+
+// span locates bytes in a chunk's arena.
+type span struct{ off, n uint32 }
+
+// put appends b to c's arena and returns where it is.
+func (c *chunk) put(b string) span {
+	s := span{uint32(len(c.arena)), uint32(len(b))}
+	c.arena = append(c.arena, b...)
+	return s
+}
+
+func (c *chunk) bytes(s span) []byte { return c.arena[s.off : s.off+s.n] }
 
 // kindCount counts the records of one kind: dc, stage, status as names.
 type kindCount struct {
@@ -99,10 +113,15 @@ func (l *Log) Append(_ context.Context, recs []dcsync.Record) error {
 	for i := range recs {
 		r := &recs[i]
 		c := l.tail()
-		e := entry{id: r.ID, err: r.Error, req: r.Request, written: r.Written.UnixNano(),
+		e := entry{id: c.put(r.ID), err: c.put(r.Error), written: r.Written.UnixNano(),
 			time: r.Time.UnixNano(), attempt: int32(r.Attempt),
 			dc: l.names.of(r.DC), origin: l.names.of(r.Origin), target: l.names.of(r.Target),
 			stage: l.names.of(string(r.Stage)), status: l.names.of(string(r.Status))}
+		if r.Request != nil {
+			off := len(c.arena)
+			c.arena = appendRequest(c.arena, r.Request)
+			e.req = span{uint32(off), uint32(len(c.arena) - off)}
+		}
 		if len(c.entries) == 0 || e.written < c.minWritten {
 			c.minWritten = e.written
 		}
@@ -144,15 +163,14 @@ func (l *Log) tail() *chunk {
 		l.chunks = slices.Delete(l.chunks, 0, 1)
 		l.held -= len(old.entries)
 		if !slices.ContainsFunc(l.snaps, func(s *snapshot) bool { return slices.Contains(s.chunks, old) }) {
-			clear(old.entries) // drop references to requests
-			old.entries = old.entries[:0]
+			old.entries, old.arena = old.entries[:0], old.arena[:0]
 			l.spare = old
 		}
 	}
 	c := l.spare
 	l.spare = nil
 	if c == nil {
-		c = &chunk{entries: make([]entry, 0, l.chunkSize)}
+		c = &chunk{entries: make([]entry, 0, l.chunkSize), arena: make([]byte, 0, l.chunkSize*64)}
 	}
 	l.chunks = append(l.chunks, c)
 	return c
@@ -188,7 +206,7 @@ func (l *Log) Trails(_ context.Context, q dcsync.TrailQuery) (dcsync.TrailPage, 
 	end := min(i+limit, len(s.trails))
 	page := dcsync.TrailPage{Trails: make([]dcsync.Trail, 0, end-i)}
 	for _, t := range s.trails[i:end] {
-		page.Trails = append(page.Trails, dcsync.Trail{ID: t.key.id, Records: l.records(s, s.refs[t.first:t.last])})
+		page.Trails = append(page.Trails, dcsync.Trail{ID: t.key.id, Records: l.records(s, t.key.id, s.refs[t.first:t.last])})
 	}
 	if end < len(s.trails) {
 		page.Next = s.trails[end-1].key.cursor()
@@ -281,11 +299,12 @@ func (l *Log) group(origin string, from, to int64) *snapshot {
 			if e.origin != o || e.written < from || e.written >= to {
 				continue
 			}
-			t, seen := byID[e.id]
+			t, seen := byID[string(c.bytes(e.id))]
 			if !seen {
+				id := string(c.bytes(e.id))
 				t = int32(len(s.trails))
-				byID[e.id] = t
-				s.trails = append(s.trails, strail{key: key{e.written, e.id}})
+				byID[id] = t
+				s.trails = append(s.trails, strail{key: key{e.written, id}})
 			}
 			s.trails[t].last++ // counts records until the layout below
 			found, trailOf = append(found, ref{ci, int32(i)}), append(trailOf, t)
@@ -308,11 +327,13 @@ func (l *Log) group(origin string, from, to int64) *snapshot {
 	return s
 }
 
-// records turns refs into the records they locate in s, by time.
-func (l *Log) records(s *snapshot, refs []ref) []dcsync.Record {
+// records turns refs into the records of write id they locate in s, by
+// time.
+func (l *Log) records(s *snapshot, id string, refs []ref) []dcsync.Record {
 	out := make([]dcsync.Record, len(refs))
 	for k, r := range refs {
-		out[k] = l.record(&s.chunks[r.c].entries[r.i])
+		c := s.chunks[r.c]
+		out[k] = l.record(c, &c.entries[r.i], id)
 	}
 	return byTime(out)
 }
@@ -325,11 +346,16 @@ func byTime(recs []dcsync.Record) []dcsync.Record {
 	return recs
 }
 
-func (l *Log) record(e *entry) dcsync.Record {
+// record returns e, of chunk c, as the record of write id.
+func (l *Log) record(c *chunk, e *entry, id string) dcsync.Record {
 	n := l.names.list
-	return dcsync.Record{ID: e.id, DC: n[e.dc], Origin: n[e.origin], Stage: dcsync.Stage(n[e.stage]),
-		Status: dcsync.Status(n[e.status]), Target: n[e.target], Attempt: int(e.attempt), Error: e.err,
-		Written: time.Unix(0, e.written), Time: time.Unix(0, e.time), Request: e.req}
+	r := dcsync.Record{ID: id, DC: n[e.dc], Origin: n[e.origin], Stage: dcsync.Stage(n[e.stage]),
+		Status: dcsync.Status(n[e.status]), Target: n[e.target], Attempt: int(e.attempt),
+		Error: string(c.bytes(e.err)), Written: time.Unix(0, e.written), Time: time.Unix(0, e.time)}
+	if e.req.n > 0 {
+		r.Request = decodeRequest(c.bytes(e.req))
+	}
+	return r
 }
 
 // Records returns the records of one write, by time. It reads every
@@ -340,8 +366,8 @@ func (l *Log) Records(id string) []dcsync.Record {
 	var out []dcsync.Record
 	for _, c := range l.chunks {
 		for i := range c.entries {
-			if c.entries[i].id == id {
-				out = append(out, l.record(&c.entries[i]))
+			if string(c.bytes(c.entries[i].id)) == id {
+				out = append(out, l.record(c, &c.entries[i], id))
 			}
 		}
 	}
