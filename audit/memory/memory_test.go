@@ -3,6 +3,7 @@ package memory_test
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strconv"
 	"testing"
 	"time"
@@ -199,4 +200,22 @@ func BenchmarkAppend(b *testing.B) {
 		l.Append(ctx, recs)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n*4), "ns/record")
+}
+
+func TestRequestsRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	l := memory.New(0)
+	for _, req := range []*dcsync.Request{
+		{ID: "w1", Origin: "a", Key: "user:1", Op: "set", Payload: []byte("v"), Version: 42,
+			Header: map[string]string{"traceparent": "00-abc", "tenant": "t1"}},
+		{ID: "w2", Origin: "a", Key: "user:2", Version: 1 << 60},
+	} {
+		r := rec(req.ID, "a", "a", dcsync.StageProcess, t0)
+		r.Request = req
+		l.Append(ctx, []dcsync.Record{r})
+		got := l.Records(req.ID)
+		if len(got) != 1 || !reflect.DeepEqual(got[0].Request, req) {
+			t.Fatalf("request %s came back as %+v", req.ID, got[0].Request)
+		}
+	}
 }
