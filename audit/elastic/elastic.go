@@ -4,10 +4,11 @@
 // # Writing
 //
 // Append copies records onto a bounded queue; it never waits for
-// Elasticsearch. Workers goroutines encode the queue and hand it to olivere's
-// BulkProcessor, which sends bulk requests from as many goroutines, flushed at
-// FlushActions records, FlushBytes bytes or FlushInterval, and retried with
-// backoff. Records that cannot be sent — the queue is full, a bulk request
+// Elasticsearch. Workers goroutines encode the queue into chunks of records
+// and hand them to olivere's BulkProcessor, which sends bulk requests from as
+// many goroutines, flushed at FlushActions records, FlushBytes bytes or
+// FlushInterval, and retried with backoff. Bulk answers are trimmed to the
+// items' status and errors. Records that cannot be sent — the queue is full, a bulk request
 // failed after its retries, Elasticsearch is known to be down — are
 // appended to a spool file in SpoolDir and replayed once Elasticsearch
 // answers again. Every record has a deterministic document ID, so one sent
@@ -20,18 +21,20 @@
 // share an index, behind the alias IndexPrefix. An index template gives them
 // an explicit, strict mapping: keywords for the request ID, datacenters,
 // stage, status and target, an integer attempt, date_nanos times, and the
-// request stored but not indexed. Indices are sorted by (written, id).
+// request stored but not indexed; doc values only on the fields that are
+// sorted on or aggregated.
 //
 // # Reading
 //
 // Trails reads only the daily indices of the window, filtered by origin and
-// written time, in (written, id) order with search_after; the records of a
-// write are adjacent in that order and grouped into its trail. A pass of the
+// written time, in (written, id) order with search_after, each search over a
+// slice of the window sized to hold a page; the records of a write are
+// adjacent in that order and grouped into its trail. A pass of the
 // reconciler therefore costs what its window holds, not the history.
 //
-// Appended records become searchable after at most FlushInterval plus the
-// index refresh interval (RefreshInterval, default 1s), both far below the
-// reconciler's default Grace of 30s; Flush makes them searchable at once.
+// Appended records are searchable by a search after at most FlushInterval
+// plus a second of refresh, far below the reconciler's default Grace of 30s;
+// Flush makes them searchable at once.
 package elastic
 
 import (
@@ -74,9 +77,24 @@ type Config struct {
 	// Replicas is the number of replicas of each shard; zero means none,
 	// right for a single node. Set 1 or more on a cluster.
 	Replicas int
-	// RefreshInterval is how often new records become searchable; default
-	// 1s.
+	// RefreshInterval is how often new records become searchable. Zero
+	// leaves it to Elasticsearch: every second while the indices are
+	// searched, and not at all once no search came for 30s — the next search
+	// then waits for the refresh it triggers, so it still sees every record
+	// indexed before it. The reconciler searches once a minute, so most
+	// refreshes, and the small segments they leave to merge, are spared.
 	RefreshInterval time.Duration
+	// TranslogDurability is the daily indices' index.translog.durability.
+	// "request", the default, has Elasticsearch fsync its translog before it
+	// acknowledges a bulk request, so a stored record survives a crash of
+	// the node. "async" fsyncs every five seconds instead, in the
+	// background: bulk requests return sooner and cost the node less, but a
+	// crash of the node (not of this process) loses the records it
+	// acknowledged in the last five seconds, which the Log will not send
+	// again. The reconciler then sees their stages as missing: it re-sends
+	// writes whose apply record was lost, harmlessly, but cannot re-send a
+	// write whose process record, which carries it, was lost.
+	TranslogDurability string
 	// Workers is the number of goroutines encoding records, and of bulk
 	// requests in flight; default 2.
 	Workers int
@@ -121,7 +139,7 @@ func (c Config) withDefaults() Config {
 	}
 	c.IndexPrefix = or(c.IndexPrefix, "dcsync-audit")
 	c.Shards = or(c.Shards, 1)
-	c.RefreshInterval = or(c.RefreshInterval, time.Second)
+	c.TranslogDurability = or(c.TranslogDurability, "request")
 	c.Workers = or(c.Workers, 2)
 	c.FlushActions = or(c.FlushActions, 1000)
 	c.FlushBytes = or(c.FlushBytes, 5<<20)
@@ -176,9 +194,11 @@ type Log struct {
 	mu     sync.RWMutex // held shared by Append and Flush, exclusive by Close
 	closed bool
 
-	queued, taken atomic.Int64 // records put on the queue, and taken off it, ever
-	inQueue       atomic.Int64 // records on the queue now, or about to be
-	perTrail      atomic.Int64 // records per trail in the last page read, in hundredths
+	queued, taken atomic.Int64  // records put on the queue, and taken off it, ever
+	inQueue       atomic.Int64  // records on the queue now, or about to be
+	perTrail      atomic.Int64  // records per trail in the last page read, in hundredths
+	nanosPerHit   atomic.Int64  // written time per record of the last window slice read; 0 until one was
+	visited       *atomic.Int64 // when set, by tests, searches are profiled and add the documents they visit
 	stats         struct{ appended, indexed, rejected, spooled, replayed atomic.Uint64 }
 
 	stop         chan struct{}
@@ -195,6 +215,9 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	cfg = cfg.withDefaults()
 	if !validPrefix.MatchString(cfg.IndexPrefix) {
 		return nil, fmt.Errorf("elastic: invalid IndexPrefix %q", cfg.IndexPrefix)
+	}
+	if d := cfg.TranslogDurability; d != "request" && d != "async" {
+		return nil, fmt.Errorf("elastic: invalid TranslogDurability %q", d)
 	}
 	client, err := newClient(cfg)
 	if err != nil {

@@ -229,9 +229,10 @@ func TestMappingIsExplicit(t *testing.T) {
 	get(t, l, "/"+index+"/_mapping", &mapping)
 	m := mapping[index].Mappings
 	for field, want := range map[string]string{
-		"id": `{"type":"keyword"}`, "dc": `{"type":"keyword"}`, "origin": `{"type":"keyword"}`,
-		"stage": `{"type":"keyword"}`, "status": `{"type":"keyword"}`, "target": `{"type":"keyword"}`,
-		"attempt": `{"type":"integer"}`, "written": `{"type":"date_nanos"}`, "time": `{"type":"date_nanos"}`,
+		"id": `{"type":"keyword"}`, "dc": `{"type":"keyword"}`, "origin": `{"type":"keyword","doc_values":false}`,
+		"stage": `{"type":"keyword"}`, "status": `{"type":"keyword"}`, "target": `{"type":"keyword","doc_values":false}`,
+		"attempt": `{"type":"integer","doc_values":false}`, "written": `{"type":"date_nanos"}`,
+		"time":    `{"type":"date_nanos","doc_values":false}`,
 		"request": `{"type":"object","enabled":false}`,
 	} {
 		if string(m.Properties[field]) != want {
@@ -249,13 +250,13 @@ func TestMappingIsExplicit(t *testing.T) {
 	var settings map[string]struct {
 		Settings struct {
 			Index struct {
-				Sort struct{ Field []string }
+				Translog struct{ Durability string }
 			}
 		}
 	}
 	get(t, l, "/"+index+"/_settings", &settings)
-	if f := settings[index].Settings.Index.Sort.Field; len(f) != 2 || f[0] != "written" || f[1] != "id" {
-		t.Errorf("index sort = %v, want [written id]", f)
+	if d := settings[index].Settings.Index.Translog.Durability; d != "request" {
+		t.Errorf("translog durability = %q, want request", d)
 	}
 }
 

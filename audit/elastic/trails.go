@@ -36,6 +36,12 @@ const (
 // hits is left to the next page, which starts after the last trail
 // returned. The records of a write must share its Written time, as
 // dcsync's records do.
+//
+// Each search covers a slice of the window that should hold a page of
+// records, at the density the last search found, and the next slice is read
+// when it held less: Elasticsearch visits every record of the time range it
+// is given to sort them, so a search of the rest of the window for each page
+// would cost a pass the square of the window.
 func (l *Log) Trails(ctx context.Context, q dcsync.TrailQuery) (dcsync.TrailPage, error) {
 	limit := q.Limit
 	if limit <= 0 {
@@ -59,14 +65,24 @@ func (l *Log) Trails(ctx context.Context, q dcsync.TrailQuery) (dcsync.TrailPage
 	if !q.To.After(q.From) {
 		return page, nil
 	}
-	hits, err := l.search(ctx, l.windowIndices(from, q.To), windowSearch(q.Origin, from, q.To, after, size))
-	if err != nil {
-		return page, err
-	}
-	full := len(hits) == size
-	trails := group(hits)
-	if len(trails) > 1 {
-		l.perTrail.Store(int64(len(hits)) * 100 / int64(len(trails)))
+	var trails []dcsync.Trail
+	full := false
+	for from.Before(q.To) && !full && len(trails) <= limit {
+		end := l.sliceEnd(from, q.To, size)
+		hits, err := l.search(ctx, l.windowIndices(from, end), windowSearch(q.Origin, from, end, after, size))
+		if err != nil {
+			return page, err
+		}
+		full = len(hits) == size
+		l.learnDensity(from, end, hits, full, size)
+		// A slice ends between writes: a write's records share its Written
+		// time, so its trail is whole in the slice unless the hits were cut.
+		got := group(hits)
+		if len(got) > 1 {
+			l.perTrail.Store(int64(len(hits)) * 100 / int64(len(got)))
+		}
+		trails = append(trails, got...)
+		from, after = end, nil
 	}
 	if full && len(trails) > 0 {
 		last := trails[len(trails)-1]
@@ -90,6 +106,33 @@ func (l *Log) Trails(ctx context.Context, q dcsync.TrailQuery) (dcsync.TrailPage
 	}
 	page.Trails = trails
 	return page, nil
+}
+
+// sliceEnd returns the end of the slice of [from, to) that the next search
+// of Trails reads: as long as size records took at the last density
+// learned, or the whole window when none was.
+func (l *Log) sliceEnd(from, to time.Time, size int) time.Time {
+	per := l.nanosPerHit.Load()
+	if per <= 0 || per > int64(to.Sub(from))/int64(size) {
+		return to
+	}
+	return from.Add(time.Duration(per * int64(size)))
+}
+
+// learnDensity notes the time per record that a search over [from, end)
+// found. One cut by size tells it by the last hit's time; one with no hits
+// only that the records are sparser than a page in its span.
+func (l *Log) learnDensity(from, end time.Time, hits []dcsync.Record, full bool, size int) {
+	span := int64(end.Sub(from))
+	switch {
+	case full:
+		span = int64(hits[len(hits)-1].Written.Sub(from))
+		l.nanosPerHit.Store(max(span/int64(len(hits)), 1))
+	case len(hits) > 0:
+		l.nanosPerHit.Store(max(span/int64(len(hits)), 1))
+	default:
+		l.nanosPerHit.Store(max(span, 1))
+	}
 }
 
 // windowSearch is the search of a page of Trails: size records of origin's
@@ -132,6 +175,11 @@ func (l *Log) records(ctx context.Context, indices []string, id string) ([]dcsyn
 // hits. It decodes the response in one pass, straight into records: the
 // olivere SearchService would decode every hit twice.
 func (l *Log) search(ctx context.Context, indices []string, s *elastic.SearchSource) ([]dcsync.Record, error) {
+	filter := "hits.hits._source"
+	if l.visited != nil {
+		s = s.Profile(true)
+		filter += ",profile.shards.searches.query.breakdown"
+	}
 	body, err := s.Source()
 	if err != nil {
 		return nil, fmt.Errorf("elastic: search: %w", err)
@@ -140,7 +188,7 @@ func (l *Log) search(ctx context.Context, indices []string, s *elastic.SearchSou
 		Method: "POST",
 		Path:   "/" + strings.Join(indices, ",") + "/_search",
 		Params: url.Values{"ignore_unavailable": {"true"}, "allow_no_indices": {"true"},
-			"filter_path": {"hits.hits._source"}},
+			"filter_path": {filter}},
 		Body: body,
 	})
 	if err != nil {
@@ -152,15 +200,43 @@ func (l *Log) search(ctx context.Context, indices []string, s *elastic.SearchSou
 				Source source `json:"_source"`
 			} `json:"hits"`
 		} `json:"hits"`
+		Profile profile `json:"profile"`
 	}
 	if err := json.Unmarshal(res.Body, &result); err != nil {
 		return nil, fmt.Errorf("elastic: decode search result: %w", err)
+	}
+	if l.visited != nil {
+		l.visited.Add(result.Profile.visited())
 	}
 	recs := make([]dcsync.Record, len(result.Hits.Hits))
 	for i := range result.Hits.Hits {
 		recs[i] = result.Hits.Hits[i].Source.record()
 	}
 	return recs, nil
+}
+
+// profile is what a test reads of Elasticsearch's search profile.
+type profile struct {
+	Shards []struct {
+		Searches []struct {
+			Query []struct {
+				Breakdown map[string]int64 `json:"breakdown"`
+			} `json:"query"`
+		} `json:"searches"`
+	} `json:"shards"`
+}
+
+// visited returns the documents the profiled queries visited.
+func (p *profile) visited() int64 {
+	var n int64
+	for _, sh := range p.Shards {
+		for _, s := range sh.Searches {
+			for _, q := range s.Query {
+				n += q.Breakdown["next_doc_count"] + q.Breakdown["advance_count"]
+			}
+		}
+	}
+	return n
 }
 
 // group gathers runs of records of one write into trails.
