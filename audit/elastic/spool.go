@@ -207,13 +207,15 @@ func (l *Log) replay(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("elastic: spool: %w", err)
 		}
-		text, ends := string(b), pairEnds(b)
+		ends := pairEnds(b)
 		for i, from := 0, 0; i < len(ends); {
-			j := i + 1 // one bulk request: records i..j-1, text[from:ends[j-1]]
+			j := i + 1 // one bulk request: records i..j-1, b[from:ends[j-1]]
 			for j < len(ends) && j-i < l.cfg.FlushActions && ends[j]-from <= l.cfg.FlushBytes {
 				j++
 			}
-			if err := l.replayChunk(ctx, &chunk{lines: text[from:ends[j-1]], n: j - i}); err != nil {
+			// A string per request, not one of the whole segment: the
+			// copies are the same, the memory held one request's.
+			if err := l.replayChunk(ctx, &chunk{lines: string(b[from:ends[j-1]]), n: j - i}); err != nil {
 				if errors.Is(err, ErrUnavailable) && l.down.CompareAndSwap(false, true) {
 					l.log.Warn("elastic: replay failed; Elasticsearch down again", "err", err)
 				}
