@@ -22,14 +22,13 @@
 // an explicit, strict mapping: keywords for the request ID, datacenters,
 // stage, status and target, an integer attempt, date_nanos times, and the
 // request stored but not indexed; doc values only on the fields that are
-// sorted on or aggregated.
+// sorted on or aggregated. Indices are sorted by (written, id).
 //
 // # Reading
 //
 // Trails reads only the daily indices of the window, filtered by origin and
-// written time, in (written, id) order with search_after, each search over a
-// slice of the window sized to hold a page; the records of a write are
-// adjacent in that order and grouped into its trail. A pass of the
+// written time, in (written, id) order with search_after; the records of a
+// write are adjacent in that order and grouped into its trail. A pass of the
 // reconciler therefore costs what its window holds, not the history.
 //
 // Appended records are searchable by a search after at most FlushInterval
@@ -197,7 +196,6 @@ type Log struct {
 	queued, taken atomic.Int64  // records put on the queue, and taken off it, ever
 	inQueue       atomic.Int64  // records on the queue now, or about to be
 	perTrail      atomic.Int64  // records per trail in the last page read, in hundredths
-	nanosPerHit   atomic.Int64  // written time per record of the last window slice read; 0 until one was
 	visited       *atomic.Int64 // when set, by tests, searches are profiled and add the documents they visit
 	stats         struct{ appended, indexed, rejected, spooled, replayed atomic.Uint64 }
 

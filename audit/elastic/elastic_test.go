@@ -253,11 +253,15 @@ func TestMappingIsExplicit(t *testing.T) {
 	var settings map[string]struct {
 		Settings struct {
 			Index struct {
+				Sort     struct{ Field []string }
 				Translog struct{ Durability string }
 			}
 		}
 	}
 	get(t, l, "/"+index+"/_settings", &settings)
+	if f := settings[index].Settings.Index.Sort.Field; len(f) != 2 || f[0] != "written" || f[1] != "id" {
+		t.Errorf("index sort = %v, want [written id]", f)
+	}
 	if d := settings[index].Settings.Index.Translog.Durability; d != "request" {
 		t.Errorf("translog durability = %q, want request", d)
 	}

@@ -36,12 +36,6 @@ const (
 // hits is left to the next page, which starts after the last trail
 // returned. The records of a write must share its Written time, as
 // dcsync's records do.
-//
-// Each search covers a slice of the window that should hold a page of
-// records, at the density the last search found, and the next slice is read
-// when it held less: Elasticsearch visits every record of the time range it
-// is given to sort them, so a search of the rest of the window for each page
-// would cost a pass the square of the window.
 func (l *Log) Trails(ctx context.Context, q dcsync.TrailQuery) (dcsync.TrailPage, error) {
 	limit := q.Limit
 	if limit <= 0 {
@@ -65,24 +59,14 @@ func (l *Log) Trails(ctx context.Context, q dcsync.TrailQuery) (dcsync.TrailPage
 	if !q.To.After(q.From) {
 		return page, nil
 	}
-	var trails []dcsync.Trail
-	full := false
-	for from.Before(q.To) && !full && len(trails) <= limit {
-		end := l.sliceEnd(from, q.To, size)
-		hits, err := l.search(ctx, l.windowIndices(from, end), windowSearch(q.Origin, from, end, after, size))
-		if err != nil {
-			return page, err
-		}
-		full = len(hits) == size
-		l.learnDensity(from, end, hits, full, size)
-		// A slice ends between writes: a write's records share its Written
-		// time, so its trail is whole in the slice unless the hits were cut.
-		got := group(hits)
-		if len(got) > 1 {
-			l.perTrail.Store(int64(len(hits)) * 100 / int64(len(got)))
-		}
-		trails = append(trails, got...)
-		from, after = end, nil
+	hits, err := l.search(ctx, l.windowIndices(from, q.To), windowSearch(q.Origin, from, q.To, after, size))
+	if err != nil {
+		return page, err
+	}
+	full := len(hits) == size
+	trails := group(hits)
+	if len(trails) > 1 {
+		l.perTrail.Store(int64(len(hits)) * 100 / int64(len(trails)))
 	}
 	if full && len(trails) > 0 {
 		last := trails[len(trails)-1]
@@ -106,33 +90,6 @@ func (l *Log) Trails(ctx context.Context, q dcsync.TrailQuery) (dcsync.TrailPage
 	}
 	page.Trails = trails
 	return page, nil
-}
-
-// sliceEnd returns the end of the slice of [from, to) that the next search
-// of Trails reads: as long as size records took at the last density
-// learned, or the whole window when none was.
-func (l *Log) sliceEnd(from, to time.Time, size int) time.Time {
-	per := l.nanosPerHit.Load()
-	if per <= 0 || per > int64(to.Sub(from))/int64(size) {
-		return to
-	}
-	return from.Add(time.Duration(per * int64(size)))
-}
-
-// learnDensity notes the time per record that a search over [from, end)
-// found. One cut by size tells it by the last hit's time; one with no hits
-// only that the records are sparser than a page in its span.
-func (l *Log) learnDensity(from, end time.Time, hits []dcsync.Record, full bool, size int) {
-	span := int64(end.Sub(from))
-	switch {
-	case full:
-		span = int64(hits[len(hits)-1].Written.Sub(from))
-		l.nanosPerHit.Store(max(span/int64(len(hits)), 1))
-	case len(hits) > 0:
-		l.nanosPerHit.Store(max(span/int64(len(hits)), 1))
-	default:
-		l.nanosPerHit.Store(max(span, 1))
-	}
 }
 
 // windowSearch is the search of a page of Trails: size records of origin's
