@@ -21,8 +21,7 @@
 // share an index, behind the alias IndexPrefix. An index template gives them
 // an explicit, strict mapping: keywords for the request ID, datacenters,
 // stage, status and target, an integer attempt, date_nanos times, and the
-// request stored but not indexed; doc values only on the fields that are
-// sorted on or aggregated. Indices are sorted by (written, id).
+// request stored but not indexed. Indices are sorted by (written, id).
 //
 // # Reading
 //

@@ -232,10 +232,9 @@ func TestMappingIsExplicit(t *testing.T) {
 	get(t, l, "/"+index+"/_mapping", &mapping)
 	m := mapping[index].Mappings
 	for field, want := range map[string]string{
-		"id": `{"type":"keyword"}`, "dc": `{"type":"keyword"}`, "origin": `{"type":"keyword","doc_values":false}`,
-		"stage": `{"type":"keyword"}`, "status": `{"type":"keyword"}`, "target": `{"type":"keyword","doc_values":false}`,
-		"attempt": `{"type":"integer","doc_values":false}`, "written": `{"type":"date_nanos"}`,
-		"time":    `{"type":"date_nanos","doc_values":false}`,
+		"id": `{"type":"keyword"}`, "dc": `{"type":"keyword"}`, "origin": `{"type":"keyword"}`,
+		"stage": `{"type":"keyword"}`, "status": `{"type":"keyword"}`, "target": `{"type":"keyword"}`,
+		"attempt": `{"type":"integer"}`, "written": `{"type":"date_nanos"}`, "time": `{"type":"date_nanos"}`,
 		"request": `{"type":"object","enabled":false}`,
 	} {
 		if string(m.Properties[field]) != want {

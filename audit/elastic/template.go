@@ -11,26 +11,27 @@ import (
 // tell which one an index was made with.
 const templateVersion = 2
 
-// recordMapping is the explicit mapping of a record: keywords to filter on,
-// dates with the nanoseconds Go keeps, and the request stored but not
-// indexed. dynamic=strict turns a field the mapping does not know into an
-// indexing error rather than a silent new field. Every field is searchable;
-// doc values, which cost Elasticsearch at every flush and merge, are kept
-// only where something sorts or aggregates: Trails sorts on written and id,
-// and dashboards count records by dc, stage and status.
+// recordMapping is the explicit mapping of a record: keywords to filter and
+// sort on, dates with the nanoseconds Go keeps, and the request stored but
+// not indexed. dynamic=strict turns a field the mapping does not know into
+// an indexing error rather than a silent new field. Every field keeps its
+// doc values, though only written and id are sorted on and dc, stage and
+// status aggregated: without them Elasticsearch 7 indexes the field's name
+// into _field_names for exists queries instead, and turning them off on
+// origin, target, attempt and time measured 5% more indexing CPU, not less.
 var recordMapping = map[string]any{
 	"dynamic": "strict",
 	"properties": map[string]any{
 		"id":      map[string]any{"type": "keyword"},
 		"dc":      map[string]any{"type": "keyword"},
-		"origin":  map[string]any{"type": "keyword", "doc_values": false},
+		"origin":  map[string]any{"type": "keyword"},
 		"stage":   map[string]any{"type": "keyword"},
 		"status":  map[string]any{"type": "keyword"},
-		"target":  map[string]any{"type": "keyword", "doc_values": false},
-		"attempt": map[string]any{"type": "integer", "doc_values": false},
+		"target":  map[string]any{"type": "keyword"},
+		"attempt": map[string]any{"type": "integer"},
 		"error":   map[string]any{"type": "text"},
 		"written": map[string]any{"type": "date_nanos"},
-		"time":    map[string]any{"type": "date_nanos", "doc_values": false},
+		"time":    map[string]any{"type": "date_nanos"},
 		"request": map[string]any{"type": "object", "enabled": false},
 	},
 }
