@@ -46,9 +46,10 @@ type unavailableDoer struct{ c *http.Client }
 
 // bulkFilter keeps of a bulk response what the Log reads: whether any item
 // failed, and each item's status and error, in order. The rest — index, ID,
-// version, shards, sequence number — made the answer ten times longer,
-// costing Elasticsearch to write and this process to read, or to gunzip
-// where the HTTP client asks for compression.
+// version, shards, sequence number — made the answer ten times longer (259
+// bytes a record against 25) for this process to read, and to gunzip where
+// the HTTP client asks for compression; Elasticsearch spent no measurably
+// different CPU either way.
 const bulkFilter = "errors,items.*.status,items.*.error"
 
 func (d unavailableDoer) Do(req *http.Request) (*http.Response, error) {

@@ -7,12 +7,13 @@
 // Elasticsearch. Workers goroutines encode the queue into chunks of records
 // and hand them to olivere's BulkProcessor, which sends bulk requests from as
 // many goroutines, flushed at FlushActions records, FlushBytes bytes or
-// FlushInterval, and retried with backoff. Bulk answers are trimmed to the
-// items' status and errors. Records that cannot be sent — the queue is full, a bulk request
-// failed after its retries, Elasticsearch is known to be down — are
-// appended to a spool file in SpoolDir and replayed once Elasticsearch
-// answers again. Every record has a deterministic document ID, so one sent
-// twice (by a replay, a retried bulk request, or a caller) is stored once.
+// FlushInterval, and retried with backoff; their answers are trimmed to each
+// item's status and error. Records that cannot be sent — the queue is full,
+// a bulk request failed after its retries, Elasticsearch is known to be
+// down — are appended to a spool file in SpoolDir and replayed once
+// Elasticsearch answers again. Every record has a deterministic document
+// ID, so one sent twice (by a replay, a retried bulk request, or a caller)
+// is stored once.
 //
 // # Storing
 //
@@ -96,8 +97,8 @@ type Config struct {
 	// Workers is the number of goroutines encoding records, and of bulk
 	// requests in flight; default 2.
 	Workers int
-	// FlushActions sends a bulk request once it holds this many records;
-	// default 1000.
+	// FlushActions sends a bulk request once it holds this many records,
+	// handed over in chunks of an eighth of them; default 1000.
 	FlushActions int
 	// FlushBytes sends a bulk request once it holds this many bytes;
 	// default 5 MiB.
