@@ -87,10 +87,11 @@ type Config struct {
 	// "request", the default, has Elasticsearch fsync its translog before it
 	// acknowledges a bulk request, so a stored record survives a crash of
 	// the node. "async" fsyncs every five seconds instead, in the
-	// background: bulk requests return sooner and cost the node less, but a
-	// crash of the node (not of this process) loses the records it
-	// acknowledged in the last five seconds, which the Log will not send
-	// again. The reconciler then sees their stages as missing: it re-sends
+	// background, so bulk requests need not wait for the disk (on a disk
+	// with a fast fsync it measured within noise: 1% less CPU and 3% more
+	// records a second), but a crash of the node (not of this process) loses
+	// the records it acknowledged in the last five seconds, which the Log
+	// will not send again. The reconciler then sees their stages as missing: it re-sends
 	// writes whose apply record was lost, harmlessly, but cannot re-send a
 	// write whose process record, which carries it, was lost.
 	TranslogDurability string
