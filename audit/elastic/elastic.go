@@ -80,8 +80,9 @@ type Config struct {
 	// leaves it to Elasticsearch: every second while the indices are
 	// searched, and not at all once no search came for 30s — the next search
 	// then waits for the refresh it triggers, so it still sees every record
-	// indexed before it. The reconciler searches once a minute, so most
-	// refreshes, and the small segments they leave to merge, are spared.
+	// indexed before it. The reconciler searches once a minute, so about
+	// half the refreshes, and the small segments they leave to merge, are
+	// spared.
 	RefreshInterval time.Duration
 	// TranslogDurability is the daily indices' index.translog.durability.
 	// "request", the default, has Elasticsearch fsync its translog before it
