@@ -24,7 +24,7 @@ func TestAppendSourceRoundTrips(t *testing.T) {
 			Target: "x", Attempt: 7, Error: hard},
 		{ID: "c", Request: &dcsync.Request{}},
 	} {
-		b := appendSource(nil, &r)
+		b := new(encoder).appendSource(nil, &r)
 		if !json.Valid(b) {
 			t.Fatalf("invalid JSON: %s", b)
 		}
@@ -47,21 +47,57 @@ func TestAppendSourceRoundTrips(t *testing.T) {
 	if b := appendString(nil, "bad \xff utf-8"); string(b) != `"bad \ufffd utf-8"` {
 		t.Fatalf("invalid UTF-8 encoded as %s", b)
 	}
-	if b := appendSource(nil, &dcsync.Record{ID: "z"}); strings.Contains(string(b), "written") {
+	if b := new(encoder).appendSource(nil, &dcsync.Record{ID: "z"}); strings.Contains(string(b), "written") {
 		t.Fatalf("zero time encoded: %s", b)
 	}
 }
 
-func TestSplitPairsDropsATornRecord(t *testing.T) {
-	for in, want := range map[string][]string{
-		"a1\ns1\na2\ns2\n": {"a1\ns1\n", "a2\ns2\n"},
-		"a1\ns1\na2\ns":    {"a1\ns1\n"},
-		"a1\ns1\na2\n":     {"a1\ns1\n"},
-		"a1\ns1\na":        {"a1\ns1\n"},
+// TestClockFormatsAsTimePackage checks the encoder's cached time formatting
+// against the time package's, across seconds, days and zones.
+func TestClockFormatsAsTimePackage(t *testing.T) {
+	var c clock
+	base := time.Date(2026, 12, 31, 23, 59, 58, 0, time.UTC)
+	for i, ns := range []int{0, 1, 10, 120000000, 123456789, 999999999, 500000000, 0} {
+		tt := base.Add(time.Duration(i/2)*time.Second + time.Duration(ns)).In(time.FixedZone("X", -7*3600))
+		want := `,"t":"` + tt.UTC().Format(time.RFC3339Nano) + `"`
+		if got := string(c.appendField(nil, `,"t":`, tt)); got != want {
+			t.Errorf("appendField(%v) = %s, want %s", tt, got, want)
+		}
+		if got, want := string(c.appendDay(nil, tt)), tt.UTC().Format(dayLayout); got != want {
+			t.Errorf("appendDay(%v) = %s, want %s", tt, got, want)
+		}
+	}
+	if got := c.appendField(nil, `,"t":`, time.Time{}); len(got) != 0 {
+		t.Errorf("zero time encoded: %s", got)
+	}
+}
+
+func TestPairEndsDropsATornRecord(t *testing.T) {
+	for in, want := range map[string][]int{
+		"a1\ns1\na2\ns2\n": {6, 12},
+		"a1\ns1\na2\ns":    {6},
+		"a1\ns1\na2\n":     {6},
+		"a1\ns1\na":        {6},
 		"":                 nil,
 	} {
-		if got := splitPairs([]byte(in)); !reflect.DeepEqual(got, want) {
-			t.Errorf("splitPairs(%q) = %q, want %q", in, got, want)
+		if got := pairEnds([]byte(in)); !reflect.DeepEqual(got, want) {
+			t.Errorf("pairEnds(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
+
+func TestChunkNamesTheActionOfEachRecord(t *testing.T) {
+	e := &encoder{prefix: "p"}
+	w := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
+	var b []byte
+	for _, id := range []string{"r0", "r1", "r2"} {
+		b = e.appendPair(b, &dcsync.Record{ID: id, Written: w, Time: w})
+	}
+	c := &chunk{lines: string(b), n: 3}
+	for i, id := range []string{"r0", "r1", "r2"} {
+		index, docID := c.action(i)
+		if index != "p-2026.11.25" || !strings.HasPrefix(docID, id+".") {
+			t.Errorf("action(%d) = %s %s, want p-2026.11.25 %s.*", i, index, docID, id)
 		}
 	}
 }
@@ -81,8 +117,9 @@ func BenchmarkEncode(b *testing.B) {
 			Status: dcsync.StatusOK, Attempt: 1, Written: w, Time: w},
 	}
 	e := &encoder{prefix: "dcsync-audit"}
+	var buf []byte
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		e.doc(&recs[i%len(recs)])
+		buf = e.appendPair(buf[:0], &recs[i%len(recs)])
 	}
 }

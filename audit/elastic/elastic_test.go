@@ -1,12 +1,15 @@
 package elastic_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"maps"
 	"os"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -249,13 +252,17 @@ func TestMappingIsExplicit(t *testing.T) {
 	var settings map[string]struct {
 		Settings struct {
 			Index struct {
-				Sort struct{ Field []string }
+				Sort     struct{ Field []string }
+				Translog struct{ Durability string }
 			}
 		}
 	}
 	get(t, l, "/"+index+"/_settings", &settings)
 	if f := settings[index].Settings.Index.Sort.Field; len(f) != 2 || f[0] != "written" || f[1] != "id" {
 		t.Errorf("index sort = %v, want [written id]", f)
+	}
+	if d := settings[index].Settings.Index.Translog.Durability; d != "request" {
+		t.Errorf("translog durability = %q, want request", d)
 	}
 }
 
@@ -268,5 +275,49 @@ func get(t *testing.T, l *elastic.Log, path string, v any) {
 	}
 	if err := json.Unmarshal(res.Body, v); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// lockedBuffer is a log destination safe for the bulk processor's goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestRefusedRecordIsCountedAndNamed has Elasticsearch refuse one record of
+// a bulk request (date_nanos refuses times before 1970): the trimmed answer
+// carries only statuses, and the Log must still name the record it refused
+// and store the others.
+func TestRefusedRecordIsCountedAndNamed(t *testing.T) {
+	ctx := context.Background()
+	var logs lockedBuffer
+	l := newLog(t, elastic.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	bad := rec("bad", "a", "a", dcsync.StageApply, t0)
+	bad.Time = time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC)
+	l.Append(ctx, []dcsync.Record{rec("ok1", "a", "a", dcsync.StageProcess, t0), bad,
+		rec("ok2", "a", "a", dcsync.StageProcess, t0)})
+	flush(t, l)
+	if s := l.Stats(); s.Rejected != 1 || s.Indexed != 2 {
+		t.Fatalf("stats %+v, want 2 indexed and 1 rejected", s)
+	}
+	if out := logs.String(); !strings.Contains(out, "id=bad.") || !strings.Contains(out, "audit record refused") {
+		t.Fatalf("the refusal does not name the record:\n%s", out)
+	}
+	for _, id := range []string{"ok1", "ok2"} {
+		if got, err := l.Records(ctx, id); err != nil || len(got) != 1 {
+			t.Fatalf("records of %s: %v, %v", id, got, err)
+		}
 	}
 }

@@ -8,28 +8,30 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
-
-	"github.com/olivere/elastic/v7"
 )
 
 // spool keeps records Elasticsearch could not take, in segment files of
 // bulk-body lines (an action line and a source line per record). Writes
-// append to the current segment; a replay seals it, so new records go to a
-// fresh one, then sends the sealed segments and deletes each once all of it
-// is stored.
+// append to the current segment, and start a new one past maxSegment bytes,
+// so that a replay reads a bounded piece at a time however long the outage;
+// a replay seals the current segment, so new records go to a fresh one,
+// then sends the sealed segments and deletes each once all of it is stored.
 type spool struct {
 	dir  string
 	temp bool // created by openSpool: removed by close when empty
 
-	mu    sync.Mutex
-	cur   *os.File // segment being written, nil when none
-	dirty bool     // cur was written since its last sync
-	next  int      // sequence number of the next segment
-	n     atomic.Int64
+	mu      sync.Mutex
+	cur     *os.File // segment being written, nil when none
+	curSize int      // bytes written to cur
+	dirty   bool     // cur was written since its last sync
+	next    int      // sequence number of the next segment
+	n       atomic.Int64
 }
+
+// maxSegment is the size past which writes start a new segment.
+const maxSegment = 64 << 20
 
 const segmentPattern = "spool-*.ndjson"
 
@@ -59,7 +61,7 @@ func openSpool(dir string) (*spool, error) {
 		if err != nil {
 			return nil, fmt.Errorf("elastic: spool: %w", err)
 		}
-		s.n.Add(int64(len(splitPairs(b))))
+		s.n.Add(int64(len(pairEnds(b))))
 	}
 	return s, nil
 }
@@ -74,32 +76,29 @@ func (s *spool) segments() ([]string, error) {
 	return segs, nil
 }
 
-// write appends docs to the current segment.
-func (s *spool) write(docs []*doc) error {
-	var buf bytes.Buffer
-	for _, d := range docs {
-		buf.WriteString(d.pair)
-	}
-	return s.writePairs(buf.Bytes(), len(docs))
-}
-
-// writePairs appends n records, encoded as bulk lines in b, to the current
+// writeLines appends n records, encoded as bulk lines in b, to the current
 // segment. The segment is in the page cache at once, so the records survive
 // a crash of the process; sync puts it on disk, for a crash of the machine.
-func (s *spool) writePairs(b []byte, n int) error {
+func (s *spool) writeLines(b []byte, n int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.cur != nil && s.curSize >= maxSegment {
+		if err := s.closeCurrent(); err != nil {
+			return err
+		}
+	}
 	if s.cur == nil {
 		f, err := os.OpenFile(filepath.Join(s.dir, fmt.Sprintf("spool-%020d.ndjson", s.next)),
 			os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
 			return fmt.Errorf("elastic: spool: %w", err)
 		}
-		s.cur, s.next = f, s.next+1
+		s.cur, s.curSize, s.next = f, 0, s.next+1
 	}
 	if _, err := s.cur.Write(b); err != nil {
 		return fmt.Errorf("elastic: spool: %w", err)
 	}
+	s.curSize += len(b)
 	s.dirty = true
 	s.n.Add(int64(n))
 	return nil
@@ -126,15 +125,25 @@ func (s *spool) sync() error {
 func (s *spool) seal() ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.cur != nil {
-		err := errors.Join(s.cur.Sync(), s.cur.Close())
-		s.cur, s.dirty = nil, false
-		if err != nil {
-			return nil, fmt.Errorf("elastic: spool: %w", err)
-		}
+	if err := s.closeCurrent(); err != nil {
+		return nil, err
 	}
 	// Listed under the lock: a segment created after it is not sealed.
 	return s.segments()
+}
+
+// closeCurrent syncs and closes the current segment, if any. The caller
+// holds s.mu.
+func (s *spool) closeCurrent() error {
+	if s.cur == nil {
+		return nil
+	}
+	err := errors.Join(s.cur.Sync(), s.cur.Close())
+	s.cur, s.dirty = nil, false
+	if err != nil {
+		return fmt.Errorf("elastic: spool: %w", err)
+	}
+	return nil
 }
 
 // pending returns how many records the spool holds.
@@ -152,25 +161,22 @@ func (s *spool) close() error {
 	return err
 }
 
-// splitPairs splits a segment into its records, substrings of it, dropping
-// a record cut short by a crash in the middle of a write.
-func splitPairs(b []byte) []string {
-	text := string(b)
-	var pairs []string
-	for len(text) > 0 {
-		action := strings.IndexByte(text, '\n')
+// pairEnds returns the offset past each record of a segment, dropping a
+// record cut short by a crash in the middle of a write.
+func pairEnds(b []byte) []int {
+	var ends []int
+	for at := 0; ; {
+		action := bytes.IndexByte(b[at:], '\n')
 		if action < 0 {
-			break
+			return ends
 		}
-		end := strings.IndexByte(text[action+1:], '\n')
+		end := bytes.IndexByte(b[at+action+1:], '\n')
 		if end < 0 {
-			break
+			return ends
 		}
-		end += action + 2
-		pairs = append(pairs, text[:end])
-		text = text[end:]
+		at += action + end + 2
+		ends = append(ends, at)
 	}
-	return pairs
 }
 
 // retryable reports whether Elasticsearch refused an item for now rather
@@ -201,36 +207,35 @@ func (l *Log) replay(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("elastic: spool: %w", err)
 		}
-		pairs := splitPairs(b)
-		for start := 0; start < len(pairs); {
-			req, size := l.client.Bulk(), 0
-			end := start
-			for ; end < len(pairs) && end-start < l.cfg.FlushActions && size < l.cfg.FlushBytes; end++ {
-				req.Add(parseDoc(pairs[end]))
-				size += len(pairs[end])
+		ends := pairEnds(b)
+		for i, from := 0, 0; i < len(ends); {
+			j := i + 1 // one bulk request: records i..j-1, b[from:ends[j-1]]
+			for j < len(ends) && j-i < l.cfg.FlushActions && ends[j]-from <= l.cfg.FlushBytes {
+				j++
 			}
-			if err := l.replayChunk(ctx, req); err != nil {
+			// A string per request, not one of the whole segment: the
+			// copies are the same, the memory held one request's.
+			if err := l.replayChunk(ctx, &chunk{lines: string(b[from:ends[j-1]]), n: j - i}); err != nil {
 				if errors.Is(err, ErrUnavailable) && l.down.CompareAndSwap(false, true) {
 					l.log.Warn("elastic: replay failed; Elasticsearch down again", "err", err)
 				}
 				return err
 			}
-			start = end
+			i, from = j, ends[j-1]
 		}
 		if err := os.Remove(path); err != nil {
 			return fmt.Errorf("elastic: spool: %w", err)
 		}
-		l.spool.n.Add(-int64(len(pairs)))
-		l.stats.replayed.Add(uint64(len(pairs)))
+		l.spool.n.Add(-int64(len(ends)))
+		l.stats.replayed.Add(uint64(len(ends)))
 	}
 	return nil
 }
 
 // replayChunk sends one bulk request of spooled records. Items refused for
 // now fail the chunk, to be sent again; items refused for good are counted.
-func (l *Log) replayChunk(ctx context.Context, req *elastic.BulkService) error {
-	n := req.NumberOfActions()
-	res, err := req.Do(ctx)
+func (l *Log) replayChunk(ctx context.Context, c *chunk) error {
+	res, err := l.client.Bulk().Add(c).Do(ctx)
 	if err != nil {
 		return fmt.Errorf("elastic: replay: %w", err)
 	}
@@ -241,6 +246,6 @@ func (l *Log) replayChunk(ctx context.Context, req *elastic.BulkService) error {
 			}
 		}
 	}
-	l.count(res, n)
+	l.count(res, []*chunk{c})
 	return nil
 }

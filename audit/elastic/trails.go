@@ -132,6 +132,11 @@ func (l *Log) records(ctx context.Context, indices []string, id string) ([]dcsyn
 // hits. It decodes the response in one pass, straight into records: the
 // olivere SearchService would decode every hit twice.
 func (l *Log) search(ctx context.Context, indices []string, s *elastic.SearchSource) ([]dcsync.Record, error) {
+	filter := "hits.hits._source"
+	if l.visited != nil {
+		s = s.Profile(true)
+		filter += ",profile.shards.searches.query.breakdown"
+	}
 	body, err := s.Source()
 	if err != nil {
 		return nil, fmt.Errorf("elastic: search: %w", err)
@@ -140,7 +145,7 @@ func (l *Log) search(ctx context.Context, indices []string, s *elastic.SearchSou
 		Method: "POST",
 		Path:   "/" + strings.Join(indices, ",") + "/_search",
 		Params: url.Values{"ignore_unavailable": {"true"}, "allow_no_indices": {"true"},
-			"filter_path": {"hits.hits._source"}},
+			"filter_path": {filter}},
 		Body: body,
 	})
 	if err != nil {
@@ -152,15 +157,43 @@ func (l *Log) search(ctx context.Context, indices []string, s *elastic.SearchSou
 				Source source `json:"_source"`
 			} `json:"hits"`
 		} `json:"hits"`
+		Profile profile `json:"profile"`
 	}
 	if err := json.Unmarshal(res.Body, &result); err != nil {
 		return nil, fmt.Errorf("elastic: decode search result: %w", err)
+	}
+	if l.visited != nil {
+		l.visited.Add(result.Profile.visited())
 	}
 	recs := make([]dcsync.Record, len(result.Hits.Hits))
 	for i := range result.Hits.Hits {
 		recs[i] = result.Hits.Hits[i].Source.record()
 	}
 	return recs, nil
+}
+
+// profile is what a test reads of Elasticsearch's search profile.
+type profile struct {
+	Shards []struct {
+		Searches []struct {
+			Query []struct {
+				Breakdown map[string]int64 `json:"breakdown"`
+			} `json:"query"`
+		} `json:"searches"`
+	} `json:"shards"`
+}
+
+// visited returns the documents the profiled queries visited.
+func (p *profile) visited() int64 {
+	var n int64
+	for _, sh := range p.Shards {
+		for _, s := range sh.Searches {
+			for _, q := range s.Query {
+				n += q.Breakdown["next_doc_count"] + q.Breakdown["advance_count"]
+			}
+		}
+	}
+	return n
 }
 
 // group gathers runs of records of one write into trails.
