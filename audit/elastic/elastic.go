@@ -51,6 +51,7 @@ import (
 	"github.com/olivere/elastic/v7"
 
 	"github.com/dcsync/dcsync"
+	"github.com/dcsync/dcsync/internal/wait"
 )
 
 // Config configures a Log. The zero value of every field selects its
@@ -565,8 +566,8 @@ func (l *Log) installLocked(ctx context.Context) error {
 // replayed once it can.
 func (l *Log) Flush(ctx context.Context) error {
 	for target := l.queued.Load(); l.taken.Load() < target; {
-		if err := sleep(ctx, time.Millisecond); err != nil {
-			return fmt.Errorf("elastic: flush: %w", err)
+		if !wait.Sleep(ctx, time.Millisecond) {
+			return fmt.Errorf("elastic: flush: %w", ctx.Err())
 		}
 	}
 	done := make(chan error, 1)
@@ -649,15 +650,3 @@ func (l *Log) Stats() Stats {
 
 // Client returns the olivere client the Log uses.
 func (l *Log) Client() *elastic.Client { return l.client }
-
-// sleep waits d or until ctx ends, and returns ctx's error if it ended.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
