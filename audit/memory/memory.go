@@ -22,8 +22,10 @@ import (
 const DefaultMaxRecords = 1 << 20
 
 // maxChunk bounds the records of one chunk, the unit in which old records
-// are dropped.
-const maxChunk = 1 << 16
+// are dropped. Chunks of a megabyte or two are allocated, and their pages
+// faulted in, in well under a millisecond: a larger one stalls the garbage
+// collector's stop-the-world phases behind the copy.
+const maxChunk = 1 << 13
 
 // Log is an in-memory audit log. Create it with New.
 //
@@ -170,7 +172,7 @@ func (l *Log) tail() *chunk {
 	c := l.spare
 	l.spare = nil
 	if c == nil {
-		c = &chunk{entries: make([]entry, 0, l.chunkSize), arena: make([]byte, 0, l.chunkSize*64)}
+		c = &chunk{entries: make([]entry, 0, l.chunkSize), arena: make([]byte, 0, l.chunkSize*128)}
 	}
 	l.chunks = append(l.chunks, c)
 	return c
