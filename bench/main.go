@@ -49,7 +49,7 @@ type Config struct {
 	Writers    int           // concurrent writers
 	Rate       int           // offered writes/s of the fixed-rate phase; negative skips the phase
 	RateFor    time.Duration // length of the fixed-rate phases
-	Load       float64       // fraction of its full speed at which a target's lag is measured too; negative skips
+	Load       float64       // fraction of its sustained full speed at which a target's lag is measured too; negative skips
 	Timeout    time.Duration // bound of one phase, writes and replication
 	Only       []string      // run the targets whose name contains one of these; all when empty
 	ElasticURL string        // Elasticsearch node for the +elastic rows; none when empty
@@ -101,7 +101,7 @@ func main() {
 	flag.IntVar(&cfg.Writers, "writers", 64, "concurrent writers")
 	flag.IntVar(&cfg.Rate, "rate", 1000, "offered writes/s of the fixed-rate phase; -1 skips it")
 	flag.DurationVar(&cfg.RateFor, "rate-for", 10*time.Second, "length of each fixed-rate phase")
-	flag.Float64Var(&cfg.Load, "load", 0.5, "also measure lag at this fraction of each target's full speed; -1 skips it")
+	flag.Float64Var(&cfg.Load, "load", 0.5, "also measure lag at this fraction of each target's sustained full speed (the rate its audit log kept up with, when lower); -1 skips it")
 	flag.DurationVar(&cfg.Timeout, "timeout", 5*time.Minute, "bound of one phase")
 	flag.StringVar(&only, "only", "", "comma-separated substrings: run only the targets whose name contains one")
 	flag.StringVar(&cfg.ElasticURL, "elastic", os.Getenv("DCSYNC_ELASTIC_URL"), "Elasticsearch URL for the +elastic rows (default $DCSYNC_ELASTIC_URL)")

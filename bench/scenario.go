@@ -153,9 +153,20 @@ func runTarget(ctx context.Context, cfg *Config, t target) Result {
 		r.Rate = runPhase(ctx, cfg, t, float64(cfg.Rate))
 	}
 	if cfg.Load > 0 {
-		r.Loaded = runPhase(ctx, cfg, t, cfg.Load*r.Full.WritesPerSec)
+		r.Loaded = runPhase(ctx, cfg, t, cfg.Load*r.Full.sustained())
 	}
 	return r
+}
+
+// sustained returns the writes/s a full-speed phase could keep up: its
+// writes/s, or, when its audit log stored the records later, the rate at
+// which it stored them — a burst ahead of the log fills its queue and
+// spool, which a longer phase would not outrun.
+func (ph *Phase) sustained() float64 {
+	if ph.AuditDone > 0 {
+		return min(ph.WritesPerSec, float64(ph.Writes)/ph.AuditDone)
+	}
+	return ph.WritesPerSec
 }
 
 // runPhase starts t on fresh servers, warms it up, has it carry the

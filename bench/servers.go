@@ -87,29 +87,27 @@ func launchRedis(ctx context.Context, bin string) (*redisServer, error) {
 		_ = r.cmd.Process.Kill()
 		<-exited
 	}
-	r.admin = goredis.NewClient(&goredis.Options{Addr: r.addr, PoolSize: 1, MaxRetries: -1})
+	// Wait for the port with plain dials: go-redis logs every failed one.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-		err := r.admin.Ping(pctx).Err()
-		cancel()
+		c, err := net.DialTimeout("tcp", r.addr, 200*time.Millisecond)
 		if err == nil {
+			c.Close()
 			break
 		}
 		select {
 		case <-exited:
 			log, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
-			r.admin.Close()
 			return nil, fmt.Errorf("redis-server on %s exited: %s", r.addr, strings.TrimSpace(string(log)))
 		default:
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			r.admin.Close()
 			stopped()
 			return nil, fmt.Errorf("redis-server on %s did not come up: %w", r.addr, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	r.admin = goredis.NewClient(&goredis.Options{Addr: r.addr, PoolSize: 1, MaxRetries: -1})
 	r.stopFn = func() { r.admin.Close(); stopped() }
 	return r, nil
 }
