@@ -233,7 +233,7 @@ func (r *Report) heading() string {
 		lag = fmt.Sprintf("lag at %d writes/s for %gs", r.Config.Rate, r.Config.RateFor)
 	}
 	if r.Config.Load > 0 {
-		lag += fmt.Sprintf(", loaded: lag at %g of each target's full speed for %gs", r.Config.Load, r.Config.RateFor)
+		lag += fmt.Sprintf(", loaded: lag at %g of what each target sustains at full speed, for %gs", r.Config.Load, r.Config.RateFor)
 	}
 	return fmt.Sprintf("%s writes of %d B, %d writers; %s; %s, %d cores, load average %s at start, %s at end",
 		n, r.Config.Payload, r.Config.Writers, lag, r.Machine.CPU, r.Machine.Cores, r.Machine.LoadAtStart, r.Machine.LoadAtEnd)
