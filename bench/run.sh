@@ -14,11 +14,13 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 out=$(mkdir -p "${1:-$root/bench/results}" && cd "${1:-$root/bench/results}" && pwd)
 shift || true
 
+# Servers of its own: each start runs new ones, and stop finds them by the
+# variables it exported.
+unset DCSYNC_ELASTIC_URL DCSYNC_ELASTIC_RUN DCSYNC_REDIS_RUN
 eval "$("$root/scripts/redis.sh" start)"
-# A node of its own: start runs a new one, and stop finds it by the URL.
-unset DCSYNC_ELASTIC_URL DCSYNC_ELASTIC_RUN
+trap '"$root/scripts/redis.sh" stop' EXIT
 eval "$("$root/scripts/elastic.sh" start)"
-trap '"$root/scripts/elastic.sh" stop' EXIT
+trap '"$root/scripts/elastic.sh" stop; "$root/scripts/redis.sh" stop' EXIT
 
 cd "$root/bench"
 echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
