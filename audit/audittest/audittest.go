@@ -1,0 +1,196 @@
+// Package audittest tests a dcsync.AuditLog against what the Reconciler
+// relies on: Trails pages through the writes of one origin accepted in a
+// window, in (written, ID) order, each trail whole and once, the origin's
+// process record carrying its request. The stores of this module run it,
+// and so can a store of your own:
+//
+//	func TestConformance(t *testing.T) {
+//		audittest.Run(t, audittest.Store{Open: func(t *testing.T) dcsync.AuditLog { return newMyLog(t) }})
+//	}
+package audittest
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"testing"
+	"time"
+
+	"github.com/dcsync/dcsync"
+)
+
+// Store opens the logs under test.
+type Store struct {
+	// Open returns an empty log, closed when the test ends.
+	Open func(t *testing.T) dcsync.AuditLog
+	// Flush makes every record appended to l so far readable by Trails;
+	// nil when Append does.
+	Flush func(t *testing.T, l dcsync.AuditLog)
+}
+
+// Run runs every test of the package against s, each on a log of its own.
+func Run(t *testing.T, s Store) {
+	for _, c := range []struct {
+		name string
+		test func(t *testing.T, s Store)
+	}{
+		{"PagesThroughAWindow", pagesThroughAWindow},
+		{"KeepsLongTrailsWhole", keepsLongTrailsWhole},
+		{"RecordsRoundTrip", recordsRoundTrip},
+	} {
+		t.Run(c.name, func(t *testing.T) { c.test(t, s) })
+	}
+}
+
+// t0 puts windows across midnight, UTC: a store that splits its records
+// by day must read both days.
+var t0 = time.Date(2026, 11, 25, 23, 59, 50, 0, time.UTC)
+
+// rec returns an ok record of the first attempt of stage.
+func rec(id, dc, origin string, stage dcsync.Stage, written time.Time) dcsync.Record {
+	return dcsync.Record{ID: id, DC: dc, Origin: origin, Stage: stage, Status: dcsync.StatusOK,
+		Attempt: 1, Written: written, Time: written.Add(time.Millisecond)}
+}
+
+// write appends recs to a new log of s, makes them readable, and returns
+// the log.
+func (s Store) write(t *testing.T, recs ...[]dcsync.Record) dcsync.AuditLog {
+	t.Helper()
+	l := s.Open(t)
+	for _, batch := range recs {
+		if err := l.Append(context.Background(), batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.Flush != nil {
+		s.Flush(t, l)
+	}
+	return l
+}
+
+// pages reads every page of q from l and calls each with each trail.
+func pages(t *testing.T, l dcsync.AuditLog, q dcsync.TrailQuery, each func(dcsync.Trail)) {
+	t.Helper()
+	for n := 0; ; n++ {
+		page, err := l.Trails(context.Background(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tr := range page.Trails {
+			each(tr)
+		}
+		if page.Next == "" {
+			return
+		}
+		if n > 100 {
+			t.Fatal("paging does not end")
+		}
+		q.After = page.Next
+	}
+}
+
+// pagesThroughAWindow: trails of one origin, in order, within the window,
+// each once, with the peers' records; a malformed cursor is refused.
+func pagesThroughAWindow(t *testing.T, s Store) {
+	var recs []dcsync.Record
+	for i := range 50 {
+		w := t0.Add(time.Duration(i%25) * time.Second) // two writes per second, out of order
+		recs = append(recs, rec(fmt.Sprintf("w%02d", i), "a", "a", dcsync.StageProcess, w))
+		recs = append(recs, rec(fmt.Sprintf("x%02d", i), "b", "b", dcsync.StageProcess, w)) // other origin
+	}
+	l := s.write(t, recs, []dcsync.Record{rec("w07", "b", "a", dcsync.StageApply, t0.Add(7*time.Second))})
+
+	q := dcsync.TrailQuery{Origin: "a", From: t0.Add(5 * time.Second), To: t0.Add(20 * time.Second), Limit: 7}
+	seen := map[string]bool{}
+	var prev time.Time
+	pages(t, l, q, func(tr dcsync.Trail) {
+		w := tr.Records[0].Written
+		if w.Before(prev) || w.Before(q.From) || !w.Before(q.To) {
+			t.Fatalf("trail %s written %v out of order or window", tr.ID, w)
+		}
+		if seen[tr.ID] {
+			t.Fatalf("%s returned twice", tr.ID)
+		}
+		prev, seen[tr.ID] = w, true
+		if tr.ID == "w07" && (len(tr.Records) != 2 || !tr.Applied("b")) {
+			t.Fatalf("trail w07 lacks the peer's record: %+v", tr.Records)
+		}
+	})
+	if len(seen) != 30 { // seconds 5..19, two writes each
+		t.Fatalf("got %d trails, want 30: %v", len(seen), seen)
+	}
+	if _, err := l.Trails(context.Background(), dcsync.TrailQuery{Origin: "a", From: t0, To: t0.Add(time.Hour),
+		After: "garbage"}); err == nil {
+		t.Fatal("a malformed cursor was accepted")
+	}
+}
+
+// keepsLongTrailsWhole pages with a limit that a long trail exceeds:
+// every trail still comes whole, once.
+func keepsLongTrailsWhole(t *testing.T, s Store) {
+	want := map[string]int{"a": 3, "b": 40, "c": 3, "d": 1}
+	var recs []dcsync.Record
+	for i, id := range []string{"a", "b", "c", "d"} {
+		w := t0.Add(time.Duration(i) * time.Second)
+		for n := range want[id] {
+			r := rec(id, "a", "a", dcsync.StageReship, w)
+			r.Attempt = n + 1
+			recs = append(recs, r)
+		}
+	}
+	l := s.write(t, recs)
+	got := map[string]int{}
+	pages(t, l, dcsync.TrailQuery{Origin: "a", From: t0, To: t0.Add(time.Minute), Limit: 1}, func(tr dcsync.Trail) {
+		if _, dup := got[tr.ID]; dup {
+			t.Fatalf("%s returned twice", tr.ID)
+		}
+		got[tr.ID] = len(tr.Records)
+	})
+	if !maps.Equal(got, want) {
+		t.Fatalf("records per trail %v, want %v", got, want)
+	}
+}
+
+// recordsRoundTrip: every field of a record, and the request of a process
+// record, come back as appended.
+func recordsRoundTrip(t *testing.T, s Store) {
+	req := &dcsync.Request{ID: "r1", Origin: "unicom", Key: "user:1", Op: "set",
+		Payload: []byte("\x00binary\xff"), Version: 1<<63 + 12345, Header: map[string]string{"tenant": "t1"}}
+	w := t0.Add(123456789 * time.Nanosecond)
+	process := rec("r1", "unicom", "unicom", dcsync.StageProcess, w)
+	process.Request = req
+	failed := dcsync.Record{ID: "r1", DC: "unicom", Origin: "unicom", Stage: dcsync.StageReship,
+		Status: dcsync.StatusFailed, Target: "telecom", Attempt: 2, Error: `timeout "quoted" ü`,
+		Written: w, Time: w.Add(2 * time.Second)}
+	l := s.write(t, []dcsync.Record{process, failed})
+
+	var trails []dcsync.Trail
+	pages(t, l, dcsync.TrailQuery{Origin: "unicom", From: t0, To: t0.Add(time.Second)}, func(tr dcsync.Trail) {
+		trails = append(trails, tr)
+	})
+	if len(trails) != 1 || len(trails[0].Records) != 2 {
+		t.Fatalf("trails %+v, want one of two records", trails)
+	}
+	for i, want := range []dcsync.Record{process, failed} {
+		if got := trails[0].Records[i]; !SameRecord(got, want) {
+			t.Fatalf("record %d came back as %+v, want %+v", i, got, want)
+		}
+	}
+	got := trails[0].Source()
+	if got == nil || got.ID != req.ID || got.Origin != req.Origin || got.Key != req.Key || got.Op != req.Op ||
+		string(got.Payload) != string(req.Payload) || got.Version != req.Version || !maps.Equal(got.Header, req.Header) {
+		t.Fatalf("request came back as %+v, want %+v", got, req)
+	}
+}
+
+// SameRecord reports whether two records are the same but for their
+// requests, comparing times as instants: a store may give them back in
+// another location.
+func SameRecord(a, b dcsync.Record) bool {
+	a.Request, b.Request = nil, nil
+	if !a.Time.Equal(b.Time) || !a.Written.Equal(b.Written) {
+		return false
+	}
+	a.Time, b.Time, a.Written, b.Written = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	return a == b
+}
