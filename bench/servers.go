@@ -82,7 +82,7 @@ func launchRedis(ctx context.Context, bin string) (*redisServer, error) {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
 	exited := make(chan struct{})
-	go func() { _ = r.cmd.Wait(); close(exited); os.RemoveAll(dir) }()
+	go func() { _ = r.cmd.Wait(); os.RemoveAll(dir); close(exited) }() // gone once stopped
 	stopped := func() {
 		_ = r.cmd.Process.Kill()
 		<-exited
