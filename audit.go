@@ -270,9 +270,6 @@ func (q *auditQueue) idle() bool {
 	if q == nil {
 		return true
 	}
-	if q.busy.Load() {
-		return false
-	}
 	for i := range q.shards {
 		sh := &q.shards[i]
 		sh.mu.Lock()

@@ -22,8 +22,8 @@ func newID(version uint64) string {
 	r := g.Uint64()
 	idRand.Put(g)
 	var u uuid.UUID
-	ms := version >> 16
-	binary.BigEndian.PutUint64(u[0:8], ms<<16|0x7000|version&0x0fff)
+	// The version's upper 48 bits are its millisecond, where UUIDv7 wants it.
+	binary.BigEndian.PutUint64(u[0:8], version&^0xffff|0x7000|version&0x0fff)
 	binary.BigEndian.PutUint64(u[8:16], r>>2|1<<63)
 	return u.String()
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -18,14 +17,13 @@ type queueReship struct {
 }
 
 type peerQueue struct {
-	pending atomic.Int64 // writes queued or being sent
-	name    string
-	sender  Sender
-	lanes   []*lane
-	seed    maphash.Seed // picks a key's lane
-	cfg     Delivery
-	ship    *shipper
-	done    func(peer string, reqs []*Request, errs []error)
+	name   string
+	sender Sender
+	lanes  []*lane
+	seed   maphash.Seed // picks a key's lane
+	cfg    Delivery
+	ship   *shipper
+	done   func(peer string, reqs []*Request, errs []error)
 
 	mu        sync.Mutex
 	downs     int       // batches in a row that failed whole, every attempt
@@ -73,9 +71,7 @@ func (p *peerQueue) lane(key string) *lane {
 // there is room, the context ends (ErrQueueFull) or the Syncer closes.
 func (q *queueReship) Reship(ctx context.Context, req *Request) error {
 	for _, p := range q.peers {
-		p.pending.Add(1)
 		if err := p.lane(req.Key).push(ctx, req, p.cfg.BatchSize, q.closing); err != nil {
-			p.pending.Add(-1)
 			if err == ErrClosed {
 				return err
 			}
@@ -140,8 +136,13 @@ func (l *lane) sent(n int) {
 // idle reports whether every queued write has been sent or given up.
 func (q *queueReship) idle() bool {
 	for _, p := range q.peers {
-		if p.pending.Load() != 0 {
-			return false
+		for _, l := range p.lanes {
+			l.mu.Lock()
+			held := l.held
+			l.mu.Unlock()
+			if held != 0 {
+				return false
+			}
 		}
 	}
 	return true
@@ -243,5 +244,4 @@ func (p *peerQueue) send(batch []*Request) {
 		p.mu.Unlock()
 	}
 	p.done(p.name, batch, errs)
-	p.pending.Add(-int64(len(batch)))
 }

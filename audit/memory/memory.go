@@ -43,7 +43,6 @@ type Log struct {
 	spare  *chunk   // a dropped chunk's storage, for the next one
 	names  names
 	kinds  []kindCount // records appended, by kind
-	held   int
 	snaps  []*snapshot // windows being paged through, newest last
 }
 
@@ -133,7 +132,6 @@ func (l *Log) Append(_ context.Context, recs []dcsync.Record) error {
 		c.entries = append(c.entries, e)
 		k = l.count([3]uint32{e.dc, e.stage, e.status}, k)
 	}
-	l.held += len(recs)
 	return nil
 }
 
@@ -163,7 +161,6 @@ func (l *Log) tail() *chunk {
 	if len(l.chunks) == l.maxChunks {
 		old := l.chunks[0]
 		l.chunks = slices.Delete(l.chunks, 0, 1)
-		l.held -= len(old.entries)
 		if !slices.ContainsFunc(l.snaps, func(s *snapshot) bool { return slices.Contains(s.chunks, old) }) {
 			old.entries, old.arena = old.entries[:0], old.arena[:0]
 			l.spare = old
@@ -392,7 +389,11 @@ func (l *Log) Counts() map[Tally]int {
 func (l *Log) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.held
+	n := 0
+	for _, c := range l.chunks {
+		n += len(c.entries)
+	}
+	return n
 }
 
 // names interns the few distinct short strings of records — datacenters,
