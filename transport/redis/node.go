@@ -85,7 +85,8 @@ type NodeConfig struct {
 // collected writes to the apply stream, and Run runs the workers that move
 // entries from one stream to the next:
 //
-//	Write ─▶ <dc>:outbound ─reship workers─▶ <peer>:inbound:<dc> ─collect workers─▶ <peer>:apply ─apply workers─▶ Processor
+//	Write ─▶ <dc>:outbound ─local workers─▶ Processor
+//	                       ─reship workers─▶ <peer>:inbound:<dc> ─collect workers─▶ <peer>:apply ─apply workers─▶ Processor
 //
 // Entries carry batches of requests. Every hop reads with a consumer group
 // and acknowledges an entry only once its requests are durably in the next
@@ -168,6 +169,7 @@ func (n *Node) Wire(cfg dcsync.Config) dcsync.Config {
 	cfg.DC = or(cfg.DC, n.cfg.DC)
 	cfg.Peers = n.Senders()
 	cfg.Reship = n
+	cfg.ReshipApplies = true // the local group applies: see Reship
 	cfg.Handoff = n.Handoff()
 	if _, batch := cfg.Processor.(dcsync.BatchProcessor); !batch && cfg.Processor != nil && n.cfg.Concurrency > 1 {
 		cfg.Processor = lanes{cfg.Processor, n.cfg.Concurrency}
@@ -180,13 +182,18 @@ func (n *Node) Wire(cfg dcsync.Config) dcsync.Config {
 
 // Reship implements dcsync.Reship: it adds req to the outbound stream and
 // returns once Redis has it. The writes of concurrent calls go together, in
-// one entry (see outbox).
+// one entry (see outbox). Wire sets dcsync.Config.ReshipApplies, so this is
+// all Syncer.Write does: the workers of the stream's local group apply the
+// write here, and those of each peer's group ship it, so a write is
+// applied here only once it is durably queued for the peers.
 func (n *Node) Reship(ctx context.Context, req *dcsync.Request) error {
-	if len(n.cfg.Peers) == 0 {
-		return nil // no group would ever read or trim the entry
-	}
 	return n.out.add(ctx, req)
 }
+
+// localGroup is the consumer group of the outbound stream whose workers
+// apply this datacenter's own writes; its name is no datacenter's.
+const localGroup = "@local"
+
 
 // Handoff returns the Processor that adds collected writes to the apply
 // stream, for dcsync.Config.Handoff. It is a dcsync.BatchProcessor: a batch
@@ -499,10 +506,11 @@ func (n *Node) groups(s *dcsync.Syncer) []*group {
 			defers: true,
 		})
 	}
-	gs = append(gs, &group{n: n, stream: n.apply, name: "apply", hop: "apply",
-		handle: func(ctx context.Context, reqs []*dcsync.Request) []error {
-			return split(s.ApplyBatch(ctx, reqs), len(reqs))
-		},
+	apply := func(ctx context.Context, reqs []*dcsync.Request) []error {
+		return split(s.ApplyBatch(ctx, reqs), len(reqs))
+	}
+	gs = append(gs, &group{n: n, stream: n.outbound, name: localGroup, hop: "local", handle: apply})
+	gs = append(gs, &group{n: n, stream: n.apply, name: "apply", hop: "apply", handle: apply,
 		// The collector committed these writes to the dedupe store when it
 		// handed them off; forgetting them lets a later re-send (the
 		// reconciler's) be applied instead of dropped as a duplicate.

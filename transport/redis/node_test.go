@@ -12,6 +12,9 @@ func TestReplicatesBothWays(t *testing.T) {
 	fromT := write(t, tc, "t", 500)
 	converge(t, tc, fromU)
 	converge(t, u, fromT)
+	// Each origin applies its own writes from its outbound stream.
+	converge(t, u, fromU)
+	converge(t, tc, fromT)
 
 	// Every hop acknowledged and trimmed what it handed on.
 	ctx := context.Background()
@@ -29,8 +32,8 @@ func TestReplicatesBothWays(t *testing.T) {
 		if st := d.node.Stats(); st.DeadLettered != 0 {
 			t.Errorf("%s dead-lettered %d entries", d.name, st.DeadLettered)
 		}
-		if st := d.sync.Stats(); st.Duplicates != 0 || st.Collected != 500 {
-			t.Errorf("%s syncer stats %+v, want 500 collected and no duplicates", d.name, st)
+		if st := d.sync.Stats(); st.Duplicates != 0 || st.Collected != 500 || st.Written != 500 {
+			t.Errorf("%s syncer stats %+v, want 500 written, 500 collected and no duplicates", d.name, st)
 		}
 	}
 }
