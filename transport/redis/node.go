@@ -194,7 +194,6 @@ func (n *Node) Reship(ctx context.Context, req *dcsync.Request) error {
 // apply this datacenter's own writes; its name is no datacenter's.
 const localGroup = "@local"
 
-
 // Handoff returns the Processor that adds collected writes to the apply
 // stream, for dcsync.Config.Handoff. It is a dcsync.BatchProcessor: a batch
 // costs one entry.
