@@ -22,11 +22,13 @@ type store struct {
 	mu      sync.Mutex
 	values  map[string]*dcsync.Request
 	applies map[string]int
+	first   map[string]time.Time // when each write was first applied
 	fail    map[string]error
 }
 
 func newStore() *store {
-	return &store{values: map[string]*dcsync.Request{}, applies: map[string]int{}, fail: map[string]error{}}
+	return &store{values: map[string]*dcsync.Request{}, applies: map[string]int{},
+		first: map[string]time.Time{}, fail: map[string]error{}}
 }
 
 func (s *store) Process(_ context.Context, r *dcsync.Request) error {
@@ -35,7 +37,9 @@ func (s *store) Process(_ context.Context, r *dcsync.Request) error {
 	if err := s.fail[r.Key]; err != nil {
 		return err
 	}
-	s.applies[r.ID]++
+	if s.applies[r.ID]++; s.applies[r.ID] == 1 {
+		s.first[r.ID] = time.Now()
+	}
 	if cur := s.values[r.Key]; cur == nil || r.Newer(cur.Version, cur.Origin) {
 		s.values[r.Key] = r
 	}

@@ -107,7 +107,7 @@ type Node struct {
 	// ReadTimeout, which bounds the wait for a pipeline's replies.
 	blockInPipeline bool
 
-	stats struct{ read, acked, claimed, deadLettered, stalled, trimmed atomic.Uint64 }
+	stats struct{ read, acked, claimed, reread, deadLettered, stalled, trimmed atomic.Uint64 }
 }
 
 var _ dcsync.Reship = (*Node)(nil)
@@ -437,6 +437,7 @@ type Stats struct {
 	Read         uint64 // entries read from the streams, claims included
 	Acked        uint64 // entries acknowledged: handed on, applied or dead-lettered
 	Claimed      uint64 // entries taken over from consumers idle past ClaimIdle
+	Reread       uint64 // entries a worker read again after losing its connection to Redis
 	DeadLettered uint64 // dead letters written: requests, or entries that could not be decoded
 	Stalled      uint64 // batches held back because their next hop was unavailable
 	Trimmed      uint64 // acknowledged entries trimmed from the streams
@@ -445,7 +446,7 @@ type Stats struct {
 // Stats returns the counters since NewNode.
 func (n *Node) Stats() Stats {
 	c := &n.stats
-	return Stats{Read: c.read.Load(), Acked: c.acked.Load(), Claimed: c.claimed.Load(),
+	return Stats{Read: c.read.Load(), Acked: c.acked.Load(), Claimed: c.claimed.Load(), Reread: c.reread.Load(),
 		DeadLettered: c.deadLettered.Load(), Stalled: c.stalled.Load(), Trimmed: c.trimmed.Load()}
 }
 
