@@ -51,7 +51,7 @@ func (w *redisWiring) config(ctx context.Context, e *env, cfg dcsync.Config, oth
 		return cfg, err
 	}
 	node, err := dcsyncredis.NewNode(dcsyncredis.NodeConfig{DC: cfg.DC, Client: own,
-		Peers: map[string]*goredis.Client{other: remote}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Peers: map[string]goredis.UniversalClient{other: remote}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return cfg, err
 	}

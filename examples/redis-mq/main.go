@@ -104,7 +104,7 @@ func run(ctx context.Context, out io.Writer, o options) error {
 	for _, name := range datacenters {
 		d, peer := dcs[name], demo.Other(name)
 		node, err := redis.NewNode(redis.NodeConfig{DC: name, Client: d.client,
-			Peers: map[string]*goredis.Client{peer: dcs[peer].client}, Logger: quiet})
+			Peers: map[string]goredis.UniversalClient{peer: dcs[peer].client}, Logger: quiet})
 		if err != nil {
 			return err
 		}

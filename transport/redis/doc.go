@@ -25,8 +25,12 @@
 // still applied by the peers: on this wiring the Processor must not reject
 // writes for reasons of the application's own; validate before Write.
 //
-// with keys "<Prefix>:<dc>:outbound", "<Prefix>:<dc>:inbound:<origin>",
-// "<Prefix>:<dc>:apply" and "<Prefix>:<dc>:dead".
+// with keys "{<Prefix>:<dc>}:outbound", "{<Prefix>:<dc>}:inbound:<origin>",
+// "{<Prefix>:<dc>}:apply" and "{<Prefix>:<dc>}:dead". The braces are a
+// Redis Cluster hash tag: all of a datacenter's keys, its dedupe store's
+// included, live in one hash slot, so the wiring runs on a Redis Cluster
+// (any goredis.UniversalClient) as on a single server, and a cluster's
+// failover moves them together.
 //
 // # Batch entries
 //

@@ -26,7 +26,7 @@ func ExampleNewNode() {
 	defer telecom.Close()
 
 	node, err := dcredis.NewNode(dcredis.NodeConfig{DC: "unicom", Client: local,
-		Peers: map[string]*goredis.Client{"telecom": telecom}})
+		Peers: map[string]goredis.UniversalClient{"telecom": telecom}})
 	if err != nil {
 		log.Fatal(err)
 	}

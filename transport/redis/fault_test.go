@@ -88,7 +88,7 @@ func TestPoisonEntryIsDeadLetteredWhileTheRestFlow(t *testing.T) {
 func TestMalformedEntriesAreDeadLettered(t *testing.T) {
 	u, tc := pair(t, nil)
 	ctx := context.Background()
-	add := func(c *goredis.Client, stream string, values ...any) {
+	add := func(c goredis.UniversalClient, stream string, values ...any) {
 		t.Helper()
 		if err := c.XAdd(ctx, &goredis.XAddArgs{Stream: stream, Values: values}).Err(); err != nil {
 			t.Fatal(err)
@@ -358,7 +358,7 @@ func TestRestartWhilePeerDownLosesNothing(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("Run did not return while the peer was down")
 	}
-	cfg := testConfig("unicom", u.client, map[string]*goredis.Client{"telecom": tc.client})
+	cfg := testConfig("unicom", u.client, map[string]goredis.UniversalClient{"telecom": tc.client})
 	u2 := start(t, "unicom", u.redis, cfg, newStore())
 	tc.redis.Start()
 	converge(t, tc, ids)

@@ -26,14 +26,14 @@ type NodeConfig struct {
 	// inbound, apply and dead-letter streams. Up to Workers × (2 × peers + 1)
 	// of its connections block in XREADGROUP at a time, so its PoolSize
 	// must be larger (go-redis's default is 10 per CPU).
-	Client *goredis.Client
+	Client goredis.UniversalClient
 	// Peers reach the other datacenters' Redis servers by datacenter name:
 	// the reship workers add this datacenter's writes to their inbound
 	// streams. Each peer has a consumer group, named after it, on the
 	// outbound stream, which is trimmed only past what every group has
 	// acknowledged: when a peer leaves for good, destroy its group
-	// (XGROUP DESTROY <Prefix>:<DC>:outbound <peer>).
-	Peers map[string]*goredis.Client
+	// (XGROUP DESTROY {<Prefix>:<DC>}:outbound <peer>).
+	Peers map[string]goredis.UniversalClient
 	// Prefix starts every key; default "dcsync".
 	Prefix string
 	// Consumer names this process in the consumer groups, and must differ
@@ -136,18 +136,18 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	cfg.TrimInterval = or(cfg.TrimInterval, time.Second)
 	cfg.Backoff.Initial = or(cfg.Backoff.Initial, 10*time.Millisecond)
 	cfg.Backoff.Max = or(cfg.Backoff.Max, 5*time.Second)
-	cfg.Dedupe.Prefix = or(cfg.Dedupe.Prefix, cfg.Prefix+":"+cfg.DC+":dedupe:")
+	cfg.Dedupe.Prefix = or(cfg.Dedupe.Prefix, keyOf(cfg.Prefix, cfg.DC, "dedupe:"))
 	cfg.Logger = or(cfg.Logger, slog.Default())
 	n := &Node{
 		cfg:           cfg,
 		dedupe:        NewDedupe(cfg.Client, cfg.Dedupe),
-		outbound:      cfg.Prefix + ":" + cfg.DC + ":outbound",
-		apply:         cfg.Prefix + ":" + cfg.DC + ":apply",
-		dead:          cfg.Prefix + ":" + cfg.DC + ":dead",
+		outbound:      keyOf(cfg.Prefix, cfg.DC, "outbound"),
+		apply:         keyOf(cfg.Prefix, cfg.DC, "apply"),
+		dead:          keyOf(cfg.Prefix, cfg.DC, "dead"),
 		staleConsumer: time.Hour,
 	}
 	n.out.n = n
-	rt := cfg.Client.Options().ReadTimeout
+	rt := readTimeout(cfg.Client)
 	n.blockInPipeline = rt < 0 || 2*cfg.Block <= rt
 	return n, nil
 }
@@ -156,7 +156,29 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 // in. One stream per sender makes the sender known by where an entry is,
 // and lets Redis ACLs allow each peer its own stream only.
 func (n *Node) inbound(dc, origin string) string {
-	return n.cfg.Prefix + ":" + dc + ":inbound:" + origin
+	return keyOf(n.cfg.Prefix, dc, "inbound:"+origin)
+}
+
+// keyOf returns the key of name among dc's keys: "{<prefix>:<dc>}:<name>".
+// The braces are a Redis Cluster hash tag: every key of a datacenter is in
+// one hash slot, so the scripts and transactions that span several of them
+// (a handoff adds to the apply stream and marks the dedupe store; a worker
+// acknowledges an entry, records failures and dead-letters in one MULTI)
+// run on a cluster as on one server.
+func keyOf(prefix, dc, name string) string { return "{" + prefix + ":" + dc + "}:" + name }
+
+// readTimeout returns the ReadTimeout of client's options, 0 when it
+// cannot tell.
+func readTimeout(client goredis.UniversalClient) time.Duration {
+	switch c := client.(type) {
+	case *goredis.Client:
+		return c.Options().ReadTimeout
+	case *goredis.ClusterClient:
+		return c.Options().ReadTimeout
+	case *goredis.Ring:
+		return c.Options().ReadTimeout
+	}
+	return 0
 }
 
 // Wire returns cfg with this Node's parts installed: the peers' Senders,
@@ -352,7 +374,7 @@ func (n *Node) Dedupe() *Dedupe { return n.dedupe }
 
 // Lock returns a leader lock for this datacenter's reconcilers.
 func (n *Node) Lock() *Lock {
-	return NewLock(n.cfg.Client, n.cfg.Prefix+":"+n.cfg.DC+":leader")
+	return NewLock(n.cfg.Client, keyOf(n.cfg.Prefix, n.cfg.DC, "leader"))
 }
 
 // Checkpoints returns a checkpoint store in this datacenter's Redis.
@@ -363,7 +385,7 @@ func (n *Node) Checkpoints() *Checkpoints {
 // Sender adds batches of writes to a peer's inbound stream, as one entry
 // per BatchSize requests. Node.Senders makes them.
 type Sender struct {
-	client *goredis.Client
+	client goredis.UniversalClient
 	stream string
 	max    int
 }
@@ -381,7 +403,7 @@ func (s *Sender) Send(ctx context.Context, reqs []*dcsync.Request) error {
 // in one round trip, and returns nil, a *dcsync.BatchError naming the
 // requests of the entries that failed, or, when every add failed, the
 // error.
-func addBatch(ctx context.Context, client *goredis.Client, stream string, reqs []*dcsync.Request, max int) error {
+func addBatch(ctx context.Context, client goredis.UniversalClient, stream string, reqs []*dcsync.Request, max int) error {
 	if len(reqs) == 0 {
 		return nil
 	}
