@@ -10,6 +10,10 @@
 #   scripts/redis.sh stop    stops the servers of $DCSYNC_REDIS_RUN and
 #                            removes their data
 #
+# Servers keep an append-only file (appendonly yes, appendfsync everysec),
+# as dcsync's streams need in production: a restart keeps the streams, and
+# the Nodes' start-up check (CONFIG GET) finds nothing to warn about.
+#
 # examples/redis-mq runs against the two servers when the exports are set.
 # Tests that kill and restart a server (transport/redis's fault tests)
 # start servers of their own through internal/testserver, which needs only

@@ -9,6 +9,12 @@
 // that from the processors' own state; it exits non-zero when they do not
 // converge in time.
 //
+// The streams are the durable outbox of every write, so each Redis must
+// keep an append-only file: appendonly yes, appendfsync everysec (or
+// always to survive power loss); scripts/redis.sh starts its servers so,
+// and the Nodes log an error at start when a server does not (see
+// docs/redis.md).
+//
 //	go run ./examples/redis-mq -unicom-redis 127.0.0.1:6379 -telecom-redis 127.0.0.1:6380 -n 1000
 package main
 

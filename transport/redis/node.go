@@ -486,6 +486,7 @@ func (n *Node) Run(ctx context.Context, s *dcsync.Syncer) error {
 	}
 	groups := n.groups(s)
 	var wg sync.WaitGroup
+	wg.Go(func() { n.checkPersistence(ctx) })
 	for _, g := range groups {
 		for i := range n.cfg.Workers {
 			consumer := fmt.Sprintf("%s:%s:%d", n.cfg.Consumer, g.hop, i)

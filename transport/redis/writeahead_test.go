@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dcsync/dcsync"
+	"github.com/dcsync/dcsync/internal/testserver"
 )
 
 // A write whose add to the outbound stream fails is applied nowhere: not
@@ -58,5 +59,24 @@ func TestOriginRetriesItsOwnApply(t *testing.T) {
 	drained(t, u)
 	if dl, _ := u.node.DeadLetters(context.Background(), "", 10); len(dl) > 0 {
 		t.Errorf("dead-lettered %+v", dl)
+	}
+}
+
+func TestCheckPersistence(t *testing.T) {
+	srv := testserver.StartRedis(t) // appendonly yes
+	client := newClient(t, srv.Addr())
+	node, err := NewNode(testConfig("unicom", client, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := node.CheckPersistence(ctx); err != nil {
+		t.Errorf("with appendonly yes: %v", err)
+	}
+	if err := client.ConfigSet(ctx, "appendonly", "no").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := node.CheckPersistence(ctx); !errors.Is(err, ErrNotPersistent) {
+		t.Errorf("with appendonly no: %v, want ErrNotPersistent", err)
 	}
 }
