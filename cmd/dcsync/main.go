@@ -112,7 +112,7 @@ func (a *auditFlags) register(fs *flag.FlagSet, getenv func(string) string) {
 	}
 	fs.StringVar(&a.url, "elastic", def, "Elasticsearch URL, comma-separated for several nodes (default $DCSYNC_ELASTIC_URL)")
 	fs.StringVar(&a.prefix, "index-prefix", "dcsync-audit", "index prefix of the audit log")
-	fs.StringVar(&a.spool, "spool-dir", "", "where records wait while Elasticsearch is unreachable (default: a temporary directory)")
+	fs.StringVar(&a.spool, "spool-dir", "", "where records wait while Elasticsearch is unreachable (default: a free slot of the user cache directory's dcsync/spool/<prefix>)")
 }
 
 // open opens the audit log. Its logger writes warnings to stderr.
