@@ -76,6 +76,20 @@ type NodeConfig struct {
 	// Logger receives what workers cannot return: outages, dead letters;
 	// default slog.Default().
 	Logger *slog.Logger
+	// Replicas, when positive, makes Write (through the outbound stream)
+	// and the reship hop (through a peer's inbound stream) wait until that
+	// many replicas of the server they added to have the entries (WAIT),
+	// before Write returns or the entries they came from are
+	// acknowledged. A failover (Redis Cluster, Sentinel) then loses
+	// nothing that was acknowledged, but while fewer replicas answer,
+	// Writes fail with ErrUnreplicated and the reship hop holds its
+	// entries. Default 0: replication is asynchronous, and a failover
+	// may lose the last entries a master took. It needs a
+	// *goredis.Client or a *goredis.ClusterClient.
+	Replicas int
+	// ReplicaTimeout bounds a wait for Replicas; default 500ms. Keep it
+	// under the clients' ReadTimeout.
+	ReplicaTimeout time.Duration
 }
 
 // Node is one datacenter's end of the Redis Streams wiring. It is the
@@ -138,6 +152,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	cfg.Backoff.Max = or(cfg.Backoff.Max, 5*time.Second)
 	cfg.Dedupe.Prefix = or(cfg.Dedupe.Prefix, keyOf(cfg.Prefix, cfg.DC, "dedupe:"))
 	cfg.Logger = or(cfg.Logger, slog.Default())
+	cfg.ReplicaTimeout = or(cfg.ReplicaTimeout, defaultReplicaTimeout)
 	n := &Node{
 		cfg:           cfg,
 		dedupe:        NewDedupe(cfg.Client, cfg.Dedupe),
@@ -347,8 +362,10 @@ func (o *outbox) flush() {
 			o.queue = o.queue[:0:0]
 		}
 		o.mu.Unlock()
-		e.err = o.n.cfg.Client.XAdd(context.Background(), &goredis.XAddArgs{Stream: o.n.outbound,
-			Values: batchValues(e.count, e.frames)}).Err()
+		e.err = o.n.replicated(context.Background(), o.n.cfg.Client, o.n.outbound, func(c adder) error {
+			return c.XAdd(context.Background(), &goredis.XAddArgs{Stream: o.n.outbound,
+				Values: batchValues(e.count, e.frames)}).Err()
+		})
 		close(e.done)
 		o.mu.Lock()
 		if len(o.spare) < 2 { // one filling while another is added
@@ -363,7 +380,7 @@ func (o *outbox) flush() {
 func (n *Node) Senders() map[string]dcsync.Sender {
 	senders := make(map[string]dcsync.Sender, len(n.cfg.Peers))
 	for peer, c := range n.cfg.Peers {
-		senders[peer] = &Sender{client: c, stream: n.inbound(peer, n.cfg.DC), max: n.cfg.BatchSize}
+		senders[peer] = &Sender{n: n, client: c, stream: n.inbound(peer, n.cfg.DC), max: n.cfg.BatchSize}
 	}
 	return senders
 }
@@ -385,6 +402,7 @@ func (n *Node) Checkpoints() *Checkpoints {
 // Sender adds batches of writes to a peer's inbound stream, as one entry
 // per BatchSize requests. Node.Senders makes them.
 type Sender struct {
+	n      *Node
 	client goredis.UniversalClient
 	stream string
 	max    int
@@ -396,14 +414,16 @@ var _ dcsync.Sender = (*Sender)(nil)
 // error when the whole batch failed, and a *dcsync.BatchError when only
 // some entries did.
 func (s *Sender) Send(ctx context.Context, reqs []*dcsync.Request) error {
-	return addBatch(ctx, s.client, s.stream, reqs, s.max)
+	return s.n.replicated(ctx, s.client, s.stream, func(c adder) error {
+		return addBatch(ctx, c, s.stream, reqs, s.max)
+	})
 }
 
 // addBatch adds reqs to stream in client's server, max requests an entry,
 // in one round trip, and returns nil, a *dcsync.BatchError naming the
 // requests of the entries that failed, or, when every add failed, the
 // error.
-func addBatch(ctx context.Context, client goredis.UniversalClient, stream string, reqs []*dcsync.Request, max int) error {
+func addBatch(ctx context.Context, client adder, stream string, reqs []*dcsync.Request, max int) error {
 	if len(reqs) == 0 {
 		return nil
 	}
