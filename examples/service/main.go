@@ -7,9 +7,9 @@
 //	go run ./examples/service -dc unicom -listen :8080 -peer telecom=http://telecom.example:8080/dcsync \
 //		-redis 10.0.1.5:6379 -elastic http://es.example:9200
 //
-// Without -elastic the audit log is in memory, which is enough for one
-// process but not for datacenters whose reconcilers must see each other's
-// applies. On SIGTERM it stops taking requests, finishes those under way,
+// Both datacenters log to one Elasticsearch, where each reconciler sees the
+// other's applies. Without -elastic the audit log is in memory: enough to
+// try it, but a crash loses the records the reconciler repairs from. On SIGTERM it stops taking requests, finishes those under way,
 // and delivers what it queued, within bounds.
 package main
 
@@ -43,7 +43,7 @@ type config struct {
 	dc, peer, peerURL string // this datacenter, the other, its /dcsync endpoint
 	secret            []byte // shared by the two datacenters
 	redis             string // this datacenter's Redis: cache, leader lock, checkpoints
-	elastic           string // the audit log's Elasticsearch; "" keeps it in memory
+	elastic, index    string // the audit log's Elasticsearch ("" keeps it in memory), its index prefix
 }
 
 func main() {
@@ -53,6 +53,7 @@ func main() {
 	peer := flag.String("peer", "telecom=http://127.0.0.1:8081/dcsync", "the other datacenter: name=URL")
 	flag.StringVar(&cfg.redis, "redis", "127.0.0.1:6379", "this datacenter's Redis")
 	flag.StringVar(&cfg.elastic, "elastic", "", "Elasticsearch URL of the audit log")
+	flag.StringVar(&cfg.index, "audit-index", "dcsync-audit", "index prefix of the audit log")
 	flag.Parse()
 	cfg.peer, cfg.peerURL, _ = strings.Cut(*peer, "=")
 
@@ -79,7 +80,7 @@ func run(ctx context.Context, ln net.Listener, cfg config) error {
 
 	var audit dcsync.AuditLog = memaudit.New(0)
 	if cfg.elastic != "" {
-		es, err := esaudit.New(ctx, esaudit.Config{URLs: []string{cfg.elastic}})
+		es, err := esaudit.New(ctx, esaudit.Config{URLs: []string{cfg.elastic}, IndexPrefix: cfg.index})
 		if err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -22,10 +23,15 @@ import (
 
 var secret = []byte("unicom-telecom test secret, 32 b")
 
-// Two datacenters, each with its own Redis, replicate writes both ways over
-// HTTP; each runs its reconciler under the Redis leader lock and keeps its
-// checkpoint there; both stop cleanly when their context ends.
+func TestMain(m *testing.M) { os.Exit(testserver.ElasticMain(m)) }
+
+// Two datacenters, each with its own Redis, both logging to one
+// Elasticsearch, replicate writes both ways over HTTP; each runs its
+// reconciler under the Redis leader lock and keeps its checkpoint there;
+// both stop cleanly when their context ends.
 func TestTwoDatacenters(t *testing.T) {
+	es := testserver.Elastic(t)
+	index := testserver.IndexPrefix(t, es)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	dcs := []string{"unicom", "telecom"}
@@ -42,7 +48,7 @@ func TestTwoDatacenters(t *testing.T) {
 	for i, dc := range dcs {
 		peer := dcs[1-i]
 		cfg := config{dc: dc, peer: peer, peerURL: "http://" + lns[peer].Addr().String() + "/dcsync",
-			secret: secret, redis: redises[dc]}
+			secret: secret, redis: redises[dc], elastic: es, index: index}
 		ch := make(chan error, 1)
 		done[dc] = ch
 		go func() { ch <- run(ctx, lns[dc], cfg) }()
@@ -57,6 +63,17 @@ func TestTwoDatacenters(t *testing.T) {
 	// A write in telecom reaches unicom.
 	put(t, url("telecom", "user:2"), "bob")
 	eventually(t, func() bool { return get(t, url("unicom", "user:2")) == "bob" })
+
+	// Both logged their stages to Elasticsearch.
+	eventually(t, func() bool {
+		resp, err := http.Get(es + "/" + index + "-*/_count?q=stage:apply")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var c struct{ Count int }
+		return json.NewDecoder(resp.Body).Decode(&c) == nil && c.Count >= 2
+	})
 
 	// Each datacenter's reconciler ran a pass as leader and saved its
 	// checkpoint in its own Redis.
