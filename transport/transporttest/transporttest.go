@@ -229,8 +229,10 @@ func refusesForgedOrigin(t *testing.T, tr Transport) {
 	}
 }
 
-// blocking is a Collector that never answers until released or its
-// context ends.
+// blocking is a Collector that does not answer until released, or until
+// well after its context ended: a peer that hangs, past the sender's
+// deadline even when the transport hands the deadline on. (An in-process
+// transport, whose Send is the Collect call, returns then.)
 type blocking chan struct{}
 
 func (b blocking) Collect(ctx context.Context, _ string, _ []*dcsync.Request) error {
@@ -238,8 +240,12 @@ func (b blocking) Collect(ctx context.Context, _ string, _ []*dcsync.Request) er
 	case <-b:
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
 	}
+	select {
+	case <-b:
+	case <-time.After(2 * time.Second):
+	}
+	return ctx.Err()
 }
 
 // A peer that does not answer in time: the context ends the wait, and the
@@ -296,7 +302,8 @@ func syncerDeliversOnce(t *testing.T, tr Transport) {
 	remote := NewStore()
 	s := serve(t, tr, remote)
 	src, err := dcsync.New(dcsync.Config{DC: From, Peers: map[string]dcsync.Sender{To: s}, Processor: NewStore(),
-		Delivery: dcsync.Delivery{BatchSize: 64, Workers: 4}})
+		// Generous bounds: a loaded machine must not fail a delivery.
+		Delivery: dcsync.Delivery{BatchSize: 64, Workers: 4, Timeout: time.Minute}})
 	if err != nil {
 		t.Fatal(err)
 	}
