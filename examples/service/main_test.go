@@ -55,6 +55,14 @@ func TestTwoDatacenters(t *testing.T) {
 	}
 	url := func(dc, key string) string { return "http://" + lns[dc].Addr().String() + "/kv/" + key }
 
+	// Both serve once they have connected to their stores: until then the
+	// listener holds the connection.
+	for _, dc := range dcs {
+		if got := get(t, url(dc, "none")); got != "" {
+			t.Fatalf("%s reads %q for a key never written", dc, got)
+		}
+	}
+
 	// A write in unicom that waits for telecom is read there at once.
 	put(t, url("unicom", "user:1")+"?wait=all", "alice")
 	if got := get(t, url("telecom", "user:1")); got != "alice" {
