@@ -1,9 +1,9 @@
 // Package wiretest holds what the tests and benchmarks of both RPC
 // transports share beyond transporttest's conformance suite (which Kit
 // adapts them to): a two-datacenter pair on loopback, the authentication
-// tests of their Senders, the bodies every server must
-// refuse, the server-restart test and the replication benchmark. Each
-// transport adapts itself through the Transport interface.
+// tests of their Senders, the bodies every server must refuse, the
+// server-restart test and the replication benchmark. Each transport adapts
+// itself through the Transport interface.
 package wiretest
 
 import (
