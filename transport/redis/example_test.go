@@ -146,14 +146,14 @@ func ExampleNode_DeadLetters() {
 		}
 		if len(page) > 0 {
 			d := page[0]
-			fmt.Printf("%s gave up on request %s of %s (delivered %d times): %s\n",
-				d.Hop, d.RequestID, d.Stream, d.Deliveries, d.Reason)
+			fmt.Printf("%s gave up on request %s of %s: %s (deliveries: %d)\n",
+				d.Hop, d.RequestID, d.Stream, d.Reason, d.Deliveries)
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	// Output:
-	// collect:unicom gave up on request req-1 of dcsync:telecom:inbound:unicom (delivered 1 times): dcsync: invalid request: empty key
+	// collect:unicom gave up on request req-1 of dcsync:telecom:inbound:unicom: dcsync: invalid request: empty key (deliveries: 1)
 }
 
 // A Dedupe shared by the collectors of every process of a datacenter, for
