@@ -55,7 +55,11 @@ func main() {
 	flag.StringVar(&cfg.elastic, "elastic", "", "Elasticsearch URL of the audit log")
 	flag.StringVar(&cfg.index, "audit-index", "dcsync-audit", "index prefix of the audit log")
 	flag.Parse()
-	cfg.peer, cfg.peerURL, _ = strings.Cut(*peer, "=")
+	var ok bool
+	if cfg.peer, cfg.peerURL, ok = strings.Cut(*peer, "="); !ok {
+		slog.Error("service: -peer wants name=URL", "peer", *peer)
+		os.Exit(2)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
