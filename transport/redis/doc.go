@@ -1,7 +1,9 @@
 // Package redis is dcsync's MQ wiring over Redis Streams, with the Redis
 // implementations of the stores a datacenter shares between its processes:
 // a dcsync.DedupeStore, a dcsync.LeaderLock and a dcsync.CheckpointStore.
-// Importers usually name it dcredis, beside go-redis.
+// Import it as dcredis, beside go-redis:
+//
+//	import dcredis "github.com/dcsync/dcsync/transport/redis"
 //
 // # Streams
 //
@@ -74,7 +76,7 @@
 // In main() of each datacenter's service:
 //
 //	node, err := dcredis.NewNode(dcredis.NodeConfig{DC: "unicom", Client: local,
-//		Peers: map[string]*redis.Client{"telecom": telecomRedis}})
+//		Peers: map[string]redis.UniversalClient{"telecom": telecomRedis}})
 //	syncer, err := dcsync.New(node.Wire(dcsync.Config{Processor: cache, Audit: audit}))
 //	go node.Run(ctx, syncer)
 //
