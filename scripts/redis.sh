@@ -14,7 +14,8 @@
 #                            with a replica, on free loopback ports
 #                            (--cluster-enabled yes, redis-cli --cluster
 #                            create ... --cluster-replicas 1), waits until
-#                            it serves every slot, and prints the exports:
+#                            it serves every slot and every replica is in
+#                            sync, and prints the exports:
 #                            DCSYNC_REDIS_CLUSTER (its addresses, comma
 #                            separated) and DCSYNC_REDIS_CLUSTER_RUN (its
 #                            directory: <dir>/<port>/{pid,redis.log,...});
@@ -113,12 +114,16 @@ cluster_start() {
     addrs+=("127.0.0.1:$port")
   done
   redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >&2
-  # Every node must see every slot served before clients may rely on it.
-  local ok
+  # Every node must see every slot served, and every master's replica be
+  # in sync, before clients may rely on the cluster.
+  local ok info
   for _ in $(seq 1 300); do
     ok=1
     for a in "${addrs[@]}"; do
       redis-cli -h 127.0.0.1 -p "${a##*:}" cluster info 2>/dev/null | grep -q '^cluster_state:ok' || { ok=0; break; }
+      # A master's replica must be in sync, or a WAIT for it fails.
+      info=$(redis-cli -h 127.0.0.1 -p "${a##*:}" info replication 2>/dev/null) || { ok=0; break; }
+      if grep -q '^role:master' <<<"$info" && ! grep -q '^slave0:.*state=online' <<<"$info"; then ok=0; break; fi
     done
     [ $ok = 1 ] && break
     sleep 0.1
