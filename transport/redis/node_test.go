@@ -32,8 +32,8 @@ func TestReplicatesBothWays(t *testing.T) {
 		if st := d.node.Stats(); st.DeadLettered != 0 {
 			t.Errorf("%s dead-lettered %d entries", d.name, st.DeadLettered)
 		}
-		if st := d.sync.Stats(); st.Duplicates != 0 || st.Collected != 500 || st.Written != 500 {
-			t.Errorf("%s syncer stats %+v, want 500 written, 500 collected and no duplicates", d.name, st)
+		if st := d.sync.Stats(); st.Duplicates != 0 || st.Collected != 500 || st.Applied != 500 || st.Written != 500 {
+			t.Errorf("%s syncer stats %+v, want 500 written, 500 collected and applied, no duplicates", d.name, st)
 		}
 	}
 }
