@@ -95,7 +95,8 @@ cluster_node() {
   local dir=$1 port=$2
   mkdir -p "$dir/$port"
   redis-server --port "$port" --bind 127.0.0.1 --dir "$dir/$port" --cluster-enabled yes \
-    --cluster-config-file nodes.conf --cluster-node-timeout 1000 --appendonly yes --appendfsync everysec \
+    --cluster-config-file nodes.conf --cluster-node-timeout 1000 --repl-diskless-sync-delay 0 \
+    --appendonly yes --appendfsync everysec \
     --save "" --protected-mode no --daemonize yes --pidfile "$dir/$port/pid" --logfile "$dir/$port/redis.log" >&2 || return 1
   for _ in $(seq 1 100); do
     port_busy "$port" && return 0
@@ -134,8 +135,10 @@ cluster_start() {
   echo "export DCSYNC_REDIS_CLUSTER_RUN=$dir"
 }
 
+# cluster_stop kills the cluster's nodes: its data goes with them, so they
+# need not wait for their replicas.
 cluster_stop() {
-  DCSYNC_REDIS_RUN=${DCSYNC_REDIS_CLUSTER_RUN:-} stop
+  DCSYNC_REDIS_RUN=${DCSYNC_REDIS_CLUSTER_RUN:-} stop KILL
 }
 
 start() {
@@ -151,16 +154,22 @@ start() {
   echo "export DCSYNC_REDIS_RUN=$dir"
 }
 
+# stop [SIGNAL] stops the servers of $DCSYNC_REDIS_RUN, all at once, with
+# SIGNAL (default TERM; KILL after 5s), and removes their data.
 stop() {
-  local dir=${DCSYNC_REDIS_RUN:-} pid f
+  local dir=${DCSYNC_REDIS_RUN:-} sig=${1:-TERM} pid f alive pids=()
   [ -n "$dir" ] && [ -d "$dir" ] || { log "nothing to stop: DCSYNC_REDIS_RUN names no run of this script"; return; }
   for f in "$dir"/*/pid; do
-    [ -f "$f" ] || continue
-    pid=$(cat "$f")
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-    kill -9 "$pid" 2>/dev/null || true
+    [ -f "$f" ] && pids+=("$(cat "$f")")
   done
+  for pid in "${pids[@]}"; do kill "-$sig" "$pid" 2>/dev/null || true; done
+  for _ in $(seq 1 100); do
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break
+    sleep 0.05
+  done
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
   rm -rf "$dir"
 }
 
