@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -30,10 +29,7 @@ type redisClusterWiring struct {
 	run     string // the cluster's directory, once started
 	addrs   []string
 	clients map[string]*goredis.ClusterClient
-	nodes   map[string]*dcsyncredis.Node
-	runCtx  context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	nodeRunner
 }
 
 // needRedisCluster is the needs of the Redis Cluster targets.
@@ -126,20 +122,4 @@ func (w *redisClusterWiring) config(ctx context.Context, e *env, cfg dcsync.Conf
 	}
 	w.nodes[cfg.DC] = node
 	return node.Wire(cfg), nil
-}
-
-func (w *redisClusterWiring) start(_ context.Context, _ *env, s *dcsync.Syncer) error {
-	if w.cancel == nil {
-		w.runCtx, w.cancel = context.WithCancel(context.Background())
-	}
-	node := w.nodes[s.DC()]
-	w.wg.Go(func() { _ = node.Run(w.runCtx, s) })
-	return nil
-}
-
-func (w *redisClusterWiring) stop() {
-	if w.cancel != nil {
-		w.cancel()
-	}
-	w.wg.Wait()
 }
