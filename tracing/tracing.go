@@ -205,7 +205,9 @@ func (t *Tracer) ApplyStart(ctx context.Context, reqs []*dcsync.Request) context
 }
 
 // ApplyDone ends the apply span.
-func (t *Tracer) ApplyDone(ctx context.Context, _ []*dcsync.Request, errs []error) { endBatch(ctx, errs) }
+func (t *Tracer) ApplyDone(ctx context.Context, _ []*dcsync.Request, errs []error) {
+	endBatch(ctx, errs)
+}
 
 // ReconcileDone adds an event to the span of ctx, if any, with the pass's
 // report.
