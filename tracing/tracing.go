@@ -31,12 +31,15 @@ package tracing
 import (
 	"cmp"
 	"context"
+	"reflect"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/dcsync/dcsync"
 	"github.com/dcsync/dcsync/monitor"
@@ -71,20 +74,64 @@ const (
 // Reconciler); it is safe for concurrent use.
 type Tracer struct {
 	dc     string
-	tracer trace.Tracer
+	fixed  trace.Tracer // from Options.Provider; nil to follow otel's global
+	global atomic.Pointer[globalTracer]
 	prop   propagation.TextMapPropagator
 	dcAttr attribute.KeyValue
 }
 
-// New returns the Tracer of datacenter dc.
-func New(dc string, opts Options) *Tracer {
-	if opts.Provider == nil {
-		opts.Provider = otel.GetTracerProvider()
+type globalTracer struct {
+	provider trace.TracerProvider
+	tracer   trace.Tracer
+}
+
+// unset is otel's global TracerProvider before any is installed, which
+// makes spans that record nothing; nil when one was installed before this
+// package was initialised.
+var unset = func() trace.TracerProvider {
+	p := otel.GetTracerProvider()
+	if reflect.TypeOf(p).String() == "*global.tracerProvider" {
+		return p
 	}
+	return nil
+}()
+
+// New returns the Tracer of datacenter dc. A no-op provider, or otel's
+// global one while no provider is installed, makes every call return at
+// once: the write path pays a comparison.
+func New(dc string, opts Options) *Tracer {
 	if opts.Propagator == nil {
 		opts.Propagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 	}
-	return &Tracer{dc: dc, tracer: opts.Provider.Tracer(ScopeName), prop: opts.Propagator, dcAttr: AttrDC.String(dc)}
+	t := &Tracer{dc: dc, prop: opts.Propagator, dcAttr: AttrDC.String(dc)}
+	if opts.Provider != nil {
+		t.fixed = opts.Provider.Tracer(ScopeName)
+		if _, ok := opts.Provider.(noop.TracerProvider); ok {
+			t.fixed = nil
+			t.global.Store(&globalTracer{}) // never used: off for good
+		}
+	}
+	return t
+}
+
+// tracer returns the tracer to use, or nil when spans would record nothing.
+func (t *Tracer) tracer() trace.Tracer {
+	if t.fixed != nil {
+		return t.fixed
+	}
+	g := t.global.Load()
+	if g != nil && g.provider == nil {
+		return nil // a no-op provider
+	}
+	p := otel.GetTracerProvider()
+	if p == unset {
+		return nil
+	}
+	if g == nil || g.provider != p {
+		g = &globalTracer{provider: p, tracer: p.Tracer(ScopeName)}
+		t.global.Store(g)
+	}
+	return g.tracer
 }
 
 var _ dcsync.Observer = (*Tracer)(nil)
@@ -92,9 +139,15 @@ var _ dcsync.Observer = (*Tracer)(nil)
 // WriteStart starts the process span and injects its context into
 // req.Header.
 func (t *Tracer) WriteStart(ctx context.Context, req *dcsync.Request) context.Context {
-	ctx, span := t.tracer.Start(ctx, "dcsync.process", trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(t.dcAttr, AttrRequestID.String(req.ID)))
+	tracer := t.tracer()
+	if tracer == nil {
+		return ctx
+	}
+	ctx, span := tracer.Start(ctx, "dcsync.process", producer...)
 	if span.SpanContext().IsValid() {
+		if span.IsRecording() {
+			span.SetAttributes(t.dcAttr, AttrRequestID.String(req.ID))
+		}
 		if req.Header == nil {
 			req.Header = make(map[string]string, 2)
 		}
@@ -102,6 +155,18 @@ func (t *Tracer) WriteStart(ctx context.Context, req *dcsync.Request) context.Co
 	}
 	return ctx
 }
+
+// noSpan is returned by start when nothing records.
+var noSpan trace.Span = noop.Span{}
+
+// Span kinds, made once: options built at every call would cost the write
+// path allocations even with the no-op provider. Attributes are set once
+// a span is known to record.
+var (
+	producer = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindProducer)}
+	consumer = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer)}
+	internal = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal)}
+)
 
 // WriteDone ends the process span.
 func (t *Tracer) WriteDone(ctx context.Context, _ *dcsync.Request, err error) {
@@ -118,9 +183,19 @@ func end(span trace.Span, err error) {
 }
 
 // start starts a batch span named name over reqs, under ctx's span or else
-// the first traced request's, linked to every request's trace.
-func (t *Tracer) start(ctx context.Context, name string, kind trace.SpanKind, own bool, reqs []*dcsync.Request,
-	attrs ...attribute.KeyValue) context.Context {
+// (when own) the first traced request's, linked to every request's trace.
+// The span records attributes only when it is recording.
+func (t *Tracer) start(ctx context.Context, name string, opts []trace.SpanStartOption, own bool,
+	reqs []*dcsync.Request) (context.Context, trace.Span) {
+	tracer := t.tracer()
+	if tracer == nil {
+		return ctx, noSpan
+	}
+	if name == "dcsync.collect" {
+		// The transport's own span, if any, is not the write's: the
+		// origin's is the parent.
+		ctx = trace.ContextWithSpanContext(ctx, trace.SpanContext{})
+	}
 	if own && !trace.SpanContextFromContext(ctx).IsValid() {
 		for _, req := range reqs {
 			if req.Header["traceparent"] != "" {
@@ -133,23 +208,24 @@ func (t *Tracer) start(ctx context.Context, name string, kind trace.SpanKind, ow
 			}
 		}
 	}
-	attrs = append(attrs, t.dcAttr, AttrBatchSize.Int(len(reqs)))
-	if len(reqs) == 1 {
-		attrs = append(attrs, AttrRequestID.String(reqs[0].ID))
+	ctx, span := tracer.Start(ctx, name, opts...)
+	if !span.IsRecording() {
+		return ctx, span
 	}
-	ctx, span := t.tracer.Start(ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
-	if span.IsRecording() {
-		for _, req := range reqs {
-			if req.Header["traceparent"] == "" {
-				continue
-			}
-			sc := trace.SpanContextFromContext(t.prop.Extract(context.Background(), propagation.MapCarrier(req.Header)))
-			if sc.IsValid() {
-				span.AddLink(trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{AttrRequestID.String(req.ID)}})
-			}
+	span.SetAttributes(t.dcAttr, AttrBatchSize.Int(len(reqs)))
+	if len(reqs) == 1 {
+		span.SetAttributes(AttrRequestID.String(reqs[0].ID))
+	}
+	for _, req := range reqs {
+		if req.Header["traceparent"] == "" {
+			continue
+		}
+		sc := trace.SpanContextFromContext(t.prop.Extract(context.Background(), propagation.MapCarrier(req.Header)))
+		if sc.IsValid() {
+			span.AddLink(trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{AttrRequestID.String(req.ID)}})
 		}
 	}
-	return ctx
+	return ctx, span
 }
 
 // endBatch ends the span of ctx, with how many of errs failed.
@@ -171,8 +247,11 @@ func endBatch(ctx context.Context, errs []error) {
 
 // SendStart starts a reship span.
 func (t *Tracer) SendStart(ctx context.Context, b dcsync.Send) context.Context {
-	return t.start(ctx, "dcsync.reship", trace.SpanKindProducer, !b.Repair, b.Reqs,
-		AttrPeer.String(b.Peer), AttrRepair.Bool(b.Repair))
+	ctx, span := t.start(ctx, "dcsync.reship", producer, !b.Repair, b.Reqs)
+	if span.IsRecording() {
+		span.SetAttributes(AttrPeer.String(b.Peer), AttrRepair.Bool(b.Repair))
+	}
+	return ctx
 }
 
 // SendDone ends the reship span.
@@ -180,10 +259,11 @@ func (t *Tracer) SendDone(ctx context.Context, _ dcsync.Send, errs []error) { en
 
 // CollectStart starts a collect span, a child of the origin's span.
 func (t *Tracer) CollectStart(ctx context.Context, from string, reqs []*dcsync.Request) context.Context {
-	// The transport's own span, if any, is not the write's: the origin's is
-	// the parent.
-	ctx = trace.ContextWithSpanContext(ctx, trace.SpanContext{})
-	return t.start(ctx, "dcsync.collect", trace.SpanKindConsumer, true, reqs, AttrPeer.String(from))
+	ctx, span := t.start(ctx, "dcsync.collect", consumer, true, reqs)
+	if span.IsRecording() {
+		span.SetAttributes(AttrPeer.String(from))
+	}
+	return ctx
 }
 
 // CollectDone ends the collect span.
@@ -197,11 +277,11 @@ func (t *Tracer) CollectDone(ctx context.Context, _ string, _ []*dcsync.Request,
 
 // ApplyStart starts an apply span.
 func (t *Tracer) ApplyStart(ctx context.Context, reqs []*dcsync.Request) context.Context {
-	var attrs []attribute.KeyValue
-	if len(reqs) > 0 {
-		attrs = append(attrs, AttrOrigin.String(reqs[0].Origin))
+	ctx, span := t.start(ctx, "dcsync.apply", internal, true, reqs)
+	if span.IsRecording() && len(reqs) > 0 {
+		span.SetAttributes(AttrOrigin.String(reqs[0].Origin))
 	}
-	return t.start(ctx, "dcsync.apply", trace.SpanKindInternal, true, reqs, attrs...)
+	return ctx
 }
 
 // ApplyDone ends the apply span.

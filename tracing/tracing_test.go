@@ -7,10 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 
 	"github.com/dcsync/dcsync"
@@ -168,4 +170,21 @@ func TestNoProvider(t *testing.T) {
 	tr.WriteDone(ctx, req, nil)
 	ctx = tr.SendStart(context.Background(), dcsync.Send{Peer: "east", Reqs: []*dcsync.Request{req}})
 	tr.SendDone(ctx, dcsync.Send{}, []error{nil})
+}
+
+// A Tracer without a Provider follows otel's global one, once installed.
+func TestGlobalProvider(t *testing.T) {
+	tr := tracing.New("west", tracing.Options{})
+	req := &dcsync.Request{ID: "x", Key: "k"}
+	tr.WriteDone(tr.WriteStart(context.Background(), req), req, nil)
+	if req.Header != nil {
+		t.Fatalf("header %v before a provider is installed", req.Header)
+	}
+	exp := tracetest.NewInMemoryExporter()
+	otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp)))
+	t.Cleanup(func() { otel.SetTracerProvider(noop.NewTracerProvider()) })
+	tr.WriteDone(tr.WriteStart(context.Background(), req), req, nil)
+	if req.Header["traceparent"] == "" || len(exp.GetSpans()) != 1 {
+		t.Fatalf("header %v, spans %v", req.Header, exp.GetSpans())
+	}
 }
