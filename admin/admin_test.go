@@ -25,11 +25,7 @@ import (
 // serve runs datacenters a, b and c with c down, after a wrote to both,
 // and serves a's status page.
 func serve(t *testing.T) *httptest.Server {
-	mons := map[string]*monitor.Monitor{}
-	mesh := obstest.New(t, func(dc string, peers []string) dcsync.Observer {
-		mons[dc] = monitor.New(dc, peers)
-		return mons[dc]
-	}, "a", "b", "c")
+	mesh, mons := obstest.Monitored(t, "a", "b", "c")
 	mesh.Down("c")
 	mesh.Write(t, "a", 50)
 	mesh.Write(t, "b", 20) // a measures b's lag

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dcsync/dcsync"
 	"github.com/dcsync/dcsync/health"
 	"github.com/dcsync/dcsync/internal/obstest"
 	"github.com/dcsync/dcsync/monitor"
@@ -19,19 +18,12 @@ import (
 // Setup returns a mesh of a, b and c with c down, a's Monitor and a checker
 // of a that deems a peer down at once.
 func setup(t *testing.T) (*obstest.Mesh, *monitor.Monitor, *health.Checker) {
-	var mon *monitor.Monitor
-	mesh := obstest.New(t, func(dc string, peers []string) dcsync.Observer {
-		m := monitor.New(dc, peers)
-		if dc == "a" {
-			mon = m
-		}
-		return m
-	}, "a", "b", "c")
-	c, err := health.New(health.Config{Monitor: mon, PeerDownAfter: time.Nanosecond})
+	mesh, mons := obstest.Monitored(t, "a", "b", "c")
+	c, err := health.New(health.Config{Monitor: mons["a"], PeerDownAfter: time.Nanosecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return mesh, mon, c
+	return mesh, mons["a"], c
 }
 
 func get(t *testing.T, url string) (int, string) {

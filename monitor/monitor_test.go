@@ -8,16 +8,11 @@ import (
 	"github.com/dcsync/dcsync"
 	auditmem "github.com/dcsync/dcsync/audit/memory"
 	"github.com/dcsync/dcsync/internal/obstest"
-	"github.com/dcsync/dcsync/monitor"
 	"github.com/dcsync/dcsync/transport/memory"
 )
 
 func TestMonitorFollowsPeers(t *testing.T) {
-	mons := map[string]*monitor.Monitor{}
-	mesh := obstest.New(t, func(dc string, peers []string) dcsync.Observer {
-		mons[dc] = monitor.New(dc, peers)
-		return mons[dc]
-	}, "a", "b", "c")
+	mesh, mons := obstest.Monitored(t, "a", "b", "c")
 	mesh.Down("c")
 	reqs := mesh.Write(t, "a", 20)
 

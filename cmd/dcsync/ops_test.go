@@ -20,7 +20,6 @@ import (
 	"github.com/dcsync/dcsync/internal/demo"
 	"github.com/dcsync/dcsync/internal/obstest"
 	"github.com/dcsync/dcsync/internal/testserver"
-	"github.com/dcsync/dcsync/monitor"
 	"github.com/dcsync/dcsync/transport/memory"
 	dcsyncredis "github.com/dcsync/dcsync/transport/redis"
 )
@@ -33,14 +32,8 @@ func cli(vars map[string]string, args ...string) (int, string, string) {
 }
 
 func TestStatusCommand(t *testing.T) {
-	var mon *monitor.Monitor
-	mesh := obstest.New(t, func(dc string, peers []string) dcsync.Observer {
-		m := monitor.New(dc, peers)
-		if dc == "a" {
-			mon = m
-		}
-		return m
-	}, "a", "b", "c")
+	mesh, mons := obstest.Monitored(t, "a", "b", "c")
+	mon := mons["a"]
 	mesh.Down("c")
 	mesh.Write(t, "a", 5)
 	checker, err := health.New(health.Config{Monitor: mon, PeerDownAfter: time.Nanosecond})

@@ -10,24 +10,15 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/dcsync/dcsync"
 	"github.com/dcsync/dcsync/health"
 	"github.com/dcsync/dcsync/health/grpchealth"
 	"github.com/dcsync/dcsync/internal/obstest"
-	"github.com/dcsync/dcsync/monitor"
 	"github.com/dcsync/dcsync/transport/memory"
 )
 
 func TestStatusChanges(t *testing.T) {
-	var mon *monitor.Monitor
-	mesh := obstest.New(t, func(dc string, peers []string) dcsync.Observer {
-		m := monitor.New(dc, peers)
-		if dc == "a" {
-			mon = m
-		}
-		return m
-	}, "a", "b")
-	c, err := health.New(health.Config{Monitor: mon, PeerDownAfter: time.Nanosecond})
+	mesh, mons := obstest.Monitored(t, "a", "b")
+	c, err := health.New(health.Config{Monitor: mons["a"], PeerDownAfter: time.Nanosecond})
 	if err != nil {
 		t.Fatal(err)
 	}
