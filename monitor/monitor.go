@@ -269,3 +269,17 @@ func TraceID(req *dcsync.Request) string {
 	}
 	return tp[3:35]
 }
+
+// Streams reports the Redis streams of the MQ wiring, for metrics/prom's
+// gauges; transport/redis's Node can implement it.
+type Streams interface {
+	StreamStats(ctx context.Context) ([]StreamStat, error)
+}
+
+// StreamStat is the state of one stream of the MQ wiring.
+type StreamStat struct {
+	Stream      string // its name, one per hop: bounded
+	Length      int64  // entries in the stream
+	Pending     int64  // entries delivered to a consumer and not acknowledged
+	DeadLetters int64  // entries given up into the dead-letter stream
+}

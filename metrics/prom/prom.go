@@ -56,7 +56,7 @@ type Options struct {
 	// Dedupe returns the number of IDs the dedupe store remembers.
 	Dedupe func() int
 	// Streams reports the Redis streams of the MQ wiring.
-	Streams Streams
+	Streams monitor.Streams
 	// Checkpoints and DC give the reconciler's checkpoint, for its age.
 	Checkpoints dcsync.CheckpointStore
 	DC          string
@@ -66,20 +66,6 @@ type Options struct {
 	// LagBuckets are the buckets of replication_lag_seconds; default 1ms
 	// to about 65s, doubling.
 	LagBuckets []float64
-}
-
-// Streams reports the Redis streams of the MQ wiring; transport/redis's
-// Node can implement it.
-type Streams interface {
-	StreamStats(ctx context.Context) ([]StreamStat, error)
-}
-
-// StreamStat is the state of one stream.
-type StreamStat struct {
-	Stream      string // its name, one per hop: bounded
-	Length      int64  // entries in the stream
-	Pending     int64  // entries delivered to a consumer and not acknowledged
-	DeadLetters int64  // entries given up into the dead-letter stream
 }
 
 // Metrics counts what a datacenter's dcsync does for Prometheus. It is a

@@ -15,9 +15,9 @@ import (
 	"github.com/dcsync/dcsync/monitor"
 )
 
-type streams []prom.StreamStat
+type streams []monitor.StreamStat
 
-func (s streams) StreamStats(context.Context) ([]prom.StreamStat, error) { return s, nil }
+func (s streams) StreamStats(context.Context) ([]monitor.StreamStat, error) { return s, nil }
 
 func TestMetrics(t *testing.T) {
 	regs := map[string]*prometheus.Registry{}
