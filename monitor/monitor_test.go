@@ -43,8 +43,14 @@ func TestMonitorFollowsPeers(t *testing.T) {
 	// b measured the lag of a's writes it applied, and counted them.
 	sb := mons["b"].Snapshot(context.Background())
 	a := sb.Peer("a")
-	if a.Collected != 20 || len(a.Lag) != 1 || a.Lag[0].Count != 20 || a.Lag[0].P99 < a.Lag[0].P50 ||
-		a.Lag[0].Max < a.Lag[0].P99 {
+	n := 0 // the writes may straddle a minute
+	for _, l := range a.Lag {
+		n += l.Count
+		if l.P50 > l.P99 || l.P99 > l.Max {
+			t.Errorf("lag of a minute: %+v", l)
+		}
+	}
+	if a.Collected != 20 || n != 20 || len(a.Lag) == 0 || len(a.Lag) > 2 {
 		t.Errorf("b's view of a: %+v", *a)
 	}
 
