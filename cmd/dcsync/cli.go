@@ -14,7 +14,7 @@ import (
 
 	elasticv7 "github.com/olivere/elastic/v7"
 
-	"github.com/dcsync/dcsync/audit/elastic"
+	esaudit "github.com/dcsync/dcsync/audit/elastic"
 )
 
 // elasticSecurity are the flags that reach a secured Elasticsearch.
@@ -31,7 +31,7 @@ func (e *elasticSecurity) register(fs *flag.FlagSet, getenv func(string) string)
 }
 
 // apply sets cfg's client options and HTTP client from the flags.
-func (e *elasticSecurity) apply(cfg *elastic.Config) error {
+func (e *elasticSecurity) apply(cfg *esaudit.Config) error {
 	switch {
 	case e.user != "" && e.apiKey != "":
 		return usageError{"give either --elastic-user (with $DCSYNC_ELASTIC_PASSWORD) or $DCSYNC_ELASTIC_API_KEY, not both"}

@@ -54,8 +54,8 @@ import (
 	"syscall"
 
 	"github.com/dcsync/dcsync"
-	"github.com/dcsync/dcsync/audit/elastic"
-	httptransport "github.com/dcsync/dcsync/transport/http"
+	esaudit "github.com/dcsync/dcsync/audit/elastic"
+	dchttp "github.com/dcsync/dcsync/transport/http"
 )
 
 func main() {
@@ -155,17 +155,17 @@ func (a *auditFlags) register(fs *flag.FlagSet, getenv func(string) string) {
 }
 
 // open opens the audit log. Its logger writes warnings to stderr.
-func (a *auditFlags) open(ctx context.Context, stderr io.Writer) (*elastic.Log, error) {
+func (a *auditFlags) open(ctx context.Context, stderr io.Writer) (*esaudit.Log, error) {
 	cfg, err := a.config(stderr)
 	if err != nil {
 		return nil, err
 	}
-	return elastic.New(ctx, cfg)
+	return esaudit.New(ctx, cfg)
 }
 
 // config returns the audit log's configuration.
-func (a *auditFlags) config(stderr io.Writer) (elastic.Config, error) {
-	cfg := elastic.Config{URLs: strings.Split(a.url, ","), IndexPrefix: a.prefix, SpoolDir: a.spool,
+func (a *auditFlags) config(stderr io.Writer) (esaudit.Config, error) {
+	cfg := esaudit.Config{URLs: strings.Split(a.url, ","), IndexPrefix: a.prefix, SpoolDir: a.spool,
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	return cfg, a.sec.apply(&cfg)
 }
@@ -193,5 +193,5 @@ func parse(fs *flag.FlagSet, args []string, w io.Writer) error {
 type newSender func(from, peer, url string, secret []byte) (dcsync.Sender, error)
 
 func newHTTPSender(from, _, url string, secret []byte) (dcsync.Sender, error) {
-	return httptransport.NewSender(httptransport.SenderConfig{URL: url, From: from, Secret: secret})
+	return dchttp.NewSender(dchttp.SenderConfig{URL: url, From: from, Secret: secret})
 }

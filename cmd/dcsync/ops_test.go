@@ -17,11 +17,11 @@ import (
 	"github.com/dcsync/dcsync"
 	"github.com/dcsync/dcsync/admin"
 	"github.com/dcsync/dcsync/health"
-	"github.com/dcsync/dcsync/internal/demo"
 	"github.com/dcsync/dcsync/internal/obstest"
 	"github.com/dcsync/dcsync/internal/testserver"
 	"github.com/dcsync/dcsync/transport/memory"
 	dcsyncredis "github.com/dcsync/dcsync/transport/redis"
+	"github.com/dcsync/dcsync/transport/transporttest"
 )
 
 // cli runs the command line without the audit flags.
@@ -198,7 +198,7 @@ func TestReconcileDryRunAndLock(t *testing.T) {
 	secret := "a secret unicom and telecom share"
 	net := memory.NewNetwork(1)
 	net.SetFaults("unicom", "telecom", memory.Faults{Fail: 1})
-	unicom, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: demo.NewStore("unicom", 0), Audit: e.log, Logger: quiet,
+	unicom, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: transporttest.NewStore(), Audit: e.log, Logger: quiet,
 		Peers:    map[string]dcsync.Sender{"telecom": net.Sender("unicom", "telecom")},
 		Delivery: dcsync.Delivery{Backoff: dcsync.Backoff{Attempts: 1}}})
 	if err != nil {

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/dcsync/dcsync"
-	"github.com/dcsync/dcsync/audit/elastic"
+	esaudit "github.com/dcsync/dcsync/audit/elastic"
 )
 
 // trace prints the timeline of one request across datacenters.
@@ -30,7 +30,7 @@ func trace(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	if err != nil {
 		return err
 	}
-	log, err := elastic.NewReader(cfg) // reads only: no template, no spool
+	log, err := esaudit.NewReader(cfg) // reads only: no template, no spool
 	if err != nil {
 		return err
 	}
