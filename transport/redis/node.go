@@ -150,15 +150,15 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	cfg.TrimInterval = or(cfg.TrimInterval, time.Second)
 	cfg.Backoff.Initial = or(cfg.Backoff.Initial, 10*time.Millisecond)
 	cfg.Backoff.Max = or(cfg.Backoff.Max, 5*time.Second)
-	cfg.Dedupe.Prefix = or(cfg.Dedupe.Prefix, keyOf(cfg.Prefix, cfg.DC, "dedupe:"))
+	cfg.Dedupe.Prefix = or(cfg.Dedupe.Prefix, Key(cfg.Prefix, cfg.DC, "dedupe:"))
 	cfg.Logger = or(cfg.Logger, slog.Default())
 	cfg.ReplicaTimeout = or(cfg.ReplicaTimeout, defaultReplicaTimeout)
 	n := &Node{
 		cfg:           cfg,
 		dedupe:        NewDedupe(cfg.Client, cfg.Dedupe),
-		outbound:      keyOf(cfg.Prefix, cfg.DC, "outbound"),
-		apply:         keyOf(cfg.Prefix, cfg.DC, "apply"),
-		dead:          keyOf(cfg.Prefix, cfg.DC, "dead"),
+		outbound:      Key(cfg.Prefix, cfg.DC, "outbound"),
+		apply:         Key(cfg.Prefix, cfg.DC, "apply"),
+		dead:          Key(cfg.Prefix, cfg.DC, "dead"),
 		staleConsumer: time.Hour,
 	}
 	n.out.n = n
@@ -171,16 +171,18 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 // in. One stream per sender makes the sender known by where an entry is,
 // and lets Redis ACLs allow each peer its own stream only.
 func (n *Node) inbound(dc, origin string) string {
-	return keyOf(n.cfg.Prefix, dc, "inbound:"+origin)
+	return Key(n.cfg.Prefix, dc, "inbound:"+origin)
 }
 
-// keyOf returns the key of name among dc's keys: "{<prefix>:<dc>}:<name>".
-// The braces are a Redis Cluster hash tag: every key of a datacenter is in
-// one hash slot, so the scripts and transactions that span several of them
-// (a handoff adds to the apply stream and marks the dedupe store; a worker
-// acknowledges an entry, records failures and dead-letters in one MULTI)
-// run on a cluster as on one server.
-func keyOf(prefix, dc, name string) string { return "{" + prefix + ":" + dc + "}:" + name }
+// Key returns the Redis key of name ("outbound", "apply", "dead",
+// "leader", ...) among the keys of datacenter dc under prefix (the
+// NodeConfig's Prefix): "{<prefix>:<dc>}:<name>", for tools that read them
+// without a Node. The braces are a Redis Cluster hash tag: every key of a
+// datacenter is in one hash slot, so the scripts and transactions that
+// span several of them (a handoff adds to the apply stream and marks the
+// dedupe store; a worker acknowledges an entry, records failures and
+// dead-letters in one MULTI) run on a cluster as on one server.
+func Key(prefix, dc, name string) string { return "{" + prefix + ":" + dc + "}:" + name }
 
 // readTimeout returns the ReadTimeout of client's options, 0 when it
 // cannot tell.
@@ -391,7 +393,7 @@ func (n *Node) Dedupe() *Dedupe { return n.dedupe }
 
 // Lock returns a leader lock for this datacenter's reconcilers.
 func (n *Node) Lock() *Lock {
-	return NewLock(n.cfg.Client, keyOf(n.cfg.Prefix, n.cfg.DC, "leader"))
+	return NewLock(n.cfg.Client, Key(n.cfg.Prefix, n.cfg.DC, "leader"))
 }
 
 // Checkpoints returns a checkpoint store in this datacenter's Redis.
