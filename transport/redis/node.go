@@ -135,6 +135,12 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		if name == cfg.DC || name == "" || c == nil {
 			return nil, fmt.Errorf("redis: invalid peer %q", name)
 		}
+		if cfg.Replicas > 0 && !canWait(c) {
+			return nil, fmt.Errorf("redis: NodeConfig.Replicas needs a *goredis.Client or *goredis.ClusterClient, not a %T (peer %q)", c, name)
+		}
+	}
+	if cfg.Replicas > 0 && !canWait(cfg.Client) {
+		return nil, fmt.Errorf("redis: NodeConfig.Replicas needs a *goredis.Client or *goredis.ClusterClient, not a %T", cfg.Client)
 	}
 	cfg.Prefix = or(cfg.Prefix, "dcsync")
 	if cfg.Consumer == "" {

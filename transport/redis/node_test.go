@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 )
 
 func TestReplicatesBothWays(t *testing.T) {
@@ -43,4 +45,17 @@ func peerOf(dc string) string {
 		return "telecom"
 	}
 	return "unicom"
+}
+
+// Replicas needs to find the server of a stream: a Ring's shards are not
+// known to hold one's keys with a replica, and NewNode says so at once.
+func TestReplicasNeedsAKnownClient(t *testing.T) {
+	ring := goredis.NewRing(&goredis.RingOptions{Addrs: map[string]string{"a": "127.0.0.1:1"}})
+	defer ring.Close()
+	if _, err := NewNode(NodeConfig{DC: "unicom", Client: ring, Replicas: 1}); err == nil {
+		t.Error("NewNode took Replicas with a Ring")
+	}
+	if _, err := NewNode(NodeConfig{DC: "unicom", Client: ring}); err != nil {
+		t.Errorf("NewNode with a Ring: %v", err)
+	}
 }

@@ -54,6 +54,16 @@ func (n *Node) replicated(ctx context.Context, client goredis.UniversalClient, s
 	return err
 }
 
+// canWait reports whether replicated can find the server of a key of
+// client: the client types serverOf knows.
+func canWait(client goredis.UniversalClient) bool {
+	switch client.(type) {
+	case *goredis.Client, *goredis.ClusterClient:
+		return true
+	}
+	return false
+}
+
 // serverOf returns the client of the server that holds key.
 func serverOf(ctx context.Context, client goredis.UniversalClient, key string) (*goredis.Client, error) {
 	switch c := client.(type) {
