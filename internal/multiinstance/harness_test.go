@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dcsync/dcsync"
+	"github.com/dcsync/dcsync/monitor"
 )
 
 // The shape of every test here: two datacenters, three instances each,
@@ -89,6 +90,8 @@ type inst struct {
 	kill    func()      // kills what the transport runs: servers, workers
 	killed  atomic.Bool // set before it is killed
 	acked   atomic.Int64
+	claimed func() uint64   // entries its Node claimed from dead consumers (Redis wiring)
+	streams monitor.Streams // its Node (Redis wiring)
 }
 
 func (i *inst) String() string { return fmt.Sprintf("%s/%d", i.dc, i.n) }
