@@ -3,12 +3,14 @@ package dcsync
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"sync/atomic"
 )
 
 // RoundRobin returns a Sender that spreads batches over senders, each
 // reaching one instance of the same peer datacenter (one receiving address
-// per instance), taking them in turn. A batch whose Send fails as a whole
+// per instance), taking them in turn from a random one (so that many
+// senders do not all start on the same instance). A batch whose Send fails as a whole
 // with an error worth retrying (not IsPermanent, not a *BatchError, ctx
 // still live) is tried on the next sender at once, each sender once at
 // most, so an instance that is down costs its peers no retry wait; what
@@ -28,7 +30,9 @@ func RoundRobin(senders ...Sender) Sender {
 	if len(senders) == 0 {
 		panic("dcsync: RoundRobin of no sender")
 	}
-	return &roundRobin{senders: senders}
+	r := &roundRobin{senders: senders}
+	r.next.Store(rand.Uint64())
+	return r
 }
 
 type roundRobin struct {

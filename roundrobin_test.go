@@ -19,7 +19,7 @@ func (c *countingSender) Close() error                           { c.closed = tr
 func TestRoundRobin(t *testing.T) {
 	ctx := context.Background()
 	a, b, c := &countingSender{}, &countingSender{}, &countingSender{}
-	rr := RoundRobin(a, b, c)
+	rr := &roundRobin{senders: []Sender{a, b, c}} // from a, as RoundRobin may not
 	for range 9 {
 		if err := rr.Send(ctx, nil); err != nil {
 			t.Fatal(err)
