@@ -164,13 +164,21 @@ func reconcilerConfig(dc string, n int, peer dcsync.Sender, audit dcsync.AuditLo
 		Lock:    lock, Checkpoints: cps, Logger: quiet, Observer: passObserver{p: p, n: n}}
 }
 
-// runReconciler runs rec until stop, which waits for it.
-func runReconciler(t *testing.T, rec *dcsync.Reconciler) (stop func()) {
+// background runs run until stop, which cancels its context, waits for it
+// and checks it returned the context's error.
+func background(t *testing.T, what string, run func(context.Context) error) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = rec.Run(ctx) }()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
 	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); <-done }) }
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; !errors.Is(err, context.Canceled) {
+				t.Errorf("%s returned %v", what, err)
+			}
+		})
+	}
 	t.Cleanup(stop)
 	return stop
 }

@@ -90,7 +90,7 @@ func TestHTTP(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			in.stopRec = runReconciler(t, rec)
+			in.stopRec = background(t, "reconciler of "+in.String(), rec.Run)
 			w.insts[dc] = append(w.insts[dc], in)
 		}
 	}

@@ -2,9 +2,7 @@ package multiinstance
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -42,7 +40,7 @@ func TestRedis(t *testing.T) {
 			local, remote := client(dc), client(peerOf(dc))
 			node, err := dcredis.NewNode(dcredis.NodeConfig{DC: dc, Client: local,
 				Peers:    map[string]goredis.UniversalClient{peerOf(dc): remote},
-				Consumer: (&inst{dc: dc, n: n}).String(), Block: 50 * time.Millisecond,
+				Consumer: fmt.Sprintf("%s-%d", dc, n), Block: 50 * time.Millisecond,
 				ClaimIdle: time.Second, TrimInterval: 100 * time.Millisecond,
 				Backoff: dcsync.Backoff{Initial: 5 * time.Millisecond, Max: 100 * time.Millisecond},
 				Dedupe:  dcredis.DedupeOptions{ClaimTTL: 500 * time.Millisecond}, Logger: quiet})
@@ -55,19 +53,8 @@ func TestRedis(t *testing.T) {
 				t.Fatal(err)
 			}
 			in.sync = s
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- node.Run(ctx, s) }()
-			var once sync.Once
-			stop := func() {
-				once.Do(func() {
-					cancel()
-					if err := <-done; !errors.Is(err, context.Canceled) {
-						t.Errorf("Run of %s: %v", in, err)
-					}
-					_ = s.Close()
-				})
-			}
+			stopNode := background(t, "Node of "+in.String(), func(ctx context.Context) error { return node.Run(ctx, s) })
+			stop := func() { stopNode(); _ = s.Close() }
 			in.kill = func() {
 				_ = local.Close()
 				_ = remote.Close()
@@ -79,7 +66,7 @@ func TestRedis(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			in.stopRec = runReconciler(t, rec)
+			in.stopRec = background(t, "reconciler of "+in.String(), rec.Run)
 			in.claimed = func() uint64 { return node.Stats().Claimed }
 			in.streams = node
 			w.insts[dc] = append(w.insts[dc], in)
