@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -81,8 +82,13 @@ type Report struct {
 	Repaired int       // writes this pass delivered to every peer that missed them
 	Failing  int       // writes still missing somewhere after this pass
 	Rejected int       // writes whose processing at the origin failed: never replicated
-	Orphaned int       // trails with no source record to repair from
+	Orphaned int       // trails with no source record to repair from: lost unless found elsewhere; logged at error level
 	Sent     int       // deliveries (write × peer) this pass made
+	// What the pass could not see or do; a pass with any of these is not
+	// a clean bill of health.
+	Future      int // writes dated after the pass's clock (a clock ahead): outside every window until it catches up
+	SkewRefused int // deliveries refused by a peer because the write's version was too far ahead of its clock
+	Unreadable  int // records the audit log holds but could not decode
 }
 
 // Reconciler finds writes of its datacenter that some peer has not applied,
@@ -181,6 +187,7 @@ func (r *Reconciler) RunOnce(ctx context.Context) (Report, error) {
 		if err != nil {
 			return rep, fmt.Errorf("dcsync: read trails: %w", err)
 		}
+		rep.Unreadable += page.Unreadable
 		if failing := r.repair(ctx, page.Trails, &rep); !failing.IsZero() && failing.Before(oldestFailing) {
 			oldestFailing = failing
 		}
@@ -189,7 +196,38 @@ func (r *Reconciler) RunOnce(ctx context.Context) (Report, error) {
 		}
 		q.After = page.Next
 	}
+	if err := r.countFuture(ctx, now, &rep); err != nil {
+		return rep, err
+	}
+	if rep.Orphaned > 0 {
+		r.cfg.Logger.Error("dcsync: writes with no source record: the reconciler cannot repair them", "dc", r.cfg.DC,
+			"orphaned", rep.Orphaned, "from", rep.From, "to", rep.To)
+	}
 	return rep, r.saveCheckpoint(ctx, oldestFailing)
+}
+
+// countFuture counts the writes dated after now, which no window holds
+// until the clock reaches them.
+func (r *Reconciler) countFuture(ctx context.Context, now time.Time, rep *Report) error {
+	q := TrailQuery{Origin: r.cfg.DC, From: now, To: now.Add(100 * 365 * 24 * time.Hour), Limit: r.cfg.PageSize}
+	for {
+		page, err := r.cfg.Audit.Trails(ctx, q)
+		if err != nil {
+			return fmt.Errorf("dcsync: read future trails: %w", err)
+		}
+		rep.Future += len(page.Trails)
+		if page.Next == "" {
+			return nil
+		}
+		q.After = page.Next
+	}
+}
+
+// isSkew reports whether a delivery failed because the peer found the
+// write's version too far ahead of its clock. Over the RPC transports the
+// refusal arrives as the peer's message.
+func isSkew(err error) bool {
+	return errors.Is(err, ErrClockSkew) || strings.Contains(err.Error(), ErrClockSkew.Error())
 }
 
 // repair re-sends the writes of trails that some peer misses, and returns
@@ -241,6 +279,9 @@ func (r *Reconciler) repair(ctx context.Context, trails []Trail, rep *Report) ti
 				rep.Sent++
 				if err != nil {
 					failed[d.reqs[start+i].ID] = true
+					if isSkew(err) {
+						rep.SkewRefused++
+					}
 				}
 			}
 		}

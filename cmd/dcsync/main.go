@@ -17,7 +17,8 @@
 // http://127.0.0.1:9200) and --index-prefix (default dcsync-audit).
 //
 // Exit status: 0 on success, 1 on an error, 2 on bad usage, and 3 when a
-// reconcile pass left writes still missing in some peer.
+// reconcile pass left writes still missing in some peer, or found writes
+// it cannot repair (orphaned: no source record) or could not see.
 package main
 
 import (
