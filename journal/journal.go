@@ -146,7 +146,6 @@ type Journal struct {
 	stopped  chan struct{}
 	file     *os.File // the segment being written
 	size     int64    // of file
-	lastSync time.Time
 }
 
 type entry struct {
@@ -266,8 +265,10 @@ func (j *Journal) Recover(peers []string) ([]dcsync.JournalEntry, error) {
 	}
 	j.release()
 	j.opened = true
-	j.lastSync = time.Now()
 	go j.run()
+	if j.opts.Sync == SyncInterval {
+		go j.syncEvery()
+	}
 	return out, nil
 }
 
@@ -524,11 +525,36 @@ func (j *Journal) run() {
 	}
 }
 
+// syncEvery fsyncs the current file every SyncInterval, apart from the
+// flusher, so that no group commit waits for a disk that is slow to sync.
+func (j *Journal) syncEvery() {
+	t := time.NewTicker(j.opts.SyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-j.stop:
+			return
+		case <-t.C:
+		}
+		j.mu.Lock()
+		f := j.file
+		j.mu.Unlock()
+		// A file closed meanwhile by roll was synced by it.
+		if err := f.Sync(); err != nil && !errors.Is(err, os.ErrClosed) {
+			j.mu.Lock()
+			if j.failed == nil {
+				j.failed = fmt.Errorf("journal: sync %s: %w", f.Name(), err)
+			}
+			j.mu.Unlock()
+		}
+	}
+}
+
 // flush writes the buffered records as one group; sync forces an fsync.
 func (j *Journal) flush(sync bool) {
 	j.mu.Lock()
 	buf, g := j.buf, j.cur
-	if len(buf) == 0 && !sync && (j.opts.Sync != SyncInterval || time.Since(j.lastSync) < j.opts.SyncInterval) {
+	if len(buf) == 0 && !sync {
 		j.mu.Unlock()
 		return
 	}
@@ -540,10 +566,8 @@ func (j *Journal) flush(sync bool) {
 	if err == nil && len(buf) > 0 {
 		_, err = j.file.Write(buf)
 	}
-	if err == nil && (sync || j.opts.Sync == SyncAlways ||
-		j.opts.Sync == SyncInterval && time.Since(j.lastSync) >= j.opts.SyncInterval) {
+	if err == nil && (sync || j.opts.Sync == SyncAlways) {
 		err = j.file.Sync()
-		j.lastSync = time.Now()
 	}
 	j.mu.Lock()
 	if err != nil && j.failed == nil {
