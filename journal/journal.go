@@ -128,24 +128,24 @@ type Journal struct {
 	opts Options
 	lock *os.File // holds the directory's lock
 
-	mu       sync.Mutex
-	failed   error // sticky: after a failed write nothing is trusted
-	closed   bool
-	opened   bool // Recover has run
-	peers    map[string]uint64
-	all      uint64 // every peer's bit
-	seq      uint64 // last sequence number given
-	byID     map[string]*entry
-	order    []*entry // entries from head on, oldest first; done ones are skipped
-	head     int
-	segs     []segment
-	buf      []byte // records not yet written
-	cur      *group // the group buf's appends wait for
-	kick     chan struct{}
-	stop     chan struct{}
-	stopped  chan struct{}
-	file     *os.File // the segment being written
-	size     int64    // of file
+	mu      sync.Mutex
+	failed  error // sticky: after a failed write nothing is trusted
+	closed  bool
+	opened  bool // Recover has run
+	peers   map[string]uint64
+	all     uint64 // every peer's bit
+	seq     uint64 // last sequence number given
+	byID    map[string]*entry
+	order   []*entry // entries from head on, oldest first; done ones are skipped
+	head    int
+	segs    []segment
+	buf     []byte // records not yet written
+	cur     *group // the group buf's appends wait for
+	kick    chan struct{}
+	stop    chan struct{}
+	stopped chan struct{}
+	file    *os.File // the segment being written
+	size    int64    // of file
 }
 
 type entry struct {
