@@ -165,13 +165,8 @@ func (q *queueReship) close(ctx context.Context) (left int) {
 			l.signal()
 		}
 	}
-	done := make(chan struct{})
-	go func() {
-		q.wg.Wait()
-		close(done)
-	}()
 	select {
-	case <-done:
+	case <-background(q.wg.Wait):
 		q.stop()
 		return 0
 	case <-ctx.Done():

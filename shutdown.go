@@ -51,15 +51,12 @@ func (s *Syncer) shutdown(ctx context.Context) error {
 	if s.stopRecovery != nil {
 		s.stopRecovery()
 	}
-	locked := make(chan struct{})
-	go func() {
+	locked := background(func() {
 		s.mu.Lock() // waits for the Writes and Collects under way
 		s.closed = true
 		s.mu.Unlock()
-		close(locked)
-	}()
-	var left int
-	var errs []error
+	})
+	drained, left := s.queues == nil, 0
 	select {
 	case <-locked:
 		if s.recovered != nil {
@@ -67,8 +64,12 @@ func (s *Syncer) shutdown(ctx context.Context) error {
 		}
 		if s.queues != nil {
 			left = s.queues.close(ctx)
+			drained = left == 0
 		}
 	case <-ctx.Done():
+		if s.queues != nil {
+			left = s.queues.held()
+		}
 		// A Processor call outlived ctx; the queues close once it returns.
 		go func() {
 			<-locked
@@ -77,27 +78,32 @@ func (s *Syncer) shutdown(ctx context.Context) error {
 			}
 		}()
 	}
-	flushed := make(chan struct{})
-	go func() {
-		s.audit.close()
-		close(flushed)
-	}()
+	var errs []error
 	select {
-	case <-flushed:
+	case <-background(s.audit.close):
 	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("dcsync: shutdown: audit records not all appended: %w", ctx.Err()))
 	}
 	for name, sender := range s.peers {
 		if err := sender.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("dcsync: close sender %s: %w", name, err))
 		}
 	}
-	if ctx.Err() != nil {
-		if left == 0 && s.queues != nil {
-			left = s.queues.held()
-		}
+	if !drained {
 		errs = append(errs, &UndeliveredError{Deliveries: left, Err: ctx.Err()})
 	}
 	return errors.Join(errs...)
+}
+
+// background runs f in a goroutine of its own and returns a channel closed
+// when f has returned.
+func background(f func()) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	return done
 }
 
 // abandon stops what New started, for a New that fails.
