@@ -239,20 +239,26 @@ func converge(t *testing.T, acked []string, reconcile bool, dcs ...*datacenter) 
 	}
 }
 
-var transports = []string{"http", "grpc"}
+// overBoth runs scenario over HTTP and over gRPC, each time on a fresh
+// pair of datacenters, unicom (a) and telecom (b).
+func overBoth(t *testing.T, scenario func(t *testing.T, a, b *datacenter)) {
+	for _, tr := range []string{"http", "grpc"} {
+		t.Run(tr, func(t *testing.T) {
+			a, b := pair(t, tr)
+			scenario(t, a, b)
+		})
+	}
+}
 
 // The origin dies right after Write returned for its writes, with more
 // under way: the journal brings every acknowledged one to the peer.
 func TestKillOriginAfterAcknowledgedWrites(t *testing.T) {
-	for _, tr := range transports {
-		t.Run(tr, func(t *testing.T) {
-			a, b := pair(t, tr)
-			acked := b.write(200, 0, nil)
-			acked = append(acked, a.write(3000, 1000, a.kill)...)
-			a.start()
-			converge(t, acked, false, a, b)
-		})
-	}
+	overBoth(t, func(t *testing.T, a, b *datacenter) {
+		acked := b.write(200, 0, nil)
+		acked = append(acked, a.write(3000, 1000, a.kill)...)
+		a.start()
+		converge(t, acked, false, a, b)
+	})
 }
 
 // The peer is down while the origin acknowledges writes, then the origin
@@ -260,31 +266,25 @@ func TestKillOriginAfterAcknowledgedWrites(t *testing.T) {
 // come back and the peer gets every one, the failure the issue measured
 // at 1.5% lost.
 func TestKillOriginWhilePeerIsDown(t *testing.T) {
-	for _, tr := range transports {
-		t.Run(tr, func(t *testing.T) {
-			a, b := pair(t, tr)
-			b.kill()
-			acked := a.write(500, 0, nil)
-			a.kill()
-			b.start()
-			a.start()
-			converge(t, acked, false, a, b)
-		})
-	}
+	overBoth(t, func(t *testing.T, a, b *datacenter) {
+		b.kill()
+		acked := a.write(500, 0, nil)
+		a.kill()
+		b.start()
+		a.start()
+		converge(t, acked, false, a, b)
+	})
 }
 
 // The receiver dies in the middle of a stream of batches and comes back;
 // the origin, still up, delivers what it missed (its sender's retries,
 // then a reconciler pass for what they gave up).
 func TestKillReceiverMidStream(t *testing.T) {
-	for _, tr := range transports {
-		t.Run(tr, func(t *testing.T) {
-			a, b := pair(t, tr)
-			acked := a.write(2000, 500, b.kill)
-			b.start()
-			converge(t, acked, true, a, b)
-		})
-	}
+	overBoth(t, func(t *testing.T, a, b *datacenter) {
+		acked := a.write(2000, 500, b.kill)
+		b.start()
+		converge(t, acked, true, a, b)
+	})
 }
 
 // syncBuffer is a bytes.Buffer safe for the process's writes and the
