@@ -128,6 +128,7 @@ type Journal struct {
 	opts Options
 	lock *os.File // holds the directory's lock
 
+	flushMu sync.Mutex // held by whoever writes a group: a writer, or the flusher
 	mu      sync.Mutex
 	failed  error // sticky: after a failed write nothing is trusted
 	closed  bool
@@ -404,11 +405,18 @@ func (j *Journal) Append(req *dcsync.Request) error {
 	return j.wait(g)
 }
 
-// wait wakes the flusher and waits for g to be written.
+// wait waits for g to be written. When no group is being written, the
+// caller writes it itself, sparing a wake-up of the flusher; otherwise it
+// wakes the flusher, to write g once the group under way is done.
 func (j *Journal) wait(g *group) error {
-	select {
-	case j.kick <- struct{}{}:
-	default:
+	if j.flushMu.TryLock() {
+		j.flush(false)
+		j.flushMu.Unlock()
+	} else {
+		select {
+		case j.kick <- struct{}{}:
+		default:
+		}
 	}
 	<-g.done
 	return g.err
@@ -518,10 +526,14 @@ func (j *Journal) run() {
 		case <-j.kick:
 		case <-t.C:
 		case <-j.stop:
+			j.flushMu.Lock()
 			j.flush(true)
+			j.flushMu.Unlock()
 			return
 		}
+		j.flushMu.Lock()
 		j.flush(false)
+		j.flushMu.Unlock()
 	}
 }
 
@@ -551,6 +563,7 @@ func (j *Journal) syncEvery() {
 }
 
 // flush writes the buffered records as one group; sync forces an fsync.
+// The caller holds flushMu, which keeps the groups in order.
 func (j *Journal) flush(sync bool) {
 	j.mu.Lock()
 	buf, g := j.buf, j.cur
