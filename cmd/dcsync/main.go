@@ -34,8 +34,8 @@ import (
 	"syscall"
 
 	"github.com/dcsync/dcsync"
-	"github.com/dcsync/dcsync/audit/elastic"
-	httptransport "github.com/dcsync/dcsync/transport/http"
+	esaudit "github.com/dcsync/dcsync/audit/elastic"
+	dchttp "github.com/dcsync/dcsync/transport/http"
 )
 
 func main() {
@@ -117,8 +117,8 @@ func (a *auditFlags) register(fs *flag.FlagSet, getenv func(string) string) {
 }
 
 // open opens the audit log. Its logger writes warnings to stderr.
-func (a *auditFlags) open(ctx context.Context, stderr io.Writer) (*elastic.Log, error) {
-	return elastic.New(ctx, elastic.Config{URLs: strings.Split(a.url, ","), IndexPrefix: a.prefix,
+func (a *auditFlags) open(ctx context.Context, stderr io.Writer) (*esaudit.Log, error) {
+	return esaudit.New(ctx, esaudit.Config{URLs: strings.Split(a.url, ","), IndexPrefix: a.prefix,
 		SpoolDir: a.spool, Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 }
 
@@ -138,5 +138,5 @@ func parse(fs *flag.FlagSet, args []string, stderr io.Writer) error {
 type newSender func(from, peer, url string, secret []byte) (dcsync.Sender, error)
 
 func newHTTPSender(from, _, url string, secret []byte) (dcsync.Sender, error) {
-	return httptransport.NewSender(httptransport.SenderConfig{URL: url, From: from, Secret: secret})
+	return dchttp.NewSender(dchttp.SenderConfig{URL: url, From: from, Secret: secret})
 }
