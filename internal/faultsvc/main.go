@@ -39,10 +39,10 @@ import (
 
 	"github.com/dcsync/dcsync"
 	auditmem "github.com/dcsync/dcsync/audit/memory"
-	"github.com/dcsync/dcsync/internal/demo"
 	"github.com/dcsync/dcsync/journal"
 	dcsyncgrpc "github.com/dcsync/dcsync/transport/grpc"
 	dcsynchttp "github.com/dcsync/dcsync/transport/http"
+	"github.com/dcsync/dcsync/transport/transporttest"
 )
 
 var secret = []byte("faultsvc shared secret, for tests only")
@@ -75,7 +75,7 @@ func run(ctx context.Context, dc, peer, peerAddr, transport, dir, syncPolicy str
 	if err != nil {
 		return fmt.Errorf("control listener: %w", err)
 	}
-	store, err := openStore(dc, dir+"/state")
+	store, err := openStore(dir + "/state")
 	if err != nil {
 		return err
 	}
@@ -176,17 +176,17 @@ func control(s *dcsync.Syncer, store *fileStore, rec *dcsync.Reconciler) http.Ha
 	return mux
 }
 
-// fileStore is demo.Store kept in a file: every applied write is appended
+// fileStore is transporttest.Store kept in a file: every applied write is appended
 // to it before Process returns, and read back on start.
 type fileStore struct {
-	*demo.Store
+	*transporttest.Store
 	mu      sync.Mutex
 	f       *os.File
 	applied map[string]bool
 }
 
-func openStore(dc, path string) (*fileStore, error) {
-	s := &fileStore{Store: demo.NewStore(dc, 0), applied: map[string]bool{}}
+func openStore(path string) (*fileStore, error) {
+	s := &fileStore{Store: transporttest.NewStore(), applied: map[string]bool{}}
 	if f, err := os.Open(path); err == nil {
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
