@@ -237,6 +237,7 @@ func (p *peerQueue) send(batch []*Request) {
 				Written: req.Time(), Time: now}
 		}
 		p.ship.record(recs...)
+		observeSend(context.Background(), p.ship.obs, Send{Peer: p.name, Reqs: batch}, func(context.Context) []error { return errs })
 	} else {
 		errs = p.ship.ship(p.ctx, p.name, p.sender, batch, nil)
 		failed := 0

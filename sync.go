@@ -52,6 +52,8 @@ type Config struct {
 	// Logger receives errors nobody else can see (audit log failures);
 	// default slog.Default().
 	Logger *slog.Logger
+	// Observer is told of every stage, for metrics and traces; nil for none.
+	Observer Observer
 	// Journal, when set, makes writes durable before they are applied:
 	// Write appends each write to it first, and New re-drives what it
 	// holds from before a crash (see Journal and docs/durability.md).
@@ -92,6 +94,7 @@ type Syncer struct {
 	reship  Reship
 	queues  *queueReship // the built-in Reship, nil when Config.Reship is set
 	ship    *shipper
+	obs     Observer
 	journal Journal
 
 	stopRecovery context.CancelFunc
@@ -136,6 +139,7 @@ func New(cfg Config) (*Syncer, error) {
 		limits:  cfg.Limits.withDefaults(),
 		maxSkew: cfg.MaxSkew,
 		log:     cfg.Logger,
+		obs:     cfg.Observer,
 		closing: make(chan struct{}),
 		waiters: map[string]*waiter{},
 	}
@@ -152,7 +156,7 @@ func New(cfg Config) (*Syncer, error) {
 		})
 	}
 	d := cfg.Delivery.withDefaults()
-	s.ship = &shipper{dc: s.dc, timeout: d.Timeout, backoff: d.Backoff, record: s.audit.add}
+	s.ship = &shipper{dc: s.dc, timeout: d.Timeout, backoff: d.Backoff, record: s.audit.add, obs: s.obs}
 	s.reship = cfg.Reship
 	if s.reship == nil {
 		s.queues = newQueueReship(cfg.Peers, d, s.ship, s.delivered, s.closing)
@@ -201,7 +205,7 @@ func (s *Syncer) DC() string { return s.dc }
 // replicated when the journal is recovered if it reached the journal, and
 // otherwise is applied nowhere; without a Journal it may be applied here
 // only, until a Reconciler repairs it from its trail.
-func (s *Syncer) Write(ctx context.Context, req *Request, opts ...WriteOption) error {
+func (s *Syncer) Write(ctx context.Context, req *Request, opts ...WriteOption) (err error) {
 	if err := s.limits.validate(req, false); err != nil {
 		return err
 	}
@@ -214,6 +218,10 @@ func (s *Syncer) Write(ctx context.Context, req *Request, opts ...WriteOption) e
 	req.Version = s.clock.Now()
 	if req.ID == "" {
 		req.ID = newID(req.Version)
+	}
+	if s.obs != nil {
+		ctx = s.obs.WriteStart(ctx, req)
+		defer func() { s.obs.WriteDone(ctx, req, err) }()
 	}
 	// The version's clock reading dates the record: one clock read a write.
 	rec := Record{ID: req.ID, DC: s.dc, Origin: s.dc, Stage: StageProcess, Status: StatusOK,
