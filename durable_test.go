@@ -253,3 +253,84 @@ func TestShutdownIsBoundedAndLeavesTheRestToTheJournal(t *testing.T) {
 		t.Fatalf("journal backlog %d, want %d", got, n)
 	}
 }
+
+// reshipFunc is a Reship of the caller's, as the MQ wiring's outbound
+// stream is.
+type reshipFunc func(ctx context.Context, req *dcsync.Request) error
+
+func (f reshipFunc) Reship(ctx context.Context, req *dcsync.Request) error { return f(ctx, req) }
+
+// With a Reship of the caller's, a write is done in the journal once that
+// Reship took it; one it refused stays, and is handed to it again on start.
+func TestJournalWithACallersReship(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	refuse := true
+	var took []string
+	reship := reshipFunc(func(_ context.Context, req *dcsync.Request) error {
+		if refuse {
+			return errors.New("stream unavailable")
+		}
+		took = append(took, req.ID)
+		return nil
+	})
+	cfg := dcsync.Config{DC: "unicom", Peers: map[string]dcsync.Sender{"telecom": &recordingSender{}},
+		Processor: newStore(0, 1), Reship: reship}
+	cfg.Journal = openJournal(t, dir)
+	s, err := dcsync.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := &dcsync.Request{Key: "a"}
+	if err := s.Write(ctx, refused); !errors.Is(err, dcsync.ErrNotReplicated) {
+		t.Fatalf("got %v, want ErrNotReplicated: applied here, not queued", err)
+	}
+	refuse = false
+	if err := s.Write(ctx, &dcsync.Request{Key: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Stats().Peers["telecom"].Backlog; got != 1 {
+		t.Fatalf("backlog %d, want the refused write only", got)
+	}
+	s.Close()
+	cfg.Journal.(*journal.Journal).Close()
+
+	took = nil
+	cfg.Journal = openJournal(t, dir)
+	defer cfg.Journal.(*journal.Journal).Close()
+	if s, err = dcsync.New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if rec, err := s.WaitRecovered(ctx); err != nil || rec.Reshipped != 1 || rec.Applied != 0 {
+		t.Fatalf("recovery %+v, %v", rec, err)
+	}
+	if len(took) != 1 || took[0] != refused.ID {
+		t.Fatalf("reshipped %v, want %s", took, refused.ID)
+	}
+}
+
+// A Write whose peer queue stays full returns when its context ends, and
+// says the write was applied here.
+func TestWriteHonoursContextWhenTheQueueIsFull(t *testing.T) {
+	s, err := dcsync.New(dcsync.Config{DC: "unicom", Peers: map[string]dcsync.Sender{"telecom": blackhole{}},
+		Processor: newStore(0, 1), Delivery: dcsync.Delivery{QueueSize: 1, Workers: 1, BatchSize: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	// The black hole keeps its deliveries: Shutdown gives up on them when
+	// ctx ends.
+	defer func() { _ = s.Shutdown(ctx) }()
+	for {
+		err := s.Write(ctx, &dcsync.Request{Key: "k"})
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, dcsync.ErrNotReplicated) || !errors.Is(err, dcsync.ErrQueueFull) {
+			t.Fatalf("got %v, want ErrNotReplicated and ErrQueueFull", err)
+		}
+		return
+	}
+}

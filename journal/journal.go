@@ -132,10 +132,12 @@ type Journal struct {
 	mu      sync.Mutex
 	failed  error // sticky: after a failed write nothing is trusted
 	closed  bool
-	opened  bool // Recover has run
-	peers   map[string]uint64
-	all     uint64 // every peer's bit
-	seq     uint64 // last sequence number given
+	opened  bool           // Recover has run
+	peers   map[string]int // index of each peer: its bit in entry.acks
+	all     uint64         // every peer's bit
+	backlog []int          // by peer: live writes not rejected, not acknowledged by it
+	cursor  []int          // by peer: no write of order before it is in its backlog
+	seq     uint64         // last sequence number given
 	byID    map[string]*entry
 	order   []*entry // entries from head on, oldest first; done ones are skipped
 	head    int
@@ -221,11 +223,12 @@ func (j *Journal) Recover(peers []string) ([]dcsync.JournalEntry, error) {
 	if len(peers) > 64 {
 		return nil, fmt.Errorf("journal: %d peers, at most 64", len(peers))
 	}
-	j.peers = map[string]uint64{}
+	j.peers = map[string]int{}
 	for i, p := range peers {
-		j.peers[p] = 1 << i
+		j.peers[p] = i
 		j.all |= 1 << i
 	}
+	j.backlog, j.cursor = make([]int, len(peers)), make([]int, len(peers))
 	names, err := filepath.Glob(filepath.Join(j.dir, "*.wal"))
 	if err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
@@ -254,9 +257,11 @@ func (j *Journal) Recover(peers []string) ([]dcsync.JournalEntry, error) {
 		j.byID[e.id] = e
 		j.order = append(j.order, e)
 		je := dcsync.JournalEntry{Request: reqs[seq], Applied: e.applied}
-		for p, bit := range j.peers {
-			if e.acks&bit != 0 {
+		for _, p := range peers {
+			if i := j.peers[p]; e.acks&(1<<i) != 0 {
 				je.Acked = append(je.Acked, p)
+			} else {
+				j.backlog[i]++
 			}
 		}
 		out = append(out, je)
@@ -316,7 +321,10 @@ func (j *Journal) replay(data []byte, reqs map[uint64]*dcsync.Request, bySeq map
 			if k <= 0 || uint64(len(rest)-k) < plen {
 				return
 			}
-			bit := j.peers[string(rest[k:k+int(plen)])]
+			var bit uint64
+			if i, ok := j.peers[string(rest[k:k+int(plen)])]; ok {
+				bit = 1 << i
+			}
 			rest = rest[k+int(plen):]
 			count, k := binary.Uvarint(rest)
 			if k <= 0 {
@@ -400,6 +408,9 @@ func (j *Journal) Append(req *dcsync.Request) error {
 	j.end(at)
 	j.byID[e.id] = e
 	j.order = append(j.order, e)
+	for i := range j.backlog {
+		j.backlog[i]++
+	}
 	g := j.cur
 	j.mu.Unlock()
 	return j.wait(g)
@@ -442,6 +453,11 @@ func (j *Journal) Rejected(id string) error {
 		return err
 	}
 	e.rejected = true
+	for i := range j.backlog {
+		if e.acks&(1<<i) == 0 {
+			j.backlog[i]--
+		}
+	}
 	j.mark(recRejected, e)
 	g := j.cur
 	j.mu.Unlock()
@@ -467,10 +483,11 @@ func (j *Journal) settle(e *entry) {
 func (j *Journal) Acked(peer string, ids []string) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	bit := j.peers[peer]
-	if bit == 0 || j.usable() != nil {
+	i, ok := j.peers[peer]
+	if !ok || j.usable() != nil {
 		return
 	}
+	bit := uint64(1) << i
 	at := j.begin(recAcked)
 	j.buf = binary.AppendUvarint(j.buf, uint64(len(peer)))
 	j.buf = append(j.buf, peer...)
@@ -480,6 +497,9 @@ func (j *Journal) Acked(peer string, ids []string) {
 	n := 0
 	for _, id := range ids {
 		if e := j.byID[id]; e != nil {
+			if e.acks&bit == 0 && !e.rejected {
+				j.backlog[i]--
+			}
 			e.acks |= bit
 			j.buf = binary.AppendUvarint(j.buf, e.seq)
 			n++
@@ -503,16 +523,21 @@ func (j *Journal) Acked(peer string, ids []string) {
 func (j *Journal) Backlog(peer string) (n int, oldest time.Time) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	bit := j.peers[peer]
-	for _, e := range j.order[j.head:] {
-		if !e.done && !e.rejected && e.acks&bit == 0 {
-			if n == 0 {
-				oldest = e.written
-			}
-			n++
+	i, ok := j.peers[peer]
+	if !ok || j.backlog[i] == 0 {
+		return 0, time.Time{}
+	}
+	// The cursor only moves forward: a write before it never returns to
+	// the backlog, so finding the oldest costs little over many calls.
+	c := max(j.cursor[i], j.head)
+	for ; c < len(j.order); c++ {
+		if e := j.order[c]; !e.done && !e.rejected && e.acks&(1<<i) == 0 {
+			oldest = e.written
+			break
 		}
 	}
-	return n, oldest
+	j.cursor[i] = c
+	return j.backlog[i], oldest
 }
 
 // run is the flusher: it writes what is buffered when an Append waits, or
@@ -637,6 +662,9 @@ func (j *Journal) release() {
 	if j.head > 1024 && j.head > len(j.order)/2 {
 		n := copy(j.order, j.order[j.head:])
 		clear(j.order[n:])
+		for i, c := range j.cursor {
+			j.cursor[i] = max(c-j.head, 0)
+		}
 		j.order, j.head = j.order[:n], 0
 	}
 	live := j.seq + 1 // the oldest sequence number still needed

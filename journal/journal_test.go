@@ -71,7 +71,13 @@ func TestRecoverReturnsWhatIsNotDone(t *testing.T) {
 				t.Fatal("append after close succeeded")
 			}
 
-			_, pending = open(t, dir, journal.Options{Sync: policy}, "telecom", "mobile")
+			j, pending = open(t, dir, journal.Options{Sync: policy}, "telecom", "mobile")
+			if n, oldest := j.Backlog("telecom"); n != 2 || !oldest.Equal(req(0).Time()) {
+				t.Fatalf("telecom backlog after recovery %d, oldest %v; want 2 (0, 4) from id-0's time", n, oldest)
+			}
+			if n, oldest := j.Backlog("mobile"); n != 2 || !oldest.Equal(req(1).Time()) {
+				t.Fatalf("mobile backlog after recovery %d, oldest %v; want 2 (1, 4) from id-1's time", n, oldest)
+			}
 			if got, want := ids(pending), []string{"id-0", "id-1", "id-4"}; !slices.Equal(got, want) {
 				t.Fatalf("pending %v, want %v", got, want)
 			}
