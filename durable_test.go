@@ -334,3 +334,56 @@ func TestWriteHonoursContextWhenTheQueueIsFull(t *testing.T) {
 		return
 	}
 }
+
+// Writes the sender gave up on while the peer was down are queued again by
+// Redrive from the journal, with no restart and no reconciler.
+func TestJournalRedrivesWhatThePeerMissed(t *testing.T) {
+	ctx := context.Background()
+	var down atomic.Bool
+	down.Store(true)
+	peer := &recordingSender{send: func([]*dcsync.Request) error {
+		if down.Load() {
+			return errors.New("peer unreachable")
+		}
+		return nil
+	}}
+	j := openJournal(t, t.TempDir())
+	defer j.Close()
+	s := journaledSyncer(t, newStore(0, 1), peer, j)
+	defer s.Close()
+	const n = 30
+	for i := range n {
+		if err := s.Write(ctx, &dcsync.Request{Key: fmt.Sprint("k", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats().Peers["telecom"]; st.Backlog != n || st.Oldest <= 0 {
+		t.Fatalf("peer status %+v, want %d stranded", st, n)
+	}
+	down.Store(false)
+	if got, err := s.Redrive(ctx, 0); err != nil || got != n {
+		t.Fatalf("redrive queued %d, %v; want %d", got, err, n)
+	}
+	// The queue may still hold the peer down for up to Backoff.Max, and
+	// fail some again: redrive until it has taken them all.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if err := s.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		st := s.Stats().Peers["telecom"]
+		if st.Backlog == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("peer status %+v after redrives", st)
+		}
+		time.Sleep(10 * time.Millisecond)
+		if _, err := s.Redrive(ctx, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -34,6 +34,10 @@ type Journal interface {
 	// Backlog returns how many writes peer has not acknowledged and when
 	// the oldest of them was written.
 	Backlog(peer string) (n int, oldest time.Time)
+	// Unacked calls fn, oldest first, with each write applied here before
+	// before that some peer has not acknowledged, and those peers, until
+	// fn returns an error, which it returns.
+	Unacked(before time.Time, fn func(req *Request, missing []string) error) error
 }
 
 // JournalEntry is a write the journal holds that is not done.
@@ -53,17 +57,40 @@ type Recovery struct {
 }
 
 // startRecovery observes the versions of the journal's pending writes, so
-// that new writes order after them, and re-drives them in the background.
-func (s *Syncer) startRecovery(entries []JournalEntry) {
+// that new writes order after them, and re-drives them in the background;
+// then, every redrive, it re-drives the writes a peer has not acknowledged
+// for that long.
+func (s *Syncer) startRecovery(entries []JournalEntry, redrive time.Duration) {
 	for _, e := range entries {
 		s.clock.Observe(e.Request.Version)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopRecovery = cancel
 	s.recovered = make(chan struct{})
+	s.redriving = make(chan struct{})
+	go func() {
+		defer close(s.redriving)
+		<-s.recovered
+		if redrive <= 0 {
+			return
+		}
+		t := time.NewTicker(redrive)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if n, err := s.Redrive(ctx, redrive); err != nil && ctx.Err() == nil {
+				s.log.Error("dcsync: journal redrive failed", "dc", s.dc, "queued", n, "err", err)
+			} else if n > 0 {
+				s.log.Warn("dcsync: writes not acknowledged, queued again", "dc", s.dc, "queued", n, "after", redrive)
+			}
+		}
+	}()
 	go func() {
 		defer close(s.recovered)
-		defer cancel()
 		s.recovery, s.recoveryErr = s.recover(ctx, entries)
 		if s.recoveryErr != nil {
 			s.log.Error("dcsync: journal recovery stopped", "dc", s.dc, "err", s.recoveryErr,
@@ -153,6 +180,33 @@ func (s *Syncer) WaitRecovered(ctx context.Context) (Recovery, error) {
 	case <-ctx.Done():
 		return Recovery{}, fmt.Errorf("dcsync: waiting for recovery: %w", ctx.Err())
 	}
+}
+
+// Redrive queues again, for the peers, every journaled write applied here
+// more than olderThan ago that some peer has not acknowledged: writes the
+// senders gave up on while a peer was down, or that a Reconciler delivered
+// without the journal knowing. It returns how many it queued. A Syncer
+// with a Journal calls it every Config.JournalRedrive; without a Journal
+// it does nothing.
+func (s *Syncer) Redrive(ctx context.Context, olderThan time.Duration) (int, error) {
+	if s.journal == nil {
+		return 0, nil
+	}
+	n := 0
+	err := s.journal.Unacked(time.Now().Add(-olderThan), func(req *Request, _ []string) error {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		if s.closed {
+			return ErrClosed
+		}
+		if err := s.reship.Reship(ctx, req); err != nil {
+			return fmt.Errorf("dcsync: redrive %s: %w", req.ID, err)
+		}
+		s.shipped(req)
+		n++
+		return nil
+	})
+	return n, err
 }
 
 // peerNames returns the names of the peers, sorted.

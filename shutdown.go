@@ -60,7 +60,8 @@ func (s *Syncer) shutdown(ctx context.Context) error {
 	select {
 	case <-locked:
 		if s.recovered != nil {
-			<-s.recovered // quick: its context is cancelled
+			<-s.recovered // quick: their context is cancelled
+			<-s.redriving
 		}
 		if s.queues != nil {
 			left = s.queues.close(ctx)

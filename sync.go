@@ -61,6 +61,10 @@ type Config struct {
 	// the peers if the process dies, until a Reconciler finds its trail.
 	// The Syncer does not close it.
 	Journal Journal
+	// JournalRedrive is, with a Journal, how long a write may stay
+	// unacknowledged by a peer before it is queued for it again, and how
+	// often that is checked; default 1 minute, negative for never.
+	JournalRedrive time.Duration
 }
 
 // Stats counts what a Syncer did since New.
@@ -99,6 +103,7 @@ type Syncer struct {
 
 	stopRecovery context.CancelFunc
 	recovered    chan struct{} // closed when the journal's recovery ended
+	redriving    chan struct{} // closed when the journal's redrive loop ended
 	recovery     Recovery
 	recoveryErr  error
 
@@ -169,7 +174,7 @@ func New(cfg Config) (*Syncer, error) {
 			s.abandon()
 			return nil, fmt.Errorf("dcsync: journal: %w", err)
 		}
-		s.startRecovery(entries)
+		s.startRecovery(entries, or(cfg.JournalRedrive, time.Minute))
 	}
 	return s, nil
 }

@@ -278,10 +278,10 @@ func (j *Journal) Recover(peers []string) ([]dcsync.JournalEntry, error) {
 	return out, nil
 }
 
-// replay applies the valid records of one file to the maps; it stops at the
-// first torn or corrupt record, which only a crash mid-write leaves, at the
-// end of the file written last before it.
-func (j *Journal) replay(data []byte, reqs map[uint64]*dcsync.Request, bySeq map[uint64]*entry) {
+// records calls fn for each valid record of data, in order, until fn
+// returns false; it stops at the first torn or corrupt record, which only
+// a crash mid-write leaves, at the end of the file written last before it.
+func records(data []byte, fn func(typ byte, rest []byte) bool) {
 	for len(data) >= 8 {
 		n := binary.LittleEndian.Uint32(data)
 		sum := binary.LittleEndian.Uint32(data[4:])
@@ -293,24 +293,41 @@ func (j *Journal) replay(data []byte, reqs map[uint64]*dcsync.Request, bySeq map
 			return
 		}
 		data = data[8+n:]
-		typ, rest := body[0], body[1:]
+		if !fn(body[0], body[1:]) {
+			return
+		}
+	}
+}
+
+// decodeWrite reads a write record.
+func decodeWrite(rest []byte) (uint64, *dcsync.Request, bool) {
+	seq, k := binary.Uvarint(rest)
+	if k <= 0 {
+		return 0, nil, false
+	}
+	rs, err := wire.Decode(rest[k:], wire.Proto, wire.Encoding_ENCODING_IDENTITY, len(rest), 1)
+	if err != nil || len(rs) != 1 {
+		return 0, nil, false
+	}
+	return seq, rs[0], true
+}
+
+// replay applies the records of one file to the maps.
+func (j *Journal) replay(data []byte, reqs map[uint64]*dcsync.Request, bySeq map[uint64]*entry) {
+	records(data, func(typ byte, rest []byte) bool {
 		switch typ {
 		case recWrite:
-			seq, k := binary.Uvarint(rest)
-			if k <= 0 {
-				return
-			}
-			rs, err := wire.Decode(rest[k:], wire.Proto, wire.Encoding_ENCODING_IDENTITY, len(rest), 1)
-			if err != nil || len(rs) != 1 {
-				return
+			seq, req, ok := decodeWrite(rest)
+			if !ok {
+				return false
 			}
 			j.seq = max(j.seq, seq)
-			reqs[seq] = rs[0]
-			bySeq[seq] = &entry{id: rs[0].ID, seq: seq, written: rs[0].Time()}
+			reqs[seq] = req
+			bySeq[seq] = &entry{id: req.ID, seq: seq, written: req.Time()}
 		case recApplied, recRejected:
 			seq, k := binary.Uvarint(rest)
 			if k <= 0 {
-				return
+				return false
 			}
 			if e := bySeq[seq]; e != nil {
 				e.applied = e.applied || typ == recApplied
@@ -319,7 +336,7 @@ func (j *Journal) replay(data []byte, reqs map[uint64]*dcsync.Request, bySeq map
 		case recAcked:
 			plen, k := binary.Uvarint(rest)
 			if k <= 0 || uint64(len(rest)-k) < plen {
-				return
+				return false
 			}
 			var bit uint64
 			if i, ok := j.peers[string(rest[k:k+int(plen)])]; ok {
@@ -328,13 +345,13 @@ func (j *Journal) replay(data []byte, reqs map[uint64]*dcsync.Request, bySeq map
 			rest = rest[k+int(plen):]
 			count, k := binary.Uvarint(rest)
 			if k <= 0 {
-				return
+				return false
 			}
 			rest = rest[k:]
 			for range count {
 				seq, k := binary.Uvarint(rest)
 				if k <= 0 {
-					return
+					return false
 				}
 				rest = rest[k:]
 				if e := bySeq[seq]; e != nil {
@@ -342,9 +359,68 @@ func (j *Journal) replay(data []byte, reqs map[uint64]*dcsync.Request, bySeq map
 				}
 			}
 		default:
-			return
+			return false
+		}
+		return true
+	})
+}
+
+// Unacked calls fn, oldest first, with each write applied here before
+// before that some peer has not acknowledged, and the names of those
+// peers, until fn returns an error, which Unacked returns. It reads the
+// writes back from the files, outside the journal's lock.
+func (j *Journal) Unacked(before time.Time, fn func(req *dcsync.Request, missing []string) error) error {
+	j.mu.Lock()
+	if err := j.usable(); err != nil {
+		j.mu.Unlock()
+		return err
+	}
+	want := map[uint64][]string{}
+	for _, e := range j.order[j.head:] {
+		if e.done || e.rejected || !e.applied || !e.written.Before(before) {
+			continue // done, or a Write under way
+		}
+		var missing []string
+		for p, i := range j.peers {
+			if e.acks&(1<<i) == 0 {
+				missing = append(missing, p)
+			}
+		}
+		if len(missing) > 0 {
+			slices.Sort(missing)
+			want[e.seq] = missing
 		}
 	}
+	segs := slices.Clone(j.segs)
+	j.mu.Unlock()
+	for _, sg := range segs {
+		if len(want) == 0 {
+			return nil
+		}
+		data, err := os.ReadFile(sg.path)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // every write in it was done meanwhile
+		}
+		if err != nil {
+			return fmt.Errorf("journal: %w", err)
+		}
+		var ferr error
+		records(data, func(typ byte, rest []byte) bool {
+			if typ != recWrite {
+				return true
+			}
+			seq, req, ok := decodeWrite(rest)
+			if missing, wanted := want[seq]; ok && wanted {
+				delete(want, seq)
+				ferr = fn(req, missing)
+			}
+			return ferr == nil
+		})
+		if ferr != nil {
+			return ferr
+		}
+	}
+	return nil
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)

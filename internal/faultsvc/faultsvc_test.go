@@ -20,9 +20,10 @@ import (
 
 // The fault suite: each datacenter is a faultsvc process of its own,
 // killed with SIGKILL at the worst moments and started again over the same
-// journal and state. After restarts (and a reconciler pass where the
-// origin did not restart) every write whose Write returned nil is applied
-// in every datacenter, and every key holds the same winner everywhere.
+// journal and state. After restarts every write whose Write returned nil
+// is applied in every datacenter, and every key holds the same winner
+// everywhere, with no reconciler: the journal re-drives what the peer did
+// not acknowledge, at start and every second.
 
 var binary string // the faultsvc binary, built once by TestMain
 
@@ -137,8 +138,9 @@ func (d *datacenter) kill() {
 func (d *datacenter) url(path string) string { return "http://" + d.control.Addr().String() + path }
 
 type state struct {
-	Applied []string
-	Digest  string
+	Applied    []string
+	Digest     string
+	ShipFailed uint64
 }
 
 func (d *datacenter) state(ctx context.Context) (state, error) {
@@ -181,17 +183,9 @@ func (d *datacenter) write(n, at int, then func()) []string {
 	return ids
 }
 
-func (d *datacenter) reconcile(ctx context.Context) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, d.url("/reconcile"), nil)
-	if resp, err := http.DefaultClient.Do(req); err == nil {
-		resp.Body.Close()
-	}
-}
-
 // converge waits until every ID of acked is applied in both datacenters
-// and they agree on every key, running reconciler passes in between when
-// reconcile is set.
-func converge(t *testing.T, acked []string, reconcile bool, dcs ...*datacenter) {
+// and they agree on every key.
+func converge(t *testing.T, acked []string, dcs ...*datacenter) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -231,11 +225,6 @@ func converge(t *testing.T, acked []string, reconcile bool, dcs ...*datacenter) 
 			t.Fatalf("not converged: %s\n%s: %s\n%s: %s", why, dcs[0].name, dcs[0].stderr, dcs[1].name, dcs[1].stderr)
 		case <-time.After(100 * time.Millisecond):
 		}
-		if reconcile {
-			for _, d := range dcs {
-				d.reconcile(ctx)
-			}
-		}
 	}
 }
 
@@ -257,7 +246,7 @@ func TestKillOriginAfterAcknowledgedWrites(t *testing.T) {
 		acked := b.write(200, 0, nil)
 		acked = append(acked, a.write(3000, 1000, a.kill)...)
 		a.start()
-		converge(t, acked, false, a, b)
+		converge(t, acked, a, b)
 	})
 }
 
@@ -272,18 +261,32 @@ func TestKillOriginWhilePeerIsDown(t *testing.T) {
 		a.kill()
 		b.start()
 		a.start()
-		converge(t, acked, false, a, b)
+		converge(t, acked, a, b)
 	})
 }
 
 // The receiver dies in the middle of a stream of batches and comes back;
-// the origin, still up, delivers what it missed (its sender's retries,
-// then a reconciler pass for what they gave up).
+// the origin, still up, delivers what it missed: its sender's retries,
+// then its journal's redrive for what they gave up, with no reconciler.
 func TestKillReceiverMidStream(t *testing.T) {
 	overBoth(t, func(t *testing.T, a, b *datacenter) {
 		acked := a.write(2000, 500, b.kill)
+		// Let the origin's senders give some writes up, so that only the
+		// journal's redrive can deliver them.
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		for {
+			st, err := a.state(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.ShipFailed > 0 {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 		b.start()
-		converge(t, acked, true, a, b)
+		converge(t, acked, a, b)
 	})
 }
 

@@ -11,8 +11,7 @@
 //
 //	POST /write?n=N&prefix=P  makes N writes one after another and streams
 //	                          the ID of each as soon as Write returned nil
-//	GET  /state               {"applied": [IDs], "digest": "..."}
-//	POST /reconcile           runs one reconciler pass, answers its Report
+//	GET  /state               {"applied": [IDs], "digest": "...", "shipFailed": N}
 //
 // It logs "ready" to stderr once serving.
 package main
@@ -120,19 +119,16 @@ func run(ctx context.Context, dc, peer, peerAddr, transport, dir, syncPolicy str
 	audit := auditmem.New(0)
 	peers := map[string]dcsync.Sender{peer: sender}
 	backoff := dcsync.Backoff{Initial: 10 * time.Millisecond, Max: 200 * time.Millisecond, Attempts: 4}
+	// What the senders give up while the peer is down, the journal queues
+	// again every second: no reconciler is needed.
 	s, err := dcsync.New(dcsync.Config{DC: dc, Peers: peers, Processor: store, Audit: audit, Journal: j,
-		Delivery: dcsync.Delivery{Backoff: backoff, Timeout: 2 * time.Second}})
+		JournalRedrive: time.Second, Delivery: dcsync.Delivery{Backoff: backoff, Timeout: 500 * time.Millisecond}})
 	if err != nil {
 		return err
 	}
 	stopServing := serve(s.Collector())
 	defer stopServing()
-	rec, err := dcsync.NewReconciler(dcsync.ReconcilerConfig{DC: dc, Peers: peers, Audit: audit, Grace: -1,
-		Backoff: backoff, Timeout: 2 * time.Second})
-	if err != nil {
-		return err
-	}
-	ctl := &http.Server{Handler: control(s, store, rec), ReadHeaderTimeout: 10 * time.Second}
+	ctl := &http.Server{Handler: control(s, store), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = ctl.Serve(controlLn) }()
 	slog.Info("ready", "dc", dc, "transport", transport)
 	<-ctx.Done()
@@ -142,7 +138,7 @@ func run(ctx context.Context, dc, peer, peerAddr, transport, dir, syncPolicy str
 	return s.Shutdown(sctx)
 }
 
-func control(s *dcsync.Syncer, store *fileStore, rec *dcsync.Reconciler) http.Handler {
+func control(s *dcsync.Syncer, store *fileStore) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /write", func(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(r.FormValue("n"))
@@ -159,19 +155,8 @@ func control(s *dcsync.Syncer, store *fileStore, rec *dcsync.Reconciler) http.Ha
 		}
 	})
 	mux.HandleFunc("GET /state", func(w http.ResponseWriter, _ *http.Request) {
-		_ = json.NewEncoder(w).Encode(map[string]any{"applied": store.ids(), "digest": store.Digest()})
-	})
-	mux.HandleFunc("POST /reconcile", func(w http.ResponseWriter, r *http.Request) {
-		if err := s.Flush(r.Context()); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		rep, err := rec.RunOnce(r.Context())
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		_ = json.NewEncoder(w).Encode(rep)
+		_ = json.NewEncoder(w).Encode(map[string]any{"applied": store.ids(), "digest": store.Digest(),
+			"shipFailed": s.Stats().ShipFailed})
 	})
 	return mux
 }
