@@ -189,9 +189,9 @@ func converge(t *testing.T, acked []string, dcs ...*datacenter) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	var why string
+	last := "no answer yet" // the latest reason not to have converged
 	for {
-		why = ""
+		why := ""
 		var digests []string
 		for _, d := range dcs {
 			st, err := d.state(ctx)
@@ -220,9 +220,12 @@ func converge(t *testing.T, acked []string, dcs ...*datacenter) {
 		if why == "" {
 			why = fmt.Sprintf("digests differ: %v", digests)
 		}
+		if ctx.Err() == nil {
+			last = why
+		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("not converged: %s\n%s: %s\n%s: %s", why, dcs[0].name, dcs[0].stderr, dcs[1].name, dcs[1].stderr)
+			t.Fatalf("not converged: %s\n%s: %s\n%s: %s", last, dcs[0].name, dcs[0].stderr, dcs[1].name, dcs[1].stderr)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
