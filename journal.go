@@ -2,6 +2,7 @@ package dcsync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -92,10 +93,14 @@ func (s *Syncer) startRecovery(entries []JournalEntry, redrive time.Duration) {
 	go func() {
 		defer close(s.recovered)
 		s.recovery, s.recoveryErr = s.recover(ctx, entries)
-		if s.recoveryErr != nil {
-			s.log.Error("dcsync: journal recovery stopped", "dc", s.dc, "err", s.recoveryErr,
-				"left", s.recovery.Pending-s.recovery.Reshipped-s.recovery.Rejected)
-		} else if s.recovery.Pending > 0 {
+		left := s.recovery.Pending - s.recovery.Reshipped - s.recovery.Rejected
+		switch {
+		case s.recoveryErr != nil && ctx.Err() != nil:
+			s.log.Warn("dcsync: journal recovery cut short by shutdown; the journal keeps the rest",
+				"dc", s.dc, "left", left)
+		case s.recoveryErr != nil:
+			s.log.Error("dcsync: journal recovery stopped", "dc", s.dc, "err", s.recoveryErr, "left", left)
+		case s.recovery.Pending > 0:
 			s.log.Info("dcsync: journal recovered", "dc", s.dc, "pending", s.recovery.Pending,
 				"applied", s.recovery.Applied, "rejected", s.recovery.Rejected, "reshipped", s.recovery.Reshipped)
 		}
@@ -103,15 +108,22 @@ func (s *Syncer) startRecovery(entries []JournalEntry, redrive time.Duration) {
 }
 
 // recover applies the entries not applied and ships them all again, as
-// Write would have.
+// Write would have. A write it could not queue stays in the journal for
+// the redrive; it stops only when the Syncer closes, and returns the first
+// error.
 func (s *Syncer) recover(ctx context.Context, entries []JournalEntry) (Recovery, error) {
 	rep := Recovery{Pending: len(entries)}
+	var first error
 	for _, e := range entries {
-		if err := s.redrive(ctx, e, &rep); err != nil {
+		err := s.redrive(ctx, e, &rep)
+		if err != nil && (ctx.Err() != nil || errors.Is(err, ErrClosed)) {
 			return rep, err
 		}
+		if first == nil {
+			first = err
+		}
 	}
-	return rep, nil
+	return rep, first
 }
 
 // redrive applies one journaled write if it was not, and queues it for the
