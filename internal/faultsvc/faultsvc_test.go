@@ -27,6 +27,9 @@ import (
 
 var binary string // the faultsvc binary, built once by TestMain
 
+// buildFlags build the binary; with -race when the tests run with it.
+var buildFlags = []string{"build"}
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "faultsvc")
 	if err != nil {
@@ -34,7 +37,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "faultsvc")
-	out, err := exec.Command("go", "build", "-race", "-o", binary, ".").CombinedOutput()
+	out, err := exec.Command("go", append(buildFlags, "-o", binary, ".")...).CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build faultsvc: %v\n%s", err, out)
 		os.RemoveAll(dir)
