@@ -248,15 +248,23 @@ func (j *Journal) Recover(peers []string) ([]dcsync.JournalEntry, error) {
 		}
 		j.replay(data, reqs, bySeq)
 	}
-	var out []dcsync.JournalEntry
 	for _, seq := range slices.Sorted(maps.Keys(bySeq)) {
 		e := bySeq[seq]
 		if e.done = j.isDone(e); e.done {
 			continue
 		}
+		if prev := j.byID[e.id]; prev != nil {
+			prev.done = true // carried forward by compact: the later copy holds its marks
+		}
 		j.byID[e.id] = e
 		j.order = append(j.order, e)
-		je := dcsync.JournalEntry{Request: reqs[seq], Applied: e.applied}
+	}
+	var out []dcsync.JournalEntry
+	for _, e := range j.order {
+		if e.done {
+			continue
+		}
+		je := dcsync.JournalEntry{Request: reqs[e.seq], Applied: e.applied}
 		for _, p := range peers {
 			if i := j.peers[p]; e.acks&(1<<i) != 0 {
 				je.Acked = append(je.Acked, p)
@@ -700,6 +708,82 @@ func (j *Journal) flush(sync bool) {
 	}
 	j.mu.Unlock()
 	close(g.done)
+	j.compact()
+}
+
+// Compaction: when the journal holds at least compactFiles files and at
+// most one write in compactSparse of the oldest one is still needed, those
+// writes are carried to the end of the journal, so that a write some peer
+// never acknowledges does not keep every file written after it.
+const (
+	compactFiles  = 4
+	compactSparse = 16
+)
+
+// carried stands, in the order, where an entry carried forward was.
+var carried = &entry{done: true}
+
+// compact carries the writes still needed in the oldest file, when few
+// are, to the end of the journal: each is appended again under a new
+// sequence number, with its marks, and the file is deleted once the copies
+// are written. Called by flush, with flushMu held.
+func (j *Journal) compact() {
+	j.mu.Lock()
+	if len(j.segs) < compactFiles || j.usable() != nil {
+		j.mu.Unlock()
+		return
+	}
+	end := j.segs[1].first
+	at := map[uint64]int{} // live entries of the oldest file, by seq: their index in order
+	for i := j.head; i < len(j.order) && j.order[i].seq < end; i++ {
+		if !j.order[i].done {
+			at[j.order[i].seq] = i
+		}
+	}
+	total, path := end-j.segs[0].first, j.segs[0].path
+	j.mu.Unlock()
+	if len(at) == 0 || uint64(len(at))*compactSparse > total {
+		return
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return // try again at the next flush
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	records(data, func(typ byte, rest []byte) bool {
+		if typ != recWrite {
+			return true
+		}
+		seq, k := binary.Uvarint(rest)
+		i, ok := at[seq]
+		if k <= 0 || !ok || j.order[i].done {
+			return k > 0
+		}
+		e := j.order[i]
+		j.seq++
+		e.seq = j.seq
+		w := j.begin(recWrite)
+		j.buf = binary.AppendUvarint(j.buf, e.seq)
+		j.buf = append(j.buf, rest[k:]...)
+		j.end(w)
+		if e.applied {
+			j.mark(recApplied, e)
+		}
+		for p, b := range j.peers {
+			if e.acks&(1<<b) != 0 {
+				m := j.begin(recAcked)
+				j.buf = binary.AppendUvarint(j.buf, uint64(len(p)))
+				j.buf = append(j.buf, p...)
+				j.buf = binary.AppendUvarint(j.buf, 1)
+				j.buf = binary.AppendUvarint(j.buf, e.seq)
+				j.end(m)
+			}
+		}
+		j.order[i] = carried
+		j.order = append(j.order, e)
+		return true
+	})
 }
 
 // roll closes the current file and starts the next one. Called with mu

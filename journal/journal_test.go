@@ -172,3 +172,38 @@ func TestParseSyncPolicy(t *testing.T) {
 		t.Fatal("parsed sometimes")
 	}
 }
+
+// One write a peer never acknowledges does not keep every file after it:
+// it is carried forward, and read back once.
+func TestAStuckWriteIsCarriedForward(t *testing.T) {
+	dir := t.TempDir()
+	j, _ := open(t, dir, journal.Options{SegmentSize: 2048}, "telecom")
+	stuck := req(0)
+	if err := j.Append(stuck); err != nil {
+		t.Fatal(err)
+	}
+	j.Applied(stuck.ID)
+	for i := 1; i <= 600; i++ {
+		r := req(i)
+		if err := j.Append(r); err != nil {
+			t.Fatal(err)
+		}
+		j.Applied(r.ID)
+		j.Acked("telecom", []string{r.ID})
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.wal"))
+	if len(files) > 8 {
+		t.Fatalf("%d files kept by one stuck write", len(files))
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j, pending := open(t, dir, journal.Options{}, "telecom")
+	if len(pending) != 1 || pending[0].Request.ID != stuck.ID || !pending[0].Applied ||
+		string(pending[0].Request.Payload) != "v0" {
+		t.Fatalf("pending %+v, want the stuck write once, applied", pending)
+	}
+	if n, oldest := j.Backlog("telecom"); n != 1 || !oldest.Equal(stuck.Time()) {
+		t.Fatalf("backlog %d, oldest %v", n, oldest)
+	}
+}
