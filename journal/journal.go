@@ -44,7 +44,10 @@
 // 00000000000000000001.wal and so on. A new file is started on open and
 // when the current one exceeds Options.SegmentSize; a file is deleted once
 // every write in it is done: rejected, or applied and acknowledged by every
-// peer. Each record is framed by its length and a CRC-32C, so a record torn
+// peer. When the oldest file is mostly done (at most one write in 16 still
+// needed, with 4 files or more), its remaining writes are copied to the end
+// and it is deleted, so that a write one peer never acknowledges does not
+// keep every file after it. Each record is framed by its length and a CRC-32C, so a record torn
 // by a crash is detected and ignored. One process at a time may open a
 // directory.
 package journal
