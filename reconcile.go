@@ -88,7 +88,7 @@ type Report struct {
 	Sent     int       // deliveries (write × peer) this pass made
 	// What the pass could not see or do; a pass with any of these is not
 	// a clean bill of health.
-	Future      int // writes dated after the pass's clock (a clock ahead): outside every window until it catches up
+	Future      int // writes dated more than FutureMargin after the pass's end (a clock ahead): outside every window until it catches up
 	SkewRefused int // deliveries refused by a peer because the write's version was too far ahead of its clock
 	Unreadable  int // records the audit log holds but could not decode
 }
@@ -200,7 +200,7 @@ func (r *Reconciler) RunOnce(ctx context.Context) (rep Report, err error) {
 		}
 		q.After = page.Next
 	}
-	if err := r.countFuture(ctx, now, &rep); err != nil {
+	if err := r.countFuture(ctx, &rep); err != nil {
 		return rep, err
 	}
 	if rep.Orphaned > 0 {
@@ -210,10 +210,16 @@ func (r *Reconciler) RunOnce(ctx context.Context) (rep Report, err error) {
 	return rep, r.saveCheckpoint(ctx, oldestFailing)
 }
 
-// countFuture counts the writes dated after now, which no window holds
-// until the clock reaches them.
-func (r *Reconciler) countFuture(ctx context.Context, now time.Time, rep *Report) error {
-	q := TrailQuery{Origin: r.cfg.DC, From: now, To: now.Add(100 * 365 * 24 * time.Hour), Limit: r.cfg.PageSize}
+// FutureMargin is how far past the end of a pass a write must be dated
+// for Report.Future to count it: writes made while the pass ran, and the
+// ordinary drift of clocks, stay under it.
+const FutureMargin = time.Minute
+
+// countFuture counts the writes dated more than FutureMargin past now,
+// which no window holds until the clock reaches them.
+func (r *Reconciler) countFuture(ctx context.Context, rep *Report) error {
+	from := r.cfg.Now().Add(FutureMargin)
+	q := TrailQuery{Origin: r.cfg.DC, From: from, To: from.Add(100 * 365 * 24 * time.Hour), Limit: r.cfg.PageSize}
 	for {
 		page, err := r.cfg.Audit.Trails(ctx, q)
 		if err != nil {

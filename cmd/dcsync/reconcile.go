@@ -30,8 +30,8 @@ func (p peerFlags) Set(v string) error {
 
 // reconcile runs reconciler passes for one datacenter and prints their
 // reports. It reports whether the last pass left writes failing, or found
-// writes it cannot repair (orphaned: no source record) or could not see
-// (unreadable records, writes dated in the future, refused for clock skew).
+// writes it cannot repair (orphaned: no source record) or records it could
+// not read.
 func reconcile(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string,
 	newSender newSender) (failing bool, err error) {
 	fs := flag.NewFlagSet("reconcile", flag.ContinueOnError)
@@ -149,9 +149,11 @@ func readSecret(file string, getenv func(string) string) ([]byte, error) {
 }
 
 // unhealthy reports whether a pass leaves something for an operator: writes
-// still failing, or writes it could not repair or see.
+// still failing (those refused for clock skew among them), writes it cannot
+// repair, or records it could not read. Writes dated in the future are
+// printed, not failed on: a later pass sees them.
 func unhealthy(rep dcsync.Report) bool {
-	return rep.Failing > 0 || rep.Orphaned > 0 || rep.Unreadable > 0 || rep.Future > 0 || rep.SkewRefused > 0
+	return rep.Failing > 0 || rep.Orphaned > 0 || rep.Unreadable > 0
 }
 
 func printReport(w io.Writer, dc string, rep dcsync.Report) {
