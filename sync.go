@@ -29,6 +29,14 @@ type Config struct {
 	// Reship ships local writes to the peers; nil selects the built-in
 	// bounded queues over Peers, tuned by Delivery.
 	Reship Reship
+	// ReshipApplies makes Write write-ahead through Reship: Write hands the
+	// write to Reship and returns once Reship has it, without calling the
+	// Processor; Reship's own workers apply it here later with ApplyBatch,
+	// as they ship it to the peers. A durable Reship (the MQ wiring of
+	// transport/redis, which sets it) then never leaves a write applied
+	// here and not queued for the peers, and an error from Write means the
+	// write was applied nowhere.
+	ReshipApplies bool
 	// Delivery tunes the built-in Reship.
 	Delivery Delivery
 	// Dedupe remembers applied writes; nil selects a MemoryDedupe. Share one
@@ -59,7 +67,8 @@ type Config struct {
 	// holds from before a crash (see Journal and docs/durability.md).
 	// Without one, a write applied here and not yet shipped is lost to
 	// the peers if the process dies, until a Reconciler finds its trail.
-	// The Syncer does not close it.
+	// With ReshipApplies the Reship is the write-ahead log and the Journal
+	// is not written. The Syncer does not close it.
 	Journal Journal
 	// JournalRedrive is, with a Journal, how long a write may stay
 	// unacknowledged by a peer before it is queued for it again, and how
@@ -97,6 +106,7 @@ type Syncer struct {
 	audit   *auditQueue
 	reship  Reship
 	queues  *queueReship // the built-in Reship, nil when Config.Reship is set
+	ahead   bool         // Config.ReshipApplies
 	ship    *shipper
 	obs     Observer
 	journal Journal
@@ -163,6 +173,7 @@ func New(cfg Config) (*Syncer, error) {
 	d := cfg.Delivery.withDefaults()
 	s.ship = &shipper{dc: s.dc, timeout: d.Timeout, backoff: d.Backoff, record: s.audit.add, obs: s.obs}
 	s.reship = cfg.Reship
+	s.ahead = cfg.ReshipApplies && cfg.Reship != nil
 	if s.reship == nil {
 		s.queues = newQueueReship(cfg.Peers, d, s.ship, s.delivered, s.closing)
 		s.reship = s.queues
@@ -210,6 +221,13 @@ func (s *Syncer) DC() string { return s.dc }
 // replicated when the journal is recovered if it reached the journal, and
 // otherwise is applied nowhere; without a Journal it may be applied here
 // only, until a Reconciler repairs it from its trail.
+//
+// With Config.ReshipApplies, Write returns once the Reship has the write,
+// and the Reship's workers apply it here later, as they ship it: an error
+// then means the write was applied nowhere, unless it wraps ctx's error
+// (the Reship may have taken it; writing it again with the same ID is
+// safe) or matches ErrNotReplicated (the Reship has it; a wait for the
+// peers failed).
 func (s *Syncer) Write(ctx context.Context, req *Request, opts ...WriteOption) (err error) {
 	if err := s.limits.validate(req, false); err != nil {
 		return err
@@ -227,6 +245,9 @@ func (s *Syncer) Write(ctx context.Context, req *Request, opts ...WriteOption) (
 	if s.obs != nil {
 		ctx = s.obs.WriteStart(ctx, req)
 		defer func() { s.obs.WriteDone(ctx, req, err) }()
+	}
+	if s.ahead {
+		return s.queue(ctx, req, opts, false) // Reship's workers apply it (ApplyBatch)
 	}
 	// The version's clock reading dates the record: one clock read a write.
 	rec := Record{ID: req.ID, DC: s.dc, Origin: s.dc, Stage: StageProcess, Status: StatusOK,
@@ -255,6 +276,12 @@ func (s *Syncer) Write(ctx context.Context, req *Request, opts ...WriteOption) (
 	rec.Request = req
 	s.audit.add(rec)
 
+	return s.queue(ctx, req, opts, true)
+}
+
+// queue hands req, stamped, to the Reship and, when opts ask, waits for the
+// peers' acknowledgements.
+func (s *Syncer) queue(ctx context.Context, req *Request, opts []WriteOption, applied bool) error {
 	var w *waiter
 	if len(opts) > 0 && len(s.peers) > 0 {
 		var o writeOptions
@@ -266,6 +293,9 @@ func (s *Syncer) Write(ctx context.Context, req *Request, opts ...WriteOption) (
 		}
 	}
 	if err := s.reship.Reship(ctx, req); err != nil {
+		if !applied {
+			return err // applied nowhere, as ReshipApplies says
+		}
 		return fmt.Errorf("%w: %s applied here, not queued for the peers: %w", ErrNotReplicated, req.ID, err)
 	}
 	s.shipped(req)
@@ -276,10 +306,10 @@ func (s *Syncer) Write(ctx context.Context, req *Request, opts ...WriteOption) (
 	case err := <-w.done:
 		return err
 	case <-ctx.Done():
-		return fmt.Errorf("%w: %s applied here, not acknowledged by enough peers before the context ended: %w",
+		return fmt.Errorf("%w: %s not acknowledged by enough peers before the context ended: %w",
 			ErrNotReplicated, req.ID, ctx.Err())
 	case <-s.closing:
-		return fmt.Errorf("%w: %s applied here, not acknowledged by enough peers before the syncer closed: %w",
+		return fmt.Errorf("%w: %s not acknowledged by enough peers before the syncer closed: %w",
 			ErrNotReplicated, req.ID, ErrClosed)
 	}
 }

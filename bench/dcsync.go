@@ -44,6 +44,7 @@ var transports = []transport{
 	{"http-journal", none, func() wiring { return &journalWiring{&httpWiring{}} }},
 	{"grpc", none, func() wiring { return &grpcWiring{} }},
 	{"redis", needRedis, func() wiring { return &redisWiring{} }},
+	{"redis-cluster", needRedisCluster, func() wiring { return &redisClusterWiring{} }},
 }
 
 // auditStore names an audit log.
