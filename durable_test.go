@@ -387,3 +387,34 @@ func TestJournalRedrivesWhatThePeerMissed(t *testing.T) {
 		}
 	}
 }
+
+// Shutdown returns when its context ends even while a Processor call
+// outlives it; the Syncer finishes closing once the call returns.
+func TestShutdownWithAHangingProcessor(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{})
+	p := dcsync.ProcessorFunc(func(context.Context, *dcsync.Request) error {
+		close(entered)
+		<-release
+		return nil
+	})
+	s, err := dcsync.New(dcsync.Config{DC: "unicom", Peers: map[string]dcsync.Sender{"telecom": &recordingSender{}}, Processor: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	written := make(chan error, 1)
+	go func() { written <- s.Write(context.Background(), &dcsync.Request{Key: "k"}) }()
+	<-entered
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := s.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("shutdown: %v, want the deadline", err)
+	}
+	close(release)
+	if err := <-written; err != nil && !errors.Is(err, dcsync.ErrNotReplicated) {
+		t.Fatalf("write under way: %v, want nil or ErrNotReplicated", err)
+	}
+	if err := s.Write(context.Background(), &dcsync.Request{Key: "k"}); !errors.Is(err, dcsync.ErrClosed) {
+		t.Fatalf("write after shutdown: %v", err)
+	}
+}
