@@ -164,13 +164,13 @@ func (s *Syncer) apply(ctx context.Context, target Processor, applying bool, req
 		defer func() { s.obs.ApplyDone(ctx, reqs, errs) }()
 	}
 	if bp, ok := target.(BatchProcessor); ok && len(reqs) > 1 {
-		err := bp.ProcessBatch(ctx, reqs)
+		err := s.guard(reqs[0].ID, func() error { return bp.ProcessBatch(ctx, reqs) })
 		for i := range reqs {
 			errs[i] = resultOf(err, i)
 		}
 	} else {
 		for i, req := range reqs {
-			errs[i] = target.Process(ctx, req)
+			errs[i] = s.guard(req.ID, func() error { return target.Process(ctx, req) })
 		}
 	}
 	verb := "hand off"
