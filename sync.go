@@ -39,10 +39,13 @@ type Config struct {
 	Handoff Processor
 	// Limits bounds accepted writes and batches.
 	Limits Limits
-	// MaxSkew, when positive, refuses collected writes whose version is
-	// more than MaxSkew ahead of the local wall clock (ErrClockSkew, which
-	// senders retry), so one datacenter's runaway clock cannot drag every
-	// datacenter's versions into the future. Zero accepts any version.
+	// MaxSkew refuses collected and applied writes whose version is more
+	// than MaxSkew ahead of the local wall clock (ErrClockSkew, which
+	// senders retry, counted in Stats.Skewed), so one datacenter's runaway
+	// clock — or a peer sending a version of 2^64-1 — cannot drag every
+	// datacenter's versions into the future and win every later write.
+	// Default DefaultMaxSkew; negative accepts any version (the clock still
+	// never wraps: versions past hlc's ceiling are refused as invalid).
 	MaxSkew time.Duration
 	// AuditQueue is how many records may wait for the audit log before
 	// writers wait; default 65536.
@@ -65,7 +68,18 @@ type Stats struct {
 	ApplyFailed uint64 // collected writes whose apply failed
 	Duplicates  uint64 // collected writes dropped as already applied
 	Invalid     uint64 // collected writes or batches rejected as invalid or unauthenticated
+	Skewed      uint64 // collected or applied writes refused: version beyond MaxSkew
+
+	// Batches a transport refused as a whole before the Collector saw
+	// them, by reason (see SECURITY.md).
+	RefusedUnauthenticated uint64 // unknown peer, bad signature, stale stamp, replay
+	RefusedInvalid         uint64 // malformed stamp, body or batch; unsupported encoding
+	RefusedTooLarge        uint64 // body or batch over the limits
 }
+
+// DefaultMaxSkew is Config.MaxSkew's default: how far ahead of the local
+// wall clock a collected write's version may be.
+const DefaultMaxSkew = time.Minute
 
 // Syncer is one datacenter's end of dcsync: Write takes local writes, the
 // Collector takes writes from peers. It is safe for concurrent use.
@@ -89,6 +103,8 @@ type Syncer struct {
 	closing   chan struct{} // closed first by Close, to release blocked writers
 	closeOnce sync.Once
 
+	refusalLogged atomic.Int64 // Unix nanoseconds of the last refusal logged
+
 	waiting atomic.Int64 // number of registered waiters
 	waitMu  sync.Mutex
 	waiters map[string]*waiter
@@ -96,6 +112,7 @@ type Syncer struct {
 	stats struct {
 		written, rejected, shipped, shipFailed, collected,
 		applied, applyFailed, duplicates, invalid atomic.Uint64
+		skewed, refusedAuth, refusedInvalid, refusedLarge atomic.Uint64
 	}
 }
 
@@ -119,7 +136,7 @@ func New(cfg Config) (*Syncer, error) {
 		handoff: cfg.Handoff,
 		dedupe:  cfg.Dedupe,
 		limits:  cfg.Limits.withDefaults(),
-		maxSkew: cfg.MaxSkew,
+		maxSkew: or(cfg.MaxSkew, DefaultMaxSkew),
 		log:     cfg.Logger,
 		closing: make(chan struct{}),
 		waiters: map[string]*waiter{},
@@ -255,7 +272,9 @@ func (s *Syncer) Stats() Stats {
 	c := &s.stats
 	return Stats{Written: c.written.Load(), Rejected: c.rejected.Load(), Shipped: c.shipped.Load(),
 		ShipFailed: c.shipFailed.Load(), Collected: c.collected.Load(), Applied: c.applied.Load(),
-		ApplyFailed: c.applyFailed.Load(), Duplicates: c.duplicates.Load(), Invalid: c.invalid.Load()}
+		ApplyFailed: c.applyFailed.Load(), Duplicates: c.duplicates.Load(), Invalid: c.invalid.Load(),
+		Skewed: c.skewed.Load(), RefusedUnauthenticated: c.refusedAuth.Load(),
+		RefusedInvalid: c.refusedInvalid.Load(), RefusedTooLarge: c.refusedLarge.Load()}
 }
 
 // Flush waits until every write queued for the peers has been sent or given

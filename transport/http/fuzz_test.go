@@ -47,6 +47,10 @@ func FuzzHandler(f *testing.F) {
 		case 2:
 			req.Header.Set("Content-Type", dcsynchttp.ContentTypeJSON)
 		}
+		signer.Encoding = ""
+		if kind%3 == 1 {
+			signer.Encoding = "gzip"
+		}
 		st := signer.Sign(body)
 		req.Header.Set(dcsynchttp.HeaderFrom, st.From)
 		req.Header.Set(dcsynchttp.HeaderTimestamp, itoa(st.Timestamp))

@@ -29,11 +29,14 @@
 // # Debugging with curl
 //
 // The handler also takes and answers JSON (Content-Type application/json,
-// the protojson form of the Batch, payloads in base64). Sign it by hand:
+// the protojson form of the Batch, payloads in base64). Sign it by hand —
+// the signed message is "dcsync-v2", the sender, the receiver (empty unless
+// a Dcsync-To header names it), the timestamp, the nonce and the
+// Content-Encoding (empty for none), one a line, then the body:
 //
 //	body='{"requests":[{"id":"r1","origin":"unicom","key":"k","op":"set","payload":"aGk=","version":"1"}]}'
 //	ts=$(date +%s%N); nonce=$(openssl rand -hex 16)
-//	sig=$(printf '%s\n%s\n%s\n%s' unicom "$ts" "$nonce" "$body" | openssl dgst -sha256 -hmac "$SECRET" -r | cut -d' ' -f1)
+//	sig=$(printf 'dcsync-v2\n%s\n\n%s\n%s\n\n%s' unicom "$ts" "$nonce" "$body" | openssl dgst -sha256 -hmac "$SECRET" -r | cut -d' ' -f1)
 //	curl -sS http://telecom:8080/dcsync -H 'Content-Type: application/json' \
 //	  -H "Dcsync-From: unicom" -H "Dcsync-Timestamp: $ts" -H "Dcsync-Nonce: $nonce" \
 //	  -H "Dcsync-Signature: $sig" -d "$body"
@@ -57,6 +60,7 @@ const (
 	HeaderTimestamp = "Dcsync-Timestamp" // Unix nanoseconds, decimal
 	HeaderNonce     = "Dcsync-Nonce"     // 16 random bytes, hex
 	HeaderSignature = "Dcsync-Signature" // HMAC-SHA256, hex
+	HeaderTo        = "Dcsync-To"        // receiving datacenter, optional
 )
 
 // Content types of batches and results.
@@ -71,13 +75,18 @@ func setStamp(h http.Header, st *auth.Stamp) {
 	h[HeaderTimestamp] = []string{strconv.FormatInt(st.Timestamp, 10)}
 	h[HeaderNonce] = []string{hex.EncodeToString(st.Nonce[:])}
 	h[HeaderSignature] = []string{hex.EncodeToString(st.Signature[:])}
+	if st.To != "" {
+		h[HeaderTo] = []string{st.To}
+	}
 }
 
-// stampOf reads the stamp from h.
+// stampOf reads the stamp from h, whatever h holds: every field is
+// bounded before it is kept.
 func stampOf(h http.Header) (auth.Stamp, error) {
-	st := auth.Stamp{From: h.Get(HeaderFrom)}
-	if st.From == "" {
-		return st, fmt.Errorf("%w: missing %s header", auth.ErrMalformed, HeaderFrom)
+	st := auth.Stamp{From: h.Get(HeaderFrom), To: h.Get(HeaderTo)}
+	if st.From == "" || len(st.From) > auth.MaxName || len(st.To) > auth.MaxName {
+		return auth.Stamp{}, fmt.Errorf("%w: %s and %s headers: want a datacenter name of at most %d bytes",
+			auth.ErrMalformed, HeaderFrom, HeaderTo, auth.MaxName)
 	}
 	ts, err := strconv.ParseInt(h.Get(HeaderTimestamp), 10, 64)
 	if err != nil {
