@@ -53,8 +53,9 @@ type HandlerConfig struct {
 	BodyTimeout time.Duration
 	// MaxPending bounds the bytes of bodies being read and not yet
 	// authenticated, all requests together; default 16 MiB or 4 MaxBody,
-	// whichever is more. Past it, requests are answered 503 (retried):
-	// unauthenticated callers cannot make the handler hold more.
+	// whichever is more, and more than MaxBody. Past it,
+	// requests are answered 503 (retried): unauthenticated callers cannot
+	// make the handler hold more.
 	MaxPending int
 	// Logger receives a warning for batches refused as a whole (bad
 	// signature, unknown datacenter, malformed...), at most one a second
@@ -101,6 +102,7 @@ func NewHandler(c dcsync.Collector, cfg HandlerConfig) http.Handler {
 	if h.maxPending <= 0 {
 		h.maxPending = max(16<<20, 4*int64(ep.MaxBody))
 	}
+	h.maxPending = max(h.maxPending, int64(ep.MaxBody)+1) // one body always fits
 	return h
 }
 
@@ -185,24 +187,24 @@ var errPending = errors.New("dcsync: too many batches being received, retry")
 
 // readBody appends the body of r to dst, refusing more than MaxBody bytes.
 // It never allocates from the declared Content-Length: room grows with the
-// bytes that arrived, at most doubling, and counts in h.pending (and
-// *held) until the caller releases it.
+// bytes that arrived, at most doubling, and the bytes received count in
+// h.pending (and *held), 32 KiB ahead, until the caller releases them.
 func (h *handler) readBody(w http.ResponseWriter, r *http.Request, dst []byte, held *int64) ([]byte, error) {
+	const chunk = 32 << 10
 	limit := h.ep.MaxBody
 	rd := http.MaxBytesReader(w, r.Body, int64(limit))
 	for {
-		if len(dst) == cap(dst) {
-			grow := max(cap(dst), 32<<10)
-			if n := int64(cap(dst)+grow) - *held; n > 0 {
-				if h.pending.Add(n) > h.maxPending {
-					h.pending.Add(-n)
-					return dst, errPending
-				}
-				*held += n
+		if n := int64(min(len(dst)+chunk, limit+1)) - *held; n > 0 {
+			if h.pending.Add(n) > h.maxPending {
+				h.pending.Add(-n)
+				return dst, errPending
 			}
-			dst = slices.Grow(dst, grow)
+			*held += n
 		}
-		n, err := rd.Read(dst[len(dst):cap(dst)])
+		if len(dst) == cap(dst) {
+			dst = slices.Grow(dst, max(cap(dst), chunk))
+		}
+		n, err := rd.Read(dst[len(dst):min(cap(dst), len(dst)+chunk)])
 		dst = dst[:len(dst)+n]
 		if err == io.EOF {
 			return dst, nil
