@@ -43,13 +43,20 @@ func (n *Node) DeadLetters(ctx context.Context, after string, count int64) ([]De
 	}
 	out := make([]DeadLetter, len(msgs))
 	for i, m := range msgs {
-		str := func(f string) string { s, _ := m.Values[f].(string); return s }
-		d := DeadLetter{ID: m.ID, Hop: str(fieldHop), Stream: str(fieldStream), Entry: str(fieldEntry),
-			Reason: str(fieldReason), RequestID: str(fieldID)}
-		d.Deliveries, _ = strconv.Atoi(str(fieldDeliveries))
-		d.Index, _ = strconv.Atoi(str(fieldIndex))
-		d.Request, _ = decodeEntry(m.Values)
-		out[i] = d
+		out[i] = parseDeadLetter(m.ID, m.Values)
 	}
 	return out, nil
+}
+
+// parseDeadLetter reads the dead letter with ID id and fields values,
+// whatever a writer to the stream put there: what cannot be read stays
+// zero.
+func parseDeadLetter(id string, values map[string]any) DeadLetter {
+	str := func(f string) string { s, _ := values[f].(string); return s }
+	d := DeadLetter{ID: id, Hop: str(fieldHop), Stream: str(fieldStream), Entry: str(fieldEntry),
+		Reason: str(fieldReason), RequestID: str(fieldID)}
+	d.Deliveries, _ = strconv.Atoi(str(fieldDeliveries))
+	d.Index, _ = strconv.Atoi(str(fieldIndex))
+	d.Request, _ = decodeEntry(values)
+	return d
 }
