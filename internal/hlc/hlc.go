@@ -110,10 +110,15 @@ var ErrAhead = errors.New("hlc: reading too far ahead of the local clock")
 // ObserveWithin observes v unless its wall-clock part is more than maxAhead
 // after the local wall clock; then it leaves the clock as it was and returns
 // an error matching ErrAhead. The error is worth retrying: the same reading
-// is accepted once the local wall clock has caught up.
+// is accepted once the local wall clock has caught up. A reading above Max
+// is refused with ErrBeyond, for good. A reading not above the clock's last
+// is accepted without reading the wall clock: it moves nothing.
 func (c *Clock) ObserveWithin(v uint64, maxAhead time.Duration) error {
 	if v > Max {
 		return fmt.Errorf("%w: %d, at most %d", ErrBeyond, v, Max)
+	}
+	if v <= c.last.Load() {
+		return nil // nothing to merge: the clock is there already
 	}
 	wall := c.wall()
 	if v > wall && Time(v).Sub(Time(wall)) > maxAhead {
