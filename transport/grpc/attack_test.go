@@ -45,6 +45,14 @@ func TestStreamDeadlines(t *testing.T) {
 	if n := p.store.Count(); n != 2 {
 		t.Fatalf("%d applied, want 2", n)
 	}
+	// A forged batch is refused, counted and applied nowhere.
+	if _, st, _ := exchange(t, p, envelope(t, "unicom", []byte("not the secret we share, at all"), body)); st == nil ||
+		st.Code() != codes.Unauthenticated {
+		t.Fatalf("forged: %v", st)
+	}
+	if got := p.recv.Stats(); got.RefusedUnauthenticated != 1 || p.store.Count() != 2 {
+		t.Fatalf("stats %+v after a forged batch, %d applied", got, p.store.Count())
+	}
 }
 
 // MaxStreams bounds the streams of one connection: with two held open, a

@@ -57,7 +57,7 @@ type ServerConfig struct {
 	// receiver, so that a batch captured on its way to one is refused by
 	// the others; transport/redis's NonceStore is one. Without it replay
 	// protection is per process.
-	Nonces auth.NonceStore
+	Nonces NonceStore
 	// Workers is how many batches of one stream are collected at once;
 	// default 1, which applies a sender's batches in the order sent.
 	Workers int
@@ -81,6 +81,10 @@ type ServerConfig struct {
 	// its own.
 	Health *health.Server
 }
+
+// NonceStore remembers the nonces of accepted batches across processes;
+// see ServerConfig.Nonces. transport/redis's NonceStore implements it.
+type NonceStore = auth.NonceStore
 
 // Defaults of ServerConfig.
 const (

@@ -24,6 +24,7 @@ import (
 // peer is a receiving datacenter behind a gRPC server on loopback.
 type peer struct {
 	store *wiretest.Store
+	recv  *dcsync.Syncer
 	addr  string
 	conn  *grpc.ClientConn // a plain client connection, for raw streams
 }
@@ -32,6 +33,7 @@ func newPeer(t *testing.T, cfg dcsyncgrpc.ServerConfig, opts ...grpc.ServerOptio
 	t.Helper()
 	p := &peer{store: wiretest.NewStore()}
 	recv := wiretest.Receiver(t, p.store, nil)
+	p.recv = recv
 	if cfg.Secrets == nil {
 		cfg.Secrets = wiretest.Secrets()
 	}
