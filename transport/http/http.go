@@ -93,15 +93,20 @@ func stampOf(h http.Header) (auth.Stamp, error) {
 		return st, fmt.Errorf("%w: %s header: want Unix nanoseconds", auth.ErrMalformed, HeaderTimestamp)
 	}
 	st.Timestamp = ts
-	if n, err := hex.Decode(st.Nonce[:], []byte(h.Get(HeaderNonce))); err != nil || n != auth.NonceSize ||
-		len(h.Get(HeaderNonce)) != 2*auth.NonceSize {
+	// The length first: hex.Decode writes past a destination too short.
+	if v := h.Get(HeaderNonce); len(v) != 2*auth.NonceSize || !decodeHex(st.Nonce[:], v) {
 		return st, fmt.Errorf("%w: %s header: want %d hex bytes", auth.ErrMalformed, HeaderNonce, auth.NonceSize)
 	}
-	if n, err := hex.Decode(st.Signature[:], []byte(h.Get(HeaderSignature))); err != nil || n != auth.SignatureSize ||
-		len(h.Get(HeaderSignature)) != 2*auth.SignatureSize {
+	if v := h.Get(HeaderSignature); len(v) != 2*auth.SignatureSize || !decodeHex(st.Signature[:], v) {
 		return st, fmt.Errorf("%w: %s header: want %d hex bytes", auth.ErrMalformed, HeaderSignature, auth.SignatureSize)
 	}
 	return st, nil
+}
+
+// decodeHex decodes src, of twice len(dst) characters, into dst.
+func decodeHex(dst []byte, src string) bool {
+	n, err := hex.Decode(dst, []byte(src))
+	return err == nil && n == len(dst)
 }
 
 // formatOf returns the wire format of a Content-Type.
