@@ -31,6 +31,7 @@ type Endpoint struct {
 	MaxBatch  int          // requests in a batch
 	Log       *slog.Logger // receives refused batches, rate-limited; never nil
 	limits    [16]logLimit // by code
+	now       func() time.Time
 }
 
 // logLimit rate-limits the log lines of one code.
@@ -65,7 +66,7 @@ func (e *Endpoint) Refused(remote, from string, res *Results) *Results {
 		return res
 	}
 	l := &e.limits[int(res.Code)&(len(e.limits)-1)]
-	now := time.Now().UnixNano()
+	now := e.now().UnixNano()
 	last := l.logged.Load()
 	if last != 0 && now-last < int64(logEvery) || !l.logged.CompareAndSwap(last, now) {
 		l.dropped.Add(1)
@@ -175,5 +176,6 @@ func NewEndpoint(c dcsync.Collector, cfg EndpointConfig) (*Endpoint, error) {
 	if e.Log == nil {
 		e.Log = slog.Default()
 	}
+	e.now = time.Now
 	return e, nil
 }
