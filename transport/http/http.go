@@ -12,6 +12,12 @@
 // refuses an unknown datacenter, a bad signature, a stale timestamp or a
 // replayed batch before it decodes anything.
 //
+// Serve the handler with NewServer, whose timeouts bound slow and idle
+// clients; the handler itself reads nothing of a body before the stamp's
+// headers check out, never allocates from a declared Content-Length, and
+// bounds the bytes of bodies not yet authenticated (HandlerConfig.MaxPending).
+// SECURITY.md in the repository has the threat model.
+//
 // The Syncer has dcsync.Delivery.Workers batches in flight per peer, two
 // by default; each holds a connection. On a link with a round trip of
 // milliseconds, set Workers to 4 or more.
