@@ -13,10 +13,10 @@ import (
 // MaxAttempts deliveries. Of an entry carrying a batch, each request that
 // fails for good is dead-lettered on its own, and the rest flow on — up to
 // 16 of an entry: when more fail, the entry gets one dead letter for them
-// all, holding the whole entry (fields "n" and
-// "b"), the index of the first, and a reason counting them with a sample,
-// so that a crafted entry cannot multiply into dead letters.
-// Dead letters are kept in the stream "<Prefix>:<DC>:dead", whose entries
+// all, holding the whole entry (fields "n" and "b"), the index of the
+// first, and a reason counting them with a sample, so that a crafted entry
+// cannot multiply into dead letters.
+// Dead letters are kept in the stream "{<Prefix>:<DC>}:dead", whose entries
 // hold the fields named in brackets below, readable with redis-cli.
 type DeadLetter struct {
 	ID         string          // ID of the dead letter in the dead-letter stream
