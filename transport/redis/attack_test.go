@@ -41,8 +41,8 @@ func TestCraftedEntryBounded(t *testing.T) {
 }
 
 // An entry of 100 requests that all fail for good costs one dead letter,
-// holding the entry and a sample of the reasons, not a hundred; the
-// writes around it flow on.
+// holding the entry and a sample of the reasons, not a hundred; one of
+// 200,000 empty frames costs one too; the writes around them flow on.
 func TestManyBadRequestsOneDeadLetter(t *testing.T) {
 	u, tc := pair(t, nil)
 	ctx := context.Background()
@@ -54,11 +54,16 @@ func TestManyBadRequestsOneDeadLetter(t *testing.T) {
 	if err := tc.client.XAdd(ctx, &goredis.XAddArgs{Stream: inbound, Values: batchValues(100, frames)}).Err(); err != nil {
 		t.Fatal(err)
 	}
+	// And 200,000 empty frames: one dead letter too, the entry whole.
+	bomb := batchValues(200_000, make([]byte, 200_000))
+	if err := tc.client.XAdd(ctx, &goredis.XAddArgs{Stream: inbound, Values: bomb}).Err(); err != nil {
+		t.Fatal(err)
+	}
 	ids := write(t, u, "ok", 20)
 	converge(t, tc, ids)
-	dead := deadLetters(t, tc, 1)
-	if len(dead) != 1 {
-		t.Fatalf("%d dead letters, want 1", len(dead))
+	dead := deadLetters(t, tc, 2)
+	if len(dead) != 2 || !strings.Contains(dead[1].Reason, "malformed stream entry") {
+		t.Fatalf("%d dead letters, want 2: %+v", len(dead), dead)
 	}
 	d := dead[0]
 	if !strings.Contains(d.Reason, "100 of the entry's 100 requests") || !strings.Contains(d.Reason, "and 97 more") ||
