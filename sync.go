@@ -47,10 +47,13 @@ type Config struct {
 	Handoff Processor
 	// Limits bounds accepted writes and batches.
 	Limits Limits
-	// MaxSkew, when positive, refuses collected writes whose version is
-	// more than MaxSkew ahead of the local wall clock (ErrClockSkew, which
-	// senders retry), so one datacenter's runaway clock cannot drag every
-	// datacenter's versions into the future. Zero accepts any version.
+	// MaxSkew refuses collected and applied writes whose version is more
+	// than MaxSkew ahead of the local wall clock (ErrClockSkew, which
+	// senders retry, counted in Stats.Skewed), so one datacenter's runaway
+	// clock — or a peer sending a version of 2^64-1 — cannot drag every
+	// datacenter's versions into the future and win every later write.
+	// Default DefaultMaxSkew; negative accepts any version (the clock still
+	// never wraps: versions past hlc's ceiling are refused as invalid).
 	MaxSkew time.Duration
 	// AuditQueue is how many records may wait for the audit log before
 	// writers wait; default 65536.
@@ -87,9 +90,21 @@ type Stats struct {
 	ApplyFailed uint64 // collected writes whose apply failed
 	Duplicates  uint64 // collected writes dropped as already applied
 	Invalid     uint64 // collected writes or batches rejected as invalid or unauthenticated
+	Skewed      uint64 // collected or applied writes refused: version beyond MaxSkew
+
+	// Batches a transport refused as a whole before the Collector saw
+	// them, by reason (see SECURITY.md).
+	RefusedUnauthenticated uint64 // unknown peer, bad signature, stale stamp, replay
+	RefusedInvalid         uint64 // malformed stamp, body or batch; unsupported encoding
+	RefusedTooLarge        uint64 // body or batch over the limits
+
 	// Peers is the delivery status of each peer.
 	Peers map[string]PeerStats
 }
+
+// DefaultMaxSkew is Config.MaxSkew's default: how far ahead of the local
+// wall clock a collected write's version may be.
+const DefaultMaxSkew = time.Minute
 
 // Syncer is one datacenter's end of dcsync: Write takes local writes, the
 // Collector takes writes from peers. It is safe for concurrent use.
@@ -122,6 +137,8 @@ type Syncer struct {
 	closing   chan struct{} // closed first by Close, to release blocked writers
 	closeOnce sync.Once
 
+	refusalLogged atomic.Int64 // Unix nanoseconds of the last refusal logged
+
 	waiting atomic.Int64 // number of registered waiters
 	waitMu  sync.Mutex
 	waiters map[string]*waiter
@@ -129,6 +146,7 @@ type Syncer struct {
 	stats struct {
 		written, rejected, shipped, shipFailed, collected,
 		applied, applyFailed, duplicates, invalid atomic.Uint64
+		skewed, refusedAuth, refusedInvalid, refusedLarge atomic.Uint64
 	}
 }
 
@@ -152,7 +170,7 @@ func New(cfg Config) (*Syncer, error) {
 		handoff: cfg.Handoff,
 		dedupe:  cfg.Dedupe,
 		limits:  cfg.Limits.withDefaults(),
-		maxSkew: cfg.MaxSkew,
+		maxSkew: or(cfg.MaxSkew, DefaultMaxSkew),
 		log:     cfg.Logger,
 		obs:     cfg.Observer,
 		closing: make(chan struct{}),
@@ -363,6 +381,8 @@ func (s *Syncer) Stats() Stats {
 	return Stats{Written: c.written.Load(), Rejected: c.rejected.Load(), Shipped: c.shipped.Load(),
 		ShipFailed: c.shipFailed.Load(), Collected: c.collected.Load(), Applied: c.applied.Load(),
 		ApplyFailed: c.applyFailed.Load(), Duplicates: c.duplicates.Load(), Invalid: c.invalid.Load(),
+		Skewed: c.skewed.Load(), RefusedUnauthenticated: c.refusedAuth.Load(),
+		RefusedInvalid: c.refusedInvalid.Load(), RefusedTooLarge: c.refusedLarge.Load(),
 		Peers: s.peerStats()}
 }
 
