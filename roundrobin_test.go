@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 )
 
 // countingSender counts the batches it is given and fails them with err.
@@ -19,28 +20,40 @@ func (c *countingSender) Close() error                           { c.closed = tr
 func TestRoundRobin(t *testing.T) {
 	ctx := context.Background()
 	a, b, c := &countingSender{}, &countingSender{}, &countingSender{}
-	rr := &roundRobin{senders: []Sender{a, b, c}} // from a, as RoundRobin may not
-	for range 9 {
-		if err := rr.Send(ctx, nil); err != nil {
-			t.Fatal(err)
+	rr := RoundRobin(a, b, c).(*roundRobin)
+	rr.next.Store(0)          // start on a
+	rr.cooldown = time.Hour   // no sender comes back by itself during the test
+	send := func(times int) { // sends that must succeed
+		t.Helper()
+		for range times {
+			if err := rr.Send(ctx, nil); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
-	if a.batches != 3 || b.batches != 3 || c.batches != 3 {
-		t.Fatalf("batches %d %d %d, want 3 each", a.batches, b.batches, c.batches)
+	want := func(when string, na, nb, nc int) {
+		t.Helper()
+		if a.batches != na || b.batches != nb || c.batches != nc {
+			t.Fatalf("%s: batches %d %d %d, want %d %d %d", when, a.batches, b.batches, c.batches, na, nb, nc)
+		}
 	}
+	send(9)
+	want("in turn", 3, 3, 3)
 
-	// An instance down: its turns go to the next one, and nothing fails.
+	// An instance down: its batch goes to the next one at once, and then
+	// it is left out while the others share the batches.
 	b.err = errors.New("connection refused")
-	for range 3 {
-		if err := rr.Send(ctx, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if a.batches != 4 || b.batches != 4 || c.batches != 5 {
-		t.Fatalf("with b down: batches %d %d %d, want 4 4 5", a.batches, b.batches, c.batches)
-	}
+	send(2)
+	want("b failing", 4, 4, 4)
+	send(4)
+	want("b left out", 6, 4, 6)
+	b.err = nil
+	rr.down[1].Store(0) // its cooldown is over
+	send(3)
+	want("b back", 7, 5, 7)
 
-	// A permanent error or a partial failure is the answer: not tried again.
+	// A permanent error or a partial failure is the answer: not tried
+	// elsewhere, and the sender is not left out.
 	total := func() int { return a.batches + b.batches + c.batches }
 	for _, err := range []error{ErrInvalid, &BatchError{Errs: []error{errors.New("x")}}} {
 		b.err = err
@@ -50,18 +63,29 @@ func TestRoundRobin(t *testing.T) {
 			if got == nil && i < 3 {
 				continue
 			}
-			if !errors.Is(got, err) || total() != before+1 {
+			if !errors.Is(got, err) || total() != before+1 || rr.down[1].Load() != 0 {
 				t.Fatalf("%v: got %v after %d batches, want it after one", err, got, total()-before)
 			}
 			break
 		}
 	}
 
-	// Down everywhere: the last error.
+	// Down everywhere: each is tried, every time, until one is back; then
+	// it alone takes the batches.
 	down := errors.New("down")
 	a.err, b.err, c.err = down, down, down
-	if err := rr.Send(ctx, nil); !errors.Is(err, down) {
-		t.Fatalf("all down: %v", err)
+	for range 2 {
+		before := total()
+		if err := rr.Send(ctx, nil); !errors.Is(err, down) || total() != before+3 {
+			t.Fatalf("all down: %v after %d batches", err, total()-before)
+		}
+	}
+	c.err = nil
+	send(1)
+	before := c.batches
+	send(3)
+	if c.batches != before+3 {
+		t.Fatalf("c back alone: it took %d of 3 batches", c.batches-before)
 	}
 	if err := rr.Close(); err != nil || !a.closed || !b.closed || !c.closed {
 		t.Fatalf("Close: %v, closed %v %v %v", err, a.closed, b.closed, c.closed)
