@@ -4,10 +4,12 @@ import (
 	"context"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/dcsync/dcsync"
 	"github.com/dcsync/dcsync/internal/testserver"
+	"github.com/dcsync/dcsync/metrics/prom"
 	"github.com/dcsync/dcsync/monitor"
 )
 
@@ -85,6 +87,30 @@ func TestStreamStats(t *testing.T) {
 	if len(snap.DeadLetters) != 1 || snap.DeadLetters[0].Hop != "apply" || snap.DeadLetters[0].RequestID != "r1" ||
 		snap.DeadLetters[0].Reason != "invalid: no key" || len(snap.Problems) != 0 {
 		t.Fatalf("snapshot dead letters %+v, problems %v", snap.DeadLetters, snap.Problems)
+	}
+
+	// The gauges of metrics/prom read them.
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(prom.New(mon, prom.Options{Streams: node}))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			name := mf.GetName()
+			for _, l := range m.GetLabel() {
+				name += "/" + l.GetValue()
+			}
+			got[name] = m.GetGauge().GetValue()
+		}
+	}
+	for name, v := range map[string]float64{"dcsync_stream_length/outbound": 3, "dcsync_stream_pending/outbound": 3,
+		"dcsync_stream_length/inbound:telecom": 0, "dcsync_stream_length/dead": 1, "dcsync_dead_letters": 1} {
+		if g, ok := got[name]; !ok || g != v {
+			t.Errorf("gauge %s = %v (found %v), want %v", name, g, ok, v)
+		}
 	}
 
 	// Redis down: an error, and a problem in the snapshot.
