@@ -132,18 +132,7 @@ func TestKilledProcessesLoseNothing(t *testing.T) {
 	ru.Stop() // unicom's redis-server, mid-stream: its streams come back from its append-only file
 	time.Sleep(time.Second)
 	ru.Start()
-	for _, p := range []*proc{u2, t2} {
-		select {
-		case <-p.done:
-		case <-time.After(bound):
-			t.Fatalf("%s did not finish its writes", p.name)
-		}
-	}
-
-	a.mu.Lock()
-	written := a.keys
-	a.mu.Unlock()
-	everywhere(t, bound, map[string]string{"unicom": ru.Addr(), "telecom": rt.Addr()}, written)
+	a.everywhere(t, bound, map[string]string{"unicom": ru.Addr(), "telecom": rt.Addr()}, u2, t2)
 }
 
 // build builds the redisdc binary for the test.
@@ -156,11 +145,21 @@ func build(t *testing.T) string {
 	return bin
 }
 
-// everywhere waits until every acknowledged write (key → request ID) is
-// in the cache of every datacenter (name → Redis address), and no key
-// differs between them.
-func everywhere(t *testing.T, bound time.Duration, addrs map[string]string, written map[string]string) {
+// everywhere waits until the processes running are done writing, and then
+// until every acknowledged write is in the cache of every datacenter (name
+// → Redis address), and no key differs between them.
+func (a *acks) everywhere(t *testing.T, bound time.Duration, addrs map[string]string, running ...*proc) {
 	t.Helper()
+	for _, p := range running {
+		select {
+		case <-p.done:
+		case <-time.After(bound):
+			t.Fatalf("%s did not finish its writes", p.name)
+		}
+	}
+	a.mu.Lock()
+	written := a.keys
+	a.mu.Unlock()
 	ctx := context.Background()
 	caches := map[string]*rediscache.Cache{}
 	for dc, addr := range addrs {
