@@ -294,6 +294,8 @@ func (w *world) run(t *testing.T) {
 			}
 		}
 	}
+	t.Cleanup(func() { stop.Store(true); wg.Wait() }) // before the instances close, should the test fail
+
 	// Mid-load, kill each datacenter's leader.
 	w.writes(t, phase)
 	killedAt := map[string]int{}
