@@ -1,7 +1,9 @@
 package dcsync
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -49,14 +51,137 @@ type Record struct {
 	Request *Request
 }
 
-// AuditLog stores records and reads back the trails of writes. Implementations
-// are in audit/memory (the embedded default) and audit/elastic.
+// Entry is what an AuditLog stores: one stage of a batch of writes in one
+// datacenter — the IDs it carried, packed, its outcome and its time. A
+// Syncer logs one entry per batch, stage and datacenter for what went well,
+// and one entry per write for what failed (its Error names that write's
+// failure), so the log grows by a few bytes per write and stage rather than
+// by a document per write and stage.
+//
+// The writes of one entry were all accepted at their origin within one
+// second of the Unix clock (Written's whole seconds are equal): the Syncer
+// splits a batch at those boundaries, so that the per-second digests a
+// reconciler compares (see Digest) cover whole entries.
+type Entry struct {
+	DC      string    // datacenter that logged the entry
+	Origin  string    // datacenter where its writes entered
+	Stage   Stage     // which step
+	Status  Status    // its outcome
+	Target  string    // for StageReship: the peer sent to
+	Attempt int       // 1 for the first try of the stage, then counting
+	Error   string    // why it failed, for StatusFailed
+	Time    time.Time // when the stage happened (its first write, for a batch)
+	// IDs are the request IDs of the writes, and Written, in the same
+	// order, when each was accepted at its origin.
+	IDs     []string
+	Written []time.Time
+	// Requests, on an ok StageProcess entry only, are the writes
+	// themselves, in the order of IDs: the body is stored once, in the
+	// origin's log, so that whichever instance of the datacenter took a
+	// write, its active reconciler can re-send it. A store keeps them but
+	// need not index them.
+	Requests []*Request
+}
+
+// Records returns the entry as one Record per write.
+func (e *Entry) Records() []Record {
+	out := make([]Record, len(e.IDs))
+	for i, id := range e.IDs {
+		out[i] = e.Record(i)
+		out[i].ID = id
+	}
+	return out
+}
+
+// Record returns the record of the i-th write of e.
+func (e *Entry) Record(i int) Record {
+	r := Record{ID: e.IDs[i], DC: e.DC, Origin: e.Origin, Stage: e.Stage, Status: e.Status,
+		Target: e.Target, Attempt: e.Attempt, Error: e.Error, Time: e.Time}
+	if i < len(e.Written) {
+		r.Written = e.Written[i]
+	}
+	if i < len(e.Requests) {
+		r.Request = e.Requests[i]
+	}
+	return r
+}
+
+// SetDigests returns the digests, by second, of ids, whose Written times
+// are written, that fall in [from, to): what Digests returns for a set the
+// caller holds. Stores use it.
+func SetDigests(ids []string, written []time.Time, from, to time.Time) []Digest {
+	by := map[int64]*Digest{}
+	for i, id := range ids {
+		w := written[i]
+		if w.Before(from) || !w.Before(to) {
+			continue
+		}
+		d := by[w.Unix()]
+		if d == nil {
+			d = &Digest{Second: w.Unix()}
+			by[d.Second] = d
+		}
+		d.Add(id)
+	}
+	out := make([]Digest, 0, len(by))
+	for _, d := range by {
+		out = append(out, *d)
+	}
+	slices.SortFunc(out, func(a, b Digest) int { return cmp.Compare(a.Second, b.Second) })
+	return out
+}
+
+// IDHash is the hash of a request ID that digests add up: 64 bits of
+// FNV-1a. Every store must use it, so that digests of two stores compare.
+func IDHash(id string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(id); i++ {
+		h ^= uint64(id[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+// Digest summarises the writes a SetQuery selects that were accepted in one
+// second: how many, and the sum (modulo 2⁶⁴) of their IDHash. Two logs
+// whose digests of a second are equal hold the same writes of it, but for
+// a chance of about 2⁻⁶⁴; a reconciler compares digests first and reads
+// IDs only for the seconds whose digests differ, as the anti-entropy
+// repair of Cassandra and Riak compares Merkle trees.
+type Digest struct {
+	Second int64  // Unix seconds of the writes' Written time
+	Count  int    // writes
+	Sum    uint64 // sum of their IDHash
+}
+
+// Add counts id in d.
+func (d *Digest) Add(id string) { d.Count, d.Sum = d.Count+1, d.Sum+IDHash(id) }
+
+// SetQuery selects the writes of Origin, accepted in [From, To), for
+// which DC logged an entry of Stage with Status (StatusOK when empty).
+type SetQuery struct {
+	DC       string
+	Origin   string
+	Stage    Stage
+	Status   Status
+	From, To time.Time
+}
+
+// AuditLog stores entries and reads back the trails of writes. Implementations
+// are in audit/memory (the embedded default) and audit/elastic; audit/audittest
+// checks a store against what the Syncer and the Reconciler rely on.
 type AuditLog interface {
-	// Append stores records. It may return before they are searchable.
-	Append(ctx context.Context, recs []Record) error
+	// Append stores entries. It may return before they are searchable.
+	Append(ctx context.Context, entries []Entry) error
 	// Trails returns, a page at a time, the trails of the writes that entered
 	// at q.Origin with Written in [q.From, q.To).
 	Trails(ctx context.Context, q TrailQuery) (TrailPage, error)
+	// Digests returns the digest of every second of [q.From, q.To) that
+	// holds a write q selects, by second. Its cost follows the number of
+	// entries of the window, not of writes.
+	Digests(ctx context.Context, q SetQuery) ([]Digest, error)
+	// IDs returns the IDs of the writes q selects, each once, in no order.
+	IDs(ctx context.Context, q SetQuery) ([]string, error)
 }
 
 // TrailQuery selects the writes of one origin in a time window.
@@ -240,13 +365,17 @@ func (q *auditQueue) run() {
 			sh.room.Broadcast()
 			sh.mu.Unlock()
 		}
+		var p packer
 		for _, blocks := range taken {
 			for _, b := range blocks {
-				if err := q.log.Append(context.Background(), *b); err != nil {
-					q.onErr(err)
-				}
+				p.add(*b)
 				clear(*b) // drop references to requests
 				*b = (*b)[:0]
+			}
+		}
+		if len(p.entries) > 0 {
+			if err := q.log.Append(context.Background(), p.entries); err != nil {
+				q.onErr(err)
 			}
 		}
 		for i := range q.shards {
@@ -299,4 +428,67 @@ func (q *auditQueue) close() {
 	default:
 	}
 	<-q.flushed
+}
+
+// maxEntryIDs bounds the writes of one entry.
+const maxEntryIDs = 1024
+
+// packer packs records into entries: those of one kind — datacenter,
+// origin, stage, outcome, target, attempt — whose writes were accepted in
+// the same second share an entry; a failed record is an entry of its own.
+type packer struct {
+	entries []Entry
+	open    map[packKey]int // kind → index in entries of the entry it fills
+}
+
+type packKey struct {
+	dc, origin, target string
+	stage              Stage
+	attempt            int
+	second             int64
+}
+
+// PackRecords packs records into entries as a Syncer does before it
+// appends them: records of one kind — datacenter, origin, stage, outcome,
+// target, attempt — whose writes were accepted in the same second share an
+// entry, in the order given; a failed record is an entry of its own. For
+// tests and tools that build records by hand.
+func PackRecords(recs []Record) []Entry {
+	var p packer
+	p.add(recs)
+	return p.entries
+}
+
+// add packs recs.
+func (p *packer) add(recs []Record) {
+	if p.open == nil {
+		p.open = map[packKey]int{}
+	}
+	for i := range recs {
+		r := &recs[i]
+		if r.Status != StatusOK {
+			e := Entry{DC: r.DC, Origin: r.Origin, Stage: r.Stage, Status: r.Status, Target: r.Target,
+				Attempt: r.Attempt, Error: r.Error, Time: r.Time, IDs: []string{r.ID}, Written: []time.Time{r.Written}}
+			p.entries = append(p.entries, e)
+			continue
+		}
+		k := packKey{dc: r.DC, origin: r.Origin, target: r.Target, stage: r.Stage, attempt: r.Attempt,
+			second: r.Written.Unix()}
+		at, ok := p.open[k]
+		if !ok || len(p.entries[at].IDs) >= maxEntryIDs {
+			at = len(p.entries)
+			p.open[k] = at
+			p.entries = append(p.entries, Entry{DC: r.DC, Origin: r.Origin, Stage: r.Stage, Status: StatusOK,
+				Target: r.Target, Attempt: r.Attempt, Time: r.Time})
+		}
+		e := &p.entries[at]
+		e.IDs = append(e.IDs, r.ID)
+		e.Written = append(e.Written, r.Written)
+		if r.Request != nil {
+			for len(e.Requests) < len(e.IDs)-1 {
+				e.Requests = append(e.Requests, nil)
+			}
+			e.Requests = append(e.Requests, r.Request)
+		}
+	}
 }

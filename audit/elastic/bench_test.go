@@ -44,7 +44,7 @@ func BenchmarkAppend(b *testing.B) {
 					Payload: make([]byte, 64), Version: 1}
 			}
 		}
-		if err := l.Append(ctx, recs[:min(batch, b.N-n)]); err != nil {
+		if err := l.Append(ctx, dcsync.PackRecords(recs[:min(batch, b.N-n)])); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -63,7 +63,6 @@ func Example() {
 	}
 	// Output:
 	// unicom process ok
-	// telecom collect ok
 	// telecom apply ok
 	// unicom reship ok to telecom
 }
@@ -94,7 +93,7 @@ func ExampleLog_Trails() {
 				Stage: dcsync.StageApply, Status: dcsync.StatusOK, Attempt: 1, Written: w, Time: w.Add(time.Millisecond)})
 		}
 	}
-	log.Append(ctx, recs)
+	log.Append(ctx, dcsync.PackRecords(recs))
 	log.Flush(ctx)
 
 	q := dcsync.TrailQuery{Origin: "unicom", From: written, To: written.Add(time.Minute), Limit: 2}

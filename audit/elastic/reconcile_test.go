@@ -183,7 +183,7 @@ func seed(t testing.TB, l *elastic.Log, n int, start time.Time, step time.Durati
 			ids[id] = true
 		}
 		if len(recs) >= 10000 || i == n-1 {
-			if err := l.Append(ctx, recs); err != nil {
+			if err := l.Append(ctx, dcsync.PackRecords(recs)); err != nil {
 				t.Fatal(err)
 			}
 			recs = recs[:0]
