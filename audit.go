@@ -3,9 +3,9 @@ package dcsync
 import (
 	"cmp"
 	"context"
-	"slices"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
