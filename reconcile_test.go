@@ -3,6 +3,7 @@ package dcsync_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -40,6 +41,45 @@ func TestReconcilerRepairsFailedAndSilentDeliveries(t *testing.T) {
 	c.stores["telecom"].setFailRate(0)
 	c.reconcile(3)
 	c.checkConverged(written)
+}
+
+// With one audit log per datacenter, the reconciler of each reads what
+// the peers applied from their logs: it repairs what is missing, and a
+// pass over a fully replicated window sends nothing, and reads no trail.
+func TestReconcilerWithOneLogPerDatacenter(t *testing.T) {
+	for _, perDC := range []bool{false, true} {
+		t.Run(fmt.Sprint("perDC=", perDC), func(t *testing.T) {
+			c := newClusterLogs(t, 13, perDC, "unicom", "telecom", "mobile")
+			written := c.writeN(50, 20) // fully replicated
+			c.quiesce()
+			for _, dc := range c.names {
+				own := &trailCounter{AuditLog: c.logs[dc]}
+				r, err := dcsync.NewReconciler(dcsync.ReconcilerConfig{DC: dc, Peers: c.net.Peers(dc, c.names...),
+					Audit: own, PeerAudit: c.peerLogs(dc), Grace: -1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				rep, err := r.RunOnce(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rep.Scanned != 50 || rep.Complete != 50 || rep.Sent != 0 || rep.Repaired != 0 || own.trails != 0 {
+					t.Fatalf("%s: a fully replicated window: %+v, %d pages of trails read", dc, rep, own.trails)
+				}
+			}
+			c.net.SetFaultsBetween(memory.Faults{Fail: 0.5}, c.names...)
+			c.stores["telecom"].setFailRate(0.3)
+			maps.Copy(written, c.writeN(100, 50))
+			c.quiesce()
+			if c.sync["unicom"].Stats().ShipFailed == 0 || c.sync["telecom"].Stats().ApplyFailed == 0 {
+				t.Fatal("the faults did not bite; the test proves nothing")
+			}
+			c.net.SetFaultsBetween(memory.Faults{}, c.names...)
+			c.stores["telecom"].setFailRate(0)
+			c.reconcile(3)
+			c.checkConverged(written)
+		})
+	}
 }
 
 // A write acknowledged but never applied leaves no trace in the peer: the
@@ -211,4 +251,15 @@ func TestConcurrentWritesToOneKeyConverge(t *testing.T) {
 	c.quiesce()
 	c.reconcile(3)
 	c.checkConverged(written)
+}
+
+// trailCounter counts the pages of trails read from an AuditLog.
+type trailCounter struct {
+	dcsync.AuditLog
+	trails int
+}
+
+func (c *trailCounter) Trails(ctx context.Context, q dcsync.TrailQuery) (dcsync.TrailPage, error) {
+	c.trails++
+	return c.AuditLog.Trails(ctx, q)
 }
