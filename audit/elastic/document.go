@@ -13,6 +13,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/google/uuid"
+
 	"github.com/dcsync/dcsync"
 	"github.com/dcsync/dcsync/internal/wire"
 )
@@ -69,7 +71,7 @@ func (e *encoder) appendSource(b []byte, d *dcsync.Entry, first time.Time) ([]by
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, id)
+		b = appendID(b, id)
 		sum += dcsync.IDHash(id)
 	}
 	b = strconv.AppendInt(append(b, `],"x":{"n":`...), int64(len(d.IDs)), 10)
@@ -298,7 +300,7 @@ func (e *encoder) appendPair(b []byte, d *dcsync.Entry) ([]byte, int, error) {
 		b = append(append(b, e.prefix...), '-') // the prefix needs no escaping: New checks it
 		b = e.written.appendDay(b, first)
 		b = append(b, `","_id":"`...)
-		b = e.appendID(b, &part)
+		b = e.appendDocID(b, &part)
 		b = append(b, `"}}`+"\n"...)
 		var err error
 		if b, err = e.appendSource(b, &part, first); err != nil {
@@ -347,28 +349,84 @@ func split(d *dcsync.Entry) []dcsync.Entry {
 	return parts
 }
 
-// appendID appends the document ID of d, named after everything that tells
-// two entries apart, so an entry appended twice — replayed from the spool,
-// retried by a bulk request — is stored once. It starts with the first
-// request ID: IDs that share a prefix (UUIDv7s, ordered by time) make
-// Elasticsearch's duplicate check on indexing cheaper than random IDs
-// would.
-func (e *encoder) appendID(b []byte, d *dcsync.Entry) []byte {
+// appendDocID appends the document ID of d, named after everything that
+// tells two entries apart — its kind, time, first and last write, number
+// of writes and the sum of their IDHash — so an entry appended twice —
+// replayed from the spool, retried by a bulk request — is stored once. It
+// starts with the first request ID, packed: IDs that share a prefix
+// (UUIDv7s, ordered by time) make Elasticsearch's duplicate check on
+// indexing cheaper than random IDs would.
+func (e *encoder) appendDocID(b []byte, d *dcsync.Entry) []byte {
 	k := e.key[:0]
-	for _, s := range [...]string{d.DC, string(d.Stage), string(d.Status), d.Target} {
+	first, last := d.IDs[0], d.IDs[len(d.IDs)-1]
+	var sum uint64
+	for _, id := range d.IDs {
+		sum += dcsync.IDHash(id)
+	}
+	for _, s := range [...]string{d.DC, d.Origin, string(d.Stage), string(d.Status), d.Target, first, last} {
 		k = append(binary.BigEndian.AppendUint64(k, uint64(len(s))), s...)
 	}
 	k = binary.BigEndian.AppendUint64(k, uint64(d.Attempt))
 	k = binary.BigEndian.AppendUint64(k, uint64(d.Time.UnixNano()))
-	for _, id := range d.IDs {
-		k = append(binary.BigEndian.AppendUint64(k, uint64(len(id))), id...)
-	}
+	k = binary.BigEndian.AppendUint64(k, uint64(len(d.IDs)))
+	k = binary.BigEndian.AppendUint64(k, sum)
 	e.key = k
-	sum := sha256.Sum256(k)
-	if id := d.IDs[0]; len(id) <= 128 { // beyond dcsync's limit, Elasticsearch's 512 bytes come near
-		b = append(appendEscaped(b, id), '.')
+	hash := sha256.Sum256(k)
+	if len(first) <= 128 { // beyond dcsync's limit, Elasticsearch's 512 bytes come near
+		mark := len(b)
+		b = appendID(b, first)
+		b = append(append(b[:mark], b[mark+1:len(b)-1]...), '.') // unquoted
 	}
-	return base64.RawURLEncoding.AppendEncode(b, sum[:12])
+	return base64.RawURLEncoding.AppendEncode(b, hash[:12])
+}
+
+// appendID appends the keyword stored for a request ID, as a JSON string:
+// a canonical (lower-case) UUID, as dcsync makes them, as "~" and its 16
+// bytes in unpadded base64url — 23 characters instead of 36, in every
+// document that carries it — and any other ID as it is. dcsync refuses
+// IDs with a "~", so the two cannot meet.
+func appendID(b []byte, id string) []byte {
+	if u, ok := canonicalUUID(id); ok {
+		b = append(b, '"', '~')
+		b = base64.RawURLEncoding.AppendEncode(b, u[:])
+		return append(b, '"')
+	}
+	return appendString(b, id)
+}
+
+// packID returns the keyword stored for id.
+func packID(id string) string {
+	b := appendID(nil, id)
+	var s string
+	_ = json.Unmarshal(b, &s)
+	return s
+}
+
+// unpackID returns the request ID a stored keyword names.
+func unpackID(k string) string {
+	if len(k) != 23 || k[0] != '~' {
+		return k
+	}
+	var u uuid.UUID
+	if n, err := base64.RawURLEncoding.Decode(u[:], []byte(k[1:])); err != nil || n != 16 {
+		return k
+	}
+	return u.String()
+}
+
+// canonicalUUID parses id when it is a UUID in its canonical, lower-case
+// form, which u.String() gives back.
+func canonicalUUID(id string) (uuid.UUID, bool) {
+	if len(id) != 36 {
+		return uuid.UUID{}, false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; 'A' <= c && c <= 'Z' {
+			return uuid.UUID{}, false
+		}
+	}
+	u, err := uuid.Parse(id)
+	return u, err == nil
 }
 
 // chunk is a run of records ready for the bulk API: an action line and a
@@ -382,6 +440,7 @@ type chunk struct {
 	n       int // documents
 	records int // writes of the documents
 	spooled atomic.Bool
+	settled atomic.Bool // its bulk request ended once
 }
 
 // String implements elastic.BulkableRequest.

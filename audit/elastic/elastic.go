@@ -197,6 +197,8 @@ type Log struct {
 	closed bool
 
 	queued, taken atomic.Int64  // records put on the queue, and taken off it, ever
+	handed        atomic.Int64  // chunks handed to the bulk processor, ever
+	settled       atomic.Int64  // of those, chunks whose bulk request ended, stored or spooled
 	inQueue       atomic.Int64  // records on the queue now, or about to be
 	visited       *atomic.Int64 // when set, by tests, searches are profiled and add the documents they visit
 	stats         struct{ appended, indexed, rejected, spooled, replayed atomic.Uint64 }
@@ -445,6 +447,7 @@ func (l *Log) hand(c *chunk) {
 	if l.down.Load() {
 		_ = l.spoolChunks(c)
 	} else {
+		l.handed.Add(1)
 		l.bulk.Add(c)
 	}
 	n := int64(c.records)
@@ -461,6 +464,9 @@ func (l *Log) after(_ int64, reqs []elastic.BulkableRequest, res *elastic.BulkRe
 	chunks := make([]*chunk, len(reqs))
 	for i, r := range reqs {
 		chunks[i] = r.(*chunk)
+		if chunks[i].settled.CompareAndSwap(false, true) {
+			l.settled.Add(1)
+		}
 	}
 	if err != nil {
 		spill := slices.DeleteFunc(chunks, func(c *chunk) bool { return c.spooled.Load() })
@@ -584,23 +590,33 @@ func (l *Log) Flush(ctx context.Context) error {
 			return fmt.Errorf("elastic: flush: %w", ctx.Err())
 		}
 	}
-	done := make(chan error, 1)
-	go func() {
-		l.mu.RLock() // Close must not stop the processor under its Flush
-		defer l.mu.RUnlock()
-		if l.closed {
-			done <- ErrClosed
-			return
+	// A chunk handed to the processor may still wait in its channel when
+	// a worker flushes: flush until every chunk handed so far has settled.
+	for handed := l.handed.Load(); ; {
+		done := make(chan error, 1)
+		go func() {
+			l.mu.RLock() // Close must not stop the processor under its Flush
+			defer l.mu.RUnlock()
+			if l.closed {
+				done <- ErrClosed
+				return
+			}
+			done <- l.bulk.Flush()
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				return fmt.Errorf("elastic: flush: %w", err)
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("elastic: flush: %w", ctx.Err())
 		}
-		done <- l.bulk.Flush()
-	}()
-	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("elastic: flush: %w", err)
+		if l.settled.Load() >= handed {
+			break
 		}
-	case <-ctx.Done():
-		return fmt.Errorf("elastic: flush: %w", ctx.Err())
+		if !wait.Sleep(ctx, time.Millisecond) {
+			return fmt.Errorf("elastic: flush: %w", ctx.Err())
+		}
 	}
 	if err := l.recover(ctx); err != nil {
 		return err

@@ -262,7 +262,7 @@ func (l *Log) IDs(ctx context.Context, q dcsync.SetQuery) ([]string, error) {
 // reconciler.
 func (l *Log) Records(ctx context.Context, id string) ([]dcsync.Record, error) {
 	docs, err := l.search(ctx, []string{l.prefix + "-*"}, elastic.NewSearchSource().
-		Query(elastic.NewBoolQuery().Filter(elastic.NewTermQuery("ids", id))).
+		Query(elastic.NewBoolQuery().Filter(elastic.NewTermQuery("ids", packID(id)))).
 		Size(maxHits).TrackTotalHits(false))
 	if err != nil {
 		return nil, err
@@ -326,6 +326,9 @@ func (l *Log) search(ctx context.Context, indices []string, s *elastic.SearchSou
 		docs[i] = result.Hits.Hits[i].Source
 		if docs[i].Written == nil {
 			docs[i].Written = &time.Time{}
+		}
+		for k, id := range docs[i].IDs {
+			docs[i].IDs[k] = unpackID(id)
 		}
 	}
 	return docs, nil
