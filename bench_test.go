@@ -159,7 +159,7 @@ func BenchmarkReconcileReplicatedWindow(b *testing.B) {
 		r, err := dcsync.NewReconciler(dcsync.ReconcilerConfig{DC: "unicom",
 			Peers: map[string]dcsync.Sender{"telecom": discard{}}, Audit: own,
 			PeerAudit: map[string]dcsync.AuditLog{"telecom": peer},
-			Lookback: time.Since(start) + time.Second, Grace: time.Since(end) - time.Second})
+			Lookback:  time.Since(start) + time.Second, Grace: time.Since(end) - time.Second})
 		if err != nil {
 			b.Fatal(err)
 		}
