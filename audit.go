@@ -3,12 +3,17 @@ package dcsync
 import (
 	"cmp"
 	"context"
+	"errors"
+	"fmt"
+	"maps"
 	"math/rand/v2"
 	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/dcsync/dcsync/internal/wait"
 )
 
 // Stage names a step of a write's journey.
@@ -167,6 +172,28 @@ type SetQuery struct {
 	From, To time.Time
 }
 
+// ErrAuditFull matches the error of an AuditLog's Append that has no room
+// left for new writes (process entries) but what holds writes not yet
+// complete everywhere. A Syncer holds the entries and tries again, and its
+// writers wait. It appends the entries of other stages, which complete the
+// writes a log holds, apart, and a store must take them even when full.
+var ErrAuditFull = errors.New("dcsync: audit log full of writes not yet complete")
+
+// PeerDeclarer is implemented by an AuditLog that wants to know whom a
+// datacenter ships its writes to before any record says so: the memory
+// log, to tell when a write is complete everywhere. New declares its
+// Config.Peers to its Config.Audit.
+type PeerDeclarer interface {
+	DeclarePeers(dc string, peers []string)
+}
+
+// declarePeers declares cfg's peers to its audit log, if it asks.
+func declarePeers(cfg Config) {
+	if d, ok := cfg.Audit.(PeerDeclarer); ok {
+		d.DeclarePeers(cfg.DC, slices.Sorted(maps.Keys(cfg.Peers)))
+	}
+}
+
 // AuditLog stores entries and reads back the trails of writes. Implementations
 // are in audit/memory (the embedded default) and audit/elastic; audit/audittest
 // checks a store against what the Syncer and the Reconciler rely on.
@@ -276,6 +303,9 @@ type auditQueue struct {
 
 	wake    chan struct{} // signalled when a shard becomes non-empty
 	busy    atomic.Bool   // the flusher holds records not yet appended
+	full    atomic.Bool   // the log refuses entries: it is full of incomplete writes
+	fulls   atomic.Uint64 // times the log became full
+	waits   atomic.Uint64 // writes that waited for a full log
 	closed  atomic.Bool
 	flushed chan struct{} // closed when the flusher has exited
 }
@@ -349,33 +379,89 @@ func (sh *auditShard) filling() *[]Record {
 }
 
 // run appends what is queued until the queue closes.
+//
+// A log full of incomplete writes refuses new writes (process entries,
+// ErrAuditFull): run holds them and tries them again with every flush,
+// backing off, while it goes on appending the entries of later stages,
+// which complete the writes the log holds. While it holds more records than
+// the queue's limit, it takes no more: writers wait in add, and Write in
+// wait, until the log takes them.
 func (q *auditQueue) run() {
 	defer close(q.flushed)
 	taken := make([][]*[]Record, len(q.shards))
+	var held []Entry // process entries the log refused
+	heldN := 0
+	limit := 0
+	for i := range q.shards {
+		limit += q.shards[i].limit
+	}
+	delay := time.Millisecond
+	var closedAt time.Time
 	for {
-		<-q.wake
-		time.Sleep(q.linger) // let a batch gather
+		if len(held) == 0 {
+			<-q.wake
+			time.Sleep(q.linger) // let a batch gather
+		} else {
+			select {
+			case <-q.wake:
+			case <-time.After(delay):
+			}
+			delay = min(2*delay, 100*time.Millisecond)
+		}
 		closed := q.closed.Load()
 		q.busy.Store(true)
-		for i := range q.shards {
-			sh := &q.shards[i]
-			sh.mu.Lock()
-			taken[i], sh.blocks = sh.blocks, taken[i][:0]
-			sh.n = 0
-			sh.room.Broadcast()
-			sh.mu.Unlock()
-		}
 		var p packer
-		for _, blocks := range taken {
-			for _, b := range blocks {
-				p.add(*b)
-				clear(*b) // drop references to requests
-				*b = (*b)[:0]
+		if heldN < limit || closed {
+			for i := range q.shards {
+				sh := &q.shards[i]
+				sh.mu.Lock()
+				taken[i], sh.blocks = sh.blocks, taken[i][:0]
+				sh.n = 0
+				sh.room.Broadcast()
+				sh.mu.Unlock()
+			}
+			for _, blocks := range taken {
+				for _, b := range blocks {
+					p.add(*b)
+					clear(*b) // drop references to requests
+					*b = (*b)[:0]
+				}
 			}
 		}
-		if len(p.entries) > 0 {
-			if err := q.log.Append(context.Background(), p.entries); err != nil {
+		var later []Entry
+		for _, e := range p.entries {
+			if e.Stage == StageProcess {
+				held = append(held, e)
+				heldN += len(e.IDs)
+			} else {
+				later = append(later, e)
+			}
+		}
+		if len(later) > 0 {
+			if err := q.log.Append(context.Background(), later); err != nil {
 				q.onErr(err)
+			}
+		}
+		if len(held) > 0 {
+			err := q.log.Append(context.Background(), held)
+			switch {
+			case errors.Is(err, ErrAuditFull):
+				if !q.full.Swap(true) {
+					q.fulls.Add(1)
+				}
+				if closed && closedAt.IsZero() {
+					closedAt = time.Now()
+				}
+				if closed && time.Since(closedAt) >= fullWait {
+					q.onErr(fmt.Errorf("dcsync: %d audit records given up at close: %w", heldN, err))
+					held, heldN = nil, 0
+				}
+			default:
+				if err != nil {
+					q.onErr(err)
+				}
+				held, heldN, delay = nil, 0, time.Millisecond
+				q.full.Store(false)
 			}
 		}
 		for i := range q.shards {
@@ -387,11 +473,36 @@ func (q *auditQueue) run() {
 			sh.mu.Unlock()
 			clear(taken[i])
 		}
-		q.busy.Store(false)
-		if closed {
+		q.busy.Store(len(held) > 0)
+		if closed && len(held) == 0 {
+			q.full.Store(false)
 			return
 		}
 	}
+}
+
+// fullWait is how long a closing queue keeps trying a full log.
+const fullWait = 5 * time.Second
+
+// wait returns at once unless the log is full of incomplete writes; then
+// it waits until the log takes entries again, or ctx ends, and returns an
+// error matching ErrAuditFull and ctx's error.
+func (q *auditQueue) wait(ctx context.Context, closing <-chan struct{}) error {
+	if q == nil || !q.full.Load() {
+		return nil
+	}
+	q.waits.Add(1)
+	for q.full.Load() {
+		select {
+		case <-closing:
+			return ErrClosed
+		default:
+		}
+		if !wait.Sleep(ctx, time.Millisecond) {
+			return fmt.Errorf("%w: %w", ErrAuditFull, ctx.Err())
+		}
+	}
+	return nil
 }
 
 // idle reports whether every record added has been appended.
@@ -491,4 +602,12 @@ func (p *packer) add(recs []Record) {
 			e.Requests = append(e.Requests, r.Request)
 		}
 	}
+}
+
+// auditWaits returns how many writes waited for a full audit log.
+func (s *Syncer) auditWaits() uint64 {
+	if s.audit == nil {
+		return 0
+	}
+	return s.audit.waits.Load()
 }

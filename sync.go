@@ -65,6 +65,7 @@ type Stats struct {
 	ApplyFailed uint64 // collected writes whose apply failed
 	Duplicates  uint64 // collected writes dropped as already applied
 	Invalid     uint64 // collected writes or batches rejected as invalid or unauthenticated
+	AuditFull   uint64 // writes that waited because the audit log was full of incomplete writes
 }
 
 // Syncer is one datacenter's end of dcsync: Write takes local writes, the
@@ -132,6 +133,7 @@ func New(cfg Config) (*Syncer, error) {
 	}
 	s.clock.Wall = cfg.Now
 	if cfg.Audit != nil {
+		declarePeers(cfg)
 		s.audit = newAuditQueue(cfg.Audit, or(cfg.AuditQueue, 1<<16), time.Millisecond, func(err error) {
 			s.log.Error("dcsync: audit append failed", "dc", s.dc, "err", err)
 		})
@@ -170,6 +172,9 @@ func (s *Syncer) Write(ctx context.Context, req *Request, opts ...WriteOption) e
 	req.Version = s.clock.Now()
 	if req.ID == "" {
 		req.ID = newID(req.Version)
+	}
+	if err := s.audit.wait(ctx, s.closing); err != nil { // the audit log is full of incomplete writes
+		return fmt.Errorf("dcsync: write not taken: %w", err)
 	}
 	// The version's clock reading dates the record: one clock read a write.
 	rec := Record{ID: req.ID, DC: s.dc, Origin: s.dc, Stage: StageProcess, Status: StatusOK,
@@ -255,7 +260,8 @@ func (s *Syncer) Stats() Stats {
 	c := &s.stats
 	return Stats{Written: c.written.Load(), Rejected: c.rejected.Load(), Shipped: c.shipped.Load(),
 		ShipFailed: c.shipFailed.Load(), Collected: c.collected.Load(), Applied: c.applied.Load(),
-		ApplyFailed: c.applyFailed.Load(), Duplicates: c.duplicates.Load(), Invalid: c.invalid.Load()}
+		ApplyFailed: c.applyFailed.Load(), Duplicates: c.duplicates.Load(), Invalid: c.invalid.Load(),
+		AuditFull: s.auditWaits()}
 }
 
 // Flush waits until every write queued for the peers has been sent or given

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/dcsync/dcsync"
 )
@@ -22,6 +23,27 @@ import (
 // DefaultMaxRecords is how many records a Log keeps by default: the trails
 // of about 2¹⁸ writes between two datacenters, four records each.
 const DefaultMaxRecords = 1 << 20
+
+// DefaultMaxBytes is how many bytes a Log keeps by default.
+const DefaultMaxBytes = 256 << 20
+
+// Config bounds a Log. The zero value of a field selects its default.
+type Config struct {
+	// MaxRecords bounds the records (writes of entries) held; default
+	// DefaultMaxRecords.
+	MaxRecords int
+	// MaxBytes bounds the bytes held: IDs, requests, errors and the
+	// bookkeeping of each record; default DefaultMaxBytes.
+	MaxBytes int64
+}
+
+// Stats counts what a Log holds and did.
+type Stats struct {
+	Records int   // records held
+	Bytes   int64 // bytes held
+	Dropped int   // chunks of complete trails dropped to make room
+	Refused int   // Appends refused because the log was full of incomplete writes
+}
 
 // maxChunk bounds the records of one chunk, the unit in which old records
 // are dropped. Chunks of a megabyte or two are allocated, and their pages
@@ -38,8 +60,17 @@ const maxChunk = 1 << 13
 // for it, skipping chunks that hold no record of the window, and Digests
 // adds up per-entry digests computed once, on Append.
 type Log struct {
-	chunkSize int
-	maxChunks int
+	chunkSize  int // records of a chunk
+	chunkBytes int // arena bytes of a chunk
+	maxRecords int
+	maxBytes   int64
+
+	held    int // records
+	bytes   int64
+	dropped int
+	refused int
+	peers   map[uint32]uint64 // origin → bits (dcBit) of the peers it ships to
+	dcBit   map[uint32]uint   // datacenter name → its bit, for at most 64
 
 	mu     sync.Mutex
 	chunks []*chunk // oldest first; the last one takes appends
@@ -114,21 +145,56 @@ type Tally struct {
 }
 
 // New returns a Log that keeps at most maxRecords records (a record is
-// one write of an entry), and at least seven eighths of that once it is
-// full, dropping the oldest first; 0 selects DefaultMaxRecords.
-func New(maxRecords int) *Log {
+// one write of an entry), and DefaultMaxBytes; 0 selects
+// DefaultMaxRecords.
+func New(maxRecords int) *Log { return NewConfig(Config{MaxRecords: maxRecords}) }
+
+// NewConfig returns a Log bounded as cfg says.
+//
+// A full Log makes room by dropping its oldest chunk (an eighth of it, or
+// less) only when every write that entered in it is complete: applied, or
+// acknowledged, by every peer its datacenter ships to (as a Syncer declares
+// them through DeclarePeers, and as the targets of its reship records and
+// the datacenters that logged applying its writes show, up to 64
+// datacenters). Otherwise Append refuses the entries with an error
+// matching dcsync.ErrAuditFull, and the Syncer holds them and its writers
+// until a reconciler has completed the oldest writes: the log never drops
+// the only copy a reconciler could re-send from.
+func NewConfig(cfg Config) *Log {
+	maxRecords := cfg.MaxRecords
 	if maxRecords <= 0 {
 		maxRecords = DefaultMaxRecords
 	}
+	maxBytes := cfg.MaxBytes
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxBytes
+	}
 	size := min(max(maxRecords/8, 1), maxChunk)
-	return &Log{chunkSize: size, maxChunks: (maxRecords + size - 1) / size,
-		names: names{index: map[string]uint32{}}}
+	return &Log{chunkSize: size, chunkBytes: int(max(maxBytes/8, 1<<10)), maxRecords: maxRecords, maxBytes: maxBytes,
+		names: names{index: map[string]uint32{}}, peers: map[uint32]uint64{}, dcBit: map[uint32]uint{}}
 }
 
-// Append implements dcsync.AuditLog.
+// Append implements dcsync.AuditLog. It refuses the entries, appending
+// none, with an error matching dcsync.ErrAuditFull when there is no room
+// for their new writes (process entries) and the oldest chunk holds writes
+// not yet complete. Entries of other stages complete the writes it holds:
+// it takes them, past its bounds if it must, and drops them with the
+// writes they complete.
 func (l *Log) Append(_ context.Context, entries []dcsync.Entry) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	n, size := 0, int64(0)
+	for i := range entries {
+		if entries[i].Stage == dcsync.StageProcess { // the others complete writes held: always taken
+			n += len(entries[i].IDs)
+			size += entrySize(&entries[i])
+		}
+	}
+	if !l.room(n, size) {
+		l.refused++
+		return fmt.Errorf("memory: %w: it holds %d records in %d bytes, and its oldest writes are not applied everywhere yet",
+			dcsync.ErrAuditFull, l.held, l.bytes)
+	}
 	k := 0 // index in l.kinds of the last entry's kind
 	for i := range entries {
 		l.append(&entries[i], &k)
@@ -136,10 +202,175 @@ func (l *Log) Append(_ context.Context, entries []dcsync.Entry) error {
 	return nil
 }
 
+// entrySize is about what d takes in a chunk.
+func entrySize(d *dcsync.Entry) int64 {
+	n := int64(unsafe.Sizeof(entry{})) + int64(len(d.Error))
+	for i, id := range d.IDs {
+		n += int64(unsafe.Sizeof(write{})) + int64(len(id))
+		if i < len(d.Requests) && d.Requests[i] != nil {
+			r := d.Requests[i]
+			n += int64(len(r.ID)+len(r.Origin)+len(r.Key)+len(r.Op)+len(r.Payload)) + 16
+			for k, v := range r.Header {
+				n += int64(len(k)+len(v)) + 4
+			}
+		}
+	}
+	return n
+}
+
+// room drops the oldest chunks, while they are complete, until n more
+// records of size bytes fit, and reports whether the log may take them: it
+// may while it is within its bounds, so that it exceeds them by at most
+// one Append (and the records that complete writes it holds), and a batch
+// larger than the log is not refused forever.
+func (l *Log) room(n int, size int64) bool {
+	if n == 0 {
+		return true
+	}
+	for l.held+n > l.maxRecords || l.bytes+size > l.maxBytes {
+		if len(l.chunks) == 0 || !l.complete(l.chunks[0]) {
+			return l.held <= l.maxRecords && l.bytes <= l.maxBytes
+		}
+		l.drop()
+	}
+	return true
+}
+
+// drop drops the oldest chunk.
+func (l *Log) drop() {
+	old := l.chunks[0]
+	l.chunks = slices.Delete(l.chunks, 0, 1)
+	l.held -= len(old.writes)
+	l.bytes -= old.size()
+	l.dropped++
+	if !slices.ContainsFunc(l.snaps, func(s *snapshot) bool { return slices.Contains(s.chunks, old) }) {
+		old.entries, old.writes, old.arena = old.entries[:0], old.writes[:0], old.arena[:0]
+		l.spare = old
+	}
+}
+
+// size is what c holds, as entrySize counts it.
+func (c *chunk) size() int64 {
+	return int64(len(c.arena)) + int64(len(c.writes))*int64(unsafe.Sizeof(write{})) +
+		int64(len(c.entries))*int64(unsafe.Sizeof(entry{}))
+}
+
+// bit returns the bit of datacenter name, and false past 64 of them.
+func (l *Log) bit(name uint32) (uint64, bool) {
+	b, ok := l.dcBit[name]
+	if !ok {
+		if len(l.dcBit) == 64 {
+			return 0, false
+		}
+		b = uint(len(l.dcBit))
+		l.dcBit[name] = b
+	}
+	return 1 << b, true
+}
+
+// complete reports whether every write that entered in c (its ok process
+// entries) is applied, or acknowledged, by every peer its origin ships to,
+// as the entries of the chunks whose writes overlap c's in time say.
+// Records of later stages in c are not asked about: while the log is
+// full, the Syncer holds new writes' process entries back but appends
+// their later records, which must not hold the log full in turn. They may
+// go before their write's process record arrives; the write, its body and
+// its completion never do.
+func (l *Log) complete(c *chunk) bool {
+	st := [3]uint32{l.names.of(string(dcsync.StageProcess)), l.names.of(string(dcsync.StageApply)),
+		l.names.of(string(dcsync.StageReship))}
+	ok := l.names.of(string(dcsync.StatusOK))
+	pending := map[string]uint64{}
+	for i := range c.entries {
+		e := &c.entries[i]
+		if e.stage != st[0] || e.status != ok {
+			continue // records of later stages go with their writes' process records
+		}
+		self, known := l.bit(e.origin)
+		if !known {
+			return false
+		}
+		need := l.peers[e.origin] &^ self
+		if need == 0 {
+			continue
+		}
+		for _, w := range c.of(e) {
+			pending[c.id(&w)] = need
+		}
+	}
+	for _, d := range l.chunks {
+		if len(pending) == 0 {
+			return true
+		}
+		if d.maxWritten < c.minWritten || d.minWritten > c.maxWritten {
+			continue
+		}
+		for i := range d.entries {
+			e := &d.entries[i]
+			var peer uint32
+			switch {
+			case e.status != ok || e.maxWritten < c.minWritten || e.minWritten > c.maxWritten:
+				continue
+			case e.stage == st[1]:
+				peer = e.dc
+			case e.stage == st[2]:
+				peer = e.target
+			default:
+				continue
+			}
+			b, known := l.bit(peer)
+			if !known {
+				continue
+			}
+			for _, w := range d.of(e) {
+				if need, found := pending[string(d.bytes(w.id))]; found {
+					if need &^= b; need == 0 {
+						delete(pending, string(d.bytes(w.id)))
+					} else {
+						pending[string(d.bytes(w.id))] = need
+					}
+				}
+			}
+		}
+	}
+	return len(pending) == 0
+}
+
+// DeclarePeers implements dcsync.PeerDeclarer: the writes of dc are
+// complete once every one of peers has applied or acknowledged them.
+func (l *Log) DeclarePeers(dc string, peers []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	origin := l.names.of(dc)
+	for _, p := range peers {
+		if b, ok := l.bit(l.names.of(p)); ok {
+			l.peers[origin] |= b
+		}
+	}
+}
+
+// learn notes whom the origin of e ships to, from its reship and apply
+// entries.
+func (l *Log) learn(e *entry, stage dcsync.Stage) {
+	var peer uint32
+	switch stage {
+	case dcsync.StageReship:
+		peer = e.target
+	case dcsync.StageApply:
+		peer = e.dc
+	default:
+		return
+	}
+	if b, ok := l.bit(peer); ok && l.peers[e.origin]&b == 0 {
+		l.peers[e.origin] |= b
+	}
+}
+
 // append appends one entry, split over chunks if it does not fit.
 func (l *Log) append(d *dcsync.Entry, k *int) {
 	for start := 0; start < len(d.IDs); {
 		c := l.tail()
+		before := c.size()
 		n := min(len(d.IDs)-start, l.chunkSize-len(c.writes))
 		e := entry{err: c.put(d.Error), time: d.Time.UnixNano(), attempt: int32(d.Attempt),
 			first: uint32(len(c.writes)), n: uint32(n),
@@ -170,7 +401,10 @@ func (l *Log) append(d *dcsync.Entry, k *int) {
 		if len(c.entries) == 0 || e.maxWritten > c.maxWritten {
 			c.maxWritten = e.maxWritten
 		}
+		l.learn(&e, d.Stage) // a failed reship names a peer too
 		c.entries = append(c.entries, e)
+		l.held += n
+		l.bytes += c.size() - before
 		*k = l.count([3]uint32{e.dc, e.stage, e.status}, *k, n)
 		start += n
 	}
@@ -193,24 +427,16 @@ func (l *Log) count(kind [3]uint32, hint, n int) int {
 	return len(l.kinds) - 1
 }
 
-// tail returns the chunk that takes the next records, starting a new one,
-// and dropping the oldest, when it is full.
+// tail returns the chunk that takes the next records, starting a new one
+// when the last is full.
 func (l *Log) tail() *chunk {
-	if n := len(l.chunks); n > 0 && len(l.chunks[n-1].writes) < l.chunkSize {
+	if n := len(l.chunks); n > 0 && len(l.chunks[n-1].writes) < l.chunkSize && len(l.chunks[n-1].arena) < l.chunkBytes {
 		return l.chunks[n-1]
-	}
-	if len(l.chunks) == l.maxChunks {
-		old := l.chunks[0]
-		l.chunks = slices.Delete(l.chunks, 0, 1)
-		if !slices.ContainsFunc(l.snaps, func(s *snapshot) bool { return slices.Contains(s.chunks, old) }) {
-			old.entries, old.writes, old.arena = old.entries[:0], old.writes[:0], old.arena[:0]
-			l.spare = old
-		}
 	}
 	c := l.spare
 	l.spare = nil
 	if c == nil {
-		c = &chunk{writes: make([]write, 0, l.chunkSize), arena: make([]byte, 0, l.chunkSize*64)}
+		c = &chunk{writes: make([]write, 0, l.chunkSize), arena: make([]byte, 0, min(l.chunkSize*64, l.chunkBytes))}
 	}
 	l.chunks = append(l.chunks, c)
 	return c
@@ -529,11 +755,14 @@ func (l *Log) Counts() map[Tally]int {
 func (l *Log) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	n := 0
-	for _, c := range l.chunks {
-		n += len(c.writes)
-	}
-	return n
+	return l.held
+}
+
+// Stats returns what the log holds and did.
+func (l *Log) Stats() Stats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return Stats{Records: l.held, Bytes: l.bytes, Dropped: l.dropped, Refused: l.refused}
 }
 
 // names interns the few distinct short strings of records — datacenters,

@@ -2,6 +2,7 @@ package memory_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"strconv"
@@ -167,5 +168,50 @@ func TestRequestsRoundTrip(t *testing.T) {
 		if len(got) != 1 || !reflect.DeepEqual(got[0].Request, req) {
 			t.Fatalf("request %s came back as %+v", req.ID, got[0].Request)
 		}
+	}
+}
+
+// A full log drops only chunks whose writes every peer has applied or
+// acknowledged; full of others, it refuses new writes, and takes the
+// records that complete the writes it holds.
+func TestFullLogDropsOnlyCompleteWrites(t *testing.T) {
+	ctx := context.Background()
+	l := memory.NewConfig(memory.Config{MaxRecords: 16}) // chunks of 2 records
+	l.DeclarePeers("a", []string{"b"})
+	process := func(i int) []dcsync.Entry {
+		return dcsync.PackRecords([]dcsync.Record{rec(fmt.Sprint("w", i), "a", "a", dcsync.StageProcess, t0.Add(time.Duration(i)*time.Second))})
+	}
+	shipped := func(i int) []dcsync.Entry {
+		r := rec(fmt.Sprint("w", i), "a", "a", dcsync.StageReship, t0.Add(time.Duration(i)*time.Second))
+		r.Target = "b"
+		return dcsync.PackRecords([]dcsync.Record{r})
+	}
+	for i := range 17 { // one past the bound: it takes an Append while within it
+		if err := l.Append(ctx, process(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Append(ctx, process(17)); !errors.Is(err, dcsync.ErrAuditFull) {
+		t.Fatalf("a log full of incomplete writes took another: %v", err)
+	}
+	for i := range 16 { // w16 is not acknowledged: the chunk holding it stays
+		if err := l.Append(ctx, shipped(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Append(ctx, process(17)); !errors.Is(err, dcsync.ErrAuditFull) {
+		t.Fatalf("a log whose oldest chunk is incomplete took a write: %v", err)
+	}
+	if r := l.Records("w15"); len(r) != 1 || r[0].Stage != dcsync.StageReship || l.Records("w16") == nil {
+		t.Fatalf("dropped the wrong writes: w15 %v, w16 %v", l.Records("w15"), l.Records("w16"))
+	}
+	if err := l.Append(ctx, shipped(16)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Append(ctx, process(17)); err != nil {
+		t.Fatalf("a log of complete writes did not make room: %v", err)
+	}
+	if s := l.Stats(); s.Refused != 2 || s.Dropped < 9 || s.Records > 17 {
+		t.Fatalf("stats %+v", s)
 	}
 }
