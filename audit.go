@@ -242,16 +242,6 @@ func (t *Trail) Applied(dc string) bool {
 	return false
 }
 
-// missesAny reports whether some peer has not applied the write.
-func (t *Trail) missesAny(peers map[string]Sender) bool {
-	for peer := range peers {
-		if !t.Applied(peer) {
-			return true
-		}
-	}
-	return false
-}
-
 // Source returns the write as processed at its origin, or nil when the trail
 // has no ok process record carrying it.
 func (t *Trail) Source() *Request {
@@ -550,6 +540,8 @@ const maxEntryIDs = 1024
 type packer struct {
 	entries []Entry
 	open    map[packKey]int // kind → index in entries of the entry it fills
+	last    packKey         // the kind of the last record, which the next one mostly shares
+	lastAt  int             // and its entry's index, or -1
 }
 
 type packKey struct {
@@ -573,7 +565,7 @@ func PackRecords(recs []Record) []Entry {
 // add packs recs.
 func (p *packer) add(recs []Record) {
 	if p.open == nil {
-		p.open = map[packKey]int{}
+		p.open, p.lastAt = map[packKey]int{}, -1
 	}
 	for i := range recs {
 		r := &recs[i]
@@ -585,10 +577,15 @@ func (p *packer) add(recs []Record) {
 		}
 		k := packKey{dc: r.DC, origin: r.Origin, target: r.Target, stage: r.Stage, attempt: r.Attempt,
 			second: r.Written.Unix()}
-		at, ok := p.open[k]
+		at, ok := p.lastAt, p.lastAt >= 0 && k == p.last
+		if !ok {
+			at, ok = p.open[k]
+			p.last, p.lastAt = k, at
+		}
 		if !ok || len(p.entries[at].IDs) >= maxEntryIDs {
 			at = len(p.entries)
 			p.open[k] = at
+			p.last, p.lastAt = k, at
 			p.entries = append(p.entries, Entry{DC: r.DC, Origin: r.Origin, Stage: r.Stage, Status: StatusOK,
 				Target: r.Target, Attempt: r.Attempt, Time: r.Time})
 		}

@@ -268,7 +268,12 @@ func (r *Reconciler) pass(ctx context.Context, rep *Report) (time.Time, error) {
 // not named applied every write of the second.
 func (r *Reconciler) second(ctx context.Context, sec int64, peers []string, rep *Report) (time.Time, error) {
 	from, to := time.Unix(sec, 0), time.Unix(sec+1, 0)
-	from, to = maxTime(from, rep.From), minTime(to, rep.To)
+	if from.Before(rep.From) { // the window cuts the second
+		from = rep.From
+	}
+	if to.After(rep.To) {
+		to = rep.To
+	}
 	applied := make(map[string]map[string]bool, len(peers))
 	for _, peer := range peers {
 		ids, err := r.peerLog(peer).IDs(ctx, SetQuery{DC: peer, Origin: r.cfg.DC, Stage: StageApply, From: from, To: to})
@@ -427,16 +432,3 @@ func (l *MemoryLock) Release(_ context.Context, token string) error {
 	return nil
 }
 
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}
-
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
-}

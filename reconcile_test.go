@@ -30,12 +30,20 @@ func (c *cluster) writeN(n int, keys int) map[string]bool {
 
 func TestReconcilerRepairsFailedAndSilentDeliveries(t *testing.T) {
 	c := newCluster(t, 11, "unicom", "telecom")
+	c.repairsUnderFaults(200, map[string]bool{})
+}
+
+// repairsUnderFaults writes n writes per datacenter while half the sends
+// and 30% of telecom's applies fail, then lifts the faults, reconciles,
+// and checks that every datacenter holds them and the written ones.
+func (c *cluster) repairsUnderFaults(n int, written map[string]bool) {
+	c.t.Helper()
 	c.net.SetFaultsBetween(memory.Faults{Fail: 0.5}, c.names...)
 	c.stores["telecom"].setFailRate(0.3)
-	written := c.writeN(200, 50)
+	maps.Copy(written, c.writeN(n, 50))
 	c.quiesce()
 	if c.sync["unicom"].Stats().ShipFailed == 0 || c.sync["telecom"].Stats().ApplyFailed == 0 {
-		t.Fatal("the faults did not bite; the test proves nothing")
+		c.t.Fatal("the faults did not bite; the test proves nothing")
 	}
 	c.net.SetFaultsBetween(memory.Faults{}, c.names...)
 	c.stores["telecom"].setFailRate(0)
@@ -67,17 +75,7 @@ func TestReconcilerWithOneLogPerDatacenter(t *testing.T) {
 					t.Fatalf("%s: a fully replicated window: %+v, %d pages of trails read", dc, rep, own.trails)
 				}
 			}
-			c.net.SetFaultsBetween(memory.Faults{Fail: 0.5}, c.names...)
-			c.stores["telecom"].setFailRate(0.3)
-			maps.Copy(written, c.writeN(100, 50))
-			c.quiesce()
-			if c.sync["unicom"].Stats().ShipFailed == 0 || c.sync["telecom"].Stats().ApplyFailed == 0 {
-				t.Fatal("the faults did not bite; the test proves nothing")
-			}
-			c.net.SetFaultsBetween(memory.Faults{}, c.names...)
-			c.stores["telecom"].setFailRate(0)
-			c.reconcile(3)
-			c.checkConverged(written)
+			c.repairsUnderFaults(100, written)
 		})
 	}
 }
