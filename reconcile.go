@@ -431,4 +431,3 @@ func (l *MemoryLock) Release(_ context.Context, token string) error {
 	}
 	return nil
 }
-
