@@ -379,6 +379,7 @@ func (sh *auditShard) filling() *[]Record {
 func (q *auditQueue) run() {
 	defer close(q.flushed)
 	taken := make([][]*[]Record, len(q.shards))
+	var all [][]Record
 	var held []Entry // process entries the log refused
 	heldN := 0
 	limit := 0
@@ -410,13 +411,20 @@ func (q *auditQueue) run() {
 				sh.room.Broadcast()
 				sh.mu.Unlock()
 			}
+			all = all[:0]
 			for _, blocks := range taken {
 				for _, b := range blocks {
-					p.add(*b)
+					all = append(all, *b)
+				}
+			}
+			p.add(all...)
+			for _, blocks := range taken {
+				for _, b := range blocks {
 					clear(*b) // drop references to requests
 					*b = (*b)[:0]
 				}
 			}
+			clear(all)
 		}
 		var later []Entry
 		for _, e := range p.entries {
@@ -542,6 +550,8 @@ type packer struct {
 	open    map[packKey]int // kind → index in entries of the entry it fills
 	last    packKey         // the kind of the last record, which the next one mostly shares
 	lastAt  int             // and its entry's index, or -1
+	n       []int           // records assigned to each entry
+	at      []int32         // scratch: the entry of each record being added
 }
 
 type packKey struct {
@@ -562,43 +572,72 @@ func PackRecords(recs []Record) []Entry {
 	return p.entries
 }
 
-// add packs recs.
-func (p *packer) add(recs []Record) {
+// add packs the records of blocks: a first pass assigns each to its
+// entry and counts them, so that a second fills each entry's slices
+// allocated whole, rather than grown a copy at a time.
+func (p *packer) add(blocks ...[]Record) {
 	if p.open == nil {
 		p.open, p.lastAt = map[packKey]int{}, -1
 	}
-	for i := range recs {
-		r := &recs[i]
-		if r.Status != StatusOK {
-			e := Entry{DC: r.DC, Origin: r.Origin, Stage: r.Stage, Status: r.Status, Target: r.Target,
-				Attempt: r.Attempt, Error: r.Error, Time: r.Time, IDs: []string{r.ID}, Written: []time.Time{r.Written}}
-			p.entries = append(p.entries, e)
-			continue
-		}
-		k := packKey{dc: r.DC, origin: r.Origin, target: r.Target, stage: r.Stage, attempt: r.Attempt,
-			second: r.Written.Unix()}
-		at, ok := p.lastAt, p.lastAt >= 0 && k == p.last
-		if !ok {
-			at, ok = p.open[k]
-			p.last, p.lastAt = k, at
-		}
-		if !ok || len(p.entries[at].IDs) >= maxEntryIDs {
-			at = len(p.entries)
-			p.open[k] = at
-			p.last, p.lastAt = k, at
-			p.entries = append(p.entries, Entry{DC: r.DC, Origin: r.Origin, Stage: r.Stage, Status: StatusOK,
-				Target: r.Target, Attempt: r.Attempt, Time: r.Time})
-		}
-		e := &p.entries[at]
-		e.IDs = append(e.IDs, r.ID)
-		e.Written = append(e.Written, r.Written)
-		if r.Request != nil {
-			for len(e.Requests) < len(e.IDs)-1 {
-				e.Requests = append(e.Requests, nil)
-			}
-			e.Requests = append(e.Requests, r.Request)
+	at := p.at[:0]
+	for _, recs := range blocks {
+		for i := range recs {
+			at = append(at, int32(p.assign(&recs[i])))
 		}
 	}
+	p.at = at
+	for i := range p.entries {
+		e, n := &p.entries[i], p.n[i]
+		if cap(e.IDs) < n {
+			e.IDs = append(make([]string, 0, n), e.IDs...)
+			e.Written = append(make([]time.Time, 0, n), e.Written...)
+		}
+	}
+	k := 0
+	for _, recs := range blocks {
+		for i := range recs {
+			r, e := &recs[i], &p.entries[at[k]]
+			k++
+			e.IDs = append(e.IDs, r.ID)
+			e.Written = append(e.Written, r.Written)
+			if r.Request != nil {
+				if e.Requests == nil {
+					e.Requests = make([]*Request, 0, cap(e.IDs))
+				}
+				for len(e.Requests) < len(e.IDs)-1 {
+					e.Requests = append(e.Requests, nil)
+				}
+				e.Requests = append(e.Requests, r.Request)
+			}
+		}
+	}
+}
+
+// assign returns the index of the entry r goes to, starting one when
+// there is none, and counts r in it.
+func (p *packer) assign(r *Record) int {
+	if r.Status != StatusOK {
+		p.entries = append(p.entries, Entry{DC: r.DC, Origin: r.Origin, Stage: r.Stage, Status: r.Status,
+			Target: r.Target, Attempt: r.Attempt, Error: r.Error, Time: r.Time})
+		p.n = append(p.n, 1)
+		return len(p.entries) - 1
+	}
+	k := packKey{dc: r.DC, origin: r.Origin, target: r.Target, stage: r.Stage, attempt: r.Attempt,
+		second: r.Written.Unix()}
+	at, ok := p.lastAt, p.lastAt >= 0 && k == p.last
+	if !ok {
+		at, ok = p.open[k]
+	}
+	if !ok || p.n[at] >= maxEntryIDs {
+		at = len(p.entries)
+		p.open[k] = at
+		p.entries = append(p.entries, Entry{DC: r.DC, Origin: r.Origin, Stage: r.Stage, Status: StatusOK,
+			Target: r.Target, Attempt: r.Attempt, Time: r.Time})
+		p.n = append(p.n, 0)
+	}
+	p.last, p.lastAt = k, at
+	p.n[at]++
+	return at
 }
 
 // auditWaits returns how many writes waited for a full audit log.
