@@ -26,8 +26,13 @@ type collector struct{ s *Syncer }
 // each request on its own, so one bad request fails only itself, and
 // applies the accepted ones — in one call when the Processor is a
 // BatchProcessor.
-func (c collector) Collect(ctx context.Context, from string, reqs []*Request) error {
+func (c collector) Collect(ctx context.Context, from string, reqs []*Request) (err error) {
 	s := c.s
+	dups := 0
+	if s.obs != nil {
+		ctx = s.obs.CollectStart(ctx, from, reqs)
+		defer func() { s.obs.CollectDone(ctx, from, reqs, collectResult(err, dups)) }()
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
@@ -59,6 +64,7 @@ func (c collector) Collect(ctx context.Context, from string, reqs []*Request) er
 			}
 		case claim == Applied:
 			s.stats.duplicates.Add(1)
+			dups++
 		case claim == InFlight:
 			fail(i, ErrInFlight)
 		default:
@@ -156,6 +162,10 @@ func (s *Syncer) apply(ctx context.Context, target Processor, applying bool, req
 	if len(reqs) == 0 {
 		return errs
 	}
+	if applying && s.obs != nil {
+		ctx = s.obs.ApplyStart(ctx, reqs)
+		defer func() { s.obs.ApplyDone(ctx, reqs, errs) }()
+	}
 	if bp, ok := target.(BatchProcessor); ok && len(reqs) > 1 {
 		err := bp.ProcessBatch(ctx, reqs)
 		for i := range reqs {
@@ -215,7 +225,9 @@ func (s *Syncer) Apply(ctx context.Context, req *Request) error {
 }
 
 // ApplyBatch is Apply for a batch, in one call when the Processor is a
-// BatchProcessor. It returns nil, a *BatchError naming the writes that
+// BatchProcessor. A write that originated here, written ahead through a
+// Reship that applies (Config.ReshipApplies), is recorded as processed
+// here, with the request for the reconciler, as Write records it. It returns nil, a *BatchError naming the writes that
 // failed, or an error for the whole batch.
 func (s *Syncer) ApplyBatch(ctx context.Context, reqs []*Request) error {
 	errs := make([]error, len(reqs))
@@ -235,6 +247,10 @@ func (s *Syncer) ApplyBatch(ctx context.Context, reqs []*Request) error {
 	now := time.Now()
 	for k, req := range valid {
 		errs[at[k]] = results[k]
+		if req.Origin == s.dc { // written ahead (Config.ReshipApplies)
+			*recs = append(*recs, s.processed(req, now, results[k]))
+			continue
+		}
 		*recs = append(*recs, s.record(req, StageApply, now, results[k]))
 	}
 	s.audit.add(*recs...)
@@ -244,6 +260,22 @@ func (s *Syncer) ApplyBatch(ctx context.Context, reqs []*Request) error {
 		}
 	}
 	return nil
+}
+
+// processed returns the process record of req, written here and applied
+// by ApplyBatch, and counts it as Write would rather than as a collected
+// write (apply counted it so: ^0 takes one back).
+func (s *Syncer) processed(req *Request, at time.Time, err error) Record {
+	r := s.record(req, StageProcess, at, err)
+	if err != nil {
+		s.stats.applyFailed.Add(^uint64(0))
+		s.stats.rejected.Add(1)
+		return r
+	}
+	s.stats.applied.Add(^uint64(0))
+	s.stats.written.Add(1)
+	r.Request = req
+	return r
 }
 
 // record returns the record of stage for req here, failed when err is set.

@@ -199,16 +199,17 @@ func TestMemoryDedupeForgetsAfterRetention(t *testing.T) {
 // again; one committed stays applied.
 func TestMemoryDedupeClaimsExpire(t *testing.T) {
 	ctx := context.Background()
-	d := dcsync.MemoryDedupe{ClaimTTL: time.Millisecond}
+	const ttl = 2 * time.Second // a claim outlives any stall of a loaded machine between two calls
+	d := dcsync.MemoryDedupe{ClaimTTL: ttl}
 	d.Claim(ctx, "crashed")
 	d.Claim(ctx, "done")
 	d.Commit(ctx, "done")
-	time.Sleep(5 * time.Millisecond) // past the claim's deadline, however loaded the machine
+	if c, _ := d.Claim(ctx, "crashed"); c != dcsync.InFlight {
+		t.Fatalf("a live claim is not in flight: %v", c)
+	}
+	time.Sleep(ttl + 100*time.Millisecond) // past the claim's deadline
 	if c, _ := d.Claim(ctx, "crashed"); c != dcsync.Claimed {
 		t.Fatalf("an abandoned claim did not expire: %v", c)
-	}
-	if c, _ := d.Claim(ctx, "crashed"); c != dcsync.InFlight {
-		t.Fatalf("the new claim is not in flight: %v", c)
 	}
 	if c, _ := d.Claim(ctx, "done"); c != dcsync.Applied {
 		t.Fatalf("a committed write expired: %v", c)

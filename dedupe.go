@@ -156,3 +156,16 @@ func (m *MemoryDedupe) Release(_ context.Context, id string) error {
 	sh.mu.Unlock()
 	return nil
 }
+
+// Len returns how many IDs m remembers, applied or in flight: the size a
+// metric reports (metrics/prom's Options.Dedupe).
+func (m *MemoryDedupe) Len() int {
+	n := 0
+	for i := range m.shards {
+		sh := &m.shards[i]
+		sh.mu.Lock()
+		n += len(sh.cur) + len(sh.old)
+		sh.mu.Unlock()
+	}
+	return n
+}

@@ -29,6 +29,14 @@ type Config struct {
 	// Reship ships local writes to the peers; nil selects the built-in
 	// bounded queues over Peers, tuned by Delivery.
 	Reship Reship
+	// ReshipApplies makes Write write-ahead through Reship: Write hands the
+	// write to Reship and returns once Reship has it, without calling the
+	// Processor; Reship's own workers apply it here later with ApplyBatch,
+	// as they ship it to the peers. A durable Reship (the MQ wiring of
+	// transport/redis, which sets it) then never leaves a write applied
+	// here and not queued for the peers, and an error from Write means the
+	// write was applied nowhere.
+	ReshipApplies bool
 	// Delivery tunes the built-in Reship.
 	Delivery Delivery
 	// Dedupe remembers applied writes; nil selects a MemoryDedupe. Share one
@@ -52,6 +60,8 @@ type Config struct {
 	// Logger receives errors nobody else can see (audit log failures);
 	// default slog.Default().
 	Logger *slog.Logger
+	// Observer is told of every stage, for metrics and traces; nil for none.
+	Observer Observer
 }
 
 // Stats counts what a Syncer did since New.
@@ -83,7 +93,9 @@ type Syncer struct {
 	audit   *auditQueue
 	reship  Reship
 	queues  *queueReship // the built-in Reship, nil when Config.Reship is set
+	ahead   bool         // Config.ReshipApplies
 	ship    *shipper
+	obs     Observer
 
 	mu        sync.RWMutex // held shared by Write and Collect, exclusive by Close
 	closed    bool
@@ -122,6 +134,7 @@ func New(cfg Config) (*Syncer, error) {
 		limits:  cfg.Limits.withDefaults(),
 		maxSkew: cfg.MaxSkew,
 		log:     cfg.Logger,
+		obs:     cfg.Observer,
 		closing: make(chan struct{}),
 		waiters: map[string]*waiter{},
 	}
@@ -139,8 +152,9 @@ func New(cfg Config) (*Syncer, error) {
 		})
 	}
 	d := cfg.Delivery.withDefaults()
-	s.ship = &shipper{dc: s.dc, timeout: d.Timeout, backoff: d.Backoff, record: s.audit.add}
+	s.ship = &shipper{dc: s.dc, timeout: d.Timeout, backoff: d.Backoff, record: s.audit.add, obs: s.obs}
 	s.reship = cfg.Reship
+	s.ahead = cfg.ReshipApplies && cfg.Reship != nil
 	if s.reship == nil {
 		s.queues = newQueueReship(cfg.Peers, d, s.ship, s.delivered, s.closing)
 		s.reship = s.queues
@@ -159,7 +173,13 @@ func (s *Syncer) DC() string { return s.dc }
 // unless an option asks it to wait for them. When local processing fails it
 // returns that error and ships nothing. An invalid request returns an error
 // matching ErrInvalid and applies nothing.
-func (s *Syncer) Write(ctx context.Context, req *Request, opts ...WriteOption) error {
+//
+// With Config.ReshipApplies, Write returns once the Reship has the write,
+// and the Reship's workers apply it here later, as they ship it: an error
+// then means the write was applied nowhere, unless it wraps ctx's error
+// (the Reship may have taken it; writing it again with the same ID is
+// safe).
+func (s *Syncer) Write(ctx context.Context, req *Request, opts ...WriteOption) (err error) {
 	if err := s.limits.validate(req, false); err != nil {
 		return err
 	}
@@ -176,6 +196,13 @@ func (s *Syncer) Write(ctx context.Context, req *Request, opts ...WriteOption) e
 	if err := s.audit.wait(ctx, s.closing); err != nil { // the audit log is full of incomplete writes
 		return fmt.Errorf("dcsync: write not taken: %w", err)
 	}
+	if s.obs != nil {
+		ctx = s.obs.WriteStart(ctx, req)
+		defer func() { s.obs.WriteDone(ctx, req, err) }()
+	}
+	if s.ahead {
+		return s.queue(ctx, req, opts) // Reship's workers apply it (ApplyBatch)
+	}
 	// The version's clock reading dates the record: one clock read a write.
 	rec := Record{ID: req.ID, DC: s.dc, Origin: s.dc, Stage: StageProcess, Status: StatusOK,
 		Attempt: 1, Written: req.Time(), Time: req.Time()}
@@ -189,6 +216,12 @@ func (s *Syncer) Write(ctx context.Context, req *Request, opts ...WriteOption) e
 	rec.Request = req
 	s.audit.add(rec)
 
+	return s.queue(ctx, req, opts)
+}
+
+// queue hands req, stamped, to the Reship and, when opts ask, waits for the
+// peers' acknowledgements.
+func (s *Syncer) queue(ctx context.Context, req *Request, opts []WriteOption) error {
 	var w *waiter
 	if len(opts) > 0 && len(s.peers) > 0 {
 		var o writeOptions

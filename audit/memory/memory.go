@@ -3,7 +3,10 @@
 // records, up to a bound, and reads a time window in time proportional to
 // what was logged since the window began, not to what it holds. It stores
 // dcsync.Entry values as they come — a batch of writes per entry — and
-// hands them back as one record per write.
+// hands them back as one record per write. Import it as memaudit, apart
+// from the memory transport (memtransport):
+//
+//	import memaudit "github.com/dcsync/dcsync/audit/memory"
 package memory
 
 import (
