@@ -35,7 +35,7 @@ func TestFullAuditLogPushesBackWithoutLosingWrites(t *testing.T) {
 		return nil
 	}}
 	peers := map[string]dcsync.Sender{"telecom": peer}
-	s, err := dcsync.New(dcsync.Config{DC: "unicom", Peers: peers, Processor: noop, Audit: log,
+	s, err := dcsync.New(dcsync.Config{DC: "unicom", Peers: peers, Processor: noop, Audit: log, AuditQueue: 4096,
 		Delivery: dcsync.Delivery{Backoff: dcsync.Backoff{Attempts: 1}}})
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +43,7 @@ func TestFullAuditLogPushesBackWithoutLosingWrites(t *testing.T) {
 	defer s.Close()
 	var taken []string
 	full := false
-	for range 10000 {
+	for range 1_000_000 { // until the log pushes back, however fast the writers run ahead of its flusher
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		req := &dcsync.Request{Key: "k", Op: "set"}
 		err := s.Write(ctx, req)
