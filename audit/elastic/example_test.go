@@ -49,7 +49,11 @@ func Example() {
 		panic(err)
 	}
 	unicom.Flush(ctx) // every record handed to the log
-	log.Flush(ctx)    // and searchable
+	// And searchable: Flush says when Elasticsearch lagged and records
+	// still wait in the spool, to be replayed.
+	for i := 0; i < 100 && log.Flush(ctx) != nil; i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
 	recs, err := log.Records(ctx, req.ID)
 	if err != nil {
 		panic(err)
