@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dcsync/dcsync"
+	"github.com/dcsync/dcsync/internal/hlc"
 	"github.com/dcsync/dcsync/journal"
 )
 
@@ -93,7 +94,7 @@ func TestJournalAppliesWhatACrashLeftUnapplied(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := &dcsync.Request{ID: "0190f5f0-0000-7000-8000-000000000001", Origin: "unicom", Key: "k", Op: "set",
-		Version: uint64(time.Now().UnixNano())}
+		Version: hlc.FromTime(time.Now())}
 	if err := j.Append(w); err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +184,7 @@ func TestProcessorPanicIsAFailedStage(t *testing.T) {
 
 	panics.Store(1)
 	w := &dcsync.Request{ID: "0190f5f0-0000-7000-8000-000000000002", Origin: "telecom", Key: "k", Op: "set",
-		Version: uint64(time.Now().UnixNano())}
+		Version: hlc.FromTime(time.Now())}
 	err = s.Collector().Collect(ctx, "telecom", []*dcsync.Request{w})
 	if !errors.Is(err, dcsync.ErrPanic) {
 		t.Fatalf("first delivery: got %v, want ErrPanic", err)
