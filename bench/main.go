@@ -49,6 +49,7 @@ type Config struct {
 	Writers    int           // concurrent writers
 	Rate       int           // offered writes/s of the fixed-rate phase; negative skips the phase
 	RateFor    time.Duration // length of the fixed-rate phases
+	SustainFor time.Duration // length of each step of the +elastic rows' sustained phase; negative skips it
 	Load       float64       // fraction of its sustained full speed at which a target's lag is measured too; negative skips
 	Timeout    time.Duration // bound of one phase, writes and replication
 	Only       []string      // run the targets whose name contains one of these; all when empty
@@ -74,6 +75,7 @@ func (c *Config) withDefaults() {
 	c.Writers = or(c.Writers, 64)
 	c.Rate = or(c.Rate, 1000)
 	c.RateFor = or(c.RateFor, 10*time.Second)
+	c.SustainFor = or(c.SustainFor, time.Minute)
 	c.Load = or(c.Load, 0.5)
 	c.Timeout = or(c.Timeout, 5*time.Minute)
 	c.WatermillConsumers = or(c.WatermillConsumers, 4)
@@ -101,6 +103,7 @@ func main() {
 	flag.IntVar(&cfg.Writers, "writers", 64, "concurrent writers")
 	flag.IntVar(&cfg.Rate, "rate", 1000, "offered writes/s of the fixed-rate phase; -1 skips it")
 	flag.DurationVar(&cfg.RateFor, "rate-for", 10*time.Second, "length of each fixed-rate phase")
+	flag.DurationVar(&cfg.SustainFor, "sustain-for", time.Minute, "length of each step of the +elastic rows' sustained phase; negative skips it")
 	flag.Float64Var(&cfg.Load, "load", 0.5, "also measure lag at this fraction of each target's sustained full speed (the rate its audit log kept up with, when lower); -1 skips it")
 	flag.DurationVar(&cfg.Timeout, "timeout", 5*time.Minute, "bound of one phase")
 	flag.StringVar(&only, "only", "", "comma-separated substrings: run only the targets whose name contains one")
@@ -159,6 +162,7 @@ func main() {
 func (c *Config) shorten() {
 	c.N, c.ElasticN, c.Rate, c.RateFor, c.Timeout = 2000, 1000, 1000, time.Second, 30*time.Second
 	c.Load = -1
+	c.SustainFor = -1
 	c.NoWarmES = true
 }
 
