@@ -69,7 +69,12 @@ func (n *Node) work(ctx context.Context, h *hop, i int) {
 			if !n.handle(ctx, h, recs) {
 				return // shutting down: uncommitted, delivered again
 			}
-			if err := cl.CommitRecords(ctx, recs...); err != nil {
+			// Commit what was handed on even when ctx has just ended, but
+			// not for long.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			err := cl.CommitRecords(cctx, recs...)
+			cancel()
+			if err != nil {
 				// Handed on but not committed: delivered again, and
 				// deduped by the collector or applied again in order.
 				n.cfg.Logger.Warn("kafka: commit failed", "dc", n.cfg.DC, "hop", h.name, "err", err)
