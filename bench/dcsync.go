@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"time"
 
 	"github.com/dcsync/dcsync"
 	auditmem "github.com/dcsync/dcsync/audit/memory"
@@ -43,6 +44,9 @@ var transports = []transport{
 	{"http", none, func() wiring { return &httpWiring{} }},
 	{"grpc", none, func() wiring { return &grpcWiring{} }},
 	{"redis", needRedis, func() wiring { return &redisWiring{} }},
+	{"kafka", needKafka, func() wiring { return &kafkaWiring{} }},
+	// Fewer, larger fetches: up to 10ms of lag per hop for less broker CPU.
+	{"kafka-fetch64k", needKafka, func() wiring { return &kafkaWiring{minBytes: 64 << 10, block: 10 * time.Millisecond} }},
 }
 
 // auditStore names an audit log.
@@ -72,7 +76,7 @@ func targets(cfg *Config) []target {
 			ts = append(ts, dcsyncTarget(t, a))
 		}
 	}
-	return append(ts, watermillTarget, httpPostTarget, xaddCeiling, httpCeiling, grpcCeiling)
+	return append(ts, watermillTarget, httpPostTarget, xaddCeiling, httpCeiling, grpcCeiling, kafkaCeiling, kafkaAsyncCeiling)
 }
 
 // dcsyncTarget is dcsync over transport t with audit store a.

@@ -31,14 +31,17 @@ type hop struct {
 func sleep(ctx context.Context, d time.Duration) bool { return wait.Sleep(ctx, d) }
 
 // work runs one consumer of h's group until ctx ends. It polls up to
-// BatchSize records, hands them on, and commits their offsets only once
-// every one is handed on, applied or dead-lettered; rebalances wait for
-// that (BlockRebalanceOnPoll), so a partition never moves with records
-// handed on and not committed, save when this process dies.
+// BatchSize records, hands them on, and marks their offsets for commit
+// only once every one is handed on, applied or dead-lettered; the client
+// commits marked offsets every CommitInterval, before a rebalance takes
+// partitions away (which waits for the batch under way:
+// BlockRebalanceOnPoll), and when the worker stops. A crash loses at most
+// the commits of the last CommitInterval: those records are handed on
+// again, and the collector's dedupe drops them.
 func (n *Node) work(ctx context.Context, h *hop, i int) {
 	opts := append([]kgo.Opt{kgo.SeedBrokers(n.cfg.Brokers...), kgo.ConsumerGroup(h.group), kgo.ConsumeTopics(h.topics...),
-		kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll(), kgo.FetchMaxWait(n.cfg.Block),
-		kgo.SessionTimeout(n.cfg.SessionTimeout), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.AutoCommitMarks(), kgo.AutoCommitInterval(n.cfg.CommitInterval), kgo.BlockRebalanceOnPoll(), kgo.FetchMaxWait(n.cfg.Block),
+		kgo.FetchMinBytes(n.cfg.FetchMinBytes), kgo.SessionTimeout(n.cfg.SessionTimeout), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.ClientID(fmt.Sprintf("%s:%s:%d", n.cfg.Consumer, h.name, i))}, n.cfg.ClientOptions...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -46,8 +49,16 @@ func (n *Node) work(ctx context.Context, h *hop, i int) {
 		return
 	}
 	defer func() {
+		// Commit what was handed on even though ctx has ended, but not
+		// for long; then leave the group: the others take its partitions
+		// at once.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if err := cl.CommitMarkedOffsets(cctx); err != nil {
+			n.cfg.Logger.Warn("kafka: commit failed", "dc", n.cfg.DC, "hop", h.name, "err", err)
+		}
+		cancel()
 		cl.AllowRebalance()
-		cl.Close() // leaves the group: the others take its partitions at once
+		cl.Close()
 	}()
 	fails := 0
 	for ctx.Err() == nil {
@@ -67,20 +78,13 @@ func (n *Node) work(ctx context.Context, h *hop, i int) {
 		if len(recs) > 0 {
 			n.stats.read.Add(uint64(len(recs)))
 			if !n.handle(ctx, h, recs) {
-				return // shutting down: uncommitted, delivered again
+				return // shutting down: unmarked, delivered again
 			}
-			// Commit what was handed on even when ctx has just ended, but
-			// not for long.
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			err := cl.CommitRecords(cctx, recs...)
-			cancel()
-			if err != nil {
-				// Handed on but not committed: delivered again, and
-				// deduped by the collector or applied again in order.
-				n.cfg.Logger.Warn("kafka: commit failed", "dc", n.cfg.DC, "hop", h.name, "err", err)
-			} else {
-				n.stats.committed.Add(uint64(len(recs)))
-			}
+			// Handed on, applied or dead-lettered: the offsets may be
+			// committed, which the client does every CommitInterval and
+			// before it gives up partitions.
+			cl.MarkCommitRecords(recs...)
+			n.stats.committed.Add(uint64(len(recs)))
 		}
 		cl.AllowRebalance()
 	}
