@@ -223,6 +223,7 @@ func (p *peerQueue) send(batch []*Request) {
 				Written: req.Time(), Time: now}
 		}
 		p.ship.record(recs...)
+		observeSend(context.Background(), p.ship.obs, Send{Peer: p.name, Reqs: batch}, func(context.Context) []error { return errs })
 	} else {
 		errs = p.ship.ship(context.Background(), p.name, p.sender, batch, nil)
 		failed := 0

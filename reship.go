@@ -65,14 +65,19 @@ type shipper struct {
 	timeout time.Duration
 	backoff Backoff
 	record  func(...Record)
+	obs     Observer // nil for none
 }
 
 // ship delivers reqs to peer through s, retrying the requests that failed
 // with a retryable error, and returns each request's final error (nil when
 // delivered). prior, when not nil, counts each request's earlier attempts,
 // so that the records number every attempt of a write.
-func (sh *shipper) ship(ctx context.Context, peer string, s Sender, reqs []*Request, prior []int) []error {
-	errs := make([]error, len(reqs))
+func (sh *shipper) ship(ctx context.Context, peer string, s Sender, reqs []*Request, prior []int) (errs []error) {
+	if sh.obs != nil { // prior is the reconciler's
+		ctx = sh.obs.SendStart(ctx, Send{Peer: peer, Reqs: reqs, Repair: prior != nil})
+		defer func() { sh.obs.SendDone(ctx, Send{Peer: peer, Reqs: reqs, Repair: prior != nil}, errs) }()
+	}
+	errs = make([]error, len(reqs))
 	pending := reqs
 	index := make([]int, len(reqs)) // pending[i] is reqs[index[i]]
 	for i := range index {

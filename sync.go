@@ -60,6 +60,8 @@ type Config struct {
 	// Logger receives errors nobody else can see (audit log failures);
 	// default slog.Default().
 	Logger *slog.Logger
+	// Observer is told of every stage, for metrics and traces; nil for none.
+	Observer Observer
 }
 
 // Stats counts what a Syncer did since New.
@@ -92,6 +94,7 @@ type Syncer struct {
 	queues  *queueReship // the built-in Reship, nil when Config.Reship is set
 	ahead   bool         // Config.ReshipApplies
 	ship    *shipper
+	obs     Observer
 
 	mu        sync.RWMutex // held shared by Write and Collect, exclusive by Close
 	closed    bool
@@ -130,6 +133,7 @@ func New(cfg Config) (*Syncer, error) {
 		limits:  cfg.Limits.withDefaults(),
 		maxSkew: cfg.MaxSkew,
 		log:     cfg.Logger,
+		obs:     cfg.Observer,
 		closing: make(chan struct{}),
 		waiters: map[string]*waiter{},
 	}
@@ -146,7 +150,7 @@ func New(cfg Config) (*Syncer, error) {
 		})
 	}
 	d := cfg.Delivery.withDefaults()
-	s.ship = &shipper{dc: s.dc, timeout: d.Timeout, backoff: d.Backoff, record: s.audit.add}
+	s.ship = &shipper{dc: s.dc, timeout: d.Timeout, backoff: d.Backoff, record: s.audit.add, obs: s.obs}
 	s.reship = cfg.Reship
 	s.ahead = cfg.ReshipApplies && cfg.Reship != nil
 	if s.reship == nil {
@@ -173,7 +177,7 @@ func (s *Syncer) DC() string { return s.dc }
 // then means the write was applied nowhere, unless it wraps ctx's error
 // (the Reship may have taken it; writing it again with the same ID is
 // safe).
-func (s *Syncer) Write(ctx context.Context, req *Request, opts ...WriteOption) error {
+func (s *Syncer) Write(ctx context.Context, req *Request, opts ...WriteOption) (err error) {
 	if err := s.limits.validate(req, false); err != nil {
 		return err
 	}
@@ -186,6 +190,10 @@ func (s *Syncer) Write(ctx context.Context, req *Request, opts ...WriteOption) e
 	req.Version = s.clock.Now()
 	if req.ID == "" {
 		req.ID = newID(req.Version)
+	}
+	if s.obs != nil {
+		ctx = s.obs.WriteStart(ctx, req)
+		defer func() { s.obs.WriteDone(ctx, req, err) }()
 	}
 	if s.ahead {
 		return s.queue(ctx, req, opts) // Reship's workers apply it (ApplyBatch)
