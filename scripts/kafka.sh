@@ -160,8 +160,13 @@ serve() {
 start() {
   fetch
   RUN=$(mktemp -d /tmp/dcsync-kafka-XXXXXX)
+  # Concurrent starts (test packages run in parallel) take turns from
+  # choosing ports to binding them, so that they do not choose the same.
+  exec 9>/tmp/dcsync-kafka.lock
+  flock 9
   for dc in unicom telecom; do configure "$dc"; done
   for dc in unicom telecom; do serve "$dc"; done
+  flock -u 9
   echo "export DCSYNC_KAFKA_BROKERS_A=127.0.0.1:$(head -1 "$RUN/unicom/ports") DCSYNC_KAFKA_BROKERS_B=127.0.0.1:$(head -1 "$RUN/telecom/ports")"
   echo "export DCSYNC_KAFKA_RUN=$RUN"
 }
@@ -195,6 +200,11 @@ case "${1:-start}" in
 start) start ;;
 stop) stop ;;
 kill) need_run && [ -d "$RUN/${2:-}" ] || die "usage: $0 kill DC"; halt "$2" KILL ;;
-resume) need_run && [ -d "$RUN/${2:-}" ] || die "usage: $0 resume DC"; serve "$2" ;;
+resume)
+  need_run && [ -d "$RUN/${2:-}" ] || die "usage: $0 resume DC"
+  exec 9>/tmp/dcsync-kafka.lock
+  flock 9
+  serve "$2"
+  ;;
 *) die "usage: $0 start|stop|kill DC|resume DC" ;;
 esac

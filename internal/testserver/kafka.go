@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -99,4 +100,37 @@ func kafkaScript(out *bytes.Buffer, args ...string) error {
 		return fmt.Errorf("scripts/kafka.sh %s: %w", strings.Join(args, " "), err)
 	}
 	return nil
+}
+
+// RunUntil builds the command of package pkg, runs it with args, waits
+// until it prints the line ready on its stdout, and kills it there with
+// SIGKILL: a process that dies in the middle of its work. The build and
+// the wait are bounded by 5 minutes.
+func RunUntil(t testing.TB, pkg, ready string, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Wait() }()
+	defer func() { _ = cmd.Process.Kill() }()
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if sc.Text() == ready {
+			return
+		}
+	}
+	t.Fatalf("%s ended without printing %q: %v", pkg, ready, sc.Err())
 }

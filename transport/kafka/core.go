@@ -16,13 +16,16 @@ import (
 // and apply hops), and Config.Reship with Config.ReshipApplies (Write).
 type core interface {
 	// forward delivers reqs, written here, to peer's inbound topic.
-	forward(ctx context.Context, peer string, reqs []*dcsync.Request) []error
+	forward(ctx context.Context, peer string, reqs []*dcsync.Request) error
 	// collect authenticates, validates and dedupes reqs sent by from, and
 	// hands the accepted ones to the apply topic.
-	collect(ctx context.Context, from string, reqs []*dcsync.Request) []error
+	collect(ctx context.Context, from string, reqs []*dcsync.Request) error
 	// apply applies reqs here through the Processor.
-	apply(ctx context.Context, reqs []*dcsync.Request) []error
+	apply(ctx context.Context, reqs []*dcsync.Request) error
 }
+
+// Each method returns nil, a *dcsync.BatchError with each request's error,
+// or one error for the whole batch.
 
 // syncerCore is the core over today's Syncer.
 type syncerCore struct {
@@ -32,42 +35,25 @@ type syncerCore struct {
 
 func newCore(s *dcsync.Syncer) core { return syncerCore{s: s, c: s.Collector()} }
 
-func (c syncerCore) forward(ctx context.Context, peer string, reqs []*dcsync.Request) []error {
-	return split(c.s.Forward(ctx, peer, reqs), len(reqs))
+func (c syncerCore) forward(ctx context.Context, peer string, reqs []*dcsync.Request) error {
+	return c.s.Forward(ctx, peer, reqs)
 }
 
-func (c syncerCore) collect(ctx context.Context, from string, reqs []*dcsync.Request) []error {
+func (c syncerCore) collect(ctx context.Context, from string, reqs []*dcsync.Request) error {
 	err := c.c.Collect(ctx, from, reqs)
 	var be *dcsync.BatchError
-	if len(reqs) > 1 && dcsync.IsPermanent(err) && !errors.As(err, &be) {
-		// One bad request rejects a whole batch (a forged origin); collect
-		// one by one to find it, and let the rest flow on.
-		errs := make([]error, len(reqs))
-		for i, req := range reqs {
-			errs[i] = split(c.c.Collect(ctx, from, []*dcsync.Request{req}), 1)[0]
-		}
-		return errs
+	if len(reqs) < 2 || !dcsync.IsPermanent(err) || errors.As(err, &be) {
+		return err
 	}
-	return split(err, len(reqs))
+	// One bad request rejects a whole batch (a forged origin); collect one
+	// by one to find it, and let the rest flow on.
+	errs := make([]error, len(reqs))
+	for i, req := range reqs {
+		errs[i] = c.c.Collect(ctx, from, []*dcsync.Request{req})
+	}
+	return &dcsync.BatchError{Errs: errs}
 }
 
-func (c syncerCore) apply(ctx context.Context, reqs []*dcsync.Request) []error {
-	return split(c.s.ApplyBatch(ctx, reqs), len(reqs))
-}
-
-// split returns the error of each of n requests of a batch whose delivery
-// returned err: all nil, the BatchError's own, or err for each.
-func split(err error, n int) []error {
-	errs := make([]error, n)
-	var be *dcsync.BatchError
-	switch {
-	case err == nil:
-	case errors.As(err, &be) && len(be.Errs) == n:
-		copy(errs, be.Errs)
-	default:
-		for i := range errs {
-			errs[i] = err
-		}
-	}
-	return errs
+func (c syncerCore) apply(ctx context.Context, reqs []*dcsync.Request) error {
+	return c.s.ApplyBatch(ctx, reqs)
 }

@@ -31,17 +31,19 @@ const (
 	abandon                // stop, commit nothing: shutting down
 )
 
-// classify tells what to do after handling a request returned err.
-func classify(err error) outcome {
-	switch {
-	case err == nil:
+// classify tells what to do after handling a request returned err; with
+// stallAll, every failure that is not permanent is the next hop's.
+func classify(err error, stallAll bool) outcome {
+	if err == nil {
 		return done
-	case dcsync.IsPermanent(err):
+	}
+	if dcsync.IsPermanent(err) {
 		return dead
-	case errors.Is(err, dcsync.ErrClosed), errors.Is(err, kgo.ErrClientClosed),
-		errors.Is(err, context.Canceled):
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, dcsync.ErrClosed) || errors.Is(err, kgo.ErrClientClosed) {
 		return abandon
-	case unavailable(err):
+	}
+	if stallAll || unavailable(err) {
 		return stall
 	}
 	return retry

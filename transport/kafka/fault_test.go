@@ -1,13 +1,9 @@
 package kafka
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +13,7 @@ import (
 
 	"github.com/dcsync/dcsync"
 	"github.com/dcsync/dcsync/internal/testserver"
+	"github.com/dcsync/dcsync/transport/transporttest"
 )
 
 func TestBadRecordsAreDeadLetteredWhileTheRestFlow(t *testing.T) {
@@ -24,8 +21,8 @@ func TestBadRecordsAreDeadLetteredWhileTheRestFlow(t *testing.T) {
 	ctx := context.Background()
 	// A request telecom's store refuses for good, at unicom's apply hop,
 	// and one that keeps failing past MaxAttempts.
-	u.store.failKey("refused-0", fmt.Errorf("no such table: %w", dcsync.ErrInvalid))
-	u.store.failKey("broken-0", errors.New("disk on fire"))
+	u.store.FailKey("refused-0", fmt.Errorf("no such table: %w", dcsync.ErrInvalid))
+	u.store.FailKey("broken-0", errors.New("disk on fire"))
 	before := write(t, tc, "before", 50)
 	bad := write(t, tc, "refused", 1)
 	bad = append(bad, write(t, tc, "broken", 1)...)
@@ -82,8 +79,9 @@ func TestPeerBrokerRestartMidStream(t *testing.T) {
 		}
 	})
 	ids = append(ids, write(t, u, "during", 300)...)
-	eventually(t, time.Minute, func() bool { return u.node.Stats().Stalled > 0 || u.sync.Stats().ShipFailed > 0 },
-		func() string { return "unicom's reship hop never noticed telecom down" })
+	if !within(time.Minute, func() bool { return u.node.Stats().Stalled > 0 || u.sync.Stats().ShipFailed > 0 }) {
+		t.Fatal("unicom's reship hop never noticed telecom down")
+	}
 	testserver.ResumeKafka(t, "telecom")
 	killed = false
 	ids = append(ids, write(t, u, "after", 300)...)
@@ -111,12 +109,10 @@ func TestWorkerProcessKilledMidBatch(t *testing.T) {
 	if err := node.Setup(ctx); err != nil {
 		t.Fatal(err)
 	}
-	var reqs []*dcsync.Request
-	var ids []string
-	for i := range 200 {
-		id := fmt.Sprintf("w-%d", i)
-		reqs = append(reqs, &dcsync.Request{ID: id, Origin: "unicom", Key: id, Op: "set", Version: uint64(i + 1)})
-		ids = append(ids, id)
+	reqs := transporttest.Batch(200) // collected from a peer, handed to the apply topic
+	ids := make([]string, len(reqs))
+	for i, r := range reqs {
+		ids[i] = r.ID
 	}
 	if err := (handoff{node}).ProcessBatch(ctx, reqs); err != nil {
 		t.Fatal(err)
@@ -124,27 +120,8 @@ func TestWorkerProcessKilledMidBatch(t *testing.T) {
 
 	// A service process of telecom takes the apply group's partitions and
 	// gets stuck in its first batch; it is killed there.
-	bin := filepath.Join(t.TempDir(), "kafkaworker")
-	build := exec.Command("go", "build", "-o", bin, "github.com/dcsync/dcsync/internal/kafkaworker")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-dc", "telecom", "-brokers", b, "-prefix", p, "-batch", "50")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil || line != "applying\n" {
-		_ = cmd.Process.Kill()
-		t.Fatalf("worker process said %q, %v", line, err)
-	}
-	_ = cmd.Process.Kill() // SIGKILL, mid-batch
-	_ = cmd.Wait()
+	testserver.RunUntil(t, "github.com/dcsync/dcsync/internal/kafkaworker", "applying",
+		"-dc", "telecom", "-brokers", b, "-prefix", p, "-batch", "50") // then SIGKILL, mid-batch
 	offsets, err := kadm.NewClient(node.local).FetchOffsets(ctx, node.group("apply"))
 	if err != nil {
 		t.Fatal(err)

@@ -17,84 +17,51 @@ import (
 
 	"github.com/dcsync/dcsync"
 	"github.com/dcsync/dcsync/internal/testserver"
+	"github.com/dcsync/dcsync/internal/wait"
+	"github.com/dcsync/dcsync/transport/transporttest"
 )
 
 // The package's tests kill and restart brokers, so they run on brokers of
 // their own.
 func TestMain(m *testing.M) { os.Exit(testserver.KafkaMain(m, true)) }
 
-// store is a datacenter's state: last-writer-wins values per key and how
-// often each write was applied. Keys in fail make Process fail.
-type store struct {
-	mu      sync.Mutex
-	values  map[string]*dcsync.Request
-	applies map[string]int
-	fail    map[string]error
-	once    map[string]error // fail the next apply of the key only
+// failing fails the next apply of each key in once, then hands writes
+// to the Store.
+type failing struct {
+	*transporttest.Store
+	mu   sync.Mutex
+	once map[string]error
 }
 
-func newStore() *store {
-	return &store{values: map[string]*dcsync.Request{}, applies: map[string]int{}, fail: map[string]error{}, once: map[string]error{}}
-}
+func newStore() *failing { return &failing{Store: transporttest.NewStore(), once: map[string]error{}} }
 
-func (s *store) Process(_ context.Context, r *dcsync.Request) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.fail[r.Key]; err != nil {
+func (f *failing) Process(ctx context.Context, r *dcsync.Request) error {
+	f.mu.Lock()
+	err := f.once[r.Key]
+	delete(f.once, r.Key)
+	f.mu.Unlock()
+	if err != nil {
 		return err
 	}
-	if err := s.once[r.Key]; err != nil {
-		delete(s.once, r.Key)
-		return err
-	}
-	s.applies[r.ID]++
-	if cur := s.values[r.Key]; cur == nil || r.Newer(cur.Version, cur.Origin) {
-		s.values[r.Key] = r
-	}
-	return nil
+	return f.Store.Process(ctx, r)
 }
 
-// failKey makes Process fail for key with err, or succeed again when err
-// is nil.
-func (s *store) failKey(key string, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err == nil {
-		delete(s.fail, key)
-		return
-	}
-	s.fail[key] = err
-}
-
-// failOnce makes the next Process of key fail with err.
-func (s *store) failOnce(key string, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.once[key] = err
+// failOnce makes the next apply of key fail with err.
+func (f *failing) failOnce(key string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.once[key] = err
 }
 
 // has reports how many of ids were applied.
-func (s *store) has(ids []string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (f *failing) has(ids []string) int {
 	n := 0
 	for _, id := range ids {
-		if s.applies[id] > 0 {
+		if f.Applies(id) > 0 {
 			n++
 		}
 	}
 	return n
-}
-
-// winners returns the ID of the value of each key.
-func (s *store) winners() map[string]string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	w := make(map[string]string, len(s.values))
-	for k, r := range s.values {
-		w[k] = r.ID
-	}
-	return w
 }
 
 var unsafeChars = regexp.MustCompile(`[^a-zA-Z0-9]+`)
@@ -120,7 +87,7 @@ type dc struct {
 	name  string
 	node  *Node
 	sync  *dcsync.Syncer
-	store *store
+	store *failing
 	stop  func()
 }
 
@@ -141,19 +108,16 @@ func start(t testing.TB, cfg NodeConfig, proc dcsync.Processor) *dc {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- node.Run(ctx, s) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; !errors.Is(err, context.Canceled) {
-				t.Errorf("Run of %s: %v", cfg.DC, err)
-			}
-			s.Close()
-			node.Close()
-		})
-	}
+	stop := sync.OnceFunc(func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("Run of %s: %v", cfg.DC, err)
+		}
+		s.Close()
+		node.Close()
+	})
 	t.Cleanup(stop)
-	st, _ := proc.(*store)
+	st, _ := proc.(*failing)
 	return &dc{name: cfg.DC, node: node, sync: s, store: st, stop: stop}
 }
 
@@ -203,40 +167,39 @@ func write(t testing.TB, d *dc, prefix string, n int) []string {
 	return ids
 }
 
-// eventually polls cond until it holds or the bound passes, then fails the
-// test with what describe says. It bounds a wait; it asserts no speed.
-func eventually(t testing.TB, bound time.Duration, cond func() bool, describe func() string) {
-	t.Helper()
-	deadline := time.Now().Add(bound)
+// within polls cond every 20ms for up to bound, and reports whether it
+// held. It bounds a wait; it asserts no speed.
+func within(bound time.Duration, cond func() bool) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
 	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not reached within %v: %s", bound, describe())
+		if !wait.Sleep(ctx, 20*time.Millisecond) {
+			return cond()
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
+	return true
 }
 
 // converge waits until every id is applied in d.
 func converge(t testing.TB, d *dc, ids []string) {
 	t.Helper()
-	eventually(t, 2*time.Minute, func() bool { return d.store.has(ids) == len(ids) },
-		func() string {
-			return fmt.Sprintf("%s applied %d of %d writes; node stats %+v, syncer stats %+v",
-				d.name, d.store.has(ids), len(ids), d.node.Stats(), d.sync.Stats())
-		})
+	if !within(2*time.Minute, func() bool { return d.store.has(ids) == len(ids) }) {
+		t.Fatalf("%s applied %d of %d writes; node stats %+v, syncer stats %+v",
+			d.name, d.store.has(ids), len(ids), d.node.Stats(), d.sync.Stats())
+	}
 }
 
 // deadLetters waits until d has want dead letters and returns them.
 func deadLetters(t *testing.T, d *dc, want int) []DeadLetter {
 	t.Helper()
 	var got []DeadLetter
-	eventually(t, time.Minute, func() bool {
+	within(time.Minute, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		var err error
 		got, err = d.node.DeadLetters(ctx, 100)
 		return err == nil && len(got) >= want
-	}, func() string { return fmt.Sprintf("%s has %d dead letters, want %d: %+v", d.name, len(got), want, got) })
+	})
 	if len(got) != want {
 		t.Fatalf("%s has %d dead letters, want %d: %+v", d.name, len(got), want, got)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -41,8 +40,9 @@ type NodeConfig struct {
 	// Replication is the replication factor of the topics the Node
 	// creates; default -1, the broker's default.
 	Replication int16
-	// Consumer names this process in the consumer groups; default host
-	// name, process ID and a random suffix.
+	// Consumer names this process to the brokers (the client ID of its
+	// franz-go clients, in their logs and quotas); default "dcsync-" and
+	// the host name.
 	Consumer string
 	// Workers is how many group consumers each hop runs in this process;
 	// default 1. A hop never has more useful consumers, in all processes
@@ -131,10 +131,10 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		}
 	}
 	cfg.Prefix = or(cfg.Prefix, "dcsync")
-	if cfg.Consumer == "" {
-		host, _ := os.Hostname()
-		cfg.Consumer = fmt.Sprintf("%s-%d-%04x", host, os.Getpid(), rand.N(1<<16))
+	if host, err := os.Hostname(); cfg.Consumer == "" && err == nil {
+		cfg.Consumer = "dcsync-" + host
 	}
+	cfg.Consumer = or(cfg.Consumer, "dcsync")
 	cfg.Partitions = or(cfg.Partitions, 4)
 	cfg.Replication = or(cfg.Replication, -1)
 	cfg.Workers = or(cfg.Workers, 1)
@@ -409,13 +409,13 @@ func (n *Node) Run(ctx context.Context, s *dcsync.Syncer) error {
 
 // hops returns the hops that read from this datacenter's cluster.
 func (n *Node) hops(c core) []*hop {
-	apply := func(ctx context.Context, _ string, reqs []*dcsync.Request) []error { return c.apply(ctx, reqs) }
+	apply := func(ctx context.Context, _ string, reqs []*dcsync.Request) error { return c.apply(ctx, reqs) }
 	hs := []*hop{{name: "local", group: n.group("local"), topics: []string{n.outbound}, handle: apply}}
 	var inbound []string
 	from := map[string]string{}
 	for peer := range n.cfg.Peers {
 		hs = append(hs, &hop{name: "reship:" + peer, group: n.group("reship." + peer), topics: []string{n.outbound},
-			handle: func(ctx context.Context, _ string, reqs []*dcsync.Request) []error {
+			handle: func(ctx context.Context, _ string, reqs []*dcsync.Request) error {
 				return c.forward(ctx, peer, reqs)
 			},
 			// Forward retried already; what it could not deliver waits for

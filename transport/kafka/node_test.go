@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"testing"
 	"time"
 )
@@ -16,7 +15,7 @@ func TestReplicatesBothWaysThroughFaults(t *testing.T) {
 	// long as the test says (held, not counted).
 	flaky := errors.New("flaky store")
 	for i := range 5 {
-		tc.store.failKey(fmt.Sprintf("u-%d", i), fmt.Errorf("%w", ErrUnavailable))
+		tc.store.FailKey(fmt.Sprintf("u-%d", i), fmt.Errorf("%w", ErrUnavailable))
 		u.store.failOnce(fmt.Sprintf("t-%d", i), flaky)
 	}
 	done := make(chan []string)
@@ -28,16 +27,18 @@ func TestReplicatesBothWaysThroughFaults(t *testing.T) {
 	go func() { shared <- write(t, tc, "s", 100) }()
 	idsU = append(idsU, write(t, u, "s", 100)...)
 	idsT = append(idsT, <-shared...)
-	eventually(t, time.Minute, func() bool { return tc.node.Stats().Stalled > 0 && u.node.Stats().Retried > 0 },
-		func() string { return fmt.Sprintf("faults not met: %+v %+v", u.node.Stats(), tc.node.Stats()) })
+	if !within(time.Minute, func() bool { return tc.node.Stats().Stalled > 0 && u.node.Stats().Retried > 0 }) {
+		t.Fatalf("faults not met: %+v %+v", u.node.Stats(), tc.node.Stats())
+	}
 	for i := range 5 {
-		tc.store.failKey(fmt.Sprintf("u-%d", i), nil)
+		tc.store.FailKey(fmt.Sprintf("u-%d", i), nil)
 	}
 	all := append(append([]string{}, idsU...), idsT...)
 	converge(t, u, all)
 	converge(t, tc, all)
-	if w1, w2 := u.store.winners(), tc.store.winners(); !maps.Equal(w1, w2) {
-		t.Errorf("datacenters disagree: %d keys in unicom, %d in telecom", len(w1), len(w2))
+	if du, dt := u.store.Digest(), tc.store.Digest(); du != dt {
+		t.Errorf("datacenters disagree: %d keys in unicom, digest %s; %d in telecom, digest %s",
+			u.store.Keys(), du, tc.store.Keys(), dt)
 	}
 	for _, d := range []*dc{u, tc} {
 		if dl, err := d.node.DeadLetters(context.Background(), 10); err != nil || len(dl) > 0 {

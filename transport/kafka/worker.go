@@ -21,8 +21,8 @@ type hop struct {
 	topics []string          // topics it consumes
 	from   map[string]string // collect: the sending datacenter by topic
 	// handle hands reqs (sent by from, at the collect hop) on, and returns
-	// each one's error.
-	handle func(ctx context.Context, from string, reqs []*dcsync.Request) []error
+	// nil, a *dcsync.BatchError with each one's error, or the batch's.
+	handle func(ctx context.Context, from string, reqs []*dcsync.Request) error
 	// stallAll retries every failure that is not permanent without
 	// counting attempts.
 	stallAll bool
@@ -136,16 +136,18 @@ func (n *Node) through(ctx context.Context, h *hop, from string, ps []*pending) 
 		for _, p := range ps {
 			reqs = append(reqs, p.req)
 		}
-		errs := h.handle(ctx, from, reqs)
+		err := h.handle(ctx, from, reqs)
+		var be *dcsync.BatchError
+		if !errors.As(err, &be) || len(be.Errs) != len(ps) {
+			be = nil
+		}
 		left := ps[:0]
 		stalled := false
 		for k, p := range ps {
-			p.err = errs[k]
-			o := classify(p.err)
-			if h.stallAll && o == retry {
-				o = stall
+			if p.err = err; be != nil {
+				p.err = be.Errs[k]
 			}
-			switch o {
+			switch classify(p.err, h.stallAll) {
 			case done:
 				continue
 			case dead:
