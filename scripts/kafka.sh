@@ -81,7 +81,7 @@ free_port() {
 # java_cmd DC sets JAVA to the command that runs a class of the broker's
 # jars for DC.
 java_cmd() {
-  JAVA=(java -Xms64m "-Xmx$HEAP" -XX:+UseSerialGC -XX:MaxMetaspaceSize=128m -Djava.awt.headless=true
+  JAVA=(java "-Xms$HEAP" "-Xmx$HEAP" -XX:+UseSerialGC -Djava.awt.headless=true
     "-Dlog4j2.configurationFile=$RUN/$1/log4j2.properties" -cp "$LIBS/*")
 }
 
@@ -119,6 +119,9 @@ num.io.threads=4
 background.threads=2
 log.retention.hours=1
 log.segment.bytes=67108864
+# The cleaner (of compacted topics: the group offsets) takes 128 MiB of
+# heap by default.
+log.cleaner.dedupe.buffer.size=8388608
 PROPS
   cat >"$d/log4j2.properties" <<PROPS
 appender.file.type=File
