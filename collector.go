@@ -260,13 +260,16 @@ func (s *Syncer) ApplyBatch(ctx context.Context, reqs []*Request) error {
 }
 
 // processed returns the process record of req, written here and applied
-// by ApplyBatch, and counts it as Write would.
+// by ApplyBatch, and counts it as Write would rather than as a collected
+// write (apply counted it so: ^0 takes one back).
 func (s *Syncer) processed(req *Request, at time.Time, err error) Record {
 	r := s.record(req, StageProcess, at, err)
 	if err != nil {
+		s.stats.applyFailed.Add(^uint64(0))
 		s.stats.rejected.Add(1)
 		return r
 	}
+	s.stats.applied.Add(^uint64(0))
 	s.stats.written.Add(1)
 	r.Request = req
 	return r

@@ -44,6 +44,7 @@ var transports = []transport{
 	{"http", none, func() wiring { return &httpWiring{} }},
 	{"grpc", none, func() wiring { return &grpcWiring{} }},
 	{"redis", needRedis, func() wiring { return &redisWiring{} }},
+	{"redis-cluster", needRedisCluster, func() wiring { return &redisClusterWiring{} }},
 	{"kafka", needKafka, func() wiring { return &kafkaWiring{} }},
 	// Fewer, larger fetches: up to 10ms of lag per hop for less broker CPU.
 	{"kafka-fetch64k", needKafka, func() wiring { return &kafkaWiring{minBytes: 64 << 10, block: 10 * time.Millisecond} }},

@@ -113,7 +113,7 @@ type Node struct {
 	dead     string
 
 	setupMu sync.Mutex
-	setup   bool
+	setup   atomic.Bool // the topics exist
 
 	stats struct{ read, committed, deadLettered, retried, stalled atomic.Uint64 }
 }
@@ -225,9 +225,12 @@ func (n *Node) Wire(cfg dcsync.Config) dcsync.Config {
 // datacenter), unless they exist. Reship and Run call it; calling it first
 // surfaces a broker that cannot be reached.
 func (n *Node) Setup(ctx context.Context) error {
+	if n.setup.Load() {
+		return nil
+	}
 	n.setupMu.Lock()
 	defer n.setupMu.Unlock()
-	if n.setup {
+	if n.setup.Load() {
 		return nil
 	}
 	topics := []string{n.outbound, n.apply, n.dead}
@@ -242,7 +245,7 @@ func (n *Node) Setup(ctx context.Context) error {
 			return err
 		}
 	}
-	n.setup = true
+	n.setup.Store(true)
 	return nil
 }
 
