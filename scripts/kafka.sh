@@ -14,7 +14,8 @@
 #   scripts/kafka.sh resume DC   starts DC's broker again, on its port, with
 #                                its data (the tests' broker restarts)
 #
-# The jars come from Maven Central through `mvn dependency:copy-dependencies`
+# Java 17 and Maven come from Debian's packages when missing. The jars come
+# from Maven Central through `mvn dependency:copy-dependencies`
 # of org.apache.kafka:kafka_2.13 and kafka-server (with log4j2 as the SLF4J
 # binding), once per version, into $DCSYNC_CACHE (default /var/tmp/dcsync).
 # Brokers run with small heaps (DCSYNC_KAFKA_HEAP, default 256m). Everything
@@ -37,9 +38,17 @@ port_busy() { timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/
 # fetch copies the broker's jars and their runtime dependencies into LIBS,
 # unless an earlier run did.
 fetch() {
+  local pkgs=()
+  command -v java >/dev/null || pkgs+=(openjdk-17-jre-headless)
+  command -v mvn >/dev/null || [ -f "$LIBS/.complete" ] || pkgs+=(maven)
+  if [ ${#pkgs[@]} -gt 0 ]; then
+    log "installing ${pkgs[*]} from Debian's packages"
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkgs[@]}" >&2
+  fi
   [ -f "$LIBS/.complete" ] && return
-  command -v java >/dev/null || die "no java: Kafka $KAFKA_VERSION needs Java 17 or later"
-  command -v mvn >/dev/null || die "no mvn to fetch Kafka's jars with"
   log "fetching Kafka $KAFKA_VERSION's jars with mvn into $LIBS"
   local dir tmp
   dir=$(dirname "$LIBS")

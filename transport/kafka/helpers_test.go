@@ -100,7 +100,7 @@ func start(t testing.TB, cfg NodeConfig, proc dcsync.Processor) *dc {
 		t.Fatal(err)
 	}
 	s, err := dcsync.New(node.Wire(dcsync.Config{Processor: proc,
-		Delivery: dcsync.Delivery{Timeout: 5 * time.Second,
+		Delivery: dcsync.Delivery{Timeout: 2 * time.Second,
 			Backoff: dcsync.Backoff{Initial: time.Millisecond, Max: 10 * time.Millisecond, Attempts: 2}}}))
 	if err != nil {
 		t.Fatal(err)
