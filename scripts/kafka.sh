@@ -172,6 +172,8 @@ serve() {
 start() {
   fetch
   RUN=$(mktemp -d /tmp/dcsync-kafka-XXXXXX)
+  # A start that fails stops what it started and removes its run.
+  trap 'rc=$?; [ $rc -eq 0 ] || DCSYNC_KAFKA_RUN=$RUN stop' EXIT
   # Concurrent starts (test packages run in parallel) take turns from
   # choosing ports to binding them, so that they do not choose the same.
   exec 9>/tmp/dcsync-kafka.lock
