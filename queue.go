@@ -14,6 +14,7 @@ type queueReship struct {
 	peers   []*peerQueue
 	closing <-chan struct{} // closed when the Syncer starts closing
 	wg      sync.WaitGroup
+	stop    context.CancelFunc // ends the sends under way, when a shutdown runs out of time
 }
 
 type peerQueue struct {
@@ -24,10 +25,12 @@ type peerQueue struct {
 	cfg    Delivery
 	ship   *shipper
 	done   func(peer string, reqs []*Request, errs []error)
+	ctx    context.Context // of the sends; ended by queueReship.stop
 
 	mu        sync.Mutex
 	downs     int       // batches in a row that failed whole, every attempt
 	downUntil time.Time // while in the future, batches skip sending
+	downSince time.Time // first failure of the current run of downs; zero when up
 }
 
 // lane is a FIFO of writes and the worker that sends them in batches. A
@@ -46,9 +49,10 @@ type lane struct {
 
 func newQueueReship(peers map[string]Sender, cfg Delivery, sh *shipper,
 	done func(string, []*Request, []error), closing chan struct{}) *queueReship {
-	q := &queueReship{closing: closing}
+	ctx, stop := context.WithCancel(context.Background())
+	q := &queueReship{closing: closing, stop: stop}
 	for name, s := range peers {
-		p := &peerQueue{name: name, sender: s, seed: maphash.MakeSeed(), cfg: cfg, ship: sh, done: done}
+		p := &peerQueue{name: name, sender: s, seed: maphash.MakeSeed(), cfg: cfg, ship: sh, done: done, ctx: ctx}
 		q.peers = append(q.peers, p)
 		for range cfg.Workers {
 			l := &lane{limit: max(cfg.QueueSize/cfg.Workers, 1), ready: make(chan struct{}, 1)}
@@ -148,9 +152,11 @@ func (q *queueReship) idle() bool {
 	return true
 }
 
-// close sends what is queued and stops the workers. Callers must not call
-// Reship after close.
-func (q *queueReship) close() {
+// close sends what is queued and stops the workers, or, when ctx ends
+// first, ends the sends under way, so that the workers record what is left
+// as failed at once, and returns how many deliveries were left. Callers
+// must not call Reship after close.
+func (q *queueReship) close(ctx context.Context) (left int) {
 	for _, p := range q.peers {
 		for _, l := range p.lanes {
 			l.mu.Lock()
@@ -159,7 +165,15 @@ func (q *queueReship) close() {
 			l.signal()
 		}
 	}
-	q.wg.Wait()
+	select {
+	case <-background(q.wg.Wait):
+		q.stop()
+		return 0
+	case <-ctx.Done():
+	}
+	left = q.held()
+	q.stop()
+	return left
 }
 
 // work sends l's writes in batches until l closes and is empty: it waits
@@ -225,7 +239,7 @@ func (p *peerQueue) send(batch []*Request) {
 		p.ship.record(recs...)
 		observeSend(context.Background(), p.ship.obs, Send{Peer: p.name, Reqs: batch}, func(context.Context) []error { return errs })
 	} else {
-		errs = p.ship.ship(context.Background(), p.name, p.sender, batch, nil)
+		errs = p.ship.ship(p.ctx, p.name, p.sender, batch, nil)
 		failed := 0
 		for _, err := range errs {
 			if err != nil && !IsPermanent(err) {
@@ -237,10 +251,13 @@ func (p *peerQueue) send(batch []*Request) {
 		// milliseconds of writes, a dead peer one batch per Max.
 		p.mu.Lock()
 		if failed == len(batch) {
+			if p.downs == 0 {
+				p.downSince = time.Now()
+			}
 			p.downs++
 			p.downUntil = time.Now().Add(p.cfg.Backoff.Delay(p.downs))
 		} else {
-			p.downs = 0
+			p.downs, p.downSince = 0, time.Time{}
 		}
 		p.mu.Unlock()
 	}
