@@ -78,7 +78,7 @@ func targets(cfg *Config) []target {
 			ts = append(ts, dcsyncTarget(t, a))
 		}
 	}
-	return append(ts, watermillTarget, httpPostTarget, xaddCeiling, httpCeiling, grpcCeiling, kafkaCeiling, kafkaAsyncCeiling)
+	return append(ts, watermillTarget, httpPostTarget, xaddCeiling, httpCeiling, grpcCeiling, kafkaCeiling, kafkaAsyncCeiling, mirrorMakerTarget)
 }
 
 // dcsyncTarget is dcsync over transport t with audit store a.

@@ -18,6 +18,7 @@
 //	ceiling/redis-xadd            redis-benchmark, pipelined XADD of the payload
 //	ceiling/nethttp               a net/http handler that only reads the body, fed dcsync-sized batches
 //	ceiling/grpc                  a client-streaming RPC that only receives dcsync-sized batches
+//	mirrormaker2/kafka            Kafka's MirrorMaker 2 copying a topic from unicom's broker to telecom's (-mm2)
 //	ceiling/kafka-produce         a franz-go producer alone, the Node's settings, dcsync's records to the peer's broker, writers waiting for acks
 //	ceiling/kafka-produce-async   the same, every record handed to the client at once
 //
@@ -68,6 +69,7 @@ type Config struct {
 	RedisBenchmark     string // redis-benchmark binary
 	KafkaA, KafkaB     string // bootstrap brokers of unicom's and telecom's Kafka; the Kafka rows need both
 	KafkaRun           string // scripts/kafka.sh's run directory, where the brokers' pids are
+	MirrorMaker        bool   // run the mirrormaker2/kafka row, which starts a JVM per phase
 }
 
 func (c *Config) withDefaults() {
@@ -119,6 +121,7 @@ func main() {
 	flag.IntVar(&cfg.WatermillConsumers, "watermill-consumers", 4, "subscribers per hop of the Watermill forwarder")
 	flag.StringVar(&cfg.KafkaA, "kafka-a", "", "unicom's Kafka brokers (default $DCSYNC_KAFKA_BROKERS_A)")
 	flag.StringVar(&cfg.KafkaB, "kafka-b", "", "telecom's Kafka brokers (default $DCSYNC_KAFKA_BROKERS_B)")
+	flag.BoolVar(&cfg.MirrorMaker, "mm2", false, "run the mirrormaker2/kafka row (Kafka's MirrorMaker 2, a JVM per phase)")
 	flag.StringVar(&jsonPath, "json", "", "write the results as JSON to this file")
 	flag.StringVar(&mdPath, "md", "", "write the table as Markdown to this file")
 	flag.BoolVar(&short, "short", false, "a quick run: 2000 writes, 1s at 1000 writes/s")

@@ -13,6 +13,12 @@
 #   scripts/kafka.sh kill DC     kill -9s DC's broker of $DCSYNC_KAFKA_RUN
 #   scripts/kafka.sh resume DC   starts DC's broker again, on its port, with
 #                                its data (the tests' broker restarts)
+#   scripts/kafka.sh mirrormaker PROPS
+#                                runs Kafka's MirrorMaker 2 (dedicated mode) in
+#                                the foreground with PROPS, logging next to it;
+#                                its jars (org.apache.kafka:connect-mirror) are
+#                                fetched once like the broker's (the benchmark's
+#                                mirrormaker2 row)
 #
 # Java 17 and Maven come from Debian's packages when missing. The jars come
 # from Maven Central through `mvn dependency:copy-dependencies`
@@ -27,6 +33,7 @@ KAFKA_VERSION=${DCSYNC_KAFKA_VERSION:-4.1.0}
 LOG4J_VERSION=2.24.3
 CACHE=${DCSYNC_CACHE:-/var/tmp/dcsync}
 LIBS=$CACHE/kafka-$KAFKA_VERSION/libs
+MIRROR=$CACHE/kafka-$KAFKA_VERSION/mirror
 HEAP=${DCSYNC_KAFKA_HEAP:-256m}
 STARTUP_TIMEOUT=${DCSYNC_KAFKA_TIMEOUT:-120}
 
@@ -36,11 +43,13 @@ die() { log "$*"; exit 1; }
 port_busy() { timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null; }
 
 # fetch copies the broker's jars and their runtime dependencies into LIBS,
-# unless an earlier run did.
+# unless an earlier run did; with "mirror", MirrorMaker 2's into MIRROR.
 fetch() {
+  local into=$LIBS artifacts="kafka_2.13 kafka-server"
+  if [ "${1:-}" = mirror ]; then into=$MIRROR artifacts=connect-mirror; fi
   local pkgs=()
   command -v java >/dev/null || pkgs+=(openjdk-17-jre-headless)
-  command -v mvn >/dev/null || [ -f "$LIBS/.complete" ] || pkgs+=(maven)
+  command -v mvn >/dev/null || [ -f "$into/.complete" ] || pkgs+=(maven)
   if [ ${#pkgs[@]} -gt 0 ]; then
     log "installing ${pkgs[*]} from Debian's packages"
     local sudo=""
@@ -48,10 +57,13 @@ fetch() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq >&2
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkgs[@]}" >&2
   fi
-  [ -f "$LIBS/.complete" ] && return
-  log "fetching Kafka $KAFKA_VERSION's jars with mvn into $LIBS"
-  local dir tmp
-  dir=$(dirname "$LIBS")
+  [ -f "$into/.complete" ] && return
+  log "fetching Kafka $KAFKA_VERSION's $artifacts jars with mvn into $into"
+  local dir tmp deps="" a
+  for a in $artifacts; do
+    deps+="<dependency><groupId>org.apache.kafka</groupId><artifactId>$a</artifactId><version>$KAFKA_VERSION</version></dependency>"
+  done
+  dir=$(dirname "$into")
   mkdir -p "$dir"
   tmp=$(mktemp -d "$dir/fetch.XXXXXX")
   cat >"$tmp/pom.xml" <<POM
@@ -59,8 +71,7 @@ fetch() {
   <modelVersion>4.0.0</modelVersion>
   <groupId>dcsync</groupId><artifactId>kafka-broker</artifactId><version>1</version>
   <dependencies>
-    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$KAFKA_VERSION</version></dependency>
-    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-server</artifactId><version>$KAFKA_VERSION</version></dependency>
+    $deps
     <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>$LOG4J_VERSION</version></dependency>
     <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>$LOG4J_VERSION</version></dependency>
   </dependencies>
@@ -69,8 +80,8 @@ POM
   (cd "$tmp" && mvn -q dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp/libs" >&2) ||
     { rm -rf "$tmp"; die "mvn could not fetch Kafka $KAFKA_VERSION"; }
   touch "$tmp/libs/.complete"
-  rm -rf "$LIBS"
-  mv "$tmp/libs" "$LIBS" 2>/dev/null || [ -f "$LIBS/.complete" ] # another start won the race
+  rm -rf "$into"
+  mv "$tmp/libs" "$into" 2>/dev/null || [ -f "$into/.complete" ] # another start won the race
   rm -rf "$tmp"
 }
 
@@ -210,6 +221,26 @@ stop() {
   rm -rf "$RUN"
 }
 
+# mirrormaker PROPS runs MirrorMaker 2 with PROPS until it is killed.
+mirrormaker() {
+  local props=$1 d
+  [ -f "$props" ] || die "usage: $0 mirrormaker PROPS"
+  fetch mirror
+  d=$(cd "$(dirname "$props")" && pwd)
+  cat >"$d/mm2-log4j2.properties" <<PROPS
+appender.file.type=File
+appender.file.name=file
+appender.file.fileName=$d/mm2.log
+appender.file.layout.type=PatternLayout
+appender.file.layout.pattern=[%d] %p %m (%c)%n
+rootLogger.level=WARN
+rootLogger.appenderRef.file.ref=file
+PROPS
+  exec java "-Xms$HEAP" "-Xmx$HEAP" -XX:+UseSerialGC -Djava.awt.headless=true \
+    "-Dlog4j2.configurationFile=$d/mm2-log4j2.properties" -cp "$MIRROR/*" \
+    org.apache.kafka.connect.mirror.MirrorMaker "$props"
+}
+
 case "${1:-start}" in
 start) start ;;
 stop) stop ;;
@@ -220,5 +251,6 @@ resume)
   flock 9
   serve "$2"
   ;;
-*) die "usage: $0 start|stop|kill DC|resume DC" ;;
+mirrormaker) mirrormaker "${2:-}" ;;
+*) die "usage: $0 start|stop|kill DC|resume DC|mirrormaker PROPS" ;;
 esac
