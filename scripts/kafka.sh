@@ -105,6 +105,20 @@ java_cmd() {
     "-Dlog4j2.configurationFile=$RUN/$1/log4j2.properties" -cp "$LIBS/*")
 }
 
+# log_config FILE LOG writes a log4j2 configuration to FILE that logs
+# warnings and errors to LOG.
+log_config() {
+  cat >"$1" <<PROPS
+appender.file.type=File
+appender.file.name=file
+appender.file.fileName=$2
+appender.file.layout.type=PatternLayout
+appender.file.layout.pattern=[%d] %p %m (%c)%n
+rootLogger.level=WARN
+rootLogger.appenderRef.file.ref=file
+PROPS
+}
+
 # configure DC writes DC's config and formats its storage.
 configure() {
   local dc=$1 port cport d=$RUN/$1
@@ -143,17 +157,7 @@ log.segment.bytes=67108864
 # heap by default.
 log.cleaner.dedupe.buffer.size=8388608
 PROPS
-  cat >"$d/log4j2.properties" <<PROPS
-appender.file.type=File
-appender.file.name=file
-appender.file.fileName=$d/server.log
-appender.file.layout.type=PatternLayout
-appender.file.layout.pattern=[%d] %p %m (%c)%n
-rootLogger.level=WARN
-rootLogger.appenderRef.file.ref=file
-logger.kafka.name=kafka
-logger.kafka.level=WARN
-PROPS
+  log_config "$d/log4j2.properties" "$d/server.log"
   local id
   java_cmd "$dc"
   id=$("${JAVA[@]}" kafka.tools.StorageTool random-uuid 2>>"$d/server.log")
@@ -227,15 +231,7 @@ mirrormaker() {
   [ -f "$props" ] || die "usage: $0 mirrormaker PROPS"
   fetch mirror
   d=$(cd "$(dirname "$props")" && pwd)
-  cat >"$d/mm2-log4j2.properties" <<PROPS
-appender.file.type=File
-appender.file.name=file
-appender.file.fileName=$d/mm2.log
-appender.file.layout.type=PatternLayout
-appender.file.layout.pattern=[%d] %p %m (%c)%n
-rootLogger.level=WARN
-rootLogger.appenderRef.file.ref=file
-PROPS
+  log_config "$d/mm2-log4j2.properties" "$d/mm2.log"
   exec java "-Xms$HEAP" "-Xmx$HEAP" -XX:+UseSerialGC -Djava.awt.headless=true \
     "-Dlog4j2.configurationFile=$d/mm2-log4j2.properties" -cp "$MIRROR/*" \
     org.apache.kafka.connect.mirror.MirrorMaker "$props"
