@@ -81,6 +81,7 @@ type env struct {
 	apply     func(payload []byte) // the peer's processor calls it
 	wire      *wireCounter         // replication traffic
 	auditWire *wireCounter         // audit log traffic
+	link      *link                // the WAN between the datacenters; nil on loopback
 
 	elasticOnce sync.Once // adds the Elasticsearch process to procs
 
