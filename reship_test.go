@@ -12,6 +12,7 @@ import (
 
 	"github.com/dcsync/dcsync"
 	auditmem "github.com/dcsync/dcsync/audit/memory"
+	"github.com/dcsync/dcsync/transport/memory"
 )
 
 func TestReshipRetriesOnlyFailedRequests(t *testing.T) {
@@ -223,5 +224,91 @@ func TestPeerBackFromABlipIsSentToAgain(t *testing.T) {
 	}
 	if got := peer.delivered(); len(got) != 2 {
 		t.Fatalf("peer got %v", got)
+	}
+}
+
+// missing counts the ids s has not applied.
+func (s *store) missing(ids []string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, id := range ids {
+		if s.applies[id] == 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// TestReturningPeerCatchesUp takes one of two peers down for 10 seconds
+// under a steady write load, with default Delivery settings and no
+// reconciler: the other peer gets every write meanwhile, and the one that
+// returns gets every write of the outage within 5 seconds of its return,
+// each key's writes in order.
+func TestReturningPeerCatchesUp(t *testing.T) {
+	const outage = 10 * time.Second
+	nw := memory.NewNetwork(1)
+	names := []string{"unicom", "telecom", "mobile"}
+	stores := map[string]*store{}
+	var origin *dcsync.Syncer
+	for _, dc := range names {
+		stores[dc] = newStore(0, 1)
+		s, err := dcsync.New(dcsync.Config{DC: dc, Peers: nw.Peers(dc, names...), Processor: stores[dc]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		nw.Attach(dc, s.Collector())
+		if dc == "unicom" {
+			origin = s
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var during []string
+	write := func(i int) string {
+		req := &dcsync.Request{Key: fmt.Sprint("k", i%50), Payload: []byte(strconv.Itoa(i))}
+		if err := origin.Write(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		return req.ID
+	}
+	i := 0
+	for range 50 { // before: connections up, the queue running
+		write(i)
+		i++
+	}
+	nw.SetFaults("unicom", "telecom", memory.Faults{Fail: 1})
+	tick := time.NewTicker(10 * time.Millisecond) // about 100 writes/s
+	for end := time.Now().Add(outage); time.Now().Before(end); i++ {
+		<-tick.C
+		during = append(during, write(i))
+	}
+	tick.Stop()
+	nw.SetFaults("unicom", "telecom", memory.Faults{})
+	back := time.Now()
+	for stores["telecom"].missing(during) > 0 {
+		if time.Since(back) > 5*time.Second {
+			t.Fatalf("%d of the %d writes of the outage not applied 5s after the peer's return",
+				stores["telecom"].missing(during), len(during))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("%d writes of a %v outage applied %v after the return", len(during), outage, time.Since(back))
+	for stores["mobile"].missing(during) > 0 && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := stores["mobile"].missing(during); n > 0 {
+		t.Fatalf("the healthy peer misses %d writes", n)
+	}
+	if st := origin.Stats(); st.ShipFailed != 0 {
+		t.Fatalf("writes given up: %+v", st)
+	}
+	// Each key's last write wins everywhere: the re-sent writes came in
+	// order, and after the older ones.
+	for k, w := range stores["unicom"].values {
+		if got := stores["telecom"].values[k]; got == nil || got.ID != w.ID {
+			t.Fatalf("key %s: telecom holds %v, unicom %s", k, got, w.ID)
+		}
 	}
 }
