@@ -506,7 +506,6 @@ type window struct {
 	prevMin  time.Duration // of the previous period
 	period   time.Time     // end of this period
 	cut      time.Time     // no shrinking before
-	peak     int           // most bytes in flight so far
 }
 
 // minWindow is where the window starts, and its floor.
@@ -536,7 +535,6 @@ func (w *window) room() bool {
 func (w *window) add(n int) {
 	w.mu.Lock()
 	w.inflight += n
-	w.peak = max(w.peak, w.inflight)
 	w.mu.Unlock()
 }
 
@@ -572,9 +570,48 @@ func (w *window) end(n int, rtt time.Duration, ok bool) {
 	}
 }
 
-// peakInFlight returns the most bytes the window has had in flight.
-func (w *window) peakInFlight() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.peak
+// peerState is what the queue knows of the delivery to one peer, for
+// Stats.
+type peerState struct {
+	Backlog   int       // writes queued, in flight or waiting to be re-sent
+	Oldest    time.Time // when the oldest of them was written; zero when none
+	DownSince time.Time // since when the peer is marked down; zero while up
+	Window    int       // bytes the window lets be in flight
+	InFlight  int       // bytes in flight
+}
+
+// peerStates returns the state of the delivery to each peer.
+func (q *queueReship) peerStates() map[string]peerState {
+	out := make(map[string]peerState, len(q.peers))
+	for _, p := range q.peers {
+		var st peerState
+		for _, l := range p.lanes {
+			l.mu.Lock()
+			st.Backlog += l.held
+			firsts := make([]*Request, 0, 3)
+			if len(l.retry) > 0 {
+				firsts = append(firsts, l.retry[0].reqs[0])
+			}
+			if len(l.flying) > 0 {
+				firsts = append(firsts, l.flying[0].reqs[0])
+			}
+			if l.head < len(l.reqs) {
+				firsts = append(firsts, l.reqs[l.head])
+			}
+			for _, r := range firsts {
+				if t := r.Time(); st.Oldest.IsZero() || t.Before(st.Oldest) {
+					st.Oldest = t
+				}
+			}
+			l.mu.Unlock()
+		}
+		p.mu.Lock()
+		st.DownSince = p.downSince
+		p.mu.Unlock()
+		p.win.mu.Lock()
+		st.Window, st.InFlight = p.win.cwnd, p.win.inflight
+		p.win.mu.Unlock()
+		out[p.name] = st
+	}
+	return out
 }

@@ -285,6 +285,13 @@ func TestReturningPeerCatchesUp(t *testing.T) {
 		during = append(during, write(i))
 	}
 	tick.Stop()
+	st := dcsync.PeerStates(origin)
+	if down := st["telecom"]; down.DownSince.IsZero() || down.Backlog == 0 || down.Oldest.IsZero() {
+		t.Fatalf("telecom at the end of its outage: %+v", down)
+	}
+	if up := st["mobile"]; !up.DownSince.IsZero() {
+		t.Fatalf("mobile: %+v", up)
+	}
 	nw.SetFaults("unicom", "telecom", memory.Faults{})
 	back := time.Now()
 	for stores["telecom"].missing(during) > 0 {
@@ -301,6 +308,12 @@ func TestReturningPeerCatchesUp(t *testing.T) {
 	if n := stores["mobile"].missing(during); n > 0 {
 		t.Fatalf("the healthy peer misses %d writes", n)
 	}
+	if err := origin.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if back := dcsync.PeerStates(origin)["telecom"]; back.Backlog != 0 || !back.DownSince.IsZero() {
+		t.Fatalf("telecom once back: %+v", back)
+	}
 	if st := origin.Stats(); st.ShipFailed != 0 {
 		t.Fatalf("writes given up: %+v", st)
 	}
@@ -310,5 +323,44 @@ func TestReturningPeerCatchesUp(t *testing.T) {
 		if got := stores["telecom"].values[k]; got == nil || got.ID != w.ID {
 			t.Fatalf("key %s: telecom holds %v, unicom %s", k, got, w.ID)
 		}
+	}
+}
+
+// TestSlowPeerDoesNotStarveTheOthers fills a hanging peer's queue: the
+// writes still reach the other peer, whichever order the peers are in.
+func TestSlowPeerDoesNotStarveTheOthers(t *testing.T) {
+	release := make(chan struct{})
+	slow := &recordingSender{send: func([]*dcsync.Request) error { <-release; return nil }}
+	fast := &recordingSender{}
+	s, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: newStore(0, 1),
+		Peers:    map[string]dcsync.Sender{"slow": slow, "fast": fast},
+		Delivery: dcsync.Delivery{QueueSize: 4, BatchSize: 1, Linger: -1, Workers: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := 0
+	for range 20 {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		if err := s.Write(ctx, &dcsync.Request{Key: "k"}); errors.Is(err, dcsync.ErrQueueFull) {
+			full++
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+	}
+	if full == 0 {
+		t.Fatal("the slow peer's queue never filled")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for len(fast.delivered()) < 20 && ctx.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	if n := len(fast.delivered()); n != 20 {
+		t.Fatalf("the fast peer got %d of 20 writes", n)
+	}
+	close(release)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
