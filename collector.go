@@ -26,8 +26,13 @@ type collector struct{ s *Syncer }
 // each request on its own, so one bad request fails only itself, and
 // applies the accepted ones — in one call when the Processor is a
 // BatchProcessor.
-func (c collector) Collect(ctx context.Context, from string, reqs []*Request) error {
+func (c collector) Collect(ctx context.Context, from string, reqs []*Request) (err error) {
 	s := c.s
+	dups := 0
+	if s.obs != nil {
+		ctx = s.obs.CollectStart(ctx, from, reqs)
+		defer func() { s.obs.CollectDone(ctx, from, reqs, collectResult(err, dups)) }()
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
@@ -59,6 +64,7 @@ func (c collector) Collect(ctx context.Context, from string, reqs []*Request) er
 			}
 		case claim == Applied:
 			s.stats.duplicates.Add(1)
+			dups++
 		case claim == InFlight:
 			fail(i, ErrInFlight)
 		default:
@@ -152,6 +158,10 @@ func (s *Syncer) apply(ctx context.Context, target Processor, applying bool, req
 	errs := make([]error, len(reqs))
 	if len(reqs) == 0 {
 		return errs
+	}
+	if applying && s.obs != nil {
+		ctx = s.obs.ApplyStart(ctx, reqs)
+		defer func() { s.obs.ApplyDone(ctx, reqs, errs) }()
 	}
 	if bp, ok := target.(BatchProcessor); ok && len(reqs) > 1 {
 		err := bp.ProcessBatch(ctx, reqs)

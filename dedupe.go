@@ -129,3 +129,11 @@ func (m *MemoryDedupe) rotate() {
 		m.old, m.cur, m.rotated = m.cur, make(map[dedupeKey]bool, min(len(m.cur), 1<<16)), time.Now()
 	}
 }
+
+// Len returns how many IDs m remembers, applied or in flight: the size a
+// metric reports (metrics/prom's Options.Dedupe).
+func (m *MemoryDedupe) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.cur) + len(m.old)
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/maphash"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -93,13 +94,14 @@ func (p *peerQueue) lane(key string) *lane {
 
 // Reship queues req for every peer. It queues it first for every peer with
 // room, so that a slow peer delays no other; then it waits for room in the
-// full queues until the context ends (ErrQueueFull) or the Syncer closes. A
-// peer that is down and whose queue is full does not hold up the writer:
-// the write is recorded as failed for it (ErrPeerDown), for the reconciler.
+// full queues, taking whichever frees first, until the context ends
+// (ErrQueueFull) or the Syncer closes. A peer that is down and whose queue
+// is full does not hold up the writer: the write is recorded as failed for
+// it (ErrPeerDown), for the reconciler.
 func (q *queueReship) Reship(ctx context.Context, req *Request) error {
 	var full []*peerQueue
 	for _, p := range q.peers {
-		ok, err := p.lane(req.Key).push(ctx, req, p, q.closing, false)
+		ok, _, err := p.lane(req.Key).push(req, p, false)
 		if err != nil {
 			return err
 		}
@@ -107,60 +109,91 @@ func (q *queueReship) Reship(ctx context.Context, req *Request) error {
 			full = append(full, p)
 		}
 	}
-	for _, p := range full {
-		if _, err := p.lane(req.Key).push(ctx, req, p, q.closing, true); err != nil {
+	for len(full) > 0 {
+		rest, spaces := full[:0], make([]<-chan struct{}, 0, len(full))
+		for _, p := range full {
+			ok, space, err := p.lane(req.Key).push(req, p, true)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				rest, spaces = append(rest, p), append(spaces, space)
+			}
+		}
+		if full = rest; len(full) == 0 {
+			break
+		}
+		if err := waitAny(ctx, q.closing, spaces); err != nil {
 			if err == ErrClosed {
 				return err
 			}
-			return fmt.Errorf("%w for peer %s: %w", ErrQueueFull, p.name, err)
+			return fmt.Errorf("%w for peer %s: %w", ErrQueueFull, full[0].name, err)
 		}
 	}
 	return nil
 }
 
-// push appends req. Unless wait is set it returns at once, reporting
-// whether there was room; otherwise it waits while the lane is full, and
-// returns ctx's error or ErrClosed when it gave up. A write for a peer that
-// is down and full is given up at once, and counts as pushed.
-func (l *lane) push(ctx context.Context, req *Request, p *peerQueue, closing <-chan struct{}, wait bool) (bool, error) {
-	for {
-		l.mu.Lock()
-		if l.closed {
-			l.mu.Unlock()
-			return false, ErrClosed
+// waitAny waits until one of spaces is closed, and returns nil, or until
+// ctx ends or closing is closed, and returns ctx's error or ErrClosed.
+func waitAny(ctx context.Context, closing <-chan struct{}, spaces []<-chan struct{}) error {
+	if len(spaces) == 1 {
+		select {
+		case <-spaces[0]:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-closing:
+			return ErrClosed
 		}
-		if l.held < l.limit {
-			l.reqs = append(l.reqs, req)
-			l.held++
-			n := len(l.reqs) - l.head
-			l.mu.Unlock()
-			if n == 1 || n == p.cfg.BatchSize {
-				l.signal()
-			}
-			return true, nil
+	}
+	cases := []reflect.SelectCase{{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())},
+		{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(closing)}}
+	for _, c := range spaces {
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(c)})
+	}
+	switch i, _, _ := reflect.Select(cases); i {
+	case 0:
+		return ctx.Err()
+	case 1:
+		return ErrClosed
+	}
+	return nil
+}
+
+// push appends req when the lane has room, and reports whether it did;
+// when not, and wait is set, it also returns a channel closed once there
+// may be room. A write for a peer that is down and full is given up at
+// once, and counts as pushed.
+func (l *lane) push(req *Request, p *peerQueue, wait bool) (bool, <-chan struct{}, error) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return false, nil, ErrClosed
+	}
+	if l.held < l.limit {
+		l.reqs = append(l.reqs, req)
+		l.held++
+		n := len(l.reqs) - l.head
+		l.mu.Unlock()
+		if n == 1 || n == p.cfg.BatchSize {
+			l.signal()
 		}
-		if down, _ := p.down(); down {
-			l.mu.Unlock()
-			p.giveUp([]*Request{req})
-			return true, nil
-		}
-		if !wait {
-			l.mu.Unlock()
-			return false, nil
-		}
+		return true, nil, nil
+	}
+	if down, _ := p.down(); down {
+		l.mu.Unlock()
+		p.giveUp([]*Request{req})
+		return true, nil, nil
+	}
+	var space chan struct{}
+	if wait {
 		if l.space == nil {
 			l.space = make(chan struct{})
 		}
-		space := l.space
-		l.mu.Unlock()
-		select {
-		case <-space:
-		case <-ctx.Done():
-			return false, ctx.Err()
-		case <-closing:
-			return false, ErrClosed
-		}
+		space = l.space
 	}
+	l.mu.Unlock()
+	return false, space, nil
 }
 
 func (l *lane) signal() {
@@ -478,6 +511,7 @@ func (p *peerQueue) giveUp(reqs []*Request) {
 	}
 	p.ship.record(*recs...)
 	putRecords(recs)
+	observeSend(context.Background(), p.ship.obs, Send{Peer: p.name, Reqs: reqs}, func(context.Context) []error { return errs })
 	p.done(p.name, reqs, errs)
 }
 

@@ -51,6 +51,8 @@ type ReconcilerConfig struct {
 	Now func() time.Time
 	// Logger receives the outcome of passes run by Run; default slog.Default().
 	Logger *slog.Logger
+	// Observer is told of every pass and repair; nil for none.
+	Observer Observer
 }
 
 // LeaderLock elects one active reconciler per datacenter. Each contender
@@ -113,7 +115,7 @@ func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
 	}
 	cfg.Logger = or(cfg.Logger, slog.Default())
 	r := &Reconciler{cfg: cfg, token: uuid.NewString()}
-	r.ship = &shipper{dc: cfg.DC, timeout: cfg.Timeout, backoff: cfg.Backoff}
+	r.ship = &shipper{dc: cfg.DC, timeout: cfg.Timeout, backoff: cfg.Backoff, obs: cfg.Observer}
 	return r, nil
 }
 
@@ -148,10 +150,12 @@ func (r *Reconciler) Run(ctx context.Context) error {
 // the window from the checkpoint (minus Overlap) to now (minus Grace),
 // re-sends every write to every peer with no ok apply record, and moves the
 // checkpoint to the end of the window, or to the oldest write still failing.
-func (r *Reconciler) RunOnce(ctx context.Context) (Report, error) {
+func (r *Reconciler) RunOnce(ctx context.Context) (rep Report, err error) {
+	if r.cfg.Observer != nil {
+		defer func() { r.cfg.Observer.ReconcileDone(ctx, r.cfg.DC, rep, err) }()
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var rep Report
 	if r.cfg.Lock != nil {
 		ok, err := r.cfg.Lock.Acquire(ctx, r.token, 3*r.cfg.Interval)
 		if err != nil {

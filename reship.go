@@ -104,6 +104,7 @@ type shipper struct {
 	timeout time.Duration
 	backoff Backoff
 	record  func(...Record)
+	obs     Observer // nil for none
 }
 
 // ship delivers reqs to peer through s, retrying the requests that failed
@@ -121,6 +122,10 @@ func (sh *shipper) ship(ctx context.Context, peer string, s Sender, reqs []*Requ
 // reached, or would not take the batch for now.
 func (sh *shipper) shipFrom(ctx context.Context, peer string, s Sender, reqs []*Request, prior []int,
 	first func() error, attempts int) (errs []error, down bool) {
+	if sh.obs != nil { // prior is the reconciler's
+		ctx = sh.obs.SendStart(ctx, Send{Peer: peer, Reqs: reqs, Repair: prior != nil})
+		defer func() { sh.obs.SendDone(ctx, Send{Peer: peer, Reqs: reqs, Repair: prior != nil}, errs) }()
+	}
 	errs = make([]error, len(reqs))
 	pending := reqs
 	index := make([]int, len(reqs)) // pending[i] is reqs[index[i]]

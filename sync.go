@@ -52,6 +52,8 @@ type Config struct {
 	// Logger receives errors nobody else can see (audit log failures);
 	// default slog.Default().
 	Logger *slog.Logger
+	// Observer is told of every stage, for metrics and traces; nil for none.
+	Observer Observer
 }
 
 // Stats counts what a Syncer did since New.
@@ -83,6 +85,7 @@ type Syncer struct {
 	reship  Reship
 	queues  *queueReship // the built-in Reship, nil when Config.Reship is set
 	ship    *shipper
+	obs     Observer
 
 	mu        sync.RWMutex // held shared by Write and Collect, exclusive by Close
 	closed    bool
@@ -121,6 +124,7 @@ func New(cfg Config) (*Syncer, error) {
 		limits:  cfg.Limits.withDefaults(),
 		maxSkew: cfg.MaxSkew,
 		log:     cfg.Logger,
+		obs:     cfg.Observer,
 		closing: make(chan struct{}),
 		waiters: map[string]*waiter{},
 	}
@@ -137,7 +141,7 @@ func New(cfg Config) (*Syncer, error) {
 		})
 	}
 	d := cfg.Delivery.withDefaults()
-	s.ship = &shipper{dc: s.dc, timeout: d.Timeout, backoff: d.Backoff, record: s.audit.add}
+	s.ship = &shipper{dc: s.dc, timeout: d.Timeout, backoff: d.Backoff, record: s.audit.add, obs: s.obs}
 	s.reship = cfg.Reship
 	if s.reship == nil {
 		s.queues = newQueueReship(cfg.Peers, d, s.ship, s.delivered, s.closing)
@@ -157,7 +161,7 @@ func (s *Syncer) DC() string { return s.dc }
 // unless an option asks it to wait for them. When local processing fails it
 // returns that error and ships nothing. An invalid request returns an error
 // matching ErrInvalid and applies nothing.
-func (s *Syncer) Write(ctx context.Context, req *Request, opts ...WriteOption) error {
+func (s *Syncer) Write(ctx context.Context, req *Request, opts ...WriteOption) (err error) {
 	if err := s.limits.validate(req, false); err != nil {
 		return err
 	}
@@ -170,6 +174,10 @@ func (s *Syncer) Write(ctx context.Context, req *Request, opts ...WriteOption) e
 	req.Version = s.clock.Now()
 	if req.ID == "" {
 		req.ID = newID(req.Version)
+	}
+	if s.obs != nil {
+		ctx = s.obs.WriteStart(ctx, req)
+		defer func() { s.obs.WriteDone(ctx, req, err) }()
 	}
 	// The version's clock reading dates the record: one clock read a write.
 	rec := Record{ID: req.ID, DC: s.dc, Origin: s.dc, Stage: StageProcess, Status: StatusOK,

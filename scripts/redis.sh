@@ -10,7 +10,8 @@
 #   scripts/redis.sh stop    stops the servers of $DCSYNC_REDIS_RUN and
 #                            removes their data
 #
-# examples/redis-mq runs against the two servers when the exports are set.
+# `go run ./examples/redis-mq` uses the two servers when the exports are
+# set (its test starts servers of its own, as it writes into them).
 # Tests that kill and restart a server (transport/redis's fault tests)
 # start servers of their own through internal/testserver, which needs only
 # the binary. Only the export lines go to stdout.

@@ -1,5 +1,8 @@
 // Package elastic is a dcsync.AuditLog in Elasticsearch 7 (or OpenSearch
 // 2), through github.com/olivere/elastic/v7: the production audit store.
+// Import it as esaudit, beside olivere's elastic:
+//
+//	import esaudit "github.com/dcsync/dcsync/audit/elastic"
 //
 // # Writing
 //

@@ -1,7 +1,10 @@
 // Package memory is an in-process dcsync.AuditLog: the embedded default, and
 // the audit log of tests and of the quickstart. It keeps the most recent
 // records, up to a bound, and reads a time window in time proportional to
-// what was logged since the window began, not to what it holds.
+// what was logged since the window began, not to what it holds. Import it
+// as memaudit, apart from the memory transport (memtransport):
+//
+//	import memaudit "github.com/dcsync/dcsync/audit/memory"
 package memory
 
 import (

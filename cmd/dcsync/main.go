@@ -13,11 +13,32 @@
 //	    the checkpoint kept in Elasticsearch (minus --overlap), or --lookback
 //	    ago without one, and ends --grace ago.
 //
-// Both take --elastic (default $DCSYNC_ELASTIC_URL, else
-// http://127.0.0.1:9200) and --index-prefix (default dcsync-audit).
+//	    With --redis, the pass takes the datacenter's leader lock first, as
+//	    the services' own reconcilers do; --dry-run reports what it would
+//	    re-send and sends, records and saves nothing.
+//
+//	dcsync status [-json] URL
+//	    prints a running datacenter's status page data (package admin),
+//	    as text or JSON; exits 3 when the datacenter is not ready.
+//
+//	dcsync deadletters list|redrive --redis URL --dc NAME [flags]
+//	    lists, or hands back to their streams, the dead letters of the MQ
+//	    wiring (transport/redis).
+//
+//	dcsync version
+//	    prints the version of dcsync and of Go the command was built with.
+//
+// Trace and reconcile take --elastic (default $DCSYNC_ELASTIC_URL, else
+// http://127.0.0.1:9200), --index-prefix (default dcsync-audit), and for a
+// secured cluster --elastic-user and $DCSYNC_ELASTIC_PASSWORD, or
+// $DCSYNC_ELASTIC_API_KEY, and --elastic-ca (default $DCSYNC_ELASTIC_CA).
+// Trace only reads: it creates nothing in Elasticsearch and spools nothing.
+// Long operations show a progress line on a terminal and stay quiet
+// otherwise.
 //
 // Exit status: 0 on success, 1 on an error, 2 on bad usage, and 3 when a
-// reconcile pass left writes still missing in some peer.
+// reconcile pass left writes still missing in some peer, or status found the
+// datacenter not ready.
 package main
 
 import (
@@ -33,8 +54,8 @@ import (
 	"syscall"
 
 	"github.com/dcsync/dcsync"
-	"github.com/dcsync/dcsync/audit/elastic"
-	httptransport "github.com/dcsync/dcsync/transport/http"
+	esaudit "github.com/dcsync/dcsync/audit/elastic"
+	dchttp "github.com/dcsync/dcsync/transport/http"
 )
 
 func main() {
@@ -55,6 +76,9 @@ const (
 const usage = `usage:
   dcsync trace [flags] <request-id>
   dcsync reconcile --once --dc NAME --peer NAME=URL [--peer ...] [flags]
+  dcsync status [-json] URL
+  dcsync deadletters list|redrive --redis URL --dc NAME [flags]
+  dcsync version
 run "dcsync <command> -h" for the flags of a command`
 
 // run runs the command line args and returns the exit status. getenv reads
@@ -74,6 +98,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		if err == nil && failing {
 			return exitFailing
 		}
+	case "status":
+		var ready bool
+		ready, err = status(ctx, args[1:], stdout, stderr)
+		if err == nil && !ready {
+			return exitFailing
+		}
+	case "deadletters":
+		err = deadLetters(ctx, args[1:], stdout, stderr, getenv)
+	case "version":
+		err = version(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintln(stdout, usage)
 		return exitOK
@@ -103,6 +137,8 @@ func (e usageError) Error() string { return e.msg }
 // auditFlags are the flags that reach the audit log.
 type auditFlags struct {
 	url, prefix, spool string
+	readOnly           bool // the command only reads: it spools nothing
+	sec                elasticSecurity
 }
 
 func (a *auditFlags) register(fs *flag.FlagSet, getenv func(string) string) {
@@ -110,25 +146,45 @@ func (a *auditFlags) register(fs *flag.FlagSet, getenv func(string) string) {
 	if def == "" {
 		def = "http://127.0.0.1:9200"
 	}
-	fs.StringVar(&a.url, "elastic", def, "Elasticsearch URL, comma-separated for several nodes (default $DCSYNC_ELASTIC_URL)")
+	fs.StringVar(&a.url, "elastic", def, "Elasticsearch `URL`, comma-separated for several nodes (default $DCSYNC_ELASTIC_URL, else http://127.0.0.1:9200)")
 	fs.StringVar(&a.prefix, "index-prefix", "dcsync-audit", "index prefix of the audit log")
-	fs.StringVar(&a.spool, "spool-dir", "", "where records wait while Elasticsearch is unreachable (default: a temporary directory)")
+	if !a.readOnly {
+		fs.StringVar(&a.spool, "spool-dir", "", "where records wait while Elasticsearch is unreachable (default: a temporary directory)")
+	}
+	a.sec.register(fs, getenv)
 }
 
 // open opens the audit log. Its logger writes warnings to stderr.
-func (a *auditFlags) open(ctx context.Context, stderr io.Writer) (*elastic.Log, error) {
-	return elastic.New(ctx, elastic.Config{URLs: strings.Split(a.url, ","), IndexPrefix: a.prefix,
-		SpoolDir: a.spool, Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+func (a *auditFlags) open(ctx context.Context, stderr io.Writer) (*esaudit.Log, error) {
+	cfg, err := a.config(stderr)
+	if err != nil {
+		return nil, err
+	}
+	return esaudit.New(ctx, cfg)
 }
 
-// parse parses args into fs, with the flags' errors going to stderr.
-func parse(fs *flag.FlagSet, args []string, stderr io.Writer) error {
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err.Error()}
+// config returns the audit log's configuration.
+func (a *auditFlags) config(stderr io.Writer) (esaudit.Config, error) {
+	cfg := esaudit.Config{URLs: strings.Split(a.url, ","), IndexPrefix: a.prefix, SpoolDir: a.spool,
+		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	return cfg, a.sec.apply(&cfg)
+}
+
+// parse parses args into fs. Help (-h) goes to w; an error is returned
+// for run to print, once, with a pointer to the help.
+func parse(fs *flag.FlagSet, args []string, w io.Writer) error {
+	usage := fs.Usage
+	fs.Usage = func() {}
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.SetOutput(w)
+	fs.Usage = usage
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.Usage()
+		return err
+	case err != nil:
+		return usageError{fmt.Sprintf("%s: %v (see dcsync %s -h)", fs.Name(), err, fs.Name())}
 	}
 	return nil
 }
@@ -137,5 +193,5 @@ func parse(fs *flag.FlagSet, args []string, stderr io.Writer) error {
 type newSender func(from, peer, url string, secret []byte) (dcsync.Sender, error)
 
 func newHTTPSender(from, _, url string, secret []byte) (dcsync.Sender, error) {
-	return httptransport.NewSender(httptransport.SenderConfig{URL: url, From: from, Secret: secret})
+	return dchttp.NewSender(dchttp.SenderConfig{URL: url, From: from, Secret: secret})
 }

@@ -13,10 +13,10 @@ import (
 
 	"github.com/dcsync/dcsync"
 	"github.com/dcsync/dcsync/audit/elastic"
-	"github.com/dcsync/dcsync/internal/demo"
 	"github.com/dcsync/dcsync/internal/testserver"
 	httptransport "github.com/dcsync/dcsync/transport/http"
 	"github.com/dcsync/dcsync/transport/memory"
+	"github.com/dcsync/dcsync/transport/transporttest"
 )
 
 func TestMain(m *testing.M) { os.Exit(testserver.ElasticMain(m)) }
@@ -120,8 +120,8 @@ func TestReconcileOnce(t *testing.T) {
 		t.Cleanup(func() { s.Close() })
 		return s
 	}
-	unicom := newSyncer("unicom", "telecom", demo.NewStore("unicom", 0))
-	telecomState := demo.NewStore("telecom", 0)
+	unicom := newSyncer("unicom", "telecom", transporttest.NewStore())
+	telecomState := transporttest.NewStore()
 	telecom := newSyncer("telecom", "unicom", telecomState)
 	net.Attach("telecom", telecom.Collector())
 	for i := range 10 {

@@ -35,6 +35,8 @@ func reconcile(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	fs := flag.NewFlagSet("reconcile", flag.ContinueOnError)
 	var a auditFlags
 	a.register(fs, getenv)
+	var ops reconcileOps
+	ops.register(fs, getenv)
 	peers := peerFlags{}
 	var (
 		once       bool
@@ -53,10 +55,8 @@ func reconcile(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	fs.DurationVar(&cfg.Grace, "grace", 30*time.Second, "how long before now the window ends; writes younger than this are still on their way")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "bound of one send to a peer")
 	fs.BoolVar(&keep, "checkpoint", true, "start from, and save, the checkpoint kept in Elasticsearch")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: dcsync reconcile --once --dc NAME --peer NAME=URL [--peer ...] [flags]")
-		fs.PrintDefaults()
-	}
+	fs.Usage = usageFunc(fs, "dcsync reconcile --once --dc NAME --peer NAME=URL [--peer ...] [flags]",
+		"DCSYNC_SECRET=... dcsync reconcile --once --dry-run --dc eu --peer us=https://us.internal:8443/dcsync --redis redis://10.0.0.7:6379")
 	if err := parse(fs, args, stderr); err != nil {
 		return false, err
 	}
@@ -94,6 +94,11 @@ func reconcile(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	if keep {
 		cfg.Checkpoints = log.Checkpoints()
 	}
+	opsDone, err := ops.wire(&cfg, stderr)
+	defer opsDone()
+	if err != nil {
+		return false, err
+	}
 	r, err := dcsync.NewReconciler(cfg)
 	if err != nil {
 		return false, err
@@ -104,6 +109,7 @@ func reconcile(ctx context.Context, args []string, stdout, stderr io.Writer, get
 			return false, err
 		}
 		printReport(stdout, dc, rep)
+		ops.report(stdout, dc, rep)
 		// The repairs' records must reach Elasticsearch before the process
 		// ends: a temporary spool would go with it.
 		if err := log.Flush(ctx); err != nil {

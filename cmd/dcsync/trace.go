@@ -9,17 +9,16 @@ import (
 	"time"
 
 	"github.com/dcsync/dcsync"
+	esaudit "github.com/dcsync/dcsync/audit/elastic"
 )
 
 // trace prints the timeline of one request across datacenters.
 func trace(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs := flag.NewFlagSet("trace", flag.ContinueOnError)
-	var a auditFlags
+	a := auditFlags{readOnly: true}
 	a.register(fs, getenv)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: dcsync trace [flags] <request-id>")
-		fs.PrintDefaults()
-	}
+	fs.Usage = usageFunc(fs, "dcsync trace [flags] <request-id>",
+		`DCSYNC_ELASTIC_API_KEY=... dcsync trace --elastic https://es.eu.internal:9200 --elastic-ca ca.pem 0190f0c4-6b2e-7c41-9a3e-5d1f2a3b4c5d`)
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
@@ -27,11 +26,14 @@ func trace(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		return usageError{"trace takes one request ID"}
 	}
 	id := fs.Arg(0)
-	log, err := a.open(ctx, stderr)
+	cfg, err := a.config(stderr)
 	if err != nil {
 		return err
 	}
-	defer log.Close()
+	log, err := esaudit.NewReader(cfg) // reads only: no template, no spool
+	if err != nil {
+		return err
+	}
 	recs, err := log.Records(ctx, id)
 	if err != nil {
 		return err

@@ -40,9 +40,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/dcsync/dcsync"
-	auditmem "github.com/dcsync/dcsync/audit/memory"
+	memaudit "github.com/dcsync/dcsync/audit/memory"
 	"github.com/dcsync/dcsync/processor/rediscache"
-	"github.com/dcsync/dcsync/transport/memory"
+	memtransport "github.com/dcsync/dcsync/transport/memory"
 )
 
 var datacenters = []string{"unicom", "telecom"}
@@ -92,8 +92,8 @@ func envName(dc string) string { return "CACHE_" + strings.ToUpper(dc) + "_REDIS
 // run serves both datacenters until ctx ends. ready receives each
 // datacenter's base URL once every listener is open.
 func run(ctx context.Context, cfg config, ready func(urls map[string]string)) error {
-	network := memory.NewNetwork(1)
-	audit := auditmem.New(0) // one log for both, as one Elasticsearch cluster would be
+	network := memtransport.NewNetwork(1)
+	audit := memaudit.New(0) // one log for both, as one Elasticsearch cluster would be
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	var syncers []*dcsync.Syncer

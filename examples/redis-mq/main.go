@@ -10,6 +10,11 @@
 // converge in time.
 //
 //	go run ./examples/redis-mq -unicom-redis 127.0.0.1:6379 -telecom-redis 127.0.0.1:6380 -n 1000
+//
+// Its keys start with "dcsync:" (transport/redis's default prefix): give
+// it Redis servers, or databases, of its own. It is a self-contained
+// program: copy it into a module of your own that requires
+// github.com/dcsync/dcsync, and it runs the same.
 package main
 
 import (
@@ -19,19 +24,23 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/dcsync/dcsync"
-	auditmem "github.com/dcsync/dcsync/audit/memory"
-	"github.com/dcsync/dcsync/internal/demo"
-	"github.com/dcsync/dcsync/transport/redis"
+	memaudit "github.com/dcsync/dcsync/audit/memory"
+	dcredis "github.com/dcsync/dcsync/transport/redis"
 )
 
-var datacenters = demo.Datacenters
+var (
+	datacenters = []string{"unicom", "telecom"}
+	peerOf      = map[string]string{"unicom": "telecom", "telecom": "unicom"}
+)
 
 type options struct {
 	redis   map[string]string // datacenter -> Redis host:port
@@ -69,13 +78,13 @@ var quiet = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: 
 // dc is one datacenter: its Redis, its Node and Syncer, its state.
 type dc struct {
 	client *goredis.Client
-	node   *redis.Node
+	node   *dcredis.Node
 	syncer *dcsync.Syncer
-	store  *demo.Store
+	store  *store
 }
 
 func run(ctx context.Context, out io.Writer, o options) error {
-	audit := auditmem.New(0) // one log for both, as one Elasticsearch cluster would be
+	audit := memaudit.New(0) // one log for both, as one Elasticsearch cluster would be
 	dcs := map[string]*dc{}
 	for _, name := range datacenters {
 		client := goredis.NewClient(&goredis.Options{Addr: o.redis[name]})
@@ -83,7 +92,7 @@ func run(ctx context.Context, out io.Writer, o options) error {
 		if err := client.Ping(ctx).Err(); err != nil {
 			return fmt.Errorf("%s: redis at %s: %w", name, o.redis[name], err)
 		}
-		dcs[name] = &dc{client: client, store: demo.NewStore(name, 0)}
+		dcs[name] = &dc{client: client, store: newStore()}
 	}
 
 	// What main() of each datacenter's service does: a Node on its own
@@ -102,8 +111,8 @@ func run(ctx context.Context, out io.Writer, o options) error {
 		}
 	}()
 	for _, name := range datacenters {
-		d, peer := dcs[name], demo.Other(name)
-		node, err := redis.NewNode(redis.NodeConfig{DC: name, Client: d.client,
+		d, peer := dcs[name], peerOf[name]
+		node, err := dcredis.NewNode(dcredis.NodeConfig{DC: name, Client: d.client,
 			Peers: map[string]*goredis.Client{peer: dcs[peer].client}, Logger: quiet})
 		if err != nil {
 			return err
@@ -118,13 +127,19 @@ func run(ctx context.Context, out io.Writer, o options) error {
 
 	// Write in both datacenters at once, sometimes to the same keys.
 	began := time.Now()
-	syncers := map[string]*dcsync.Syncer{}
-	stores := make([]*demo.Store, 0, len(dcs))
+	g, gctx := errgroup.WithContext(ctx)
 	for name, d := range dcs {
-		syncers[name] = d.syncer
-		stores = append(stores, d.store)
+		g.Go(func() error {
+			for i := range o.writes {
+				req := &dcsync.Request{Key: fmt.Sprintf("user:%d", i%100), Op: "set", Payload: fmt.Appendf(nil, "%s-%d", name, i)}
+				if err := d.syncer.Write(gctx, req); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 	}
-	if err := demo.WriteEverywhere(ctx, syncers, o.writes); err != nil {
+	if err := g.Wait(); err != nil {
 		return err
 	}
 	written := 2 * o.writes
@@ -132,10 +147,10 @@ func run(ctx context.Context, out io.Writer, o options) error {
 
 	// Wait until every write is applied in every datacenter.
 	deadline := time.Now().Add(o.timeout)
-	n := demo.Present(stores...)
+	n := present(dcs)
 	for n < written && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
-		n = demo.Present(stores...)
+		n = present(dcs)
 	}
 	fmt.Fprintf(out, "replicated in %v\n", time.Since(began).Round(time.Millisecond))
 	for _, d := range dcs {
@@ -143,7 +158,7 @@ func run(ctx context.Context, out io.Writer, o options) error {
 			return err
 		}
 	}
-	demo.PrintCounts(out, audit)
+	printCounts(out, audit)
 	for _, name := range datacenters {
 		st := dcs[name].node.Stats()
 		fmt.Fprintf(out, "  %-8s streams: %d entries read, %d acknowledged, %d claimed, %d dead-lettered\n",
@@ -163,6 +178,82 @@ func agree(dcs map[string]*dc) int {
 	n := 0
 	for k, id := range a {
 		if b[k] == id {
+			n++
+		}
+	}
+	return n
+}
+
+// printCounts prints how many records each stage logged, per datacenter and
+// outcome.
+func printCounts(out io.Writer, audit *memaudit.Log) {
+	var lines []string
+	for k, n := range audit.Counts() {
+		if n > 0 {
+			lines = append(lines, fmt.Sprintf("  %-8s %-8s %-6s %6d", k.DC, k.Stage, k.Status, n))
+		}
+	}
+	slices.Sort(lines)
+	for _, l := range lines {
+		fmt.Fprintln(out, l)
+	}
+}
+
+// store stands in for a datacenter's database: last writer wins per key,
+// by (Version, Origin), so the datacenters converge whatever the order of
+// delivery.
+type store struct {
+	mu      sync.Mutex
+	values  map[string]*dcsync.Request // key -> winning write
+	applied map[string]bool            // request IDs applied
+}
+
+func newStore() *store {
+	return &store{values: map[string]*dcsync.Request{}, applied: map[string]bool{}}
+}
+
+// Process implements dcsync.Processor.
+func (s *store) Process(_ context.Context, req *dcsync.Request) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur := s.values[req.Key]; cur == nil || req.Newer(cur.Version, cur.Origin) {
+		s.values[req.Key] = req
+	}
+	s.applied[req.ID] = true
+	return nil
+}
+
+// Keys returns how many keys hold a value.
+func (s *store) Keys() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.values)
+}
+
+// Winners returns the ID of the winning write of every key.
+func (s *store) Winners() map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]string, len(s.values))
+	for k, r := range s.values {
+		out[k] = r.ID
+	}
+	return out
+}
+
+// present counts the writes every datacenter has applied.
+func present(dcs map[string]*dc) int {
+	seen := map[string]int{}
+	for _, d := range dcs {
+		d.store.mu.Lock()
+		for id := range d.store.applied {
+			seen[id]++
+		}
+		d.store.mu.Unlock()
+	}
+	n := 0
+	for _, c := range seen {
+		if c == len(dcs) {
 			n++
 		}
 	}

@@ -22,22 +22,29 @@
 // With -listen :0 and -peer stdin, a process prints "listening ADDR" and
 // reads its peer's address from the first line of its standard input, as
 // the test does.
+//
+// It is a self-contained program: copy it into a module of your own that
+// requires github.com/dcsync/dcsync, and it runs the same.
 package main
 
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -46,11 +53,13 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/dcsync/dcsync"
-	auditmem "github.com/dcsync/dcsync/audit/memory"
-	"github.com/dcsync/dcsync/internal/demo"
-	dcsyncgrpc "github.com/dcsync/dcsync/transport/grpc"
-	dcsynchttp "github.com/dcsync/dcsync/transport/http"
+	memaudit "github.com/dcsync/dcsync/audit/memory"
+	dcgrpc "github.com/dcsync/dcsync/transport/grpc"
+	dchttp "github.com/dcsync/dcsync/transport/http"
 )
+
+// peerOf maps each datacenter to the other.
+var peerOf = map[string]string{"unicom": "telecom", "telecom": "unicom"}
 
 type options struct {
 	dc, listen, peer, transport string
@@ -83,10 +92,10 @@ func main() {
 }
 
 func run(ctx context.Context, o options, stdin io.Reader, stdout io.Writer) error {
-	if !slices.Contains(demo.Datacenters, o.dc) {
+	peer, ok := peerOf[o.dc]
+	if !ok {
 		return fmt.Errorf("unknown datacenter %q", o.dc)
 	}
-	peer := demo.Other(o.dc)
 	in := bufio.NewScanner(stdin)
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
@@ -100,8 +109,8 @@ func run(ctx context.Context, o options, stdin io.Reader, stdout io.Writer) erro
 		o.peer = strings.TrimSpace(in.Text())
 	}
 
-	store := demo.NewStore(o.dc, 0)
-	audit := auditmem.New(0)
+	store := newStore()
+	audit := memaudit.New(0)
 	tr, err := newTransport(o)
 	if err != nil {
 		return err
@@ -126,8 +135,13 @@ func run(ctx context.Context, o options, stdin io.Reader, stdout io.Writer) erro
 	if err := tr.waitPeer(ctx); err != nil {
 		return fmt.Errorf("waiting for %s at %s: %w", peer, o.peer, err)
 	}
-	if err := demo.Write(ctx, s, o.dc, o.writes); err != nil {
-		return err
+	// Write to keys both datacenters share: concurrent writes to one key
+	// converge by last writer wins.
+	for i := range o.writes {
+		req := &dcsync.Request{Key: fmt.Sprintf("user:%d", i%100), Op: "set", Payload: fmt.Appendf(nil, "%s-%d", o.dc, i)}
+		if err := s.Write(ctx, req); err != nil {
+			return err
+		}
 	}
 	if err := s.Flush(ctx); err != nil {
 		return err
@@ -182,19 +196,19 @@ type transport struct {
 }
 
 func newTransport(o options) (*transport, error) {
-	peer := demo.Other(o.dc)
+	peer := peerOf[o.dc]
 	secrets := map[string][]byte{peer: o.secret}
 	switch o.transport {
 	case "http":
 		url := "http://" + o.peer + "/dcsync"
-		snd, err := dcsynchttp.NewSender(dcsynchttp.SenderConfig{URL: url, From: o.dc, Secret: o.secret, Compress: o.compress})
+		snd, err := dchttp.NewSender(dchttp.SenderConfig{URL: url, From: o.dc, Secret: o.secret, Compress: o.compress})
 		if err != nil {
 			return nil, err
 		}
 		return &transport{sender: snd,
 			serve: func(ln net.Listener, c dcsync.Collector) func() {
 				mux := http.NewServeMux()
-				mux.Handle("/dcsync", dcsynchttp.NewHandler(c, dcsynchttp.HandlerConfig{Secrets: secrets, Logger: slog.Default()}))
+				mux.Handle("/dcsync", dchttp.NewHandler(c, dchttp.HandlerConfig{Secrets: secrets, Logger: slog.Default()}))
 				srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 				go func() { _ = srv.Serve(ln) }()
 				return func() { _ = srv.Close() }
@@ -214,15 +228,15 @@ func newTransport(o options) (*transport, error) {
 				})
 			}}, nil
 	case "grpc":
-		snd, err := dcsyncgrpc.NewSender(dcsyncgrpc.SenderConfig{Target: o.peer, From: o.dc, Secret: o.secret, Compress: o.compress})
+		snd, err := dcgrpc.NewSender(dcgrpc.SenderConfig{Target: o.peer, From: o.dc, Secret: o.secret, Compress: o.compress})
 		if err != nil {
 			return nil, err
 		}
 		return &transport{sender: snd,
 			serve: func(ln net.Listener, c dcsync.Collector) func() {
-				cfg := dcsyncgrpc.ServerConfig{Secrets: secrets, Logger: slog.Default()}
-				srv := grpc.NewServer(dcsyncgrpc.ServerOptions(cfg)...)
-				if err := dcsyncgrpc.Register(srv, c, cfg); err != nil {
+				cfg := dcgrpc.ServerConfig{Secrets: secrets, Logger: slog.Default()}
+				srv := grpc.NewServer(dcgrpc.ServerOptions(cfg)...)
+				if err := dcgrpc.Register(srv, c, cfg); err != nil {
 					panic(err) // the config is built right here
 				}
 				go func() { _ = srv.Serve(ln) }()
@@ -236,7 +250,7 @@ func newTransport(o options) (*transport, error) {
 				defer conn.Close()
 				hc := healthpb.NewHealthClient(conn)
 				return poll(ctx, func() error {
-					resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: dcsyncgrpc.ServiceName})
+					resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: dcgrpc.ServiceName})
 					if err != nil {
 						return err
 					}
@@ -263,4 +277,55 @@ func poll(ctx context.Context, check func() error) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// store stands in for the datacenter's database: last writer wins per key,
+// by (Version, Origin), so both datacenters end with the same value for
+// every key whatever the order of delivery.
+type store struct {
+	mu      sync.Mutex
+	values  map[string]*dcsync.Request // key -> winning write
+	applied map[string]bool            // request IDs applied
+}
+
+func newStore() *store {
+	return &store{values: map[string]*dcsync.Request{}, applied: map[string]bool{}}
+}
+
+// Process implements dcsync.Processor.
+func (s *store) Process(_ context.Context, req *dcsync.Request) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur := s.values[req.Key]; cur == nil || req.Newer(cur.Version, cur.Origin) {
+		s.values[req.Key] = req
+	}
+	s.applied[req.ID] = true
+	return nil
+}
+
+// Applied returns how many distinct writes were applied.
+func (s *store) Applied() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.applied)
+}
+
+// Keys returns how many keys hold a value.
+func (s *store) Keys() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.values)
+}
+
+// Digest hashes every key and the ID of its winning write: two stores
+// holding the same state have the same digest.
+func (s *store) Digest() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys := slices.Sorted(maps.Keys(s.values))
+	h := sha256.New()
+	for _, k := range keys {
+		fmt.Fprintf(h, "%s=%s\n", k, s.values[k].ID)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
 }

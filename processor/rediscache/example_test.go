@@ -17,40 +17,7 @@ import (
 
 // TestMain starts a redis-server for the examples, which find it in
 // REDIS_ADDR as a program would find its Redis.
-func TestMain(m *testing.M) {
-	tb := &mainTB{}
-	srv := testserver.StartRedis(tb)
-	os.Setenv("REDIS_ADDR", srv.Addr())
-	code := m.Run()
-	tb.cleanup()
-	os.Exit(code)
-}
-
-// mainTB is the part of testing.TB that testserver.StartRedis uses, for
-// TestMain, which has none; any other method panics on the nil TB.
-type mainTB struct {
-	testing.TB
-	cleanups []func()
-}
-
-func (*mainTB) Helper()                        {}
-func (*mainTB) Fatalf(format string, a ...any) { log.Fatalf(format, a...) }
-func (m *mainTB) Cleanup(f func())             { m.cleanups = append(m.cleanups, f) }
-
-func (m *mainTB) TempDir() string {
-	dir, err := os.MkdirTemp("", "rediscache-example")
-	if err != nil {
-		log.Fatal(err)
-	}
-	m.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
-func (m *mainTB) cleanup() {
-	for i := len(m.cleanups) - 1; i >= 0; i-- {
-		m.cleanups[i]()
-	}
-}
+func TestMain(m *testing.M) { os.Exit(testserver.RedisMain(m, "REDIS_ADDR")) }
 
 // A Cache is the Processor of a datacenter's Syncer: writes taken here and
 // writes collected from peers land in the local Redis, newest first.

@@ -1,6 +1,9 @@
 // Package grpc carries dcsync batches over gRPC: a Sender that streams a
 // datacenter's batches to a peer, and Register, which serves a
 // dcsync.Collector on a *grpc.Server, with the standard health service.
+// Import it as dcgrpc, beside google.golang.org/grpc:
+//
+//	import dcgrpc "github.com/dcsync/dcsync/transport/grpc"
 //
 // Batches flow on one bidirectional stream, the Collect method of
 // dcsync.wire.v1.Replication: the sender writes signed Envelopes without waiting, several

@@ -63,8 +63,6 @@ func TestSenderErrors(t *testing.T) {
 	})
 }
 
-func TestSenderDeadline(t *testing.T) { wiretest.TestSenderDeadline(t, transport{}) }
-
 // refuser ends each stream, after two batches, with a final status naming
 // the first.
 type refuser struct {

@@ -1,8 +1,8 @@
 // Package http carries dcsync batches over HTTP: a Sender that posts a
 // peer's batches to its collector endpoint, and a Handler that serves a
-// dcsync.Collector there. Importers usually alias it:
+// dcsync.Collector there. Import it as dchttp, beside net/http:
 //
-//	import dcsynchttp "github.com/dcsync/dcsync/transport/http"
+//	import dchttp "github.com/dcsync/dcsync/transport/http"
 //
 // A batch is one POST. Its body is a protobuf Batch (internal/wire's
 // wire.proto; Content-Type application/x-protobuf), optionally gzipped

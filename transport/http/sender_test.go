@@ -69,8 +69,6 @@ func TestSenderErrors(t *testing.T) {
 	})
 }
 
-func TestSenderDeadline(t *testing.T) { wiretest.TestSenderDeadline(t, transport{}) }
-
 // What a proxy or a dead peer answers: a client error is permanent, the
 // rest retryable, and the error names the status.
 func TestSenderProxyErrors(t *testing.T) {

@@ -2,7 +2,10 @@
 // delivers straight into another Syncer's Collector. It is the transport of
 // the quickstart and of tests, and it injects faults on demand — failed
 // sends, acknowledgements lost after apply, delays, duplicates, reordering —
-// so a host can test its processors against what real networks do.
+// so a host can test its processors against what real networks do. Import
+// it as memtransport, apart from the memory audit log (memaudit):
+//
+//	import memtransport "github.com/dcsync/dcsync/transport/memory"
 package memory
 
 import (

@@ -1,7 +1,9 @@
 // Package redis is dcsync's MQ wiring over Redis Streams, with the Redis
 // implementations of the stores a datacenter shares between its processes:
 // a dcsync.DedupeStore, a dcsync.LeaderLock and a dcsync.CheckpointStore.
-// Importers usually name it dcredis, beside go-redis.
+// Import it as dcredis, beside go-redis:
+//
+//	import dcredis "github.com/dcsync/dcsync/transport/redis"
 //
 // # Streams
 //

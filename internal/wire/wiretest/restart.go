@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/dcsync/dcsync"
-	auditmem "github.com/dcsync/dcsync/audit/memory"
+	memaudit "github.com/dcsync/dcsync/audit/memory"
 )
 
 // TestRestart kills the receiving server while it applies a batch — that
@@ -20,7 +20,7 @@ func TestRestart(t *testing.T, tr Transport) {
 	const total = 3000
 	const killAt = 500 // the apply during which the server dies
 	ctx := context.Background()
-	audit := auditmem.New(0)
+	audit := memaudit.New(0)
 	store := NewStore()
 	recv := Receiver(t, store, audit)
 

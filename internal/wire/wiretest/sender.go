@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"testing"
-	"time"
 
 	"github.com/dcsync/dcsync"
 )
@@ -105,22 +104,5 @@ func TestSenderErrors(t *testing.T, tr Transport, want SenderErrors) {
 	}
 	if n := store.Count(); n != 4 {
 		t.Fatalf("%d applied, want 4", n)
-	}
-}
-
-// TestSenderDeadline checks a peer that does not answer in time: the
-// context ends the wait, and the batch is retryable.
-func TestSenderDeadline(t *testing.T, tr Transport) {
-	release := make(chan struct{})
-	store := NewStore()
-	store.OnApply(func(int64) { <-release })
-	addr := Serve(t, tr, store)
-	defer close(release)
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	reqs, _ := Batch(t, 1)
-	err := tr.Sender(t, addr, "unicom", Secret, false).Send(ctx, reqs)
-	if !errors.Is(err, context.DeadlineExceeded) || dcsync.IsPermanent(err) {
-		t.Fatalf("%v", err)
 	}
 }
