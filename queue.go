@@ -1,6 +1,7 @@
 package dcsync
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"hash/maphash"
@@ -405,17 +406,23 @@ func (p *peerQueue) finish(l *lane, f *flight, first func() error, cancel contex
 	cancel()
 	p.win.end(f.bytes, rtt, !whole)
 	p.health(!whole, probe)
+	// The batch leaves flying last: the worker, and so close, stops only
+	// once every batch is settled.
 	l.mu.Lock()
-	l.flying = slices.DeleteFunc(l.flying, func(g *flight) bool { return g == f })
 	requeue := whole && !l.closed
 	if requeue {
-		i, _ := slices.BinarySearchFunc(l.retry, f.seq, func(g *flight, seq uint64) int { return int(g.seq - seq) })
+		l.flying = slices.DeleteFunc(l.flying, func(g *flight) bool { return g == f })
+		i, _ := slices.BinarySearchFunc(l.retry, f.seq, func(g *flight, seq uint64) int { return cmp.Compare(g.seq, seq) })
 		l.retry = slices.Insert(l.retry, i, f)
 	}
 	l.mu.Unlock()
 	if !requeue {
 		p.done(p.name, f.reqs, errs)
-		l.sent(len(f.reqs))
+		l.mu.Lock()
+		l.flying = slices.DeleteFunc(l.flying, func(g *flight) bool { return g == f })
+		l.held -= len(f.reqs)
+		l.wakeWriters()
+		l.mu.Unlock()
 	}
 	for _, o := range p.lanes { // room in the window, or the peer's state changed
 		o.signal()
