@@ -279,7 +279,8 @@ func (p *peerQueue) work(l *lane) {
 // whether the lane is closed and done with.
 func (p *peerQueue) next(l *lane, linger **time.Timer) (sent, stop bool) {
 	l.mu.Lock()
-	queued, closed, flying := len(l.reqs)-l.head+len(l.retry), l.closed, len(l.flying)
+	retry := len(l.retry)
+	queued, closed, flying := len(l.reqs)-l.head+retry, l.closed, len(l.flying)
 	l.mu.Unlock()
 	if queued == 0 {
 		return false, closed && flying == 0
@@ -307,7 +308,7 @@ func (p *peerQueue) next(l *lane, linger **time.Timer) (sent, stop bool) {
 		}
 		probe = true
 	}
-	if !probe && queued < p.cfg.BatchSize && p.cfg.Linger > 0 && !closed && len(l.retry) == 0 {
+	if !probe && queued < p.cfg.BatchSize && p.cfg.Linger > 0 && !closed && retry == 0 {
 		if *linger == nil {
 			*linger = time.NewTimer(p.cfg.Linger)
 		} else {
