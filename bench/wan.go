@@ -46,8 +46,10 @@ type WANRow struct {
 	Runs      int     `json:"runs"`
 	// WritesPerSec is the full-speed rate; OfZero its ratio to the same
 	// transport's at 0 delay, the median of the runs' ratios.
-	WritesPerSec float64 `json:"writes_per_s"`
-	OfZero       float64 `json:"of_zero_delay"`
+	WritesPerSec float64   `json:"writes_per_s"`
+	OfZero       float64   `json:"of_zero_delay"`
+	RunRates     []float64 `json:"run_writes_per_s"` // each run's, in order
+	RunRatios    []float64 `json:"run_of_zero_delay"`
 	// Lag at half the full-speed rate of the run.
 	LagRate float64 `json:"lag_rate_writes_per_s"`
 	LagP50  float64 `json:"lag_p50_ms"`
@@ -130,6 +132,7 @@ func runWAN(ctx context.Context, cfg *Config) []WANRow {
 					ofZero = append(ofZero, r.rate/zero[i].rate)
 				}
 			}
+			row.RunRates, row.RunRatios = rate, ofZero
 			row.WritesPerSec, row.OfZero, row.LagRate = median(rate), median(ofZero), median(lagRate)
 			row.LagP50, row.LagP99, row.WaitAllP50, row.CPUPerMillion = median(p50), median(p99), median(wa), median(cpu)
 			rows = append(rows, row)
