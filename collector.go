@@ -222,7 +222,9 @@ func (s *Syncer) Apply(ctx context.Context, req *Request) error {
 }
 
 // ApplyBatch is Apply for a batch, in one call when the Processor is a
-// BatchProcessor. It returns nil, a *BatchError naming the writes that
+// BatchProcessor. A write that originated here, written ahead through a
+// Reship that applies (Config.ReshipApplies), is recorded as processed
+// here, with the request for the reconciler, as Write records it. It returns nil, a *BatchError naming the writes that
 // failed, or an error for the whole batch.
 func (s *Syncer) ApplyBatch(ctx context.Context, reqs []*Request) error {
 	errs := make([]error, len(reqs))
@@ -242,6 +244,10 @@ func (s *Syncer) ApplyBatch(ctx context.Context, reqs []*Request) error {
 	now := time.Now()
 	for k, req := range valid {
 		errs[at[k]] = results[k]
+		if req.Origin == s.dc { // written ahead (Config.ReshipApplies)
+			*recs = append(*recs, s.processed(req, now, results[k]))
+			continue
+		}
 		*recs = append(*recs, s.record(req, StageApply, now, results[k]))
 	}
 	s.audit.add(*recs...)
@@ -251,6 +257,22 @@ func (s *Syncer) ApplyBatch(ctx context.Context, reqs []*Request) error {
 		}
 	}
 	return nil
+}
+
+// processed returns the process record of req, written here and applied
+// by ApplyBatch, and counts it as Write would rather than as a collected
+// write (apply counted it so: ^0 takes one back).
+func (s *Syncer) processed(req *Request, at time.Time, err error) Record {
+	r := s.record(req, StageProcess, at, err)
+	if err != nil {
+		s.stats.applyFailed.Add(^uint64(0))
+		s.stats.rejected.Add(1)
+		return r
+	}
+	s.stats.applied.Add(^uint64(0))
+	s.stats.written.Add(1)
+	r.Request = req
+	return r
 }
 
 // record returns the record of stage for req here, failed when err is set.

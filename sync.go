@@ -29,6 +29,14 @@ type Config struct {
 	// Reship ships local writes to the peers; nil selects the built-in
 	// bounded queues over Peers, tuned by Delivery.
 	Reship Reship
+	// ReshipApplies makes Write write-ahead through Reship: Write hands the
+	// write to Reship and returns once Reship has it, without calling the
+	// Processor; Reship's own workers apply it here later with ApplyBatch,
+	// as they ship it to the peers. A durable Reship (the MQ wiring of
+	// transport/redis, which sets it) then never leaves a write applied
+	// here and not queued for the peers, and an error from Write means the
+	// write was applied nowhere.
+	ReshipApplies bool
 	// Delivery tunes the built-in Reship.
 	Delivery Delivery
 	// Dedupe remembers applied writes; nil selects a MemoryDedupe. Share one
@@ -84,6 +92,7 @@ type Syncer struct {
 	audit   *auditQueue
 	reship  Reship
 	queues  *queueReship // the built-in Reship, nil when Config.Reship is set
+	ahead   bool         // Config.ReshipApplies
 	ship    *shipper
 	obs     Observer
 
@@ -143,6 +152,7 @@ func New(cfg Config) (*Syncer, error) {
 	d := cfg.Delivery.withDefaults()
 	s.ship = &shipper{dc: s.dc, timeout: d.Timeout, backoff: d.Backoff, record: s.audit.add, obs: s.obs}
 	s.reship = cfg.Reship
+	s.ahead = cfg.ReshipApplies && cfg.Reship != nil
 	if s.reship == nil {
 		s.queues = newQueueReship(cfg.Peers, d, s.ship, s.delivered, s.closing)
 		s.reship = s.queues
@@ -161,6 +171,12 @@ func (s *Syncer) DC() string { return s.dc }
 // unless an option asks it to wait for them. When local processing fails it
 // returns that error and ships nothing. An invalid request returns an error
 // matching ErrInvalid and applies nothing.
+//
+// With Config.ReshipApplies, Write returns once the Reship has the write,
+// and the Reship's workers apply it here later, as they ship it: an error
+// then means the write was applied nowhere, unless it wraps ctx's error
+// (the Reship may have taken it; writing it again with the same ID is
+// safe).
 func (s *Syncer) Write(ctx context.Context, req *Request, opts ...WriteOption) (err error) {
 	if err := s.limits.validate(req, false); err != nil {
 		return err
@@ -179,6 +195,9 @@ func (s *Syncer) Write(ctx context.Context, req *Request, opts ...WriteOption) (
 		ctx = s.obs.WriteStart(ctx, req)
 		defer func() { s.obs.WriteDone(ctx, req, err) }()
 	}
+	if s.ahead {
+		return s.queue(ctx, req, opts) // Reship's workers apply it (ApplyBatch)
+	}
 	// The version's clock reading dates the record: one clock read a write.
 	rec := Record{ID: req.ID, DC: s.dc, Origin: s.dc, Stage: StageProcess, Status: StatusOK,
 		Attempt: 1, Written: req.Time(), Time: req.Time()}
@@ -192,6 +211,12 @@ func (s *Syncer) Write(ctx context.Context, req *Request, opts ...WriteOption) (
 	rec.Request = req
 	s.audit.add(rec)
 
+	return s.queue(ctx, req, opts)
+}
+
+// queue hands req, stamped, to the Reship and, when opts ask, waits for the
+// peers' acknowledgements.
+func (s *Syncer) queue(ctx context.Context, req *Request, opts []WriteOption) error {
 	var w *waiter
 	if len(opts) > 0 && len(s.peers) > 0 {
 		var o writeOptions

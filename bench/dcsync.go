@@ -43,6 +43,7 @@ var transports = []transport{
 	{"http", none, func() wiring { return &httpWiring{} }},
 	{"grpc", none, func() wiring { return &grpcWiring{} }},
 	{"redis", needRedis, func() wiring { return &redisWiring{} }},
+	{"redis-cluster", needRedisCluster, func() wiring { return &redisClusterWiring{} }},
 }
 
 // auditStore names an audit log.

@@ -19,10 +19,16 @@ import (
 type redisWiring struct {
 	clients map[string]*goredis.Client
 	addrs   map[string]string // of each datacenter's redis-server
-	nodes   map[string]*dcsyncredis.Node
-	runCtx  context.Context // of the Nodes' Run, ended by stop
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	nodeRunner
+}
+
+// nodeRunner runs the workers of the Nodes of an MQ wiring: its start and
+// stop are the wiring's.
+type nodeRunner struct {
+	nodes  map[string]*dcsyncredis.Node
+	runCtx context.Context // of the Nodes' Run, ended by stop
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // client returns the client of dc's Redis, starting the server on first
@@ -61,7 +67,7 @@ func (w *redisWiring) config(ctx context.Context, e *env, cfg dcsync.Config, oth
 		e.onClose(func() { remote.Close() })
 	}
 	node, err := dcsyncredis.NewNode(dcsyncredis.NodeConfig{DC: cfg.DC, Client: own,
-		Peers: map[string]*goredis.Client{other: remote}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Peers: map[string]goredis.UniversalClient{other: remote}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return cfg, err
 	}
@@ -69,7 +75,7 @@ func (w *redisWiring) config(ctx context.Context, e *env, cfg dcsync.Config, oth
 	return node.Wire(cfg), nil
 }
 
-func (w *redisWiring) start(_ context.Context, _ *env, s *dcsync.Syncer) error {
+func (w *nodeRunner) start(_ context.Context, _ *env, s *dcsync.Syncer) error {
 	if w.cancel == nil {
 		w.runCtx, w.cancel = context.WithCancel(context.Background())
 	}
@@ -79,7 +85,7 @@ func (w *redisWiring) start(_ context.Context, _ *env, s *dcsync.Syncer) error {
 }
 
 // stop ends the Nodes' workers; the Syncers may close once Run returned.
-func (w *redisWiring) stop() {
+func (w *nodeRunner) stop() {
 	if w.cancel != nil {
 		w.cancel()
 	}

@@ -121,10 +121,14 @@ type Config struct {
 	// it, Append spools. Default 65536.
 	QueueSize int
 	// SpoolDir holds the records Elasticsearch could not take yet. A Log
-	// replays what it finds there at start, so set it to a directory of the
-	// process's own to keep spooled records across a crash; one Log per
-	// directory. Default: a new temporary directory, removed by Close when
-	// empty.
+	// replays what it finds there at start, so records spooled before a
+	// crash are sent once a Log opens the directory again; one Log per
+	// directory. Default: a slot of DefaultSpoolDir(IndexPrefix), under
+	// the user's cache directory, that no other open Log of the machine
+	// holds; a process restarted after a crash takes the slot the dead
+	// one left and replays it. Set it where the service keeps its state
+	// when the cache directory is not kept across restarts (a container's
+	// home, a tmpfs).
 	SpoolDir string
 	// ReplayInterval is how often an unreachable Elasticsearch is probed and
 	// the spool replayed, and how often the spool is synced to disk: a crash
@@ -227,7 +231,7 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	sp, err := openSpool(cfg.SpoolDir)
+	sp, err := openSpool(cfg.SpoolDir, cfg.IndexPrefix)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -308,5 +309,54 @@ func TestOutageDuringWrites(t *testing.T) {
 				t.Errorf("%s: %d %s records in Elasticsearch, want %d", dc, n, stage, want)
 			}
 		}
+	}
+}
+
+// With no SpoolDir, a Log spools under DefaultSpoolDir, in a slot no other
+// open Log holds, and a Log opened after it closed (a restarted process)
+// takes that slot and replays it.
+func TestDefaultSpoolOutlivesTheLog(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // os.UserCacheDir's on Linux
+	ctx := context.Background()
+	es := testserver.Elastic(t)
+	p := newProxy(t, es)
+	prefix := testserver.IndexPrefix(t, es)
+	cfg := outageConfig(p.URL(), "")
+	cfg.IndexPrefix, cfg.Logger = prefix, quiet
+	l, err := elastic.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := elastic.New(ctx, cfg) // another process of the machine
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	p.Cut()
+	if err := l.Append(ctx, records(300, "r", t0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); !errors.Is(err, elastic.ErrUnavailable) {
+		t.Fatalf("Close with records in the spool: %v, want ErrUnavailable", err)
+	}
+	base, err := elastic.DefaultSpoolDir(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if segs, _ := filepath.Glob(filepath.Join(base, "0", "spool-*.ndjson")); len(segs) == 0 {
+		t.Fatalf("nothing spooled in the first slot of %s", base)
+	}
+	p.Restore()
+	l2, err := elastic.New(ctx, cfg) // the restarted process: the slot left free
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	flushUntilBack(t, l2)
+	if n := count(t, es, prefix, olivere.NewMatchAllQuery()); n != 300 {
+		t.Fatalf("%d records in Elasticsearch, want 300", n)
+	}
+	if s := l2.Stats(); s.Replayed < 300 {
+		t.Errorf("the restarted Log replayed %d records, want 300 or more", s.Replayed)
 	}
 }

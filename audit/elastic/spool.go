@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 )
@@ -20,7 +21,7 @@ import (
 // then sends the sealed segments and deletes each once all of it is stored.
 type spool struct {
 	dir  string
-	temp bool // created by openSpool: removed by close when empty
+	lock *os.File // held while open, in a slot of the default directory
 
 	mu      sync.Mutex
 	cur     *os.File // segment being written, nil when none
@@ -35,16 +36,35 @@ const maxSegment = 64 << 20
 
 const segmentPattern = "spool-*.ndjson"
 
-// openSpool opens dir, or a new temporary directory when dir is empty, and
-// counts the records that earlier Logs left there.
-func openSpool(dir string) (*spool, error) {
+// DefaultSpoolDir returns the directory under which Logs of prefix that
+// are given no SpoolDir keep their spools:
+// <os.UserCacheDir()>/dcsync/spool/<prefix>, such as
+// ~/.cache/dcsync/spool/dcsync on Linux. Each Log takes the first slot,
+// a numbered subdirectory, that no other open Log holds (a lock file says
+// which), so several processes of a machine share it, and a process
+// restarted after a crash takes a slot left by the dead one and replays
+// its records.
+func DefaultSpoolDir(prefix string) (string, error) {
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("elastic: default spool directory: %w", err)
+	}
+	return filepath.Join(cache, "dcsync", "spool", prefix), nil
+}
+
+// maxSlots bounds the slots of the default spool directory: the Logs of
+// one index prefix open at once on a machine.
+const maxSlots = 64
+
+// openSpool opens dir, or, when dir is empty, the first free slot of
+// DefaultSpoolDir(prefix), and counts the records that earlier Logs left
+// there.
+func openSpool(dir, prefix string) (*spool, error) {
 	s := &spool{dir: dir}
 	if dir == "" {
-		d, err := os.MkdirTemp("", "dcsync-audit-spool-")
-		if err != nil {
-			return nil, fmt.Errorf("elastic: spool: %w", err)
+		if err := s.takeSlot(prefix); err != nil {
+			return nil, err
 		}
-		s.dir, s.temp = d, true
 	} else if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("elastic: spool: %w", err)
 	}
@@ -64,6 +84,31 @@ func openSpool(dir string) (*spool, error) {
 		s.n.Add(int64(len(pairEnds(b))))
 	}
 	return s, nil
+}
+
+// takeSlot makes s.dir the first slot of DefaultSpoolDir(prefix) whose
+// lock it can take, and holds the lock.
+func (s *spool) takeSlot(prefix string) error {
+	base, err := DefaultSpoolDir(prefix)
+	if err != nil {
+		return err
+	}
+	for slot := range maxSlots {
+		dir := filepath.Join(base, strconv.Itoa(slot))
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("elastic: spool: %w", err)
+		}
+		f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			return fmt.Errorf("elastic: spool: %w", err)
+		}
+		if lockFile(f) {
+			s.dir, s.lock = dir, f
+			return nil
+		}
+		f.Close()
+	}
+	return fmt.Errorf("elastic: spool: all %d slots of %s are in use; set SpoolDir", maxSlots, base)
 }
 
 // segments lists the segment files, oldest first.
@@ -149,14 +194,12 @@ func (s *spool) closeCurrent() error {
 // pending returns how many records the spool holds.
 func (s *spool) pending() int64 { return s.n.Load() }
 
-// close closes the current segment, and removes a temporary directory left
-// empty.
+// close closes the current segment, and gives up the slot held.
 func (s *spool) close() error {
 	_, err := s.seal()
-	if s.temp && s.pending() == 0 {
-		if rerr := os.RemoveAll(s.dir); rerr != nil && err == nil {
-			err = fmt.Errorf("elastic: spool: %w", rerr)
-		}
+	if s.lock != nil {
+		s.lock.Close() // releases the lock
+		s.lock = nil
 	}
 	return err
 }

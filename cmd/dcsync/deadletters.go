@@ -57,7 +57,7 @@ func deadLetters(ctx context.Context, args []string, stdout, stderr io.Writer, g
 	}
 	client := goredis.NewClient(opts)
 	defer client.Close()
-	cfg := dcsyncredis.NodeConfig{DC: dc, Client: client, Prefix: prefix, Peers: map[string]*goredis.Client{}}
+	cfg := dcsyncredis.NodeConfig{DC: dc, Client: client, Prefix: prefix, Peers: map[string]goredis.UniversalClient{}}
 	for name, u := range peers {
 		o, err := goredis.ParseURL(u)
 		if err != nil {
@@ -112,7 +112,7 @@ func listDeadLetters(ctx context.Context, w io.Writer, node *dcsyncredis.Node, a
 // A dead letter without a decodable request stays.
 func redrive(ctx context.Context, stdout, stderr io.Writer, client *goredis.Client, node *dcsyncredis.Node,
 	dc, prefix string, limit int64, peers bool) error {
-	dead := prefix + ":" + dc + ":dead" // as transport/redis names it
+	dead := dcsyncredis.Key(prefix, dc, "dead")
 	total, err := client.XLen(ctx, dead).Result()
 	if err != nil {
 		return fmt.Errorf("deadletters: %w", err)

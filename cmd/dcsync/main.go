@@ -149,7 +149,7 @@ func (a *auditFlags) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&a.url, "elastic", def, "Elasticsearch `URL`, comma-separated for several nodes (default $DCSYNC_ELASTIC_URL, else http://127.0.0.1:9200)")
 	fs.StringVar(&a.prefix, "index-prefix", "dcsync-audit", "index prefix of the audit log")
 	if !a.readOnly {
-		fs.StringVar(&a.spool, "spool-dir", "", "where records wait while Elasticsearch is unreachable (default: a temporary directory)")
+		fs.StringVar(&a.spool, "spool-dir", "", "where records wait while Elasticsearch is unreachable (default: a free slot of the user cache directory's dcsync/spool/<prefix>)")
 	}
 	a.sec.register(fs, getenv)
 }

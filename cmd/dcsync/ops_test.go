@@ -256,7 +256,7 @@ func TestReconcileDryRunAndLock(t *testing.T) {
 	r := testserver.StartRedis(t)
 	client := goredis.NewClient(&goredis.Options{Addr: r.Addr()})
 	defer client.Close()
-	lock := dcsyncredis.NewLock(client, "dcsync:unicom:leader")
+	lock := dcsyncredis.NewLock(client, dcsyncredis.Key("dcsync", "unicom", "leader"))
 	if ok, err := lock.Acquire(ctx, "service-reconciler", time.Minute); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
@@ -273,7 +273,7 @@ func TestReconcileDryRunAndLock(t *testing.T) {
 	if code != exitFailing || received.Load() == 0 || !strings.Contains(out, "failing 4") {
 		t.Fatalf("lock free: exit %d, %d batches\n%s%s", code, received.Load(), out, errOut)
 	}
-	if n, err := client.Exists(ctx, "dcsync:unicom:leader").Result(); err != nil || n != 0 {
+	if n, err := client.Exists(ctx, dcsyncredis.Key("dcsync", "unicom", "leader")).Result(); err != nil || n != 0 {
 		t.Fatalf("the lock is still held after the command: %d, %v", n, err)
 	}
 }

@@ -6,6 +6,10 @@
 //
 //	go run ./examples/quickstart -n 1000
 //
+// With -status 127.0.0.1:8080 it also serves each datacenter's status page,
+// Prometheus metrics and readiness while it runs, and prints where; -hold
+// keeps them up after the run until interrupted.
+//
 // It is a self-contained program: copy it into a module of your own that
 // requires github.com/dcsync/dcsync, and it runs the same.
 package main
@@ -17,15 +21,25 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
+	"os/signal"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/dcsync/dcsync"
+	"github.com/dcsync/dcsync/admin"
 	memaudit "github.com/dcsync/dcsync/audit/memory"
+	"github.com/dcsync/dcsync/health"
+	"github.com/dcsync/dcsync/metrics/prom"
+	"github.com/dcsync/dcsync/monitor"
 	memtransport "github.com/dcsync/dcsync/transport/memory"
 )
 
@@ -35,6 +49,8 @@ type options struct {
 	seed      uint64  // of the fault schedule and of the database's failures
 	sendFail  float64 // share of deliveries that fail
 	applyFail float64 // share of telecom's applies of unicom's writes that fail
+	status    string  // address of the status pages; empty serves none
+	hold      bool    // with status: keep serving after the run until interrupted
 }
 
 func main() {
@@ -43,8 +59,12 @@ func main() {
 	flag.Uint64Var(&o.seed, "seed", 1, "seed of the fault schedule")
 	flag.Float64Var(&o.sendFail, "send-fail", 0.2, "share of deliveries that fail")
 	flag.Float64Var(&o.applyFail, "apply-fail", 0.1, "share of telecom's applies that fail")
+	flag.StringVar(&o.status, "status", "", "serve each datacenter's status page, metrics and readiness at this `address` (e.g. 127.0.0.1:8080)")
+	flag.BoolVar(&o.hold, "hold", false, "with -status: keep serving after the run until interrupted")
 	flag.Parse()
-	if err := run(context.Background(), os.Stdout, o); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Stdout, o); err != nil {
 		fmt.Fprintln(os.Stderr, "quickstart:", err)
 		os.Exit(1)
 	}
@@ -68,10 +88,13 @@ func run(ctx context.Context, out io.Writer, o options) error {
 
 	dbs := map[string]*database{}
 	syncers := map[string]*dcsync.Syncer{}
+	monitors := map[string]*monitor.Monitor{}
 	for dc, peer := range peerOf {
 		dbs[dc] = newDatabase(dc, o.seed)
+		monitors[dc] = monitor.New(dc, []string{peer})
 		s, err := dcsync.New(dcsync.Config{
 			DC:        dc,
+			Observer:  monitors[dc],
 			Peers:     map[string]dcsync.Sender{peer: network.Sender(dc, peer)},
 			Processor: dbs[dc],
 			Audit:     audit,
@@ -88,6 +111,13 @@ func run(ctx context.Context, out io.Writer, o options) error {
 		syncers[dc] = s
 	}
 	dbs["telecom"].failRate = o.applyFail
+	if o.status != "" {
+		stopServing, err := serveStatus(o.status, out, monitors)
+		if err != nil {
+			return err
+		}
+		defer stopServing()
+	}
 
 	// Write in both datacenters at once, sometimes to the same keys.
 	g, gctx := errgroup.WithContext(ctx)
@@ -118,12 +148,13 @@ func run(ctx context.Context, out io.Writer, o options) error {
 	for _, dc := range []string{"unicom", "telecom"} {
 		peer := peerOf[dc]
 		rec, err := dcsync.NewReconciler(dcsync.ReconcilerConfig{
-			DC:      dc,
-			Peers:   map[string]dcsync.Sender{peer: network.Sender(dc, peer)},
-			Audit:   audit,
-			Grace:   -1, // everything written is done by now
-			Backoff: dcsync.Backoff{Initial: time.Millisecond, Max: 20 * time.Millisecond, Attempts: 8},
-			Logger:  quiet,
+			DC:       dc,
+			Peers:    map[string]dcsync.Sender{peer: network.Sender(dc, peer)},
+			Audit:    audit,
+			Observer: monitors[dc],
+			Grace:    -1, // everything written is done by now
+			Backoff:  dcsync.Backoff{Initial: time.Millisecond, Max: 20 * time.Millisecond, Attempts: 8},
+			Logger:   quiet,
 		})
 		if err != nil {
 			return err
@@ -150,7 +181,43 @@ func run(ctx context.Context, out io.Writer, o options) error {
 	if n != 2*o.writes {
 		return fmt.Errorf("not converged: %d of %d writes missing somewhere", 2*o.writes-n, 2*o.writes)
 	}
+	if o.status != "" && o.hold {
+		fmt.Fprintln(out, "serving the status pages until interrupted (Ctrl-C)")
+		<-ctx.Done()
+	}
 	return nil
+}
+
+// serveStatus serves, for each datacenter, what an operator looks at: the
+// status page, Prometheus metrics and readiness, under /<dc>/ on addr.
+// It prints where to look and returns a function that stops serving.
+func serveStatus(addr string, out io.Writer, monitors map[string]*monitor.Monitor) (func(), error) {
+	mux := http.NewServeMux()
+	for dc, mon := range monitors {
+		checker, err := health.New(health.Config{Monitor: mon})
+		if err != nil {
+			return nil, err
+		}
+		reg := prometheus.NewRegistry()
+		if err := reg.Register(prom.New(mon, prom.Options{})); err != nil {
+			return nil, err
+		}
+		prefix := "/" + dc
+		mux.Handle(prefix+"/status/", http.StripPrefix(prefix+"/status", admin.Handler(admin.Config{Monitor: mon, Health: checker})))
+		mux.Handle(prefix+"/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.Handle(prefix+"/readyz", checker.Ready())
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second}
+	go srv.Serve(ln) //nolint:errcheck // ends with Close
+	for _, dc := range []string{"unicom", "telecom"} {
+		base := "http://" + ln.Addr().String() + "/" + dc
+		fmt.Fprintf(out, "status page: %s/status/  (metrics %s/metrics, readiness %s/readyz)\n", base, base, base)
+	}
+	return func() { srv.Close() }, nil
 }
 
 // flush waits until the syncers have sent what they queued and handed

@@ -9,9 +9,15 @@
 // that from the processors' own state; it exits non-zero when they do not
 // converge in time.
 //
+// The streams are the durable outbox of every write, so each Redis must
+// keep an append-only file: appendonly yes, appendfsync everysec (or
+// always to survive power loss); scripts/redis.sh starts its servers so,
+// and the Nodes log an error at start when a server does not (see
+// docs/redis.md).
+//
 //	go run ./examples/redis-mq -unicom-redis 127.0.0.1:6379 -telecom-redis 127.0.0.1:6380 -n 1000
 //
-// Its keys start with "dcsync:" (transport/redis's default prefix): give
+// Its keys start with "{dcsync:" (transport/redis's default prefix): give
 // it Redis servers, or databases, of its own. It is a self-contained
 // program: copy it into a module of your own that requires
 // github.com/dcsync/dcsync, and it runs the same.
@@ -113,7 +119,7 @@ func run(ctx context.Context, out io.Writer, o options) error {
 	for _, name := range datacenters {
 		d, peer := dcs[name], peerOf[name]
 		node, err := dcredis.NewNode(dcredis.NodeConfig{DC: name, Client: d.client,
-			Peers: map[string]*goredis.Client{peer: dcs[peer].client}, Logger: quiet})
+			Peers: map[string]goredis.UniversalClient{peer: dcs[peer].client}, Logger: quiet})
 		if err != nil {
 			return err
 		}

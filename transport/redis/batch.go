@@ -313,7 +313,7 @@ const notMarks = "-"
 // scripts of up to maxScriptBatch, every script in one round trip, and
 // then forgets it. It returns the first error; of the scripts, those that
 // went through stay written.
-func (b *deferred) flush(ctx context.Context, client *goredis.Client, apply string) error {
+func (b *deferred) flush(ctx context.Context, client goredis.UniversalClient, apply string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	// The generations the batch read, even if another began meanwhile:

@@ -14,7 +14,7 @@ import (
 // Checkpoints is a dcsync.CheckpointStore in Redis: one key per datacenter,
 // holding the time in RFC 3339 form. Create it with NewCheckpoints.
 type Checkpoints struct {
-	client *goredis.Client
+	client goredis.UniversalClient
 	prefix string
 }
 
@@ -22,7 +22,7 @@ var _ dcsync.CheckpointStore = (*Checkpoints)(nil)
 
 // NewCheckpoints returns a store whose keys are prefix followed by the
 // datacenter name; an empty prefix selects "dcsync:checkpoint:".
-func NewCheckpoints(client *goredis.Client, prefix string) *Checkpoints {
+func NewCheckpoints(client goredis.UniversalClient, prefix string) *Checkpoints {
 	return &Checkpoints{client: client, prefix: or(prefix, "dcsync:checkpoint:")}
 }
 

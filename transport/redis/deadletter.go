@@ -12,7 +12,7 @@ import (
 // could not be decoded, its next hop rejected it for good, or it failed
 // MaxAttempts deliveries. Of an entry carrying a batch, each request that
 // fails for good is dead-lettered on its own, and the rest flow on.
-// Dead letters are kept in the stream "<Prefix>:<DC>:dead", whose entries
+// Dead letters are kept in the stream "{<Prefix>:<DC>}:dead", whose entries
 // hold the fields named in brackets below, readable with redis-cli.
 type DeadLetter struct {
 	ID         string          // ID of the dead letter in the dead-letter stream

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -16,7 +17,8 @@ import (
 // default.
 type DedupeOptions struct {
 	// Prefix starts every key; a generation number follows. Default
-	// "dcsync:dedupe:".
+	// "{dcsync}:dedupe:". The keys must share a Redis Cluster hash slot: a
+	// Prefix without a hash tag ("{...}") is put in braces whole.
 	Prefix string
 	// ClaimTTL is how long a claim lasts when its worker neither commits nor
 	// releases it (it died); default 10s. Keep it shorter than the time after
@@ -53,15 +55,19 @@ const dedupeMarks = "#marks"
 // a whole batch applied in one script (see deferred). Create it with
 // NewDedupe.
 type Dedupe struct {
-	client *goredis.Client
+	client goredis.UniversalClient
 	opts   DedupeOptions
 }
 
 var _ dcsync.DedupeStore = (*Dedupe)(nil)
 
 // NewDedupe returns a Dedupe keeping its keys in client's server.
-func NewDedupe(client *goredis.Client, opts DedupeOptions) *Dedupe {
-	opts.Prefix = or(opts.Prefix, "dcsync:dedupe:")
+func NewDedupe(client goredis.UniversalClient, opts DedupeOptions) *Dedupe {
+	opts.Prefix = or(opts.Prefix, "{dcsync}:dedupe:")
+	if open := strings.IndexByte(opts.Prefix, '{'); open < 0 || !strings.Contains(opts.Prefix[open+1:], "}") ||
+		strings.HasPrefix(opts.Prefix[open+1:], "}") {
+		opts.Prefix = "{" + opts.Prefix + "}" // Redis hashes all of it: no tag
+	}
 	opts.ClaimTTL = or(opts.ClaimTTL, 10*time.Second)
 	opts.Retention = or(opts.Retention, time.Hour)
 	return &Dedupe{client: client, opts: opts}

@@ -9,13 +9,30 @@
 //
 // Each datacenter has its own Redis. A write entering datacenter A goes
 //
-//	A's Processor, then  A:outbound        (Node.Reship: Write returns once it is here)
+//	Syncer.Write     →   A:outbound        (Node.Reship: Write returns once it is here)
+//	local workers    →   A's Processor     (group "@local" on A:outbound; Syncer.ApplyBatch)
 //	reship workers   →   B:inbound:A       (one consumer group per peer on A:outbound)
 //	collect workers  →   B:apply           (dcsync's Collector: authenticate, validate, dedupe)
 //	apply workers    →   B's Processor     (Syncer.ApplyBatch)
 //
-// with keys "<Prefix>:<dc>:outbound", "<Prefix>:<dc>:inbound:<origin>",
-// "<Prefix>:<dc>:apply" and "<Prefix>:<dc>:dead".
+// The write is written ahead: Write only adds it to A's outbound stream
+// (dcsync.Config.ReshipApplies), and A applies it as its peers do, from a
+// consumer group of that stream. So a write is never applied in A without
+// being durably queued for the peers, whatever process dies when, and an
+// error from Write means the write was applied nowhere (unless it wraps the
+// context's error: then it may have been added; writing it again with the
+// same ID is safe). Write returns before A has applied the write: a reader
+// of A's state right after Write may not see it yet. A write A's Processor
+// keeps failing is dead-lettered in A as it would be in a peer, and is
+// still applied by the peers: on this wiring the Processor must not reject
+// writes for reasons of the application's own; validate before Write.
+//
+// with keys "{<Prefix>:<dc>}:outbound", "{<Prefix>:<dc>}:inbound:<origin>",
+// "{<Prefix>:<dc>}:apply" and "{<Prefix>:<dc>}:dead". The braces are a
+// Redis Cluster hash tag: all of a datacenter's keys, its dedupe store's
+// included, live in one hash slot, so the wiring runs on a Redis Cluster
+// (any goredis.UniversalClient) as on a single server, and a cluster's
+// failover moves them together.
 //
 // # Batch entries
 //
@@ -59,7 +76,7 @@
 // In main() of each datacenter's service:
 //
 //	node, err := dcredis.NewNode(dcredis.NodeConfig{DC: "unicom", Client: local,
-//		Peers: map[string]*redis.Client{"telecom": telecomRedis}})
+//		Peers: map[string]redis.UniversalClient{"telecom": telecomRedis}})
 //	syncer, err := dcsync.New(node.Wire(dcsync.Config{Processor: cache, Audit: audit}))
 //	go node.Run(ctx, syncer)
 //

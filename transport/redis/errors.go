@@ -54,7 +54,7 @@ func unavailable(err error) bool {
 	var ne net.Error
 	var re goredis.Error
 	switch {
-	case errors.Is(err, ErrUnavailable), errors.As(err, &ne),
+	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrUnreplicated), errors.As(err, &ne),
 		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
 		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
 		errors.Is(err, syscall.EPIPE), errors.Is(err, goredis.ErrPoolTimeout),

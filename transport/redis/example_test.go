@@ -36,7 +36,7 @@ func ExampleNewNode() {
 	var workers sync.WaitGroup
 	for dc, peer := range peerOf {
 		node, err := dcredis.NewNode(dcredis.NodeConfig{DC: dc, Client: servers[dc],
-			Peers: map[string]*goredis.Client{peer: servers[peer]}})
+			Peers: map[string]goredis.UniversalClient{peer: servers[peer]}})
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -113,7 +113,7 @@ func ExampleNode_DeadLetters() {
 	defer unicomRedis.Close()
 	defer telecomRedis.Close()
 	node, err := dcredis.NewNode(dcredis.NodeConfig{DC: "telecom", Client: telecomRedis,
-		Peers: map[string]*goredis.Client{"unicom": unicomRedis}})
+		Peers: map[string]goredis.UniversalClient{"unicom": unicomRedis}})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func ExampleNode_DeadLetters() {
 
 	// What a broken peer might put into telecom's inbound stream.
 	unicom, err := dcredis.NewNode(dcredis.NodeConfig{DC: "unicom", Client: unicomRedis,
-		Peers: map[string]*goredis.Client{"telecom": telecomRedis}})
+		Peers: map[string]goredis.UniversalClient{"telecom": telecomRedis}})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func ExampleNode_DeadLetters() {
 		time.Sleep(10 * time.Millisecond)
 	}
 	// Output:
-	// collect:unicom gave up on request req-1 of dcsync:telecom:inbound:unicom: dcsync: invalid request: empty key (deliveries: 1)
+	// collect:unicom gave up on request req-1 of {dcsync:telecom}:inbound:unicom: dcsync: invalid request: empty key (deliveries: 1)
 }
 
 // A Dedupe shared by the collectors of every process of a datacenter, for

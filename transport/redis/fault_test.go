@@ -88,7 +88,7 @@ func TestPoisonEntryIsDeadLetteredWhileTheRestFlow(t *testing.T) {
 func TestMalformedEntriesAreDeadLettered(t *testing.T) {
 	u, tc := pair(t, nil)
 	ctx := context.Background()
-	add := func(c *goredis.Client, stream string, values ...any) {
+	add := func(c goredis.UniversalClient, stream string, values ...any) {
 		t.Helper()
 		if err := c.XAdd(ctx, &goredis.XAddArgs{Stream: stream, Values: values}).Err(); err != nil {
 			t.Fatal(err)
@@ -110,7 +110,9 @@ func TestMalformedEntriesAreDeadLettered(t *testing.T) {
 	converge(t, tc, ids)
 
 	byEntry := map[string]DeadLetter{}
-	for _, d := range append(deadLetters(t, tc, 5), deadLetters(t, u, 1)...) {
+	// The origin's bad entry is dead-lettered by both groups reading it:
+	// the local one, which applies, and the peer's, which ships.
+	for _, d := range append(deadLetters(t, tc, 5), deadLetters(t, u, 2)...) {
 		byEntry[d.Hop+" "+d.RequestID] = d
 		if d.Deliveries != 1 {
 			t.Errorf("dead letter %+v after %d deliveries, want 1: permanent errors are not retried", d, d.Deliveries)
@@ -121,6 +123,7 @@ func TestMalformedEntriesAreDeadLettered(t *testing.T) {
 		"collect:unicom ":              "malformed stream entry: no \"r\" field",
 		"apply y":                      "malformed stream entry: truncated",
 		"reship:telecom ":              "malformed stream entry: unknown encoding version 7",
+		"local ":                       "malformed stream entry: unknown encoding version 7",
 		"collect:unicom forged-1":      "request origin differs from sending datacenter",
 		"collect:unicom unversioned-1": "missing version",
 	} {
@@ -356,7 +359,7 @@ func TestRestartWhilePeerDownLosesNothing(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("Run did not return while the peer was down")
 	}
-	cfg := testConfig("unicom", u.client, map[string]*goredis.Client{"telecom": tc.client})
+	cfg := testConfig("unicom", u.client, map[string]goredis.UniversalClient{"telecom": tc.client})
 	u2 := start(t, "unicom", u.redis, cfg, newStore())
 	tc.redis.Start()
 	converge(t, tc, ids)

@@ -22,11 +22,13 @@ type store struct {
 	mu      sync.Mutex
 	values  map[string]*dcsync.Request
 	applies map[string]int
+	first   map[string]time.Time // when each write was first applied
 	fail    map[string]error
 }
 
 func newStore() *store {
-	return &store{values: map[string]*dcsync.Request{}, applies: map[string]int{}, fail: map[string]error{}}
+	return &store{values: map[string]*dcsync.Request{}, applies: map[string]int{},
+		first: map[string]time.Time{}, fail: map[string]error{}}
 }
 
 func (s *store) Process(_ context.Context, r *dcsync.Request) error {
@@ -35,7 +37,9 @@ func (s *store) Process(_ context.Context, r *dcsync.Request) error {
 	if err := s.fail[r.Key]; err != nil {
 		return err
 	}
-	s.applies[r.ID]++
+	if s.applies[r.ID]++; s.applies[r.ID] == 1 {
+		s.first[r.ID] = time.Now()
+	}
 	if cur := s.values[r.Key]; cur == nil || r.Newer(cur.Version, cur.Origin) {
 		s.values[r.Key] = r
 	}
@@ -68,7 +72,7 @@ func (s *store) has(ids []string) int {
 }
 
 // testConfig returns a NodeConfig tuned for tests: short waits everywhere.
-func testConfig(dc string, client *goredis.Client, peers map[string]*goredis.Client) NodeConfig {
+func testConfig(dc string, client goredis.UniversalClient, peers map[string]goredis.UniversalClient) NodeConfig {
 	return NodeConfig{DC: dc, Client: client, Peers: peers, Block: 50 * time.Millisecond,
 		ClaimIdle: 400 * time.Millisecond, MaxAttempts: 3, TrimInterval: 50 * time.Millisecond,
 		Backoff: dcsync.Backoff{Initial: 5 * time.Millisecond, Max: 100 * time.Millisecond},
@@ -87,7 +91,7 @@ func newClient(t testing.TB, addr string) *goredis.Client {
 type dc struct {
 	name   string
 	redis  *testserver.Redis
-	client *goredis.Client
+	client goredis.UniversalClient
 	node   *Node
 	sync   *dcsync.Syncer
 	store  *store
@@ -137,8 +141,8 @@ func pairWith(t testing.TB, tweak func(*NodeConfig), procU, procT dcsync.Process
 	t.Helper()
 	ru, rt := testserver.StartRedis(t), testserver.StartRedis(t)
 	cu, ct := newClient(t, ru.Addr()), newClient(t, rt.Addr())
-	cfgU := testConfig("unicom", cu, map[string]*goredis.Client{"telecom": ct})
-	cfgT := testConfig("telecom", ct, map[string]*goredis.Client{"unicom": cu})
+	cfgU := testConfig("unicom", cu, map[string]goredis.UniversalClient{"telecom": ct})
+	cfgT := testConfig("telecom", ct, map[string]goredis.UniversalClient{"unicom": cu})
 	if tweak != nil {
 		tweak(&cfgU)
 		tweak(&cfgT)

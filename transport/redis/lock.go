@@ -15,14 +15,14 @@ import (
 // a contender whose lock expired and was taken by another cannot extend or
 // release the other's. Create it with NewLock.
 type Lock struct {
-	client *goredis.Client
+	client goredis.UniversalClient
 	key    string
 }
 
 var _ dcsync.LeaderLock = (*Lock)(nil)
 
 // NewLock returns a Lock on key in client's server.
-func NewLock(client *goredis.Client, key string) *Lock {
+func NewLock(client goredis.UniversalClient, key string) *Lock {
 	return &Lock{client: client, key: key}
 }
 

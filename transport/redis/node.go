@@ -26,14 +26,14 @@ type NodeConfig struct {
 	// inbound, apply and dead-letter streams. Up to Workers × (2 × peers + 1)
 	// of its connections block in XREADGROUP at a time, so its PoolSize
 	// must be larger (go-redis's default is 10 per CPU).
-	Client *goredis.Client
+	Client goredis.UniversalClient
 	// Peers reach the other datacenters' Redis servers by datacenter name:
 	// the reship workers add this datacenter's writes to their inbound
 	// streams. Each peer has a consumer group, named after it, on the
 	// outbound stream, which is trimmed only past what every group has
 	// acknowledged: when a peer leaves for good, destroy its group
-	// (XGROUP DESTROY <Prefix>:<DC>:outbound <peer>).
-	Peers map[string]*goredis.Client
+	// (XGROUP DESTROY {<Prefix>:<DC>}:outbound <peer>).
+	Peers map[string]goredis.UniversalClient
 	// Prefix starts every key; default "dcsync".
 	Prefix string
 	// Consumer names this process in the consumer groups, and must differ
@@ -77,6 +77,20 @@ type NodeConfig struct {
 	// Logger receives what workers cannot return: outages, dead letters;
 	// default slog.Default().
 	Logger *slog.Logger
+	// Replicas, when positive, makes Write (through the outbound stream)
+	// and the reship hop (through a peer's inbound stream) wait until that
+	// many replicas of the server they added to have the entries (WAIT),
+	// before Write returns or the entries they came from are
+	// acknowledged. A failover (Redis Cluster, Sentinel) then loses
+	// nothing that was acknowledged, but while fewer replicas answer,
+	// Writes fail with ErrUnreplicated and the reship hop holds its
+	// entries. Default 0: replication is asynchronous, and a failover
+	// may lose the last entries a master took. It needs a
+	// *goredis.Client or a *goredis.ClusterClient.
+	Replicas int
+	// ReplicaTimeout bounds a wait for Replicas; default 500ms. Keep it
+	// under the clients' ReadTimeout.
+	ReplicaTimeout time.Duration
 }
 
 // Node is one datacenter's end of the Redis Streams wiring. It is the
@@ -86,7 +100,8 @@ type NodeConfig struct {
 // collected writes to the apply stream, and Run runs the workers that move
 // entries from one stream to the next:
 //
-//	Write ─▶ <dc>:outbound ─reship workers─▶ <peer>:inbound:<dc> ─collect workers─▶ <peer>:apply ─apply workers─▶ Processor
+//	Write ─▶ <dc>:outbound ─local workers─▶ Processor
+//	                       ─reship workers─▶ <peer>:inbound:<dc> ─collect workers─▶ <peer>:apply ─apply workers─▶ Processor
 //
 // Entries carry batches of requests. Every hop reads with a consumer group
 // and acknowledges an entry only once its requests are durably in the next
@@ -107,7 +122,7 @@ type Node struct {
 	// ReadTimeout, which bounds the wait for a pipeline's replies.
 	blockInPipeline bool
 
-	stats struct{ read, acked, claimed, deadLettered, stalled, trimmed atomic.Uint64 }
+	stats struct{ read, acked, claimed, reread, deadLettered, stalled, trimmed atomic.Uint64 }
 }
 
 var _ dcsync.Reship = (*Node)(nil)
@@ -121,6 +136,12 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		if name == cfg.DC || name == "" || c == nil {
 			return nil, fmt.Errorf("redis: invalid peer %q", name)
 		}
+		if cfg.Replicas > 0 && !canWait(c) {
+			return nil, fmt.Errorf("redis: NodeConfig.Replicas needs a *goredis.Client or *goredis.ClusterClient, not a %T (peer %q)", c, name)
+		}
+	}
+	if cfg.Replicas > 0 && !canWait(cfg.Client) {
+		return nil, fmt.Errorf("redis: NodeConfig.Replicas needs a *goredis.Client or *goredis.ClusterClient, not a %T", cfg.Client)
 	}
 	cfg.Prefix = or(cfg.Prefix, "dcsync")
 	if cfg.Consumer == "" {
@@ -136,18 +157,19 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	cfg.TrimInterval = or(cfg.TrimInterval, time.Second)
 	cfg.Backoff.Initial = or(cfg.Backoff.Initial, 10*time.Millisecond)
 	cfg.Backoff.Max = or(cfg.Backoff.Max, 5*time.Second)
-	cfg.Dedupe.Prefix = or(cfg.Dedupe.Prefix, cfg.Prefix+":"+cfg.DC+":dedupe:")
+	cfg.Dedupe.Prefix = or(cfg.Dedupe.Prefix, Key(cfg.Prefix, cfg.DC, "dedupe:"))
 	cfg.Logger = or(cfg.Logger, slog.Default())
+	cfg.ReplicaTimeout = or(cfg.ReplicaTimeout, defaultReplicaTimeout)
 	n := &Node{
 		cfg:           cfg,
 		dedupe:        NewDedupe(cfg.Client, cfg.Dedupe),
-		outbound:      cfg.Prefix + ":" + cfg.DC + ":outbound",
-		apply:         cfg.Prefix + ":" + cfg.DC + ":apply",
-		dead:          cfg.Prefix + ":" + cfg.DC + ":dead",
+		outbound:      Key(cfg.Prefix, cfg.DC, "outbound"),
+		apply:         Key(cfg.Prefix, cfg.DC, "apply"),
+		dead:          Key(cfg.Prefix, cfg.DC, "dead"),
 		staleConsumer: time.Hour,
 	}
 	n.out.n = n
-	rt := cfg.Client.Options().ReadTimeout
+	rt := readTimeout(cfg.Client)
 	n.blockInPipeline = rt < 0 || 2*cfg.Block <= rt
 	return n, nil
 }
@@ -156,7 +178,31 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 // in. One stream per sender makes the sender known by where an entry is,
 // and lets Redis ACLs allow each peer its own stream only.
 func (n *Node) inbound(dc, origin string) string {
-	return n.cfg.Prefix + ":" + dc + ":inbound:" + origin
+	return Key(n.cfg.Prefix, dc, "inbound:"+origin)
+}
+
+// Key returns the Redis key of name ("outbound", "apply", "dead",
+// "leader", ...) among the keys of datacenter dc under prefix (the
+// NodeConfig's Prefix): "{<prefix>:<dc>}:<name>", for tools that read them
+// without a Node. The braces are a Redis Cluster hash tag: every key of a
+// datacenter is in one hash slot, so the scripts and transactions that
+// span several of them (a handoff adds to the apply stream and marks the
+// dedupe store; a worker acknowledges an entry, records failures and
+// dead-letters in one MULTI) run on a cluster as on one server.
+func Key(prefix, dc, name string) string { return "{" + prefix + ":" + dc + "}:" + name }
+
+// readTimeout returns the ReadTimeout of client's options, 0 when it
+// cannot tell.
+func readTimeout(client goredis.UniversalClient) time.Duration {
+	switch c := client.(type) {
+	case *goredis.Client:
+		return c.Options().ReadTimeout
+	case *goredis.ClusterClient:
+		return c.Options().ReadTimeout
+	case *goredis.Ring:
+		return c.Options().ReadTimeout
+	}
+	return 0
 }
 
 // Wire returns cfg with this Node's parts installed: the peers' Senders,
@@ -169,6 +215,7 @@ func (n *Node) Wire(cfg dcsync.Config) dcsync.Config {
 	cfg.DC = or(cfg.DC, n.cfg.DC)
 	cfg.Peers = n.Senders()
 	cfg.Reship = n
+	cfg.ReshipApplies = true // the local group applies: see Reship
 	cfg.Handoff = n.Handoff()
 	if _, batch := cfg.Processor.(dcsync.BatchProcessor); !batch && cfg.Processor != nil && n.cfg.Concurrency > 1 {
 		cfg.Processor = lanes{cfg.Processor, n.cfg.Concurrency}
@@ -181,13 +228,17 @@ func (n *Node) Wire(cfg dcsync.Config) dcsync.Config {
 
 // Reship implements dcsync.Reship: it adds req to the outbound stream and
 // returns once Redis has it. The writes of concurrent calls go together, in
-// one entry (see outbox).
+// one entry (see outbox). Wire sets dcsync.Config.ReshipApplies, so this is
+// all Syncer.Write does: the workers of the stream's local group apply the
+// write here, and those of each peer's group ship it, so a write is
+// applied here only once it is durably queued for the peers.
 func (n *Node) Reship(ctx context.Context, req *dcsync.Request) error {
-	if len(n.cfg.Peers) == 0 {
-		return nil // no group would ever read or trim the entry
-	}
 	return n.out.add(ctx, req)
 }
+
+// localGroup is the consumer group of the outbound stream whose workers
+// apply this datacenter's own writes; its name is no datacenter's.
+const localGroup = "@local"
 
 // Handoff returns the Processor that adds collected writes to the apply
 // stream, for dcsync.Config.Handoff. It is a dcsync.BatchProcessor: a batch
@@ -320,8 +371,10 @@ func (o *outbox) flush() {
 			o.queue = o.queue[:0:0]
 		}
 		o.mu.Unlock()
-		e.err = o.n.cfg.Client.XAdd(context.Background(), &goredis.XAddArgs{Stream: o.n.outbound,
-			Values: batchValues(e.count, e.frames)}).Err()
+		e.err = o.n.replicated(context.Background(), o.n.cfg.Client, o.n.outbound, func(c adder) error {
+			return c.XAdd(context.Background(), &goredis.XAddArgs{Stream: o.n.outbound,
+				Values: batchValues(e.count, e.frames)}).Err()
+		})
 		close(e.done)
 		o.mu.Lock()
 		if len(o.spare) < 2 { // one filling while another is added
@@ -336,7 +389,7 @@ func (o *outbox) flush() {
 func (n *Node) Senders() map[string]dcsync.Sender {
 	senders := make(map[string]dcsync.Sender, len(n.cfg.Peers))
 	for peer, c := range n.cfg.Peers {
-		senders[peer] = &Sender{client: c, stream: n.inbound(peer, n.cfg.DC), max: n.cfg.BatchSize}
+		senders[peer] = &Sender{n: n, client: c, stream: n.inbound(peer, n.cfg.DC), max: n.cfg.BatchSize}
 	}
 	return senders
 }
@@ -347,7 +400,7 @@ func (n *Node) Dedupe() *Dedupe { return n.dedupe }
 
 // Lock returns a leader lock for this datacenter's reconcilers.
 func (n *Node) Lock() *Lock {
-	return NewLock(n.cfg.Client, n.cfg.Prefix+":"+n.cfg.DC+":leader")
+	return NewLock(n.cfg.Client, Key(n.cfg.Prefix, n.cfg.DC, "leader"))
 }
 
 // Checkpoints returns a checkpoint store in this datacenter's Redis.
@@ -358,7 +411,8 @@ func (n *Node) Checkpoints() *Checkpoints {
 // Sender adds batches of writes to a peer's inbound stream, as one entry
 // per BatchSize requests. Node.Senders makes them.
 type Sender struct {
-	client *goredis.Client
+	n      *Node
+	client goredis.UniversalClient
 	stream string
 	max    int
 }
@@ -369,14 +423,16 @@ var _ dcsync.Sender = (*Sender)(nil)
 // error when the whole batch failed, and a *dcsync.BatchError when only
 // some entries did.
 func (s *Sender) Send(ctx context.Context, reqs []*dcsync.Request) error {
-	return addBatch(ctx, s.client, s.stream, reqs, s.max)
+	return s.n.replicated(ctx, s.client, s.stream, func(c adder) error {
+		return addBatch(ctx, c, s.stream, reqs, s.max)
+	})
 }
 
 // addBatch adds reqs to stream in client's server, max requests an entry,
 // in one round trip, and returns nil, a *dcsync.BatchError naming the
 // requests of the entries that failed, or, when every add failed, the
 // error.
-func addBatch(ctx context.Context, client *goredis.Client, stream string, reqs []*dcsync.Request, max int) error {
+func addBatch(ctx context.Context, client adder, stream string, reqs []*dcsync.Request, max int) error {
 	if len(reqs) == 0 {
 		return nil
 	}
@@ -432,6 +488,7 @@ type Stats struct {
 	Read         uint64 // entries read from the streams, claims included
 	Acked        uint64 // entries acknowledged: handed on, applied or dead-lettered
 	Claimed      uint64 // entries taken over from consumers idle past ClaimIdle
+	Reread       uint64 // entries a worker read again after losing its connection to Redis
 	DeadLettered uint64 // dead letters written: requests, or entries that could not be decoded
 	Stalled      uint64 // batches held back because their next hop was unavailable
 	Trimmed      uint64 // acknowledged entries trimmed from the streams
@@ -440,7 +497,7 @@ type Stats struct {
 // Stats returns the counters since NewNode.
 func (n *Node) Stats() Stats {
 	c := &n.stats
-	return Stats{Read: c.read.Load(), Acked: c.acked.Load(), Claimed: c.claimed.Load(),
+	return Stats{Read: c.read.Load(), Acked: c.acked.Load(), Claimed: c.claimed.Load(), Reread: c.reread.Load(),
 		DeadLettered: c.deadLettered.Load(), Stalled: c.stalled.Load(), Trimmed: c.trimmed.Load()}
 }
 
@@ -458,6 +515,7 @@ func (n *Node) Run(ctx context.Context, s *dcsync.Syncer) error {
 	}
 	groups := n.groups(s)
 	var wg sync.WaitGroup
+	wg.Go(func() { n.checkPersistence(ctx) })
 	for _, g := range groups {
 		for i := range n.cfg.Workers {
 			consumer := fmt.Sprintf("%s:%s:%d", n.cfg.Consumer, g.hop, i)
@@ -500,10 +558,11 @@ func (n *Node) groups(s *dcsync.Syncer) []*group {
 			defers: true,
 		})
 	}
-	gs = append(gs, &group{n: n, stream: n.apply, name: "apply", hop: "apply",
-		handle: func(ctx context.Context, reqs []*dcsync.Request) []error {
-			return split(s.ApplyBatch(ctx, reqs), len(reqs))
-		},
+	apply := func(ctx context.Context, reqs []*dcsync.Request) []error {
+		return split(s.ApplyBatch(ctx, reqs), len(reqs))
+	}
+	gs = append(gs, &group{n: n, stream: n.outbound, name: localGroup, hop: "local", handle: apply})
+	gs = append(gs, &group{n: n, stream: n.apply, name: "apply", hop: "apply", handle: apply,
 		// The collector committed these writes to the dedupe store when it
 		// handed them off; forgetting them lets a later re-send (the
 		// reconciler's) be applied instead of dropped as a duplicate.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 )
 
 func TestReplicatesBothWays(t *testing.T) {
@@ -12,6 +14,9 @@ func TestReplicatesBothWays(t *testing.T) {
 	fromT := write(t, tc, "t", 500)
 	converge(t, tc, fromU)
 	converge(t, u, fromT)
+	// Each origin applies its own writes from its outbound stream.
+	converge(t, u, fromU)
+	converge(t, tc, fromT)
 
 	// Every hop acknowledged and trimmed what it handed on.
 	ctx := context.Background()
@@ -29,8 +34,8 @@ func TestReplicatesBothWays(t *testing.T) {
 		if st := d.node.Stats(); st.DeadLettered != 0 {
 			t.Errorf("%s dead-lettered %d entries", d.name, st.DeadLettered)
 		}
-		if st := d.sync.Stats(); st.Duplicates != 0 || st.Collected != 500 {
-			t.Errorf("%s syncer stats %+v, want 500 collected and no duplicates", d.name, st)
+		if st := d.sync.Stats(); st.Duplicates != 0 || st.Collected != 500 || st.Applied != 500 || st.Written != 500 {
+			t.Errorf("%s syncer stats %+v, want 500 written, 500 collected and applied, no duplicates", d.name, st)
 		}
 	}
 }
@@ -40,4 +45,17 @@ func peerOf(dc string) string {
 		return "telecom"
 	}
 	return "unicom"
+}
+
+// Replicas needs to find the server of a stream: a Ring's shards are not
+// known to hold one's keys with a replica, and NewNode says so at once.
+func TestReplicasNeedsAKnownClient(t *testing.T) {
+	ring := goredis.NewRing(&goredis.RingOptions{Addrs: map[string]string{"a": "127.0.0.1:1"}})
+	defer ring.Close()
+	if _, err := NewNode(NodeConfig{DC: "unicom", Client: ring, Replicas: 1}); err == nil {
+		t.Error("NewNode took Replicas with a Ring")
+	}
+	if _, err := NewNode(NodeConfig{DC: "unicom", Client: ring}); err != nil {
+		t.Errorf("NewNode with a Ring: %v", err)
+	}
 }

@@ -65,7 +65,7 @@ type item struct {
 // work reads and handles batches as consumer until ctx ends. It never
 // returns early: Redis errors are logged and retried with backoff.
 func (g *group) work(ctx context.Context, consumer string) {
-	w := &worker{group: g, consumer: consumer, cursor: "0-0"}
+	w := &worker{group: g, consumer: consumer, cursor: "0-0", own: true, ownEnd: "0"}
 	defer func() {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
 		defer cancel()
@@ -73,9 +73,12 @@ func (g *group) work(ctx context.Context, consumer string) {
 	}()
 	for ctx.Err() == nil {
 		var err error
-		if !time.Now().Before(w.nextClaim) {
+		switch {
+		case w.own:
+			err = w.reread(ctx)
+		case !time.Now().Before(w.nextClaim):
 			err = w.claim(ctx)
-		} else {
+		default:
 			err = w.read(ctx)
 		}
 		if err == nil {
@@ -87,6 +90,8 @@ func (g *group) work(ctx context.Context, consumer string) {
 		}
 		if isNoGroup(err) {
 			err = g.create(ctx)
+		} else if unavailable(err) {
+			w.own = true // a read may have been delivered and its reply lost
 		}
 		if err != nil {
 			w.failing++
@@ -106,6 +111,14 @@ type worker struct {
 	nextClaim time.Time // zero: claim at once, taking over a predecessor's entries
 	cursor    string    // where the XAUTOCLAIM scan goes on
 	failing   int       // consecutive failed rounds
+	// own says entries may be pending to this consumer that it is not
+	// handling: a reply or an acknowledgement was lost with the
+	// connection. The worker rereads them (XREADGROUP from ID 0) first,
+	// as soon as Redis answers again, rather than leaving them for
+	// ClaimIdle. It starts true, for a predecessor of the same name.
+	own    bool
+	ownEnd string // where the reread goes on
+
 	// acks are entries settled with nothing else to record: their XACK
 	// goes with the next read, sparing a round trip a batch.
 	acks []string
@@ -164,6 +177,34 @@ func (w *worker) read(ctx context.Context) error {
 			w.process(ctx, s.Messages, nil)
 		}
 	}
+	return nil
+}
+
+// reread handles the next entries pending to this consumer itself, which
+// it read before but did not settle, as claimed entries: with their
+// delivery counts and failure records. Once none is left, w.own ends.
+func (w *worker) reread(ctx context.Context) error {
+	w.sendAcks(ctx)
+	res, err := w.n.cfg.Client.XReadGroup(ctx, &goredis.XReadGroupArgs{Group: w.name, Consumer: w.consumer,
+		Streams: []string{w.stream, w.ownEnd}, Count: w.n.readCount()}).Result()
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return fmt.Errorf("redis: reread %s: %w", w.stream, err)
+	}
+	var msgs []goredis.XMessage
+	if len(res) > 0 {
+		msgs = res[0].Messages
+	}
+	if len(msgs) == 0 {
+		w.own, w.ownEnd = false, "0"
+		return nil
+	}
+	w.ownEnd = msgs[len(msgs)-1].ID
+	counts, err := w.deliveries(ctx, msgs)
+	if err != nil {
+		return err
+	}
+	w.n.stats.reread.Add(uint64(len(msgs)))
+	w.process(ctx, msgs, counts)
 	return nil
 }
 
@@ -288,8 +329,12 @@ func (w *worker) process(ctx context.Context, msgs []goredis.XMessage, counts ma
 	defer cancel()
 	for round := 1; ; round++ {
 		later := w.handleAll(hctx, live)
-		if !w.settle(hctx, entries, counts != nil, later) {
-			return // unacknowledged entries are claimed after ClaimIdle
+		if err := w.settle(hctx, entries, counts != nil, later); err != nil {
+			// Unacknowledged entries are claimed after ClaimIdle, or, when
+			// Redis could not be reached, reread by this worker once it is
+			// back.
+			w.own = w.own || unavailable(err)
+			return
 		}
 		var stalled []*item
 		for _, it := range live {
@@ -430,9 +475,9 @@ func (w *worker) lastErrors(ctx context.Context, msgs []goredis.XMessage) []stri
 // the dead letters of its dead requests, and then its acknowledgement, or,
 // when some of its requests are to be retried, the record of their errors,
 // kept for the next delivery, which handles only those. Entries with
-// requests stalled or abandoned stay pending as they are. It reports
-// whether it all went through; when it did not, no entry was acknowledged.
-func (w *worker) settle(ctx context.Context, entries []*entry, claimed bool, later *deferred) bool {
+// requests stalled or abandoned stay pending as they are. It returns nil
+// when it all went through; when it did not, no entry was acknowledged.
+func (w *worker) settle(ctx context.Context, entries []*entry, claimed bool, later *deferred) error {
 	var ack, forget, deadReqs []string
 	var deadVals [][]any
 	var failed []any
@@ -486,11 +531,11 @@ func (w *worker) settle(ctx context.Context, entries []*entry, claimed bool, lat
 		// Before the acknowledgements, which must not go through without it.
 		if err := later.flush(ctx, w.n.cfg.Client, w.n.apply); err != nil {
 			w.n.cfg.Logger.Warn("redis: handing off entries failed", "hop", w.hop, "stream", w.stream, "err", err)
-			return false
+			return err
 		}
 	}
 	if len(now) == 0 {
-		return true
+		return nil
 	}
 	if len(deadVals) == 0 && len(failed) == 0 && !claimed {
 		// Only acknowledgements: they go with the next read.
@@ -498,7 +543,7 @@ func (w *worker) settle(ctx context.Context, entries []*entry, claimed bool, lat
 		for _, e := range now {
 			e.settled = true
 		}
-		return true
+		return nil
 	}
 	_, err := w.n.cfg.Client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 		for _, v := range deadVals {
@@ -518,14 +563,14 @@ func (w *worker) settle(ctx context.Context, entries []*entry, claimed bool, lat
 	if err != nil {
 		// Unacknowledged entries come back after ClaimIdle: at least once.
 		w.n.cfg.Logger.Warn("redis: acknowledging entries failed", "hop", w.hop, "stream", w.stream, "err", err)
-		return false
+		return err
 	}
 	for _, e := range now {
 		e.settled = true
 	}
 	w.n.stats.acked.Add(uint64(len(ack)))
 	if len(deadVals) == 0 {
-		return true
+		return nil
 	}
 	w.n.stats.deadLettered.Add(uint64(len(deadVals)))
 	w.n.cfg.Logger.Error("redis: dead-lettered", "hop", w.hop, "stream", w.stream,
@@ -535,7 +580,7 @@ func (w *worker) settle(ctx context.Context, entries []*entry, claimed bool, lat
 			w.n.cfg.Logger.Warn("redis: after dead-lettering", "hop", w.hop, "err", err)
 		}
 	}
-	return true
+	return nil
 }
 
 // Fields of a dead-letter entry, besides the original's "id" and "r".
