@@ -30,7 +30,9 @@ func (c *cluster) writeN(n int, keys int) map[string]bool {
 func TestReconcilerRepairsFailedAndSilentDeliveries(t *testing.T) {
 	c := newCluster(t, 11, "unicom", "telecom")
 	c.net.SetFaultsBetween(memory.Faults{Fail: 0.5}, c.names...)
-	c.stores["telecom"].setFailRate(0.3)
+	// Batches that fail whole wait in the queue and go again; requests
+	// the peer fails on each of their tries are left to the reconciler.
+	c.stores["telecom"].setFailRate(0.6)
 	written := c.writeN(200, 50)
 	c.quiesce()
 	if c.sync["unicom"].Stats().ShipFailed == 0 || c.sync["telecom"].Stats().ApplyFailed == 0 {

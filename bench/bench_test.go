@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // TestShortRun runs the command's short mode over every target this
@@ -73,6 +74,32 @@ func TestShortRun(t *testing.T) {
 	for i, res := range back.Results {
 		if res.Name != rep.Results[i].Name || (res.Full == nil) != (rep.Results[i].Full == nil) {
 			t.Errorf("JSON result %d is %+v, want %+v", i, res, rep.Results[i])
+		}
+	}
+}
+
+// TestShortWAN runs the WAN phase briefly over HTTP and gRPC and checks
+// that every row ran, and that WaitAll across a 10 ms line takes at least
+// its round trip (a bound the line guarantees, not a timing assertion).
+func TestShortWAN(t *testing.T) {
+	cfg := Config{Only: []string{"wan/http", "wan/grpc"}, WAN: []time.Duration{0, 10 * time.Millisecond}}
+	cfg.shorten()
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table bytes.Buffer
+	rep.WriteTable(&table)
+	t.Logf("\n%s", table.String())
+	if len(rep.Results) != 0 || len(rep.WAN) != 4 {
+		t.Fatalf("%d results and %d WAN rows, want 0 and 4", len(rep.Results), len(rep.WAN))
+	}
+	for _, w := range rep.WAN {
+		if len(w.Errors) > 0 || w.WritesPerSec <= 0 || w.LagP50 <= 0 || w.WaitAllP50 <= 0 {
+			t.Errorf("%+v", w)
+		}
+		if w.WaitAllP50 < 2*w.DelayMS {
+			t.Errorf("%s: WaitAll p50 %.1f ms across %v ms each way", w.Transport, w.WaitAllP50, w.DelayMS)
 		}
 	}
 }
