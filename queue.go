@@ -410,7 +410,7 @@ func (p *peerQueue) finish(l *lane, f *flight, first func() error, cancel contex
 	// The batch leaves flying last: the worker, and so close, stops only
 	// once every batch is settled.
 	l.mu.Lock()
-	requeue := whole && !l.closed
+	requeue := whole && !l.closed && p.cfg.Probe >= 0
 	if requeue {
 		l.flying = slices.DeleteFunc(l.flying, func(g *flight) bool { return g == f })
 		i, _ := slices.BinarySearchFunc(l.retry, f.seq, func(g *flight, seq uint64) int { return cmp.Compare(g.seq, seq) })
@@ -489,7 +489,11 @@ func (p *peerQueue) health(ok, probe bool) {
 		if !wasDown {
 			p.downSince = now
 		}
-		p.probeAt = now.Add(min(p.cfg.Backoff.Delay(p.downs), p.cfg.Probe))
+		limit := p.cfg.Probe
+		if limit < 0 {
+			limit = p.cfg.Backoff.Max
+		}
+		p.probeAt = now.Add(min(p.cfg.Backoff.Delay(p.downs), limit))
 	}
 	p.mu.Unlock()
 	if !ok && !wasDown {

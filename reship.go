@@ -81,7 +81,9 @@ type Delivery struct {
 	Backoff Backoff       // retries of a failed Send
 	// Probe bounds the time between two tries of a peer marked down; its
 	// writes wait in its queue meanwhile and are re-sent, in order, as
-	// soon as a try succeeds. Default 1s.
+	// soon as a try succeeds. Default 1s. Negative keeps no retry queue:
+	// a batch that failed whole is left to the reconciler at once, and a
+	// peer marked down is tried again after Backoff.
 	Probe time.Duration
 }
 

@@ -364,3 +364,41 @@ func TestSlowPeerDoesNotStarveTheOthers(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestNegativeProbeKeepsNoRetryQueue: with Delivery.Probe negative, a
+// batch that fails whole is left to the reconciler at once.
+func TestNegativeProbeKeepsNoRetryQueue(t *testing.T) {
+	var calls atomic.Int32
+	peer := &recordingSender{send: func([]*dcsync.Request) error {
+		if calls.Add(1) == 1 {
+			return errors.New("blip")
+		}
+		return nil
+	}}
+	s, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: newStore(0, 1),
+		Peers: map[string]dcsync.Sender{"telecom": peer},
+		Delivery: dcsync.Delivery{Linger: -1, Probe: -1,
+			Backoff: dcsync.Backoff{Initial: time.Millisecond, Max: time.Millisecond, Attempts: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Write(ctx, &dcsync.Request{Key: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	for s.Stats().ShipFailed == 0 { // the peer is marked down: Flush would not wait
+		time.Sleep(time.Millisecond)
+	}
+	if err := s.Write(ctx, &dcsync.Request{Key: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	for s.Stats().Shipped == 0 { // sent once the peer may be tried again
+		time.Sleep(time.Millisecond)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.ShipFailed != 1 || st.Shipped != 1 {
+		t.Fatalf("stats %+v: want the first write failed, the second shipped", st)
+	}
+}
