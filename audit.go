@@ -71,6 +71,9 @@ type TrailQuery struct {
 type TrailPage struct {
 	Trails []Trail
 	Next   string // cursor for the next page; empty after the last page
+	// Unreadable counts the records of the page's writes the store holds
+	// but could not decode, so the reconciler can say it did not see them.
+	Unreadable int
 }
 
 // Trail is every record of one write, from every datacenter.

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
+
+	"github.com/dcsync/dcsync/internal/hlc"
 )
 
 // Collector receives batches of writes from peers and applies them here.
@@ -21,6 +24,10 @@ type Collector interface {
 func (s *Syncer) Collector() Collector { return collector{s} }
 
 type collector struct{ s *Syncer }
+
+// DC names the datacenter collecting: the transports' servers refuse
+// batches signed for another.
+func (c collector) DC() string { return c.s.dc }
 
 // Collect authenticates the batch as a whole, then validates and dedupes
 // each request on its own, so one bad request fails only itself, and
@@ -126,16 +133,54 @@ func (s *Syncer) claim(ctx context.Context, req *Request) (Claim, error) {
 }
 
 // observe merges a version from elsewhere into the local clock, so later
-// local writes order after it.
+// local writes order after it, unless it is further ahead than MaxSkew
+// (ErrClockSkew, retryable) or beyond the clock's range (ErrInvalid). Every
+// path that takes a version from outside goes through it: the Collector,
+// ApplyBatch (the MQ wiring's apply stream) and so the reconciler's
+// re-sends, which a peer collects.
 func (s *Syncer) observe(version uint64) error {
-	if s.maxSkew <= 0 {
-		s.clock.Observe(version)
+	skew := s.maxSkew
+	if skew < 0 {
+		skew = time.Duration(math.MaxInt64)
+	}
+	err := s.clock.ObserveWithin(version, skew)
+	switch {
+	case err == nil:
 		return nil
+	case errors.Is(err, hlc.ErrBeyond):
+		s.stats.invalid.Add(1)
+		return fmt.Errorf("%w: version %d: %w", ErrInvalid, version, err)
 	}
-	if err := s.clock.ObserveWithin(version, s.maxSkew); err != nil {
-		return fmt.Errorf("%w: %w", ErrClockSkew, err)
+	s.stats.skewed.Add(1)
+	s.refusal("write refused: version ahead of the local clock", "version", version, "err", err)
+	return fmt.Errorf("%w: %w", ErrClockSkew, err)
+}
+
+// Refused counts a batch a transport refused as a whole before handing it
+// to the Collector, by the error it was refused with, in Stats. Transports
+// call it through the Collector; it logs nothing (they do).
+func (c collector) Refused(err error) {
+	st := &c.s.stats
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrUnauthenticated):
+		st.refusedAuth.Add(1)
+	case errors.Is(err, ErrBatchTooLarge), errors.Is(err, ErrTooLarge):
+		st.refusedLarge.Add(1)
+	case errors.Is(err, ErrInvalid):
+		st.refusedInvalid.Add(1)
 	}
-	return nil
+}
+
+// refusal logs a refused write, at most once a second: a peer sending
+// nothing but refused writes must not flood the log.
+func (s *Syncer) refusal(msg string, args ...any) {
+	now := time.Now().UnixNano()
+	last := s.refusalLogged.Load()
+	if now-last < int64(time.Second) || !s.refusalLogged.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.Warn("dcsync: "+msg, append([]any{"dc", s.dc}, args...)...)
 }
 
 // Observe merges a version read from this datacenter's state into the
@@ -164,13 +209,13 @@ func (s *Syncer) apply(ctx context.Context, target Processor, applying bool, req
 		defer func() { s.obs.ApplyDone(ctx, reqs, errs) }()
 	}
 	if bp, ok := target.(BatchProcessor); ok && len(reqs) > 1 {
-		err := bp.ProcessBatch(ctx, reqs)
+		err := s.guard(reqs[0].ID, func() error { return bp.ProcessBatch(ctx, reqs) })
 		for i := range reqs {
 			errs[i] = resultOf(err, i)
 		}
 	} else {
 		for i, req := range reqs {
-			errs[i] = target.Process(ctx, req)
+			errs[i] = s.guard(req.ID, func() error { return target.Process(ctx, req) })
 		}
 	}
 	verb := "hand off"
@@ -235,7 +280,10 @@ func (s *Syncer) ApplyBatch(ctx context.Context, reqs []*Request) error {
 			errs[i] = err
 			continue
 		}
-		s.clock.Observe(req.Version)
+		if err := s.observe(req.Version); err != nil {
+			errs[i] = err
+			continue
+		}
 		valid, at = append(valid, req), append(at, i)
 	}
 	results := s.apply(ctx, s.proc, true, valid)

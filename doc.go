@@ -33,6 +33,21 @@
 // default Write returns once the write is applied here and queued for the
 // peers; [WaitAll] and [WaitQuorum] make it wait for the peers.
 //
+// # Durability
+//
+// Without a [Journal], a write applied here and queued in memory is lost to
+// the peers if the process dies before shipping it, and so is its audit
+// record: a kill -9 can leave it applied in one datacenter only. With
+// Config.Journal (package journal), Write appends the write to a local
+// journal before applying it; when the Syncer starts again it applies what
+// was journaled and not applied, and ships what no peer acknowledged, so
+// an acknowledged write survives kill -9 (and power loss, with the journal's
+// fsync-always policy). [Syncer.Shutdown] bounds the drain by a context and
+// counts what it left to the journal. An error from Write matching
+// [ErrNotReplicated] means the write was applied here; any other error
+// means it was applied nowhere. docs/durability.md states the guarantee of
+// each configuration.
+//
 // # Wiring
 //
 // The root package holds the domain and imports no transport or store.

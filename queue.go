@@ -18,6 +18,7 @@ type queueReship struct {
 	peers   []*peerQueue
 	closing <-chan struct{} // closed when the Syncer starts closing
 	wg      sync.WaitGroup
+	stop    context.CancelFunc // ends the sends under way, when a shutdown runs out of time
 }
 
 type peerQueue struct {
@@ -29,6 +30,7 @@ type peerQueue struct {
 	ship   *shipper
 	done   func(peer string, reqs []*Request, errs []error)
 	win    window
+	ctx    context.Context // of the sends; ended by queueReship.stop
 
 	mu        sync.Mutex
 	downs     int       // tries in a row that failed whole
@@ -67,9 +69,10 @@ type flight struct {
 
 func newQueueReship(peers map[string]Sender, cfg Delivery, sh *shipper,
 	done func(string, []*Request, []error), closing chan struct{}) *queueReship {
-	q := &queueReship{closing: closing}
+	ctx, stop := context.WithCancel(context.Background())
+	q := &queueReship{closing: closing, stop: stop}
 	for name, s := range peers {
-		p := &peerQueue{name: name, sender: s, seed: maphash.MakeSeed(), cfg: cfg, ship: sh, done: done}
+		p := &peerQueue{name: name, sender: s, seed: maphash.MakeSeed(), cfg: cfg, ship: sh, done: done, ctx: ctx}
 		p.win.init(cfg.Window)
 		q.peers = append(q.peers, p)
 		pl, _ := s.(Pipeliner)
@@ -241,9 +244,11 @@ func (q *queueReship) idle() bool {
 }
 
 // close sends what is queued (what is queued for a peer that is down is
-// given up) and stops the workers. Callers must not call Reship after
-// close.
-func (q *queueReship) close() {
+// given up) and stops the workers, or, when ctx ends first, ends the sends
+// under way, so that the workers record what is left as failed at once,
+// and returns how many deliveries were left. Callers must not call Reship
+// after close.
+func (q *queueReship) close(ctx context.Context) (left int) {
 	for _, p := range q.peers {
 		for _, l := range p.lanes {
 			l.mu.Lock()
@@ -252,7 +257,15 @@ func (q *queueReship) close() {
 			l.signal()
 		}
 	}
-	q.wg.Wait()
+	select {
+	case <-background(q.wg.Wait):
+		q.stop()
+		return 0
+	case <-ctx.Done():
+	}
+	left = q.held()
+	q.stop()
+	return left
 }
 
 // work sends l's batches until l closes and is empty.
@@ -332,7 +345,7 @@ func (p *peerQueue) next(l *lane, linger **time.Timer) (sent, stop bool) {
 	cancel := context.CancelFunc(func() {})
 	if l.pipe != nil {
 		var ctx context.Context
-		ctx, cancel = context.WithTimeout(context.Background(), p.cfg.Timeout)
+		ctx, cancel = context.WithTimeout(p.ctx, p.cfg.Timeout)
 		first = l.pipe.Begin(ctx, f.reqs)
 	}
 	go p.finish(l, f, first, cancel, probe)
@@ -403,7 +416,7 @@ func (p *peerQueue) finish(l *lane, f *flight, first func() error, cancel contex
 			return err
 		}
 	}
-	errs, whole := p.ship.shipFrom(context.Background(), p.name, p.sender, f.reqs, nil, first, attempts)
+	errs, whole := p.ship.shipFrom(p.ctx, p.name, p.sender, f.reqs, nil, first, attempts)
 	cancel()
 	p.win.end(f.bytes, rtt, !whole)
 	p.health(!whole, probe)

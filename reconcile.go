@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -83,8 +84,13 @@ type Report struct {
 	Repaired int       // writes this pass delivered to every peer that missed them
 	Failing  int       // writes still missing somewhere after this pass
 	Rejected int       // writes whose processing at the origin failed: never replicated
-	Orphaned int       // trails with no source record to repair from
+	Orphaned int       // trails with no source record to repair from: lost unless found elsewhere; logged at error level
 	Sent     int       // deliveries (write × peer) this pass made
+	// What the pass could not see or do; a pass with any of these is not
+	// a clean bill of health.
+	Future      int // writes dated more than FutureMargin after the pass's end (a clock ahead): outside every window until it catches up
+	SkewRefused int // deliveries refused by a peer because the write's version was too far ahead of its clock
+	Unreadable  int // records the audit log holds but could not decode
 }
 
 // Reconciler finds writes of its datacenter that some peer has not applied,
@@ -185,6 +191,7 @@ func (r *Reconciler) RunOnce(ctx context.Context) (rep Report, err error) {
 		if err != nil {
 			return rep, fmt.Errorf("dcsync: read trails: %w", err)
 		}
+		rep.Unreadable += page.Unreadable
 		if failing := r.repair(ctx, page.Trails, &rep); !failing.IsZero() && failing.Before(oldestFailing) {
 			oldestFailing = failing
 		}
@@ -193,7 +200,44 @@ func (r *Reconciler) RunOnce(ctx context.Context) (rep Report, err error) {
 		}
 		q.After = page.Next
 	}
+	if err := r.countFuture(ctx, &rep); err != nil {
+		return rep, err
+	}
+	if rep.Orphaned > 0 {
+		r.cfg.Logger.Error("dcsync: writes with no source record: the reconciler cannot repair them", "dc", r.cfg.DC,
+			"orphaned", rep.Orphaned, "from", rep.From, "to", rep.To)
+	}
 	return rep, r.saveCheckpoint(ctx, oldestFailing)
+}
+
+// FutureMargin is how far past the end of a pass a write must be dated
+// for Report.Future to count it: writes made while the pass ran, and the
+// ordinary drift of clocks, stay under it.
+const FutureMargin = time.Minute
+
+// countFuture counts the writes dated more than FutureMargin past now,
+// which no window holds until the clock reaches them.
+func (r *Reconciler) countFuture(ctx context.Context, rep *Report) error {
+	from := r.cfg.Now().Add(FutureMargin)
+	q := TrailQuery{Origin: r.cfg.DC, From: from, To: from.Add(100 * 365 * 24 * time.Hour), Limit: r.cfg.PageSize}
+	for {
+		page, err := r.cfg.Audit.Trails(ctx, q)
+		if err != nil {
+			return fmt.Errorf("dcsync: read future trails: %w", err)
+		}
+		rep.Future += len(page.Trails)
+		if page.Next == "" {
+			return nil
+		}
+		q.After = page.Next
+	}
+}
+
+// isSkew reports whether a delivery failed because the peer found the
+// write's version too far ahead of its clock. Over the RPC transports the
+// refusal arrives as the peer's message.
+func isSkew(err error) bool {
+	return errors.Is(err, ErrClockSkew) || strings.Contains(err.Error(), ErrClockSkew.Error())
 }
 
 // repair re-sends the writes of trails that some peer misses, and returns
@@ -245,6 +289,9 @@ func (r *Reconciler) repair(ctx context.Context, trails []Trail, rep *Report) ti
 				rep.Sent++
 				if err != nil {
 					failed[d.reqs[start+i].ID] = true
+					if isSkew(err) {
+						rep.SkewRefused++
+					}
 				}
 			}
 		}

@@ -3,11 +3,14 @@ package dcsync_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/dcsync/dcsync"
+	auditmem "github.com/dcsync/dcsync/audit/memory"
 	"github.com/dcsync/dcsync/transport/memory"
 )
 
@@ -213,4 +216,38 @@ func TestConcurrentWritesToOneKeyConverge(t *testing.T) {
 	c.quiesce()
 	c.reconcile(3)
 	c.checkConverged(written)
+}
+
+// A trail with no source record, as when the origin died before its
+// process record reached the log, is reported orphaned and logged at
+// error level; a write dated ahead of the clock is reported as not seen.
+func TestReconcilerReportsWhatItCannotRepairOrSee(t *testing.T) {
+	ctx := context.Background()
+	log := auditmem.New(0)
+	now := time.Now()
+	orphan := dcsync.Record{ID: "0190f5f0-0000-7000-8000-0000000000a1", DC: "telecom", Origin: "unicom",
+		Stage: dcsync.StageApply, Status: dcsync.StatusOK, Attempt: 1, Written: now.Add(-time.Minute), Time: now}
+	future := dcsync.Record{ID: "0190f5f0-0000-7000-8000-0000000000a2", DC: "unicom", Origin: "unicom",
+		Stage: dcsync.StageProcess, Status: dcsync.StatusOK, Attempt: 1, Written: now.Add(time.Hour), Time: now,
+		Request: &dcsync.Request{ID: "0190f5f0-0000-7000-8000-0000000000a2", Origin: "unicom", Key: "k"}}
+	if err := log.Append(ctx, []dcsync.Record{orphan, future}); err != nil {
+		t.Fatal(err)
+	}
+	var logged strings.Builder
+	r, err := dcsync.NewReconciler(dcsync.ReconcilerConfig{DC: "unicom", Audit: log, Grace: -1,
+		Peers:  map[string]dcsync.Sender{"telecom": &recordingSender{}},
+		Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.RunOnce(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Orphaned != 1 || rep.Future != 1 {
+		t.Fatalf("report %+v, want one orphaned and one future", rep)
+	}
+	if !strings.Contains(logged.String(), "level=ERROR") || !strings.Contains(logged.String(), "orphaned=1") {
+		t.Fatalf("log %q, want the orphan at error level", logged.String())
+	}
 }

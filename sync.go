@@ -47,10 +47,13 @@ type Config struct {
 	Handoff Processor
 	// Limits bounds accepted writes and batches.
 	Limits Limits
-	// MaxSkew, when positive, refuses collected writes whose version is
-	// more than MaxSkew ahead of the local wall clock (ErrClockSkew, which
-	// senders retry), so one datacenter's runaway clock cannot drag every
-	// datacenter's versions into the future. Zero accepts any version.
+	// MaxSkew refuses collected and applied writes whose version is more
+	// than MaxSkew ahead of the local wall clock (ErrClockSkew, which
+	// senders retry, counted in Stats.Skewed), so one datacenter's runaway
+	// clock — or a peer sending a version of 2^64-1 — cannot drag every
+	// datacenter's versions into the future and win every later write.
+	// Default DefaultMaxSkew; negative accepts any version (the clock still
+	// never wraps: versions past hlc's ceiling are refused as invalid).
 	MaxSkew time.Duration
 	// AuditQueue is how many records may wait for the audit log before
 	// writers wait; default 65536.
@@ -62,6 +65,18 @@ type Config struct {
 	Logger *slog.Logger
 	// Observer is told of every stage, for metrics and traces; nil for none.
 	Observer Observer
+	// Journal, when set, makes writes durable before they are applied:
+	// Write appends each write to it first, and New re-drives what it
+	// holds from before a crash (see Journal and docs/durability.md).
+	// Without one, a write applied here and not yet shipped is lost to
+	// the peers if the process dies, until a Reconciler finds its trail.
+	// With ReshipApplies the Reship is the write-ahead log and the Journal
+	// is not written. The Syncer does not close it.
+	Journal Journal
+	// JournalRedrive is, with a Journal, how long a write may stay
+	// unacknowledged by a peer before it is queued for it again, and how
+	// often that is checked; default 1 minute, negative for never.
+	JournalRedrive time.Duration
 }
 
 // Stats counts what a Syncer did since New.
@@ -75,7 +90,21 @@ type Stats struct {
 	ApplyFailed uint64 // collected writes whose apply failed
 	Duplicates  uint64 // collected writes dropped as already applied
 	Invalid     uint64 // collected writes or batches rejected as invalid or unauthenticated
+	Skewed      uint64 // collected or applied writes refused: version beyond MaxSkew
+
+	// Batches a transport refused as a whole before the Collector saw
+	// them, by reason (see SECURITY.md).
+	RefusedUnauthenticated uint64 // unknown peer, bad signature, stale stamp, replay
+	RefusedInvalid         uint64 // malformed stamp, body or batch; unsupported encoding
+	RefusedTooLarge        uint64 // body or batch over the limits
+
+	// Peers is the delivery status of each peer.
+	Peers map[string]PeerStats
 }
+
+// DefaultMaxSkew is Config.MaxSkew's default: how far ahead of the local
+// wall clock a collected write's version may be.
+const DefaultMaxSkew = time.Minute
 
 // Syncer is one datacenter's end of dcsync: Write takes local writes, the
 // Collector takes writes from peers. It is safe for concurrent use.
@@ -95,11 +124,20 @@ type Syncer struct {
 	ahead   bool         // Config.ReshipApplies
 	ship    *shipper
 	obs     Observer
+	journal Journal
+
+	stopRecovery context.CancelFunc
+	recovered    chan struct{} // closed when the journal's recovery ended
+	redriving    chan struct{} // closed when the journal's redrive loop ended
+	recovery     Recovery
+	recoveryErr  error
 
 	mu        sync.RWMutex // held shared by Write and Collect, exclusive by Close
 	closed    bool
 	closing   chan struct{} // closed first by Close, to release blocked writers
 	closeOnce sync.Once
+
+	refusalLogged atomic.Int64 // Unix nanoseconds of the last refusal logged
 
 	waiting atomic.Int64 // number of registered waiters
 	waitMu  sync.Mutex
@@ -108,6 +146,7 @@ type Syncer struct {
 	stats struct {
 		written, rejected, shipped, shipFailed, collected,
 		applied, applyFailed, duplicates, invalid atomic.Uint64
+		skewed, refusedAuth, refusedInvalid, refusedLarge atomic.Uint64
 	}
 }
 
@@ -131,7 +170,7 @@ func New(cfg Config) (*Syncer, error) {
 		handoff: cfg.Handoff,
 		dedupe:  cfg.Dedupe,
 		limits:  cfg.Limits.withDefaults(),
-		maxSkew: cfg.MaxSkew,
+		maxSkew: or(cfg.MaxSkew, DefaultMaxSkew),
 		log:     cfg.Logger,
 		obs:     cfg.Observer,
 		closing: make(chan struct{}),
@@ -157,6 +196,15 @@ func New(cfg Config) (*Syncer, error) {
 		s.queues = newQueueReship(cfg.Peers, d, s.ship, s.delivered, s.closing)
 		s.reship = s.queues
 	}
+	if cfg.Journal != nil {
+		s.journal = cfg.Journal
+		entries, err := s.journal.Recover(peerNames(cfg.Peers))
+		if err != nil {
+			s.abandon()
+			return nil, fmt.Errorf("dcsync: journal: %w", err)
+		}
+		s.startRecovery(entries, or(cfg.JournalRedrive, time.Minute))
+	}
 	return s, nil
 }
 
@@ -168,15 +216,36 @@ func (s *Syncer) DC() string { return s.dc }
 // req belongs to the Syncer from then on and must not be modified.
 //
 // Write returns once the write is applied here and queued for the peers,
-// unless an option asks it to wait for them. When local processing fails it
-// returns that error and ships nothing. An invalid request returns an error
-// matching ErrInvalid and applies nothing.
+// unless an option asks it to wait for them. With a Journal, the write is
+// in the journal before it is applied, and so survives a crash of the
+// process from then on (see Config.Journal).
+//
+// What an error means:
+//   - an error matching ErrNotReplicated: the write was applied here, and
+//     is queued (or, with a Journal, journaled) for the peers; it was not
+//     acknowledged by the peers a WaitAll or WaitQuorum asked for before
+//     ctx ended or they failed, or it could not be queued before ctx ended
+//     or the Syncer closed. The journal, the sender's retries or the
+//     Reconciler go on delivering it: do not retry it as a new write.
+//   - any other error: the write was applied nowhere and will not be. That
+//     covers an invalid request (ErrInvalid), a closed Syncer (ErrClosed),
+//     a failed journal append, and a failed local apply, the Processor's
+//     own error (or ErrPanic) wrapped, which is recorded rejected and never
+//     shipped. One exception: when the Journal fails to record the
+//     rejection, the error says so, and the write may be applied when the
+//     journal is recovered.
+//
+// If the process dies before Write returns, the write is applied and
+// replicated when the journal is recovered if it reached the journal, and
+// otherwise is applied nowhere; without a Journal it may be applied here
+// only, until a Reconciler repairs it from its trail.
 //
 // With Config.ReshipApplies, Write returns once the Reship has the write,
 // and the Reship's workers apply it here later, as they ship it: an error
 // then means the write was applied nowhere, unless it wraps ctx's error
 // (the Reship may have taken it; writing it again with the same ID is
-// safe).
+// safe) or matches ErrNotReplicated (the Reship has it; a wait for the
+// peers failed).
 func (s *Syncer) Write(ctx context.Context, req *Request, opts ...WriteOption) (err error) {
 	if err := s.limits.validate(req, false); err != nil {
 		return err
@@ -196,27 +265,41 @@ func (s *Syncer) Write(ctx context.Context, req *Request, opts ...WriteOption) (
 		defer func() { s.obs.WriteDone(ctx, req, err) }()
 	}
 	if s.ahead {
-		return s.queue(ctx, req, opts) // Reship's workers apply it (ApplyBatch)
+		return s.queue(ctx, req, opts, false) // Reship's workers apply it (ApplyBatch)
 	}
 	// The version's clock reading dates the record: one clock read a write.
 	rec := Record{ID: req.ID, DC: s.dc, Origin: s.dc, Stage: StageProcess, Status: StatusOK,
 		Attempt: 1, Written: req.Time(), Time: req.Time()}
-	if err := s.proc.Process(ctx, req); err != nil {
+	if s.journal != nil {
+		if err := s.journal.Append(req); err != nil {
+			return fmt.Errorf("dcsync: journal %s: %w", req.ID, err)
+		}
+	}
+	if err := s.processLocal(ctx, req); err != nil {
 		s.stats.rejected.Add(1)
 		rec.Status, rec.Error = StatusFailed, err.Error()
 		s.audit.add(rec)
-		return fmt.Errorf("dcsync: process %s: %w", req.ID, err)
+		err = fmt.Errorf("dcsync: process %s: %w", req.ID, err)
+		if s.journal != nil {
+			if jerr := s.journal.Rejected(req.ID); jerr != nil {
+				err = fmt.Errorf("%w; and the journal failed to record it rejected, so recovery may apply it: %w", err, jerr)
+			}
+		}
+		return err
+	}
+	if s.journal != nil {
+		s.journal.Applied(req.ID)
 	}
 	s.stats.written.Add(1)
 	rec.Request = req
 	s.audit.add(rec)
 
-	return s.queue(ctx, req, opts)
+	return s.queue(ctx, req, opts, true)
 }
 
 // queue hands req, stamped, to the Reship and, when opts ask, waits for the
 // peers' acknowledgements.
-func (s *Syncer) queue(ctx context.Context, req *Request, opts []WriteOption) error {
+func (s *Syncer) queue(ctx context.Context, req *Request, opts []WriteOption, applied bool) error {
 	var w *waiter
 	if len(opts) > 0 && len(s.peers) > 0 {
 		var o writeOptions
@@ -228,8 +311,12 @@ func (s *Syncer) queue(ctx context.Context, req *Request, opts []WriteOption) er
 		}
 	}
 	if err := s.reship.Reship(ctx, req); err != nil {
-		return err
+		if !applied {
+			return err // applied nowhere, as ReshipApplies says
+		}
+		return fmt.Errorf("%w: %s applied here, not queued for the peers: %w", ErrNotReplicated, req.ID, err)
 	}
+	s.shipped(req)
 	if w == nil {
 		return nil
 	}
@@ -237,7 +324,11 @@ func (s *Syncer) queue(ctx context.Context, req *Request, opts []WriteOption) er
 	case err := <-w.done:
 		return err
 	case <-ctx.Done():
-		return fmt.Errorf("dcsync: waiting for peers to apply %s: %w", req.ID, ctx.Err())
+		return fmt.Errorf("%w: %s not acknowledged by enough peers before the context ended: %w",
+			ErrNotReplicated, req.ID, ctx.Err())
+	case <-s.closing:
+		return fmt.Errorf("%w: %s not acknowledged by enough peers before the syncer closed: %w",
+			ErrNotReplicated, req.ID, ErrClosed)
 	}
 }
 
@@ -271,6 +362,7 @@ func (s *Syncer) delivered(peer string, reqs []*Request, errs []error) {
 	}
 	s.stats.shipped.Add(uint64(len(reqs) - failed))
 	s.stats.shipFailed.Add(uint64(failed))
+	s.journalAcked(peer, reqs, errs, failed)
 	if s.waiting.Load() == 0 {
 		return
 	}
@@ -288,7 +380,10 @@ func (s *Syncer) Stats() Stats {
 	c := &s.stats
 	return Stats{Written: c.written.Load(), Rejected: c.rejected.Load(), Shipped: c.shipped.Load(),
 		ShipFailed: c.shipFailed.Load(), Collected: c.collected.Load(), Applied: c.applied.Load(),
-		ApplyFailed: c.applyFailed.Load(), Duplicates: c.duplicates.Load(), Invalid: c.invalid.Load()}
+		ApplyFailed: c.applyFailed.Load(), Duplicates: c.duplicates.Load(), Invalid: c.invalid.Load(),
+		Skewed: c.skewed.Load(), RefusedUnauthenticated: c.refusedAuth.Load(),
+		RefusedInvalid: c.refusedInvalid.Load(), RefusedTooLarge: c.refusedLarge.Load(),
+		Peers: s.peerStats()}
 }
 
 // Flush waits until every write queued for the peers has been sent or given
@@ -307,26 +402,6 @@ func (s *Syncer) Flush(ctx context.Context) error {
 	}
 }
 
-// Close stops taking writes and batches, sends what is queued for the peers
-// (a peer that keeps failing is left to the reconciler), flushes the audit
-// queue, and closes the Senders. It does not close the AuditLog, the
-// Processor or the Reship given in Config: they belong to the caller.
-func (s *Syncer) Close() error {
-	var errs []error
-	s.closeOnce.Do(func() {
-		close(s.closing)
-		s.mu.Lock() // waits for the Writes and Collects under way
-		s.closed = true
-		s.mu.Unlock()
-		if s.queues != nil {
-			s.queues.close()
-		}
-		s.audit.close()
-		for name, sender := range s.peers {
-			if err := sender.Close(); err != nil {
-				errs = append(errs, fmt.Errorf("dcsync: close sender %s: %w", name, err))
-			}
-		}
-	})
-	return errors.Join(errs...)
-}
+// Close is Shutdown without a deadline: it drains what is queued for the
+// peers, each write until it is delivered or its retries are spent.
+func (s *Syncer) Close() error { return s.Shutdown(context.Background()) }

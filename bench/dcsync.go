@@ -41,6 +41,7 @@ type transport struct {
 var transports = []transport{
 	{"memory", none, func() wiring { return &memoryWiring{} }},
 	{"http", none, func() wiring { return &httpWiring{} }},
+	{"http-journal", none, func() wiring { return &journalWiring{&httpWiring{}} }},
 	{"grpc", none, func() wiring { return &grpcWiring{} }},
 	{"redis", needRedis, func() wiring { return &redisWiring{} }},
 	{"redis-cluster", needRedisCluster, func() wiring { return &redisClusterWiring{} }},

@@ -22,6 +22,7 @@ fmt=$(gofmt -l .)
 if [ -n "$fmt" ]; then echo "gofmt would change: $fmt" >&2; exit 1; fi
 go vet ./...
 go test -race -count=1 -timeout 12m ./... "$@"
+scripts/fuzz.sh # every fuzz target for a few seconds
 if [ -f bench/go.mod ]; then
   (cd bench && go vet ./... && go test -count=1 -timeout 8m ./...)
 fi

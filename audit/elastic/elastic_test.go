@@ -50,7 +50,7 @@ func newLog(t testing.TB, cfg elastic.Config) *elastic.Log {
 
 func flush(t testing.TB, l *elastic.Log) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // a refresh after 100k records takes long on a loaded machine
 	defer cancel()
 	if err := l.Flush(ctx); err != nil {
 		t.Fatal(err)

@@ -37,8 +37,9 @@
 // otherwise.
 //
 // Exit status: 0 on success, 1 on an error, 2 on bad usage, and 3 when a
-// reconcile pass left writes still missing in some peer, or status found the
-// datacenter not ready.
+// reconcile pass left writes still missing in some peer or found writes it
+// cannot repair (orphaned: no source record) or records it could not read,
+// or status found the datacenter not ready.
 package main
 
 import (

@@ -29,7 +29,9 @@ func (p peerFlags) Set(v string) error {
 }
 
 // reconcile runs reconciler passes for one datacenter and prints their
-// reports. It reports whether the last pass left writes failing.
+// reports. It reports whether the last pass left writes failing, or found
+// writes it cannot repair (orphaned: no source record) or records it could
+// not read.
 func reconcile(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string,
 	newSender newSender) (failing bool, err error) {
 	fs := flag.NewFlagSet("reconcile", flag.ContinueOnError)
@@ -116,11 +118,11 @@ func reconcile(ctx context.Context, args []string, stdout, stderr io.Writer, get
 			return false, fmt.Errorf("audit records of the repairs: %w", err)
 		}
 		if once {
-			return rep.Failing > 0, nil
+			return unhealthy(rep), nil
 		}
 		select {
 		case <-ctx.Done():
-			return rep.Failing > 0, nil
+			return unhealthy(rep), nil
 		case <-time.After(cfg.Interval):
 		}
 	}
@@ -146,8 +148,23 @@ func readSecret(file string, getenv func(string) string) ([]byte, error) {
 	return b, nil
 }
 
+// unhealthy reports whether a pass leaves something for an operator: writes
+// still failing (those refused for clock skew among them), writes it cannot
+// repair, or records it could not read. Writes dated in the future are
+// printed, not failed on: a later pass sees them.
+func unhealthy(rep dcsync.Report) bool {
+	return rep.Failing > 0 || rep.Orphaned > 0 || rep.Unreadable > 0
+}
+
 func printReport(w io.Writer, dc string, rep dcsync.Report) {
 	fmt.Fprintf(w, "reconcile %s  window %s .. %s\n", dc, stamp(rep.From), stamp(rep.To))
 	fmt.Fprintf(w, "scanned %d  complete %d  repaired %d  failing %d  rejected %d  orphaned %d  sent %d\n",
 		rep.Scanned, rep.Complete, rep.Repaired, rep.Failing, rep.Rejected, rep.Orphaned, rep.Sent)
+	if rep.Orphaned > 0 {
+		fmt.Fprintf(w, "ERROR: %d writes have no source record (orphaned): they cannot be repaired from the audit log\n", rep.Orphaned)
+	}
+	if rep.Unreadable+rep.Future+rep.SkewRefused > 0 {
+		fmt.Fprintf(w, "not seen: unreadable %d  future-dated %d  refused for clock skew %d\n",
+			rep.Unreadable, rep.Future, rep.SkewRefused)
+	}
 }

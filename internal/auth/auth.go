@@ -1,21 +1,38 @@
 // Package auth authenticates batches between datacenters, for both RPC
 // transports. Each pair of datacenters shares a secret; the sender stamps
-// every batch with its name, a timestamp, a random nonce and an HMAC-SHA256
-// over those and the body. The receiver checks, before it decodes anything,
-// that the sender is known, the timestamp is recent, the signature is right
-// and the nonce was not seen before.
+// every batch with its name, the receiver's name (when it knows it), a
+// timestamp, a random nonce, the body's content encoding and an
+// HMAC-SHA256 over those and the body. The receiver checks, before it
+// decodes anything, that the sender is known, the timestamp is recent, the
+// signature is right and the nonce was not seen before.
 //
 // The signed message is
 //
-//	from "\n" timestamp "\n" hex(nonce) "\n" body
+//	"dcsync-v2\n" from "\n" to "\n" timestamp "\n" hex(nonce) "\n" encoding "\n" body
 //
-// with timestamp in decimal Unix nanoseconds, so a batch can be signed by
-// hand for debugging:
+// with timestamp in decimal Unix nanoseconds, to empty when the sender does
+// not name the receiver, and encoding "" (identity) or "gzip", so a batch can
+// be signed by hand for debugging:
 //
-//	printf '%s\n%s\n%s\n' "$from" "$ts" "$nonce" | cat - body | openssl dgst -sha256 -hmac "$secret"
+//	printf 'dcsync-v2\n%s\n\n%s\n%s\n\n' "$from" "$ts" "$nonce" | cat - body | openssl dgst -sha256 -hmac "$secret"
+//
+// # Rotating a secret
+//
+// A Verifier accepts two secrets per peer, the current one and the next
+// (VerifierConfig.NextSecrets), so a secret changes without downtime:
+// give every receiver the new secret as the next one, then switch the
+// senders to it, then make it the receivers' current secret and drop the old.
+//
+// # Replays
+//
+// Each peer has a replay cache of its own, bounded in size: a peer that
+// overflows it (or whose clock is skewed) can only get its own batches
+// refused, never another peer's. The cache is per process; replicas behind
+// a load balancer share replay state through a NonceStore.
 package auth
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -37,24 +54,29 @@ const (
 	// MinSecret is the shortest secret accepted: a shorter one can be
 	// guessed.
 	MinSecret = 16
+	// MaxName is the longest datacenter name a stamp may carry.
+	MaxName = 128
 )
 
 // Errors of Verify. All but ErrBusy match dcsync.ErrUnauthenticated, so a
 // sender does not retry them.
 var (
-	ErrBadSignature = fmt.Errorf("%w: bad signature", dcsync.ErrUnauthenticated)
-	ErrStale        = fmt.Errorf("%w: timestamp outside the allowed clock skew", dcsync.ErrUnauthenticated)
-	ErrReplay       = fmt.Errorf("%w: replayed batch (nonce seen before)", dcsync.ErrUnauthenticated)
-	ErrMalformed    = fmt.Errorf("%w: malformed stamp", dcsync.ErrUnauthenticated)
-	// ErrBusy is returned when the replay cache overflowed and had to
-	// forget nonces newer than the stamp's timestamp. It is retryable: a
-	// retry carries a fresh stamp.
-	ErrBusy = errors.New("auth: replay cache full, retry with a fresh stamp")
+	ErrBadSignature  = fmt.Errorf("%w: bad signature", dcsync.ErrUnauthenticated)
+	ErrStale         = fmt.Errorf("%w: timestamp outside the allowed clock skew", dcsync.ErrUnauthenticated)
+	ErrReplay        = fmt.Errorf("%w: replayed batch (nonce seen before)", dcsync.ErrUnauthenticated)
+	ErrMalformed     = fmt.Errorf("%w: malformed stamp", dcsync.ErrUnauthenticated)
+	ErrWrongReceiver = fmt.Errorf("%w: batch signed for another datacenter", dcsync.ErrUnauthenticated)
+	// ErrBusy is returned when the peer's replay cache overflowed and had
+	// to forget nonces newer than the stamp's timestamp, or when the shared
+	// NonceStore failed. It is retryable: a retry carries a fresh stamp.
+	ErrBusy = errors.New("auth: replay state unavailable or full, retry with a fresh stamp")
 )
 
 // Stamp authenticates one batch.
 type Stamp struct {
 	From      string // sending datacenter
+	To        string // receiving datacenter; empty when the sender does not name it
+	Encoding  string // the body's content encoding: "" (identity) or "gzip"
 	Timestamp int64  // when signed, Unix nanoseconds
 	Nonce     [NonceSize]byte
 	Signature [SignatureSize]byte
@@ -71,16 +93,25 @@ func newMACs(secret []byte) *macs {
 	return m
 }
 
-// sum writes the MAC of (from, ts, nonce, body) into out.
-func (m *macs) sum(out *[SignatureSize]byte, from string, ts int64, nonce *[NonceSize]byte, body []byte) {
+// version prefixes the signed message, so a change of its layout can never
+// make an old signature valid for a different reading.
+const version = "dcsync-v2\n"
+
+// sum writes the MAC of st's fields and body into out.
+func (m *macs) sum(out *[SignatureSize]byte, st *Stamp, body []byte) {
 	h := m.pool.Get().(hash.Hash)
 	h.Reset()
-	var pre [128 + 3 + 20 + 2*NonceSize]byte
-	b := append(pre[:0], from...)
+	var pre [len(version) + 2*MaxName + 20 + 2*NonceSize + 16 + 5]byte
+	b := append(pre[:0], version...)
+	b = append(b, st.From...)
 	b = append(b, '\n')
-	b = strconv.AppendInt(b, ts, 10)
+	b = append(b, st.To...)
 	b = append(b, '\n')
-	b = hex.AppendEncode(b, nonce[:])
+	b = strconv.AppendInt(b, st.Timestamp, 10)
+	b = append(b, '\n')
+	b = hex.AppendEncode(b, st.Nonce[:])
+	b = append(b, '\n')
+	b = append(b, st.Encoding...)
 	b = append(b, '\n')
 	h.Write(b)
 	h.Write(body)
@@ -89,10 +120,16 @@ func (m *macs) sum(out *[SignatureSize]byte, from string, ts int64, nonce *[Nonc
 }
 
 // Signer stamps the batches one datacenter sends to one peer. It is safe
-// for concurrent use.
+// for concurrent use once configured.
 type Signer struct {
 	from string
 	macs *macs
+	// To names the receiving datacenter in every stamp, so a batch cannot
+	// be replayed to another datacenter sharing the secret; empty names
+	// none.
+	To string
+	// Encoding is the content encoding of the bodies signed: "" or "gzip".
+	Encoding string
 	// Now reads the clock; nil means time.Now. Tests set it.
 	Now func() time.Time
 }
@@ -100,13 +137,20 @@ type Signer struct {
 // NewSigner returns a Signer for batches sent by datacenter from with the
 // secret it shares with the receiver.
 func NewSigner(from string, secret []byte) (*Signer, error) {
-	if from == "" || len(from) > 128 {
-		return nil, fmt.Errorf("auth: invalid datacenter name %q", from)
+	if err := checkName(from); err != nil {
+		return nil, err
 	}
 	if len(secret) < MinSecret {
 		return nil, fmt.Errorf("auth: secret of %d bytes, need at least %d", len(secret), MinSecret)
 	}
 	return &Signer{from: from, macs: newMACs(secret)}, nil
+}
+
+func checkName(name string) error {
+	if name == "" || len(name) > MaxName {
+		return fmt.Errorf("auth: invalid datacenter name %q", name)
+	}
+	return nil
 }
 
 // Sign returns a fresh stamp for body.
@@ -115,12 +159,22 @@ func (s *Signer) Sign(body []byte) Stamp {
 	if s.Now != nil {
 		now = s.Now
 	}
-	st := Stamp{From: s.from, Timestamp: now().UnixNano()}
+	st := Stamp{From: s.from, To: s.To, Encoding: s.Encoding, Timestamp: now().UnixNano()}
 	if _, err := rand.Read(st.Nonce[:]); err != nil {
 		panic(err) // crypto/rand.Read never fails on supported platforms
 	}
-	s.macs.sum(&st.Signature, st.From, st.Timestamp, &st.Nonce, body)
+	s.macs.sum(&st.Signature, &st, body)
 	return st
+}
+
+// NonceStore remembers nonces across processes, so that replicas of a
+// receiver behind a load balancer refuse a batch another replica accepted.
+// transport/redis provides one.
+type NonceStore interface {
+	// Claim records the nonce of a stamp from peer from, to be remembered
+	// for at least ttl, and reports whether it was new. An error refuses
+	// the batch as retryable.
+	Claim(ctx context.Context, from string, nonce []byte, ttl time.Duration) (fresh bool, err error)
 }
 
 // VerifierConfig configures a Verifier. Secrets is required; the zero value
@@ -128,13 +182,25 @@ func (s *Signer) Sign(body []byte) Stamp {
 type VerifierConfig struct {
 	// Secrets holds the secret shared with each peer, by datacenter name.
 	Secrets map[string][]byte
+	// NextSecrets holds a second secret accepted from a peer while its
+	// secret rotates; a peer named here must be in Secrets too.
+	NextSecrets map[string][]byte
+	// DC names this datacenter; when set, stamps naming another receiver
+	// are refused. Stamps naming none are accepted.
+	DC string
 	// MaxSkew is how far a stamp's timestamp may be from the receiver's
 	// clock, either way; default 5 minutes. Nonces are remembered this long.
 	MaxSkew time.Duration
-	// ReplayCache is how many nonces are remembered at most; default 1<<18
-	// (about 25 MiB; a nonce per batch, so 870 batches/s for MaxSkew). When full, the oldest are forgotten and stamps not
-	// newer than them are refused with ErrBusy, so no replay gets through.
+	// ReplayCache is how many nonces are remembered at most for each peer;
+	// default 1<<18 (about 20 MiB when full; a nonce per batch, so 870
+	// batches a second for MaxSkew). When a peer's cache is full its oldest
+	// nonces are forgotten and that peer's stamps not newer than them are
+	// refused with ErrBusy, so no replay gets through; other peers are not
+	// affected.
 	ReplayCache int
+	// Nonces, when set, also claims every nonce in a store shared by the
+	// replicas of this receiver.
+	Nonces NonceStore
 	// Now reads the clock; default time.Now.
 	Now func() time.Time
 }
@@ -145,12 +211,20 @@ const (
 	DefaultReplayCache = 1 << 18
 )
 
+// peer is what a Verifier knows of one peer.
+type peer struct {
+	name   string
+	macs   [2]*macs // current and next secret; next may be nil
+	replay replayCache
+}
+
 // Verifier checks stamps. It is safe for concurrent use.
 type Verifier struct {
-	peers   map[string]*macs
+	peers   map[string]*peer
+	dc      string
 	maxSkew int64
 	now     func() time.Time
-	replay  replayCache
+	nonces  NonceStore
 }
 
 // NewVerifier returns a Verifier for cfg.
@@ -158,22 +232,38 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	if len(cfg.Secrets) == 0 {
 		return nil, errors.New("auth: no peer secrets")
 	}
-	v := &Verifier{peers: map[string]*macs{}, maxSkew: int64(cfg.MaxSkew), now: cfg.Now}
+	v := &Verifier{peers: map[string]*peer{}, dc: cfg.DC, maxSkew: int64(cfg.MaxSkew), now: cfg.Now, nonces: cfg.Nonces}
+	limit := cfg.ReplayCache
+	if limit <= 0 {
+		limit = DefaultReplayCache
+	}
 	for dc, secret := range cfg.Secrets {
+		if err := checkName(dc); err != nil {
+			return nil, err
+		}
 		if len(secret) < MinSecret {
 			return nil, fmt.Errorf("auth: secret of peer %q has %d bytes, need at least %d", dc, len(secret), MinSecret)
 		}
-		v.peers[dc] = newMACs(secret)
+		p := &peer{name: dc}
+		p.macs[0] = newMACs(secret)
+		p.replay.max = limit
+		v.peers[dc] = p
+	}
+	for dc, secret := range cfg.NextSecrets {
+		p := v.peers[dc]
+		if p == nil {
+			return nil, fmt.Errorf("auth: next secret for %q, which has no current secret", dc)
+		}
+		if len(secret) < MinSecret {
+			return nil, fmt.Errorf("auth: next secret of peer %q has %d bytes, need at least %d", dc, len(secret), MinSecret)
+		}
+		p.macs[1] = newMACs(secret)
 	}
 	if v.maxSkew <= 0 {
 		v.maxSkew = int64(DefaultMaxSkew)
 	}
 	if v.now == nil {
 		v.now = time.Now
-	}
-	v.replay.max = cfg.ReplayCache
-	if v.replay.max <= 0 {
-		v.replay.max = DefaultReplayCache
 	}
 	return v, nil
 }
@@ -185,80 +275,68 @@ func (v *Verifier) Known(from string) bool { return v.peers[from] != nil }
 // authentic and new, and otherwise an error matching
 // dcsync.ErrUnauthenticated (or ErrBusy). A batch that passes once fails
 // as a replay afterwards.
-func (v *Verifier) Verify(st *Stamp, body []byte) error {
-	m := v.peers[st.From]
-	if m == nil {
+func (v *Verifier) Verify(ctx context.Context, st *Stamp, body []byte) error {
+	p := v.peers[st.From]
+	if p == nil {
 		return fmt.Errorf("%w: no secret for datacenter %q", dcsync.ErrUnknownPeer, st.From)
 	}
+	if err := v.Check(st); err != nil {
+		return err
+	}
+	var want [SignatureSize]byte
+	p.macs[0].sum(&want, st, body)
+	if !hmac.Equal(want[:], st.Signature[:]) {
+		if p.macs[1] == nil {
+			return fmt.Errorf("%w from %s", ErrBadSignature, st.From)
+		}
+		p.macs[1].sum(&want, st, body)
+		if !hmac.Equal(want[:], st.Signature[:]) {
+			return fmt.Errorf("%w from %s (neither its current nor its next secret)", ErrBadSignature, st.From)
+		}
+	}
 	now := v.now().UnixNano()
+	if err := p.replay.add(st, now-v.maxSkew); err != nil {
+		return err
+	}
+	if v.nonces != nil {
+		// Remembered until the stamp goes stale everywhere, with a margin.
+		ttl := time.Duration(st.Timestamp+v.maxSkew-now) + time.Second
+		fresh, err := v.nonces.Claim(ctx, st.From, st.Nonce[:], ttl)
+		if err != nil {
+			return fmt.Errorf("%w: shared nonce store: %v", ErrBusy, err)
+		}
+		if !fresh {
+			return fmt.Errorf("%w from %s (seen by another replica)", ErrReplay, st.From)
+		}
+	}
+	return nil
+}
+
+// Check runs the checks of Verify that need no body and no secret: a known
+// sender, a well-formed stamp for this receiver, a recent timestamp. A
+// transport runs it before reading a body, so that a stamp that can never
+// verify costs nothing more.
+func (v *Verifier) Check(st *Stamp) error {
+	if v.peers[st.From] == nil {
+		return fmt.Errorf("%w: no secret for datacenter %q", dcsync.ErrUnknownPeer, st.From)
+	}
+	if len(st.To) > MaxName {
+		return fmt.Errorf("%w: receiver name of %d bytes", ErrMalformed, len(st.To))
+	}
+	if st.To != "" && v.dc != "" && st.To != v.dc {
+		return fmt.Errorf("%w: signed for %q, this is %q", ErrWrongReceiver, st.To, v.dc)
+	}
+	switch st.Encoding {
+	case "", "gzip":
+	default:
+		return fmt.Errorf("%w: encoding %q", ErrMalformed, st.Encoding)
+	}
+	now := v.now().UnixNano()
+	// now-ts wraps only for timestamps far outside the window, which it
+	// then still refuses.
 	if d := now - st.Timestamp; d > v.maxSkew || d < -v.maxSkew {
 		return fmt.Errorf("%w: %s from %s, %v off this clock", ErrStale,
 			time.Unix(0, st.Timestamp).UTC().Format(time.RFC3339Nano), st.From, time.Duration(d))
 	}
-	var want [SignatureSize]byte
-	m.sum(&want, st.From, st.Timestamp, &st.Nonce, body)
-	if !hmac.Equal(want[:], st.Signature[:]) {
-		return fmt.Errorf("%w from %s", ErrBadSignature, st.From)
-	}
-	return v.replay.add(st, now-v.maxSkew)
-}
-
-// replayCache remembers the nonces of recent stamps in arrival order,
-// forgetting them once their timestamp is beyond the skew window (they are
-// refused as stale from then on) or when full.
-type replayCache struct {
-	mu    sync.Mutex
-	max   int
-	seen  map[replayKey]struct{}
-	queue []replayEntry // arrival order; queue[head:] are live
-	head  int
-	floor int64 // stamps at or before floor are refused: their nonce may be forgotten
-}
-
-type replayKey struct {
-	from  string
-	nonce [NonceSize]byte
-}
-
-type replayEntry struct {
-	key replayKey
-	ts  int64
-}
-
-func (c *replayCache) add(st *Stamp, cutoff int64) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.seen == nil {
-		c.seen = map[replayKey]struct{}{}
-	}
-	// Expire from the front. Arrival order is nearly timestamp order; an
-	// entry stuck behind a newer one is only remembered longer.
-	for c.head < len(c.queue) && c.queue[c.head].ts < cutoff {
-		c.pop()
-	}
-	if st.Timestamp <= c.floor {
-		return ErrBusy
-	}
-	k := replayKey{st.From, st.Nonce}
-	if _, ok := c.seen[k]; ok {
-		return fmt.Errorf("%w from %s", ErrReplay, st.From)
-	}
-	for len(c.seen) >= c.max {
-		c.floor = max(c.floor, c.queue[c.head].ts)
-		c.pop()
-	}
-	c.seen[k] = struct{}{}
-	if c.head > 0 && c.head >= len(c.queue)/2 {
-		n := copy(c.queue, c.queue[c.head:])
-		clear(c.queue[n:])
-		c.queue, c.head = c.queue[:n], 0
-	}
-	c.queue = append(c.queue, replayEntry{k, st.Timestamp})
 	return nil
-}
-
-func (c *replayCache) pop() {
-	delete(c.seen, c.queue[c.head].key)
-	c.queue[c.head] = replayEntry{}
-	c.head++
 }

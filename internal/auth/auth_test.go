@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -9,6 +10,8 @@ import (
 )
 
 var secret = []byte("0123456789abcdef")
+
+var ctx = context.Background()
 
 func newPair(t *testing.T, cfg VerifierConfig) (*Signer, *Verifier) {
 	t.Helper()
@@ -30,11 +33,11 @@ func TestVerify(t *testing.T) {
 	s, v := newPair(t, VerifierConfig{})
 	body := []byte("a batch")
 	st := s.Sign(body)
-	if err := v.Verify(&st, body); err != nil {
+	if err := v.Verify(ctx, &st, body); err != nil {
 		t.Fatal(err)
 	}
 	// The same stamp again is a replay.
-	if err := v.Verify(&st, body); !errors.Is(err, ErrReplay) || !errors.Is(err, dcsync.ErrUnauthenticated) {
+	if err := v.Verify(ctx, &st, body); !errors.Is(err, ErrReplay) || !errors.Is(err, dcsync.ErrUnauthenticated) {
 		t.Fatalf("replay: %v", err)
 	}
 	st = s.Sign(body)
@@ -51,12 +54,12 @@ func TestVerify(t *testing.T) {
 	} {
 		forged := st
 		b := c.change(&forged, append([]byte(nil), body...))
-		if err := v.Verify(&forged, b); !errors.Is(err, c.want) || !dcsync.IsPermanent(err) {
+		if err := v.Verify(ctx, &forged, b); !errors.Is(err, c.want) || !dcsync.IsPermanent(err) {
 			t.Errorf("%s: %v, want %v", c.name, err, c.want)
 		}
 	}
 	// The forgeries did not burn the genuine stamp's nonce.
-	if err := v.Verify(&st, body); err != nil {
+	if err := v.Verify(ctx, &st, body); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -68,7 +71,7 @@ func TestWrongSecret(t *testing.T) {
 	}
 	_, v := newPair(t, VerifierConfig{})
 	st := s.Sign(nil)
-	if err := v.Verify(&st, nil); !errors.Is(err, ErrBadSignature) {
+	if err := v.Verify(ctx, &st, nil); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("%v, want ErrBadSignature", err)
 	}
 }
@@ -79,13 +82,13 @@ func TestStale(t *testing.T) {
 	for _, skew := range []time.Duration{-2 * time.Minute, 2 * time.Minute} {
 		s.Now = func() time.Time { return now.Add(skew) }
 		st := s.Sign(nil)
-		if err := v.Verify(&st, nil); !errors.Is(err, ErrStale) {
+		if err := v.Verify(ctx, &st, nil); !errors.Is(err, ErrStale) {
 			t.Errorf("skew %v: %v, want ErrStale", skew, err)
 		}
 	}
 	s.Now = func() time.Time { return now.Add(-59 * time.Second) }
 	st := s.Sign(nil)
-	if err := v.Verify(&st, nil); err != nil {
+	if err := v.Verify(ctx, &st, nil); err != nil {
 		t.Fatalf("within the skew: %v", err)
 	}
 }
@@ -99,16 +102,16 @@ func TestReplayCacheBound(t *testing.T) {
 	for i := range 250 {
 		s.Now = func() time.Time { return now.Add(time.Duration(i) * time.Millisecond) }
 		st := s.Sign(nil)
-		if err := v.Verify(&st, nil); err != nil {
+		if err := v.Verify(ctx, &st, nil); err != nil {
 			t.Fatal(err)
 		}
 		stamps = append(stamps, st)
 	}
-	if n := len(v.replay.seen); n > 100 {
+	if n := v.peers["unicom"].replay.len(); n > 100 {
 		t.Fatalf("cache holds %d nonces, bound 100", n)
 	}
 	for i, st := range stamps {
-		err := v.Verify(&st, nil)
+		err := v.Verify(ctx, &st, nil)
 		switch {
 		case err == nil:
 			t.Fatalf("stamp %d replayed", i)
@@ -123,7 +126,7 @@ func TestReplayCacheBound(t *testing.T) {
 	}
 	s.Now = func() time.Time { return now.Add(time.Second) }
 	st := s.Sign(nil)
-	if err := v.Verify(&st, nil); err != nil {
+	if err := v.Verify(ctx, &st, nil); err != nil {
 		t.Fatalf("fresh stamp after overflow: %v", err)
 	}
 }
@@ -138,11 +141,11 @@ func TestReplayCacheExpires(t *testing.T) {
 	for i := range 1000 {
 		now = now.Add(10 * time.Millisecond)
 		st := s.Sign(nil)
-		if err := v.Verify(&st, nil); err != nil {
+		if err := v.Verify(ctx, &st, nil); err != nil {
 			t.Fatalf("stamp %d: %v", i, err)
 		}
 	}
-	if n := len(v.replay.seen); n > 101 {
+	if n := v.peers["unicom"].replay.len(); n > 101 {
 		t.Fatalf("cache holds %d nonces; 1s of stamps every 10ms is 100", n)
 	}
 }
@@ -169,7 +172,7 @@ func BenchmarkSignVerify(b *testing.B) {
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
 		st := s.Sign(body)
-		if err := v.Verify(&st, body); err != nil {
+		if err := v.Verify(ctx, &st, body); err != nil {
 			b.Fatal(err)
 		}
 	}

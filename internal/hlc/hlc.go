@@ -36,6 +36,13 @@
 // More than 65536 readings in one millisecond carry into the millisecond
 // part: the reading runs ahead of the wall clock by a millisecond and stays
 // strictly increasing.
+//
+// # No wrap-around
+//
+// Observe and ObserveWithin ignore (refuse) readings above Max, whose
+// wall-clock part is after the year 6400, so a peer sending 2^64-1 cannot
+// make the next reading wrap to zero: from Max the clock would need 2^63
+// more readings to wrap.
 package hlc
 
 import (
@@ -76,9 +83,18 @@ func (c *Clock) Now() uint64 {
 	}
 }
 
+// Max is the greatest reading a clock observes; see "No wrap-around".
+const Max uint64 = 1<<63 - 1
+
+// ErrBeyond is returned by ObserveWithin for a reading above Max.
+var ErrBeyond = errors.New("hlc: reading beyond the clock's range")
+
 // Observe merges a reading received from another clock, so that later local
-// readings order after it.
+// readings order after it. A reading above Max is ignored.
 func (c *Clock) Observe(v uint64) {
+	if v > Max {
+		return
+	}
 	for {
 		last := c.last.Load()
 		if v <= last || c.last.CompareAndSwap(last, v) {
@@ -94,8 +110,16 @@ var ErrAhead = errors.New("hlc: reading too far ahead of the local clock")
 // ObserveWithin observes v unless its wall-clock part is more than maxAhead
 // after the local wall clock; then it leaves the clock as it was and returns
 // an error matching ErrAhead. The error is worth retrying: the same reading
-// is accepted once the local wall clock has caught up.
+// is accepted once the local wall clock has caught up. A reading above Max
+// is refused with ErrBeyond, for good. A reading not above the clock's last
+// is accepted without reading the wall clock: it moves nothing.
 func (c *Clock) ObserveWithin(v uint64, maxAhead time.Duration) error {
+	if v > Max {
+		return fmt.Errorf("%w: %d, at most %d", ErrBeyond, v, Max)
+	}
+	if v <= c.last.Load() {
+		return nil // nothing to merge: the clock is there already
+	}
 	wall := c.wall()
 	if v > wall && Time(v).Sub(Time(wall)) > maxAhead {
 		return fmt.Errorf("%w: %v ahead, bound %v", ErrAhead, Time(v).Sub(Time(wall)), maxAhead)

@@ -189,3 +189,23 @@ func TestObserveRacesWithNow(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// A reading of 2^64-1 (or anything past Max) never moves the clock, so the
+// next reading cannot wrap to zero.
+func TestNoWrapAround(t *testing.T) {
+	var c Clock
+	before := c.Now()
+	for _, v := range []uint64{1<<64 - 1, Max + 1} {
+		c.Observe(v)
+		if err := c.ObserveWithin(v, 1<<62); !errors.Is(err, ErrBeyond) {
+			t.Fatalf("ObserveWithin(%d): %v, want ErrBeyond", v, err)
+		}
+	}
+	if next := c.Now(); next <= before || next > Max {
+		t.Fatalf("after observing 2^64-1: %d, before %d", next, before)
+	}
+	c.Observe(Max)
+	if next := c.Now(); next != Max+1 {
+		t.Fatalf("after Max: %d", next)
+	}
+}

@@ -175,7 +175,7 @@ func decodeRequest(msg []byte, r *dcsync.Request) error {
 	fields := spans[:0]
 	var payload []byte
 	var hasPayload bool
-	strLen := 0
+	strLen, headers := 0, 0
 	for off := 0; off < len(msg); {
 		num, typ, tl := consumeTag(msg[off:])
 		if tl < 0 {
@@ -183,8 +183,7 @@ func decodeRequest(msg []byte, r *dcsync.Request) error {
 		}
 		off += tl
 		switch {
-		case num >= fieldID && num <= fieldOp && typ == protowire.BytesType,
-			num == fieldHeader && typ == protowire.BytesType:
+		case num >= fieldID && num <= fieldOp && typ == protowire.BytesType:
 			v, vl := protowire.ConsumeBytes(msg[off:])
 			if vl < 0 {
 				return errMalformed("string", vl)
@@ -192,6 +191,17 @@ func decodeRequest(msg []byte, r *dcsync.Request) error {
 			from := off + vl - len(v)
 			fields = append(fields, span{num, from, from + len(v)})
 			strLen += len(v)
+			off += vl
+		case num == fieldHeader && typ == protowire.BytesType:
+			// Headers take no span: a request of many tiny entries must
+			// cost a small multiple of its size, so they are found again
+			// below rather than remembered here.
+			v, vl := protowire.ConsumeBytes(msg[off:])
+			if vl < 0 {
+				return errMalformed("string", vl)
+			}
+			strLen += len(v)
+			headers++
 			off += vl
 		case num == fieldPayload && typ == protowire.BytesType:
 			v, vl := protowire.ConsumeBytes(msg[off:])
@@ -225,17 +235,31 @@ func decodeRequest(msg []byte, r *dcsync.Request) error {
 	for _, f := range fields {
 		sb.Write(msg[f.from:f.to])
 	}
+	if headers > 0 {
+		eachHeader(msg, func(e []byte) { sb.Write(e) })
+	}
 	all := sb.String()
 	pos := 0
+	if headers > 0 {
+		hpos := 0 // the headers follow the other strings in all
+		for _, f := range fields {
+			hpos += f.to - f.from
+		}
+		r.Header = make(map[string]string, headers)
+		var err error
+		eachHeader(msg, func(e []byte) {
+			if err == nil {
+				err = decodeEntry(e, all[hpos:hpos+len(e)], r)
+			}
+			hpos += len(e)
+		})
+		if err != nil {
+			return err
+		}
+	}
 	for _, f := range fields {
 		s := all[pos : pos+f.to-f.from]
 		pos += len(s)
-		if f.num == fieldHeader {
-			if err := decodeEntry(msg[f.from:f.to], s, r); err != nil {
-				return err
-			}
-			continue
-		}
 		if !utf8.ValidString(s) {
 			return errMalformed("string field is not UTF-8", 0)
 		}
@@ -251,6 +275,22 @@ func decodeRequest(msg []byte, r *dcsync.Request) error {
 		}
 	}
 	return nil
+}
+
+// eachHeader calls f with the encoding of each header entry of a request
+// that decodeRequest's first pass found well-formed.
+func eachHeader(msg []byte, f func(entry []byte)) {
+	for off := 0; off < len(msg); {
+		num, typ, tl := consumeTag(msg[off:])
+		off += tl
+		if num == fieldHeader && typ == protowire.BytesType {
+			v, vl := protowire.ConsumeBytes(msg[off:])
+			f(v)
+			off += vl
+			continue
+		}
+		off += protowire.ConsumeFieldValue(num, typ, msg[off:])
+	}
 }
 
 // decodeEntry decodes a header map entry into r.Header: b is its

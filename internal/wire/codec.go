@@ -83,7 +83,8 @@ func marshal(dst []byte, m proto.Message, f Format) ([]byte, error) {
 
 // Decode reads a Batch serialized in f and compressed as enc says. It
 // refuses, before decoding the requests, a body that decompresses to more
-// than maxBody bytes or that holds more than maxBatch requests. Every
+// than maxBody bytes (maxBody/4 for JSON) or that holds more than maxBatch
+// requests, so that decoding costs a small multiple of maxBody. Every
 // error matches dcsync.ErrInvalid.
 func Decode(body []byte, f Format, enc Encoding, maxBody, maxBatch int) ([]*dcsync.Request, error) {
 	switch enc {
@@ -101,7 +102,16 @@ func Decode(body []byte, f Format, enc Encoding, maxBody, maxBatch int) ([]*dcsy
 	}
 	var batch Batch
 	if f == JSON {
-		// JSON is for debugging by hand: it is bounded by maxBody only.
+		// JSON is for debugging by hand, and protojson takes up to 25
+		// times a body's size: it is held to a quarter of maxBody, and
+		// counted first (a million empty requests cost fifty times).
+		if len(body) > maxBody/4 {
+			return nil, fmt.Errorf("%w: JSON body of %d bytes, limit %d (a quarter of the protobuf limit)",
+				dcsync.ErrBatchTooLarge, len(body), maxBody/4)
+		}
+		if n := countJSON(body); n > maxBatch {
+			return nil, fmt.Errorf("%w: %d requests or more, limit %d", dcsync.ErrBatchTooLarge, n, maxBatch)
+		}
 		if err := protojson.Unmarshal(body, &batch); err != nil {
 			return nil, fmt.Errorf("%w: malformed JSON batch: %v", dcsync.ErrInvalid, err)
 		}
@@ -119,6 +129,50 @@ func Decode(body []byte, f Format, enc Encoding, maxBody, maxBatch int) ([]*dcsy
 		return decodeBatch(body, n)
 	}
 	return fromBatch(&batch), nil
+}
+
+// countJSON returns at least how many requests a JSON Batch holds: the
+// values at depth two (the top-level object's arrays), outside strings.
+// It reads malformed JSON too; protojson refuses it afterwards.
+func countJSON(body []byte) int {
+	n, depth := 0, 0
+	inString, escaped, fresh := false, false, false // fresh: a value may start at depth 2
+	for _, c := range body {
+		if inString {
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case ' ', '\t', '\n', '\r':
+			continue
+		case '{', '[':
+			if depth == 2 && fresh {
+				n++
+			}
+			depth++
+			fresh = depth == 2
+			continue
+		case '}', ']':
+			depth--
+		case ',':
+			fresh = depth == 2
+			continue
+		case '"':
+			inString = true
+		}
+		if depth == 2 && fresh && c != '}' && c != ']' {
+			n++
+		}
+		fresh = false
+	}
+	return n
 }
 
 // fromBatch converts a decoded Batch, sharing its strings and payloads.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/dcsync/dcsync"
@@ -28,16 +29,54 @@ type Endpoint struct {
 	Verifier  *auth.Verifier
 	MaxBody   int          // bytes of a body, on the wire and decompressed
 	MaxBatch  int          // requests in a batch
-	Log       *slog.Logger // receives refused batches; nil for none
+	Log       *slog.Logger // receives refused batches, rate-limited; never nil
+	limits    [16]logLimit // by code
+	now       func() time.Time
 }
+
+// logLimit rate-limits the log lines of one code.
+type logLimit struct {
+	logged  atomic.Int64 // Unix nanoseconds of the last line
+	dropped atomic.Int64 // refusals not logged since
+}
+
+// refusalCounter is what a Collector made by dcsync.Syncer offers to count
+// the batches its transports refused.
+type refusalCounter interface{ Refused(err error) }
+
+// Reject counts a batch the transport refuses as a whole before the
+// Collector sees it, and returns the Results refusing it. Refused still
+// logs it.
+func (e *Endpoint) Reject(err error) *Results {
+	if c, ok := e.Collector.(refusalCounter); ok {
+		c.Refused(err)
+	}
+	return ResultsOf(err)
+}
+
+// logEvery is the least time between two refusals logged.
+const logEvery = time.Second
 
 // Refused logs a batch refused as a whole, from the peer at remote that
 // claimed to be from, and returns res. Operators see probes and
-// misconfigured peers here; the refused peer sees only the answer.
+// misconfigured peers here, at most one line a second for each code, with
+// the count of those not logged; the refused peer sees only the answer.
 func (e *Endpoint) Refused(remote, from string, res *Results) *Results {
-	if e.Log != nil && res.Code != Code_CODE_OK {
-		e.Log.Warn("dcsync: batch refused", "remote", remote, "from", from, "code", res.Code.String(), "reason", res.Message)
+	if res.Code == Code_CODE_OK {
+		return res
 	}
+	l := &e.limits[int(res.Code)&(len(e.limits)-1)]
+	now := e.now().UnixNano()
+	last := l.logged.Load()
+	if last != 0 && now-last < int64(logEvery) || !l.logged.CompareAndSwap(last, now) {
+		l.dropped.Add(1)
+		return res
+	}
+	if len(from) > auth.MaxName {
+		from = from[:auth.MaxName] + "..."
+	}
+	e.Log.Warn("dcsync: batch refused", "remote", remote, "from", from, "code", res.Code.String(), "reason", res.Message,
+		"not_logged_since_last", l.dropped.Swap(0))
 	return res
 }
 
@@ -45,7 +84,7 @@ func (e *Endpoint) Refused(remote, from string, res *Results) *Results {
 // It never returns nil; a Results with a failure code means nothing of the
 // batch was applied.
 func (e *Endpoint) Serve(ctx context.Context, st *auth.Stamp, enc Encoding, f Format, body []byte) *Results {
-	reqs, res := e.Open(st, enc, f, body)
+	reqs, res := e.Open(ctx, st, enc, f, body)
 	if res != nil {
 		return res
 	}
@@ -55,18 +94,38 @@ func (e *Endpoint) Serve(ctx context.Context, st *auth.Stamp, enc Encoding, f Fo
 // Open authenticates body with st and decodes it: the first half of Serve,
 // which a transport may run apart from the second to overlap batches. It
 // returns the requests, or the Results refusing the batch.
-func (e *Endpoint) Open(st *auth.Stamp, enc Encoding, f Format, body []byte) ([]*dcsync.Request, *Results) {
+func (e *Endpoint) Open(ctx context.Context, st *auth.Stamp, enc Encoding, f Format, body []byte) ([]*dcsync.Request, *Results) {
 	if len(body) > e.MaxBody {
-		return nil, ResultsOf(fmt.Errorf("%w: body of %d bytes, limit %d", dcsync.ErrBatchTooLarge, len(body), e.MaxBody))
+		return nil, e.Reject(fmt.Errorf("%w: body of %d bytes, limit %d", dcsync.ErrBatchTooLarge, len(body), e.MaxBody))
 	}
-	if err := e.Verifier.Verify(st, body); err != nil {
-		return nil, ResultsOf(err)
+	if enc != Encoding_ENCODING_IDENTITY && enc != Encoding_ENCODING_GZIP {
+		return nil, e.Reject(fmt.Errorf("%w: unknown encoding %d", dcsync.ErrInvalid, enc))
+	}
+	st.Encoding = EncodingName(enc)
+	if err := e.Verifier.Verify(ctx, st, body); err != nil {
+		if errors.Is(err, auth.ErrBusy) {
+			return nil, ResultsOf(err) // retryable, not a refusal
+		}
+		return nil, e.Reject(err)
 	}
 	reqs, err := Decode(body, f, enc, e.MaxBody, e.MaxBatch)
 	if err != nil {
-		return nil, ResultsOf(err)
+		return nil, e.Reject(err)
 	}
 	return reqs, nil
+}
+
+// EncodingName is the name of enc in a stamp and in HTTP's
+// Content-Encoding: "" or "gzip"; unknown encodings are named by number,
+// which no stamp verifies.
+func EncodingName(enc Encoding) string {
+	switch enc {
+	case Encoding_ENCODING_IDENTITY:
+		return ""
+	case Encoding_ENCODING_GZIP:
+		return "gzip"
+	}
+	return fmt.Sprintf("encoding-%d", int32(enc))
 }
 
 // Collect hands an opened batch from peer from to the Collector: the
@@ -83,11 +142,14 @@ func (e *Endpoint) Collect(ctx context.Context, from string, reqs []*dcsync.Requ
 // Secrets is required; zero values select the defaults.
 type EndpointConfig struct {
 	Secrets     map[string][]byte
+	NextSecrets map[string][]byte
+	DC          string // this datacenter; default the Collector's, when it has a DC method
 	MaxBody     int
 	MaxBatch    int
 	MaxSkew     time.Duration
 	ReplayCache int
-	Log         *slog.Logger
+	Nonces      auth.NonceStore
+	Log         *slog.Logger // default slog.Default()
 }
 
 // NewEndpoint checks cfg and returns the Endpoint serving c.
@@ -95,7 +157,12 @@ func NewEndpoint(c dcsync.Collector, cfg EndpointConfig) (*Endpoint, error) {
 	if c == nil {
 		return nil, errors.New("wire: nil Collector")
 	}
-	v, err := auth.NewVerifier(auth.VerifierConfig{Secrets: cfg.Secrets, MaxSkew: cfg.MaxSkew, ReplayCache: cfg.ReplayCache})
+	dc := cfg.DC
+	if n, ok := c.(interface{ DC() string }); ok && dc == "" {
+		dc = n.DC()
+	}
+	v, err := auth.NewVerifier(auth.VerifierConfig{Secrets: cfg.Secrets, NextSecrets: cfg.NextSecrets, DC: dc,
+		MaxSkew: cfg.MaxSkew, ReplayCache: cfg.ReplayCache, Nonces: cfg.Nonces})
 	if err != nil {
 		return nil, err
 	}
@@ -106,5 +173,9 @@ func NewEndpoint(c dcsync.Collector, cfg EndpointConfig) (*Endpoint, error) {
 	if e.MaxBatch <= 0 {
 		e.MaxBatch = DefaultMaxBatch
 	}
+	if e.Log == nil {
+		e.Log = slog.Default()
+	}
+	e.now = time.Now
 	return e, nil
 }

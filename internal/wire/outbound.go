@@ -29,6 +29,7 @@ func NewOutbound(from string, secret []byte, compress bool, maxBody, maxBatch in
 	if compress {
 		o.Encoding = Encoding_ENCODING_GZIP
 	}
+	s.Encoding = EncodingName(o.Encoding) // the signature binds it
 	if o.MaxBody <= 0 {
 		o.MaxBody = DefaultMaxBody
 	}

@@ -15,9 +15,11 @@
 // it decodes anything.
 //
 // Create the grpc.Server with ServerOptions: they bound a message to the
-// body limit before it is read, widen the flow-control windows so that
-// batches do not wait for window updates, and let the Sender's keepalive
-// pings through. The stream uses a codec of its own (content-subtype
+// body limit before it is read, bound the streams of a connection, widen
+// the flow-control windows so that batches do not wait for window updates,
+// and let the Sender's keepalive pings through. A stream must authenticate
+// with its first batch within ServerConfig.FirstTimeout and is closed when
+// idle for IdleTimeout; SECURITY.md in the repository has the threat model. The stream uses a codec of its own (content-subtype
 // "dcsync-proto"), so the server's other services are unaffected.
 //
 // # Status codes

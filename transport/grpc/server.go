@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -41,14 +43,38 @@ type ServerConfig struct {
 	// MaxSkew is how far a batch's timestamp may be from this clock;
 	// default 5 minutes.
 	MaxSkew time.Duration
-	// ReplayCache is how many batch nonces are remembered to refuse
-	// replays; default 1<<18.
+	// ReplayCache is how many batch nonces are remembered for each peer to
+	// refuse replays; default 1<<18.
 	ReplayCache int
+	// NextSecrets holds a second secret accepted from a peer while its
+	// secret rotates (see SECURITY.md); a peer named here must be in
+	// Secrets too.
+	NextSecrets map[string][]byte
+	// DC names this datacenter; batches signed for another are refused.
+	// Default: the Collector's own, when it is a dcsync.Syncer's.
+	DC string
+	// Nonces, when set, remembers nonces across the replicas of this
+	// receiver, so that a batch captured on its way to one is refused by
+	// the others; transport/redis's NonceStore is one. Without it replay
+	// protection is per process.
+	Nonces NonceStore
 	// Workers is how many batches of one stream are collected at once;
 	// default 1, which applies a sender's batches in the order sent.
 	Workers int
-	// Logger receives a warning for each batch refused as a whole (bad
-	// signature, unknown datacenter, malformed...); nil logs nothing.
+	// FirstTimeout bounds the wait for a stream's first batch, which
+	// authenticates it; default 10 seconds. A stream that sends none is
+	// ended with Unauthenticated.
+	FirstTimeout time.Duration
+	// IdleTimeout ends a stream that carried no batch for this long, with
+	// Unavailable (a Sender opens a new one with its next batch); default 5
+	// minutes.
+	IdleTimeout time.Duration
+	// MaxStreams bounds the concurrent streams of one connection
+	// (ServerOptions); default 16. A Sender uses one.
+	MaxStreams uint32
+	// Logger receives a warning for batches refused as a whole (bad
+	// signature, unknown datacenter, malformed...), at most one a second
+	// with the count of the others; nil selects slog.Default().
 	Logger *slog.Logger
 	// Health receives the serving status of the service. Nil registers a
 	// new health service on the server; set it when the host registers
@@ -56,15 +82,38 @@ type ServerConfig struct {
 	Health *health.Server
 }
 
+// NonceStore remembers the nonces of accepted batches across processes;
+// see ServerConfig.Nonces. transport/redis's NonceStore implements it.
+type NonceStore = auth.NonceStore
+
+// Defaults of ServerConfig.
+const (
+	DefaultFirstTimeout = 10 * time.Second
+	DefaultIdleTimeout  = 5 * time.Minute
+	DefaultMaxStreams   = 16
+)
+
 // ServerOptions returns the options a grpc.Server serving cfg needs: a
 // receive limit that admits a body of MaxBody and its envelope, no more;
-// flow-control windows that let several batches be in flight; and a
-// keepalive policy that lets Senders ping every 30 seconds (gRPC's default
-// policy answers that with GOAWAY "too_many_pings").
+// flow-control windows that let several batches be in flight; at most
+// MaxStreams streams a connection; a bound on headers; a handshake within
+// 10 seconds; connections idle for 5 minutes closed; and a keepalive policy
+// that lets Senders ping every 30 seconds (gRPC's default policy answers
+// that with GOAWAY "too_many_pings") but no more often than every 15.
+// Bound the number of connections with the listener you Serve, for
+// instance golang.org/x/net/netutil.LimitListener.
 func ServerOptions(cfg ServerConfig) []grpc.ServerOption {
+	streams := cfg.MaxStreams
+	if streams == 0 {
+		streams = DefaultMaxStreams
+	}
 	return []grpc.ServerOption{grpc.MaxRecvMsgSize(maxMsg(cfg.MaxBody)),
 		grpc.InitialWindowSize(window), grpc.InitialConnWindowSize(window),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveTime / 2})}
+		grpc.MaxConcurrentStreams(streams), grpc.MaxHeaderListSize(64 << 10),
+		grpc.ConnectionTimeout(10 * time.Second),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: DefaultIdleTimeout,
+			Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveTime / 2, PermitWithoutStream: true})}
 }
 
 // keepaliveTime is how often a Sender pings an idle connection, to find a
@@ -85,12 +134,14 @@ func maxMsg(maxBody int) int {
 // Register serves c on s as the replication service and reports it
 // serving on the health service. Call it before s.Serve.
 func Register(s *grpc.Server, c dcsync.Collector, cfg ServerConfig) error {
-	ep, err := wire.NewEndpoint(c, wire.EndpointConfig{Secrets: cfg.Secrets, MaxBody: cfg.MaxBody, MaxBatch: cfg.MaxBatch,
-		MaxSkew: cfg.MaxSkew, ReplayCache: cfg.ReplayCache, Log: cfg.Logger})
+	ep, err := wire.NewEndpoint(c, wire.EndpointConfig{Secrets: cfg.Secrets, NextSecrets: cfg.NextSecrets, DC: cfg.DC,
+		MaxBody: cfg.MaxBody, MaxBatch: cfg.MaxBatch, MaxSkew: cfg.MaxSkew, ReplayCache: cfg.ReplayCache,
+		Nonces: cfg.Nonces, Log: cfg.Logger})
 	if err != nil {
 		return fmt.Errorf("dcsync/transport/grpc: %w", err)
 	}
-	wiregrpc.RegisterReplicationServer(s, &server{ep: ep, workers: max(cfg.Workers, 1)})
+	wiregrpc.RegisterReplicationServer(s, &server{ep: ep, workers: max(cfg.Workers, 1),
+		first: or(cfg.FirstTimeout, DefaultFirstTimeout), idle: or(cfg.IdleTimeout, DefaultIdleTimeout)})
 	hs := cfg.Health
 	if hs == nil {
 		hs = health.NewServer()
@@ -103,8 +154,16 @@ func Register(s *grpc.Server, c dcsync.Collector, cfg ServerConfig) error {
 
 type server struct {
 	wiregrpc.UnimplementedReplicationServer
-	ep      *wire.Endpoint
-	workers int
+	ep          *wire.Endpoint
+	workers     int
+	first, idle time.Duration
+}
+
+func or(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
 }
 
 // Collect serves one stream. A receiving goroutine authenticates and
@@ -131,7 +190,37 @@ func (s *server) Collect(stream wiregrpc.Replication_CollectServer) error {
 	if p, ok := peer.FromContext(ctx); ok {
 		remote = p.Addr.String()
 	}
+	// A stream must authenticate with its first batch within s.first (a
+	// batch that fails ends it), and then carry a batch every s.idle while
+	// none is being collected.
+	var (
+		busy     atomic.Int64 // batches received and not yet answered
+		active   atomic.Bool  // a batch arrived since the timer was set
+		received atomic.Bool  // a batch arrived at all
+		timerMu  sync.Mutex
+		timer    *time.Timer
+	)
+	timerMu.Lock()
+	timer = time.AfterFunc(s.first, func() {
+		if ctx.Err() != nil {
+			return
+		}
+		if active.Swap(false) || busy.Load() > 0 {
+			timerMu.Lock()
+			timer.Reset(s.idle)
+			timerMu.Unlock()
+			return
+		}
+		if !received.Load() {
+			fail(status.Errorf(codes.Unauthenticated, "dcsync: no batch within %v of opening the stream", s.first))
+			return
+		}
+		fail(status.Errorf(codes.Unavailable, "dcsync: stream idle for %v, closed", s.idle))
+	})
+	timerMu.Unlock()
+	defer timer.Stop()
 	reply := func(seq uint64, from string, res *wire.Results) {
+		defer busy.Add(-1)
 		s.ep.Refused(remote, from, res)
 		sendMu.Lock()
 		defer sendMu.Unlock()
@@ -158,7 +247,10 @@ func (s *server) Collect(stream wiregrpc.Replication_CollectServer) error {
 				}
 				return
 			}
-			b := s.open(env)
+			busy.Add(1)
+			active.Store(true)
+			received.Store(true)
+			b := s.open(ctx, env)
 			select {
 			case opened <- b:
 			case <-ctx.Done():
@@ -212,17 +304,20 @@ type batch struct {
 }
 
 // open authenticates and decodes env.
-func (s *server) open(env *wire.Envelope) *batch {
+func (s *server) open(ctx context.Context, env *wire.Envelope) *batch {
 	b := &batch{seq: env.Seq, from: env.From, deadline: env.Deadline}
-	if len(env.Nonce) != auth.NonceSize || len(env.Signature) != auth.SignatureSize {
-		b.res = wire.ResultsOf(fmt.Errorf("%w: nonce of %d bytes and signature of %d, want %d and %d",
-			auth.ErrMalformed, len(env.Nonce), len(env.Signature), auth.NonceSize, auth.SignatureSize))
+	if len(b.from) > auth.MaxName {
+		b.from = b.from[:auth.MaxName]
+	}
+	if len(env.Nonce) != auth.NonceSize || len(env.Signature) != auth.SignatureSize || len(env.From) > auth.MaxName {
+		b.res = s.ep.Reject(fmt.Errorf("%w: nonce of %d bytes, signature of %d and sender name of %d, want %d, %d and at most %d",
+			auth.ErrMalformed, len(env.Nonce), len(env.Signature), len(env.From), auth.NonceSize, auth.SignatureSize, auth.MaxName))
 		return b
 	}
 	st := auth.Stamp{From: env.From, Timestamp: env.Timestamp}
 	copy(st.Nonce[:], env.Nonce)
 	copy(st.Signature[:], env.Signature)
-	b.reqs, b.res = s.ep.Open(&st, env.Encoding, wire.Proto, env.Body)
+	b.reqs, b.res = s.ep.Open(ctx, &st, env.Encoding, wire.Proto, env.Body)
 	return b
 }
 

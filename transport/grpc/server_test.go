@@ -24,6 +24,7 @@ import (
 // peer is a receiving datacenter behind a gRPC server on loopback.
 type peer struct {
 	store *wiretest.Store
+	recv  *dcsync.Syncer
 	addr  string
 	conn  *grpc.ClientConn // a plain client connection, for raw streams
 }
@@ -32,6 +33,7 @@ func newPeer(t *testing.T, cfg dcsyncgrpc.ServerConfig, opts ...grpc.ServerOptio
 	t.Helper()
 	p := &peer{store: wiretest.NewStore()}
 	recv := wiretest.Receiver(t, p.store, nil)
+	p.recv = recv
 	if cfg.Secrets == nil {
 		cfg.Secrets = wiretest.Secrets()
 	}
@@ -57,14 +59,20 @@ func batch(t testing.TB, n int) ([]*dcsync.Request, []byte) { return wiretest.Ba
 
 // envelope signs body as from with secret.
 func envelope(t *testing.T, from string, secret, body []byte) *wire.Envelope {
+	return envelopeEnc(t, from, secret, body, wire.Encoding_ENCODING_IDENTITY)
+}
+
+// envelopeEnc is envelope for a body encoded as enc, which the MAC binds.
+func envelopeEnc(t *testing.T, from string, secret, body []byte, enc wire.Encoding) *wire.Envelope {
 	t.Helper()
 	s, err := auth.NewSigner(from, secret)
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.Encoding = wire.EncodingName(enc)
 	st := s.Sign(body)
 	return &wire.Envelope{Seq: 1, From: st.From, Timestamp: st.Timestamp, Nonce: st.Nonce[:],
-		Signature: st.Signature[:], Body: body}
+		Signature: st.Signature[:], Body: body, Encoding: enc}
 }
 
 // exchange sends env on a new stream and returns its Results, or the
@@ -98,7 +106,7 @@ func TestServerAccepts(t *testing.T) {
 		t.Fatalf("%v %v", res, st)
 	}
 	_, body = batch(t, 2)
-	env = envelope(t, "unicom", wiretest.Secret, wiretest.Gzip(body))
+	env = envelopeEnc(t, "unicom", wiretest.Secret, wiretest.Gzip(body), wire.Encoding_ENCODING_GZIP)
 	env.Encoding = wire.Encoding_ENCODING_GZIP
 	if res, st, _ := exchange(t, p, env); st != nil || res.Code != wire.Code_CODE_OK {
 		t.Fatalf("gzip: %v %v", res, st)
@@ -157,7 +165,7 @@ func TestServerRefuses(t *testing.T) {
 		{"truncated, signed as sent", signed(good[:len(good)-4]), codes.InvalidArgument, "malformed"},
 		{"over MaxBody", signed(make([]byte, 65<<10)), codes.InvalidArgument, "limit"},
 		{"over MaxBatch", signed(bad.Eleven), codes.InvalidArgument, "11 requests, limit 10"},
-		{"gzip bomb", with(signed(bad.Bomb), func(e *wire.Envelope) { e.Encoding = wire.Encoding_ENCODING_GZIP }),
+		{"gzip bomb", envelopeEnc(t, "unicom", wiretest.Secret, bad.Bomb, wire.Encoding_ENCODING_GZIP),
 			codes.InvalidArgument, "decompresses"},
 		{"unknown encoding", with(signed(good), func(e *wire.Envelope) { e.Encoding = 9 }), codes.InvalidArgument, "encoding"},
 		{"unknown datacenter", envelope(t, "mobile", wiretest.Secret, good), codes.Unauthenticated, `"mobile"`},

@@ -78,7 +78,7 @@ func (r request) build(t *testing.T, url string) *http.Request {
 	}
 	ts := strconv.FormatInt(r.ts.UnixNano(), 10)
 	mac := hmac.New(sha256.New, r.secret)
-	fmt.Fprintf(mac, "%s\n%s\n%s\n", r.from, ts, r.nonce)
+	fmt.Fprintf(mac, "dcsync-v2\n%s\n\n%s\n%s\n%s\n", r.from, ts, r.nonce, r.encoding)
 	mac.Write(r.sign)
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(r.body))
 	if err != nil {

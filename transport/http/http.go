@@ -12,6 +12,12 @@
 // refuses an unknown datacenter, a bad signature, a stale timestamp or a
 // replayed batch before it decodes anything.
 //
+// Serve the handler with NewServer, whose timeouts bound slow and idle
+// clients; the handler itself reads nothing of a body before the stamp's
+// headers check out, never allocates from a declared Content-Length, and
+// bounds the bytes of bodies not yet authenticated (HandlerConfig.MaxPending).
+// SECURITY.md in the repository has the threat model.
+//
 // The Sender is a dcsync.Pipeliner: each of the Syncer's lanes to the peer
 // (dcsync.Delivery.Workers, two by default) pipelines its batches on a
 // connection of its own, as many in flight as the peer's window allows, and
@@ -31,11 +37,14 @@
 // # Debugging with curl
 //
 // The handler also takes and answers JSON (Content-Type application/json,
-// the protojson form of the Batch, payloads in base64). Sign it by hand:
+// the protojson form of the Batch, payloads in base64). Sign it by hand —
+// the signed message is "dcsync-v2", the sender, the receiver (empty unless
+// a Dcsync-To header names it), the timestamp, the nonce and the
+// Content-Encoding (empty for none), one a line, then the body:
 //
 //	body='{"requests":[{"id":"r1","origin":"unicom","key":"k","op":"set","payload":"aGk=","version":"1"}]}'
 //	ts=$(date +%s%N); nonce=$(openssl rand -hex 16)
-//	sig=$(printf '%s\n%s\n%s\n%s' unicom "$ts" "$nonce" "$body" | openssl dgst -sha256 -hmac "$SECRET" -r | cut -d' ' -f1)
+//	sig=$(printf 'dcsync-v2\n%s\n\n%s\n%s\n\n%s' unicom "$ts" "$nonce" "$body" | openssl dgst -sha256 -hmac "$SECRET" -r | cut -d' ' -f1)
 //	curl -sS http://telecom:8080/dcsync -H 'Content-Type: application/json' \
 //	  -H "Dcsync-From: unicom" -H "Dcsync-Timestamp: $ts" -H "Dcsync-Nonce: $nonce" \
 //	  -H "Dcsync-Signature: $sig" -d "$body"
@@ -59,6 +68,7 @@ const (
 	HeaderTimestamp = "Dcsync-Timestamp" // Unix nanoseconds, decimal
 	HeaderNonce     = "Dcsync-Nonce"     // 16 random bytes, hex
 	HeaderSignature = "Dcsync-Signature" // HMAC-SHA256, hex
+	HeaderTo        = "Dcsync-To"        // receiving datacenter, optional
 )
 
 // Content types of batches and results.
@@ -73,28 +83,38 @@ func setStamp(h http.Header, st *auth.Stamp) {
 	h[HeaderTimestamp] = []string{strconv.FormatInt(st.Timestamp, 10)}
 	h[HeaderNonce] = []string{hex.EncodeToString(st.Nonce[:])}
 	h[HeaderSignature] = []string{hex.EncodeToString(st.Signature[:])}
+	if st.To != "" {
+		h[HeaderTo] = []string{st.To}
+	}
 }
 
-// stampOf reads the stamp from h.
+// stampOf reads the stamp from h, whatever h holds: every field is
+// bounded before it is kept.
 func stampOf(h http.Header) (auth.Stamp, error) {
-	st := auth.Stamp{From: h.Get(HeaderFrom)}
-	if st.From == "" {
-		return st, fmt.Errorf("%w: missing %s header", auth.ErrMalformed, HeaderFrom)
+	st := auth.Stamp{From: h.Get(HeaderFrom), To: h.Get(HeaderTo)}
+	if st.From == "" || len(st.From) > auth.MaxName || len(st.To) > auth.MaxName {
+		return auth.Stamp{}, fmt.Errorf("%w: %s and %s headers: want a datacenter name of at most %d bytes",
+			auth.ErrMalformed, HeaderFrom, HeaderTo, auth.MaxName)
 	}
 	ts, err := strconv.ParseInt(h.Get(HeaderTimestamp), 10, 64)
 	if err != nil {
 		return st, fmt.Errorf("%w: %s header: want Unix nanoseconds", auth.ErrMalformed, HeaderTimestamp)
 	}
 	st.Timestamp = ts
-	if n, err := hex.Decode(st.Nonce[:], []byte(h.Get(HeaderNonce))); err != nil || n != auth.NonceSize ||
-		len(h.Get(HeaderNonce)) != 2*auth.NonceSize {
+	// The length first: hex.Decode writes past a destination too short.
+	if v := h.Get(HeaderNonce); len(v) != 2*auth.NonceSize || !decodeHex(st.Nonce[:], v) {
 		return st, fmt.Errorf("%w: %s header: want %d hex bytes", auth.ErrMalformed, HeaderNonce, auth.NonceSize)
 	}
-	if n, err := hex.Decode(st.Signature[:], []byte(h.Get(HeaderSignature))); err != nil || n != auth.SignatureSize ||
-		len(h.Get(HeaderSignature)) != 2*auth.SignatureSize {
+	if v := h.Get(HeaderSignature); len(v) != 2*auth.SignatureSize || !decodeHex(st.Signature[:], v) {
 		return st, fmt.Errorf("%w: %s header: want %d hex bytes", auth.ErrMalformed, HeaderSignature, auth.SignatureSize)
 	}
 	return st, nil
+}
+
+// decodeHex decodes src, of twice len(dst) characters, into dst.
+func decodeHex(dst []byte, src string) bool {
+	n, err := hex.Decode(dst, []byte(src))
+	return err == nil && n == len(dst)
 }
 
 // formatOf returns the wire format of a Content-Type.

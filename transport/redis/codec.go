@@ -27,9 +27,20 @@ const (
 // encoding can be told from this one.
 const codecVersion = 1
 
-// maxEntryRequests bounds the count a batch entry may claim, so that a
-// corrupt count cannot make a reader allocate without bound.
-const maxEntryRequests = 1 << 20
+// maxEntryRequests bounds the requests of a batch entry, and so the work
+// one entry can cost a reader: Node's BatchSize must stay within it.
+const maxEntryRequests = 1 << 16
+
+// minFrame is the size of the smallest encoded request: the version byte,
+// four string lengths, the payload's length, the version and the header's
+// count. A shorter frame is no request.
+const minFrame = 8
+
+// maxShortFrames is how many frames shorter than minFrame an entry may
+// hold; each fails alone. An entry with more is malformed as a whole:
+// thousands of empty frames are an attack, not a bug, and would cost far
+// more than their bytes to report one by one.
+const maxShortFrames = 16
 
 // ErrMalformed is the error of a stream entry, or of a request in a batch
 // entry, that this package cannot decode. What is malformed is
@@ -205,27 +216,48 @@ func decodeFrames(values map[string]any) ([]frame, error) {
 	countField, _ := values[fieldCount].(string)
 	count, err := strconv.Atoi(countField)
 	if err != nil || count < 1 || count > maxEntryRequests || count > len(data) {
-		return nil, fmt.Errorf("%w: field %q is %q, not a count of requests", ErrMalformed, fieldCount, countField)
+		return nil, fmt.Errorf("%w: field %q is %.32q, not a count of requests in %d bytes", ErrMalformed, fieldCount, countField, len(data))
+	}
+	// The frames are walked before anything is allocated for them: the
+	// count an entry declares is only believed once it is what is there.
+	if err := checkFrames(data, count); err != nil {
+		return nil, err
 	}
 	frames := make([]frame, 0, count)
 	reqs := make([]dcsync.Request, count) // one allocation for the entry's requests
 	var payloads []byte                   // and few for their payloads
 	d := decoder{s: data}
 	for i := 0; i < count; i++ {
-		raw := d.string()
-		if d.err != nil {
-			return nil, fmt.Errorf("%w: request %d of %d", d.err, i, count)
-		}
+		raw := d.string() // checked above
 		f := frame{raw: raw, req: &reqs[i]}
 		if f.err = decodeInto(f.req, raw, &payloads, len(d.s)); f.err != nil {
 			f.req, f.err = nil, fmt.Errorf("request %d of the entry: %w", i, f.err)
 		}
 		frames = append(frames, f)
 	}
-	if len(d.s) > 0 {
-		return nil, fmt.Errorf("%w: %d bytes after %d requests", ErrMalformed, len(d.s), count)
-	}
 	return frames, nil
+}
+
+// checkFrames reports whether data holds exactly count length-prefixed
+// frames, no more than maxShortFrames of them shorter than minFrame.
+func checkFrames(data string, count int) error {
+	d := decoder{s: data}
+	short := 0
+	for i := range count {
+		f := d.string()
+		if d.err != nil {
+			return fmt.Errorf("%w: request %d of %d", d.err, i, count)
+		}
+		if len(f) < minFrame {
+			if short++; short > maxShortFrames {
+				return fmt.Errorf("%w: more than %d of its %d requests are shorter than any request", ErrMalformed, maxShortFrames, count)
+			}
+		}
+	}
+	if len(d.s) > 0 {
+		return fmt.Errorf("%w: %d bytes after %d requests", ErrMalformed, len(d.s), count)
+	}
+	return nil
 }
 
 // decodeEntry returns the request carried by the fields "id" and "r" of a

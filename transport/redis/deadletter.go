@@ -11,7 +11,11 @@ import (
 // DeadLetter is a request, or a whole entry, that a hop gave up on: it
 // could not be decoded, its next hop rejected it for good, or it failed
 // MaxAttempts deliveries. Of an entry carrying a batch, each request that
-// fails for good is dead-lettered on its own, and the rest flow on.
+// fails for good is dead-lettered on its own, and the rest flow on — up to
+// 16 of an entry: when more fail, the entry gets one dead letter for them
+// all, holding the whole entry (fields "n" and "b"), the index of the
+// first, and a reason counting them with a sample, so that a crafted entry
+// cannot multiply into dead letters.
 // Dead letters are kept in the stream "{<Prefix>:<DC>}:dead", whose entries
 // hold the fields named in brackets below, readable with redis-cli.
 type DeadLetter struct {
@@ -39,13 +43,20 @@ func (n *Node) DeadLetters(ctx context.Context, after string, count int64) ([]De
 	}
 	out := make([]DeadLetter, len(msgs))
 	for i, m := range msgs {
-		str := func(f string) string { s, _ := m.Values[f].(string); return s }
-		d := DeadLetter{ID: m.ID, Hop: str(fieldHop), Stream: str(fieldStream), Entry: str(fieldEntry),
-			Reason: str(fieldReason), RequestID: str(fieldID)}
-		d.Deliveries, _ = strconv.Atoi(str(fieldDeliveries))
-		d.Index, _ = strconv.Atoi(str(fieldIndex))
-		d.Request, _ = decodeEntry(m.Values)
-		out[i] = d
+		out[i] = parseDeadLetter(m.ID, m.Values)
 	}
 	return out, nil
+}
+
+// parseDeadLetter reads the dead letter with ID id and fields values,
+// whatever a writer to the stream put there: what cannot be read stays
+// zero.
+func parseDeadLetter(id string, values map[string]any) DeadLetter {
+	str := func(f string) string { s, _ := values[f].(string); return s }
+	d := DeadLetter{ID: id, Hop: str(fieldHop), Stream: str(fieldStream), Entry: str(fieldEntry),
+		Reason: str(fieldReason), RequestID: str(fieldID)}
+	d.Deliveries, _ = strconv.Atoi(str(fieldDeliveries))
+	d.Index, _ = strconv.Atoi(str(fieldIndex))
+	d.Request, _ = decodeEntry(values)
+	return d
 }

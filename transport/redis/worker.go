@@ -508,15 +508,23 @@ func (w *worker) settle(ctx context.Context, entries []*entry, claimed bool, lat
 		if open {
 			continue
 		}
+		var deadItems []*item
 		for i := range e.items {
 			if it := &e.items[i]; it.out == dead {
-				deadVals = append(deadVals, w.deadItem(it))
+				deadItems = append(deadItems, it)
 				if it.req != nil {
 					forget = append(forget, it.req.ID)
 					deadReqs = append(deadReqs, it.req.ID)
 				} else {
 					deadReqs = append(deadReqs, fmt.Sprintf("%s/%d", e.msg.ID, it.index))
 				}
+			}
+		}
+		if folded(deadItems) {
+			deadVals = append(deadVals, w.deadFolded(e, deadItems))
+		} else {
+			for _, it := range deadItems {
+				deadVals = append(deadVals, w.deadItem(it))
 			}
 		}
 		if retrying != nil {
@@ -612,6 +620,38 @@ func (w *worker) deadItem(it *item) []any {
 		fieldDeliveries, max(it.e.deliveries, 1), fieldReason, it.err.Error(), fieldRequest, it.raw}
 	if it.req != nil {
 		v = append(v, fieldID, it.req.ID)
+	}
+	return v
+}
+
+// maxDeadItems is how many requests of one entry get dead letters of
+// their own; past it, the entry gets one dead letter for all of them.
+const maxDeadItems = 16
+
+// folded reports whether the dead requests of one entry go into one dead
+// letter: when there are many, so that a crafted entry cannot cost more
+// dead letters than a handful.
+func folded(items []*item) bool { return len(items) > maxDeadItems }
+
+// deadFolded returns the one dead letter of the dead requests of an
+// entry: the whole entry's fields, the index of the first, and a reason
+// that counts them and quotes a few.
+func (w *worker) deadFolded(e *entry, items []*item) []any {
+	const sample = 3
+	var reason strings.Builder
+	fmt.Fprintf(&reason, "%d of the entry's %d requests dead-lettered together (the entry is kept whole)", len(items), len(e.items))
+	for i, it := range items[:min(len(items), sample)] {
+		fmt.Fprintf(&reason, "; request %d: %.200s", it.index, it.err.Error())
+		if i == sample-1 && len(items) > sample {
+			fmt.Fprintf(&reason, "; and %d more", len(items)-sample)
+		}
+	}
+	v := []any{fieldHop, w.hop, fieldStream, w.stream, fieldEntry, e.msg.ID, fieldIndex, items[0].index,
+		fieldDeliveries, max(e.deliveries, 1), fieldReason, reason.String()}
+	for _, f := range []string{fieldCount, fieldBatch} {
+		if s, ok := e.msg.Values[f].(string); ok {
+			v = append(v, f, s)
+		}
 	}
 	return v
 }

@@ -1,0 +1,4 @@
+package http
+
+// FormatOf is formatOf, for the tests.
+var FormatOf = formatOf
