@@ -190,14 +190,19 @@ func TestLanesKeepEachKeysOrder(t *testing.T) {
 	}
 }
 
-func TestPeerBackFromABlipIsSentToAgain(t *testing.T) {
+// blipPeer returns a peer that fails its first batch whole.
+func blipPeer() *recordingSender {
 	var calls atomic.Int32
-	peer := &recordingSender{send: func([]*dcsync.Request) error {
+	return &recordingSender{send: func([]*dcsync.Request) error {
 		if calls.Add(1) == 1 {
 			return errors.New("blip")
 		}
 		return nil
 	}}
+}
+
+func TestPeerBackFromABlipIsSentToAgain(t *testing.T) {
+	peer := blipPeer()
 	s, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: newStore(0, 1),
 		Peers: map[string]dcsync.Sender{"telecom": peer},
 		// One try a batch: the first batch fails whole and marks the peer
@@ -368,13 +373,7 @@ func TestSlowPeerDoesNotStarveTheOthers(t *testing.T) {
 // TestNegativeProbeKeepsNoRetryQueue: with Delivery.Probe negative, a
 // batch that fails whole is left to the reconciler at once.
 func TestNegativeProbeKeepsNoRetryQueue(t *testing.T) {
-	var calls atomic.Int32
-	peer := &recordingSender{send: func([]*dcsync.Request) error {
-		if calls.Add(1) == 1 {
-			return errors.New("blip")
-		}
-		return nil
-	}}
+	peer := blipPeer()
 	s, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: newStore(0, 1),
 		Peers: map[string]dcsync.Sender{"telecom": peer},
 		Delivery: dcsync.Delivery{Linger: -1, Probe: -1,

@@ -14,8 +14,9 @@ import (
 // machine can run, and checks that each one carried every write to the
 // peer and that the JSON report reads back whole. It asserts no timing:
 // the figures of a shared machine are not a test's business.
-func TestShortRun(t *testing.T) {
-	cfg := Config{ElasticURL: os.Getenv("DCSYNC_ELASTIC_URL")}
+// runShort runs cfg shortened and logs its table.
+func runShort(t *testing.T, cfg Config) *Report {
+	t.Helper()
 	cfg.shorten()
 	rep, err := Run(context.Background(), cfg)
 	if err != nil {
@@ -24,6 +25,12 @@ func TestShortRun(t *testing.T) {
 	var table bytes.Buffer
 	rep.WriteTable(&table)
 	t.Logf("\n%s", table.String())
+	return rep
+}
+
+func TestShortRun(t *testing.T) {
+	cfg := Config{ElasticURL: os.Getenv("DCSYNC_ELASTIC_URL")}
+	rep := runShort(t, cfg)
 
 	ran := 0
 	for _, res := range rep.Results {
@@ -67,9 +74,9 @@ func TestShortRun(t *testing.T) {
 	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatalf("JSON report does not read back: %v", err)
 	}
-	if len(back.Results) != len(rep.Results) || back.Config.N != cfg.N || back.Machine.Cores == 0 {
+	if len(back.Results) != len(rep.Results) || back.Config.N != rep.Config.N || back.Machine.Cores == 0 {
 		t.Errorf("JSON report read back as %d results, n %d, %d cores; want %d results, n %d",
-			len(back.Results), back.Config.N, back.Machine.Cores, len(rep.Results), cfg.N)
+			len(back.Results), back.Config.N, back.Machine.Cores, len(rep.Results), rep.Config.N)
 	}
 	for i, res := range back.Results {
 		if res.Name != rep.Results[i].Name || (res.Full == nil) != (rep.Results[i].Full == nil) {
@@ -83,14 +90,7 @@ func TestShortRun(t *testing.T) {
 // its round trip (a bound the line guarantees, not a timing assertion).
 func TestShortWAN(t *testing.T) {
 	cfg := Config{Only: []string{"wan/http", "wan/grpc"}, WAN: []time.Duration{0, 10 * time.Millisecond}}
-	cfg.shorten()
-	rep, err := Run(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var table bytes.Buffer
-	rep.WriteTable(&table)
-	t.Logf("\n%s", table.String())
+	rep := runShort(t, cfg)
 	if len(rep.Results) != 0 || len(rep.WAN) != 4 {
 		t.Fatalf("%d results and %d WAN rows, want 0 and 4", len(rep.Results), len(rep.WAN))
 	}
