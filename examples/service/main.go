@@ -7,10 +7,13 @@
 //	go run ./examples/service -dc unicom -listen :8080 -peer telecom=http://telecom.example:8080/dcsync \
 //		-redis 10.0.1.5:6379 -elastic http://es.example:9200
 //
-// Both datacenters log to one Elasticsearch, where each reconciler sees the
-// other's applies. Without -elastic the audit log is in memory: enough to
-// try it, but a crash loses the records the reconciler repairs from. On SIGTERM it stops taking requests, finishes those under way,
-// and delivers what it queued, within bounds.
+// Every write reaches the journal in -journal before it is applied, so a
+// crash (kill -9 included) loses nothing: on restart what no peer
+// acknowledged is applied and shipped again. Both datacenters log to one
+// Elasticsearch, where each reconciler sees the other's applies. Without
+// -elastic the audit log is in memory: enough to try it. On SIGTERM it stops
+// taking requests, finishes those under way, and delivers what it queued
+// within 20 seconds, leaving the rest to the journal.
 package main
 
 import (
@@ -34,6 +37,7 @@ import (
 	"github.com/dcsync/dcsync"
 	esaudit "github.com/dcsync/dcsync/audit/elastic"
 	memaudit "github.com/dcsync/dcsync/audit/memory"
+	"github.com/dcsync/dcsync/journal"
 	"github.com/dcsync/dcsync/processor/rediscache"
 	dchttp "github.com/dcsync/dcsync/transport/http"
 	dcredis "github.com/dcsync/dcsync/transport/redis"
@@ -44,6 +48,7 @@ type config struct {
 	secret            []byte // shared by the two datacenters
 	redis             string // this datacenter's Redis: cache, leader lock, checkpoints
 	elastic, index    string // the audit log's Elasticsearch ("" keeps it in memory), its index prefix
+	journal           string // directory of the write-ahead journal
 }
 
 func main() {
@@ -54,6 +59,7 @@ func main() {
 	flag.StringVar(&cfg.redis, "redis", "127.0.0.1:6379", "this datacenter's Redis")
 	flag.StringVar(&cfg.elastic, "elastic", "", "Elasticsearch URL of the audit log")
 	flag.StringVar(&cfg.index, "audit-index", "dcsync-audit", "index prefix of the audit log")
+	flag.StringVar(&cfg.journal, "journal", "dcsync-journal", "directory of the write-ahead journal")
 	flag.Parse()
 	var ok bool
 	if cfg.peer, cfg.peerURL, ok = strings.Cut(*peer, "="); !ok {
@@ -92,19 +98,22 @@ func run(ctx context.Context, ln net.Listener, cfg config) error {
 		audit = es
 	}
 
+	wal, err := journal.Open(cfg.journal, journal.Options{})
+	if err != nil {
+		return err
+	}
+	defer wal.Close()
+
 	toPeer, err := dchttp.NewSender(dchttp.SenderConfig{URL: cfg.peerURL, From: cfg.dc, Secret: cfg.secret})
 	if err != nil {
 		return err
 	}
 	peers := map[string]dcsync.Sender{cfg.peer: toPeer}
 	cache := rediscache.New(rdb, rediscache.Options{Prefix: "kv:"})
-	syncer, err := dcsync.New(dcsync.Config{DC: cfg.dc, Peers: peers, Processor: cache, Audit: audit})
+	syncer, err := dcsync.New(dcsync.Config{DC: cfg.dc, Peers: peers, Processor: cache, Audit: audit, Journal: wal})
 	if err != nil {
 		return err
 	}
-	// Last out: deliver what is queued; what the peer does not take is the
-	// reconciler's, from the audit log.
-	defer syncer.Close()
 
 	// One reconciler active per datacenter, whatever the number of
 	// processes, resuming where the last pass ended.
@@ -151,8 +160,7 @@ func run(ctx context.Context, ln net.Listener, cfg config) error {
 			_, _ = w.Write(value)
 		}
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := dchttp.NewServer("", mux) // timeouts that bound slow clients yet fit the largest batch
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -171,7 +179,9 @@ func run(ctx context.Context, ln net.Listener, cfg config) error {
 		<-ctx.Done() // a signal, or a failure above
 		shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
 		defer cancel()
-		return srv.Shutdown(shutdown)
+		// Requests under way first, then what is queued for the peer;
+		// what it does not take by then stays in the journal.
+		return errors.Join(srv.Shutdown(shutdown), syncer.Shutdown(shutdown))
 	})
 	return g.Wait()
 }

@@ -48,7 +48,7 @@ func TestTwoDatacenters(t *testing.T) {
 	for i, dc := range dcs {
 		peer := dcs[1-i]
 		cfg := config{dc: dc, peer: peer, peerURL: "http://" + lns[peer].Addr().String() + "/dcsync",
-			secret: secret, redis: redises[dc], elastic: es, index: index}
+			secret: secret, redis: redises[dc], elastic: es, index: index, journal: t.TempDir()}
 		ch := make(chan error, 1)
 		done[dc] = ch
 		go func() { ch <- run(ctx, lns[dc], cfg) }()
@@ -114,7 +114,7 @@ func TestStopsOnSIGTERM(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	cmd := exec.Command(bin, "-dc", "unicom", "-listen", "127.0.0.1:0",
-		"-peer", "telecom=http://127.0.0.1:1/dcsync", "-redis", testserver.StartRedis(t).Addr())
+		"-peer", "telecom=http://127.0.0.1:1/dcsync", "-redis", testserver.StartRedis(t).Addr(), "-journal", t.TempDir())
 	cmd.Env = append(os.Environ(), "DCSYNC_SECRET="+string(secret))
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
