@@ -92,6 +92,13 @@ func (p *pipe) Begin(ctx context.Context, reqs []*dcsync.Request) (wait func() e
 		select {
 		case err := <-cl.res:
 			return err
+		case <-c.done:
+			select {
+			case err := <-cl.res: // answered before the break
+				return err
+			default:
+				return fmt.Errorf("dcsync/transport/http: %w: %w", wire.ErrStreamBroken, c.err)
+			}
 		case <-ctx.Done():
 			// The answers behind this one would wait as long: start over.
 			c.fail(fmt.Errorf("dcsync/transport/http: no answer from %s: %w", s.url, context.Cause(ctx)))
@@ -202,6 +209,16 @@ func (c *pconn) fail(err error) {
 func (c *pconn) read(s *Sender) {
 	br := bufio.NewReaderSize(c.nc, 64<<10)
 	for {
+		// Wait for an answer's first byte even with no batch in flight:
+		// a peer closing an idle connection breaks it now, not on the
+		// next batch, which then goes on a new one.
+		if _, err := br.Peek(1); err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				<-c.done
+				err = c.err
+			}
+			c.fail(err)
+		}
 		var cl *call
 		select {
 		case cl = <-c.calls:
