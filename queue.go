@@ -567,8 +567,9 @@ type window struct {
 	cut      time.Time     // no shrinking before
 }
 
-// minWindow is where the window starts, and its floor.
-const minWindow = 256 << 10
+// minWindow is where the window starts, and its floor: 1 MiB fills a
+// round trip of 40 ms at 25 MB/s before the window has grown at all.
+const minWindow = 1 << 20
 
 // rttPeriod is how long the shortest round trip is remembered: a route
 // that lengthens is followed after at most two periods.

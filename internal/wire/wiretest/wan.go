@@ -144,8 +144,8 @@ func (p countingPipe) Begin(ctx context.Context, reqs []*dcsync.Request) func() 
 
 // TestWindowGrows checks that a Syncer sending over tr across a long link
 // (50 ms each way) widens its window beyond where it starts: one lane
-// whose batches are 64 KiB starts with 4 of them in flight, and must reach
-// 8 while its queue is full.
+// whose batches are 256 KiB starts with 4 of them in flight (1 MiB), and
+// must reach 8 while its queue is full.
 func TestWindowGrows(t *testing.T, tr Transport) {
 	var applied atomic.Int64
 	p := serveDelayed(t, tr, dcsync.ProcessorFunc(func(context.Context, *dcsync.Request) error {
@@ -159,12 +159,12 @@ func TestWindowGrows(t *testing.T, tr Transport) {
 	sender := &countingPipeliner{Pipeliner: pl}
 	s, err := dcsync.New(dcsync.Config{DC: "unicom", Peers: map[string]dcsync.Sender{"telecom": sender},
 		Processor: dcsync.ProcessorFunc(func(context.Context, *dcsync.Request) error { return nil }),
-		Delivery:  dcsync.Delivery{Workers: 1, BatchSize: 64}})
+		Delivery:  dcsync.Delivery{Workers: 1, BatchSize: 256}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	const n = 8000
+	const n = 12000
 	payload := make([]byte, 1000)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -182,5 +182,5 @@ func TestWindowGrows(t *testing.T, tr Transport) {
 	if peak := sender.peak.Load(); peak < 8 {
 		t.Fatalf("at most %d batches in flight: the window did not grow", peak)
 	}
-	t.Logf("at most %d batches of 64 in flight, %d bytes in the line one way", sender.peak.Load(), p.Peak())
+	t.Logf("at most %d batches of 256 in flight, %d bytes in the line one way", sender.peak.Load(), p.Peak())
 }
