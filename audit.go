@@ -1,12 +1,19 @@
 package dcsync
 
 import (
+	"cmp"
 	"context"
+	"errors"
+	"fmt"
+	"maps"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/dcsync/dcsync/internal/wait"
 )
 
 // Stage names a step of a write's journey.
@@ -49,14 +56,159 @@ type Record struct {
 	Request *Request
 }
 
-// AuditLog stores records and reads back the trails of writes. Implementations
-// are in audit/memory (the embedded default) and audit/elastic.
+// Entry is what an AuditLog stores: one stage of a batch of writes in one
+// datacenter — the IDs it carried, packed, its outcome and its time. A
+// Syncer logs one entry per batch, stage and datacenter for what went well,
+// and one entry per write for what failed (its Error names that write's
+// failure), so the log grows by a few bytes per write and stage rather than
+// by a document per write and stage.
+//
+// The writes of one entry were all accepted at their origin within one
+// second of the Unix clock (Written's whole seconds are equal): the Syncer
+// splits a batch at those boundaries, so that the per-second digests a
+// reconciler compares (see Digest) cover whole entries.
+type Entry struct {
+	DC      string    // datacenter that logged the entry
+	Origin  string    // datacenter where its writes entered
+	Stage   Stage     // which step
+	Status  Status    // its outcome
+	Target  string    // for StageReship: the peer sent to
+	Attempt int       // 1 for the first try of the stage, then counting
+	Error   string    // why it failed, for StatusFailed
+	Time    time.Time // when the stage happened (its first write, for a batch)
+	// IDs are the request IDs of the writes, and Written, in the same
+	// order, when each was accepted at its origin.
+	IDs     []string
+	Written []time.Time
+	// Requests, on an ok StageProcess entry only, are the writes
+	// themselves, in the order of IDs: the body is stored once, in the
+	// origin's log, so that whichever instance of the datacenter took a
+	// write, its active reconciler can re-send it. A store keeps them but
+	// need not index them.
+	Requests []*Request
+}
+
+// Records returns the entry as one Record per write.
+func (e *Entry) Records() []Record {
+	out := make([]Record, len(e.IDs))
+	for i, id := range e.IDs {
+		out[i] = e.Record(i)
+		out[i].ID = id
+	}
+	return out
+}
+
+// Record returns the record of the i-th write of e.
+func (e *Entry) Record(i int) Record {
+	r := Record{ID: e.IDs[i], DC: e.DC, Origin: e.Origin, Stage: e.Stage, Status: e.Status,
+		Target: e.Target, Attempt: e.Attempt, Error: e.Error, Time: e.Time}
+	if i < len(e.Written) {
+		r.Written = e.Written[i]
+	}
+	if i < len(e.Requests) {
+		r.Request = e.Requests[i]
+	}
+	return r
+}
+
+// SetDigests returns the digests, by second, of ids, whose Written times
+// are written, that fall in [from, to): what Digests returns for a set the
+// caller holds. Stores use it.
+func SetDigests(ids []string, written []time.Time, from, to time.Time) []Digest {
+	by := map[int64]*Digest{}
+	for i, id := range ids {
+		w := written[i]
+		if w.Before(from) || !w.Before(to) {
+			continue
+		}
+		d := by[w.Unix()]
+		if d == nil {
+			d = &Digest{Second: w.Unix()}
+			by[d.Second] = d
+		}
+		d.Add(id)
+	}
+	out := make([]Digest, 0, len(by))
+	for _, d := range by {
+		out = append(out, *d)
+	}
+	slices.SortFunc(out, func(a, b Digest) int { return cmp.Compare(a.Second, b.Second) })
+	return out
+}
+
+// IDHash is the hash of a request ID that digests add up: 64 bits of
+// FNV-1a. Every store must use it, so that digests of two stores compare.
+func IDHash(id string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(id); i++ {
+		h ^= uint64(id[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+// Digest summarises the writes a SetQuery selects that were accepted in one
+// second: how many, and the sum (modulo 2⁶⁴) of their IDHash. Two logs
+// whose digests of a second are equal hold the same writes of it, but for
+// a chance of about 2⁻⁶⁴; a reconciler compares digests first and reads
+// IDs only for the seconds whose digests differ, as the anti-entropy
+// repair of Cassandra and Riak compares Merkle trees.
+type Digest struct {
+	Second int64  // Unix seconds of the writes' Written time
+	Count  int    // writes
+	Sum    uint64 // sum of their IDHash
+}
+
+// Add counts id in d.
+func (d *Digest) Add(id string) { d.Count, d.Sum = d.Count+1, d.Sum+IDHash(id) }
+
+// SetQuery selects the writes of Origin, accepted in [From, To), for
+// which DC logged an entry of Stage with Status (StatusOK when empty).
+type SetQuery struct {
+	DC       string
+	Origin   string
+	Stage    Stage
+	Status   Status
+	From, To time.Time
+}
+
+// ErrAuditFull matches the error of an AuditLog's Append that has no room
+// left for new writes (process entries) but what holds writes not yet
+// complete everywhere. A Syncer holds the entries and tries again, and its
+// writers wait. It appends the entries of other stages, which complete the
+// writes a log holds, apart, and a store must take them even when full.
+var ErrAuditFull = errors.New("dcsync: audit log full of writes not yet complete")
+
+// PeerDeclarer is implemented by an AuditLog that wants to know whom a
+// datacenter ships its writes to before any record says so: the memory
+// log, to tell when a write is complete everywhere. New declares its
+// Config.Peers to its Config.Audit.
+type PeerDeclarer interface {
+	DeclarePeers(dc string, peers []string)
+}
+
+// declarePeers declares cfg's peers to its audit log, if it asks.
+func declarePeers(cfg Config) {
+	if d, ok := cfg.Audit.(PeerDeclarer); ok {
+		d.DeclarePeers(cfg.DC, slices.Sorted(maps.Keys(cfg.Peers)))
+	}
+}
+
+// AuditLog stores entries and reads back the trails of writes. Implementations
+// are in audit/memory (the embedded default) and audit/elastic; audit/audittest
+// checks a store against what the Syncer and the Reconciler rely on.
 type AuditLog interface {
-	// Append stores records. It may return before they are searchable.
-	Append(ctx context.Context, recs []Record) error
+	// Append stores entries. It may return before they are searchable.
+	Append(ctx context.Context, entries []Entry) error
 	// Trails returns, a page at a time, the trails of the writes that entered
 	// at q.Origin with Written in [q.From, q.To).
 	Trails(ctx context.Context, q TrailQuery) (TrailPage, error)
+	// Digests returns the digest of every second of [q.From, q.To) that
+	// holds a write q selects, by second. Its cost follows the number of
+	// entries of the window, not of writes.
+	Digests(ctx context.Context, q SetQuery) ([]Digest, error)
+	// IDs returns the IDs of the writes q selects, each once, in no order.
+	IDs(ctx context.Context, q SetQuery) ([]string, error)
 }
 
 // TrailQuery selects the writes of one origin in a time window.
@@ -87,16 +239,6 @@ type Trail struct {
 func (t *Trail) Applied(dc string) bool {
 	for _, r := range t.Records {
 		if r.DC == dc && r.Status == StatusOK && (r.Stage == StageApply || r.Stage == StageProcess) {
-			return true
-		}
-	}
-	return false
-}
-
-// missesAny reports whether some peer has not applied the write.
-func (t *Trail) missesAny(peers map[string]Sender) bool {
-	for peer := range peers {
-		if !t.Applied(peer) {
 			return true
 		}
 	}
@@ -154,6 +296,9 @@ type auditQueue struct {
 
 	wake    chan struct{} // signalled when a shard becomes non-empty
 	busy    atomic.Bool   // the flusher holds records not yet appended
+	full    atomic.Bool   // the log refuses entries: it is full of incomplete writes
+	fulls   atomic.Uint64 // times the log became full
+	waits   atomic.Uint64 // writes that waited for a full log
 	closed  atomic.Bool
 	flushed chan struct{} // closed when the flusher has exited
 }
@@ -227,29 +372,97 @@ func (sh *auditShard) filling() *[]Record {
 }
 
 // run appends what is queued until the queue closes.
+//
+// A log full of incomplete writes refuses new writes (process entries,
+// ErrAuditFull): run holds them and tries them again with every flush,
+// backing off, while it goes on appending the entries of later stages,
+// which complete the writes the log holds. While it holds more records than
+// the queue's limit, it takes no more: writers wait in add, and Write in
+// wait, until the log takes them.
 func (q *auditQueue) run() {
 	defer close(q.flushed)
 	taken := make([][]*[]Record, len(q.shards))
+	var all [][]Record
+	var held []Entry // process entries the log refused
+	heldN := 0
+	limit := 0
+	for i := range q.shards {
+		limit += q.shards[i].limit
+	}
+	delay := time.Millisecond
+	var closedAt time.Time
 	for {
-		<-q.wake
-		time.Sleep(q.linger) // let a batch gather
+		if len(held) == 0 {
+			<-q.wake
+			time.Sleep(q.linger) // let a batch gather
+		} else {
+			select {
+			case <-q.wake:
+			case <-time.After(delay):
+			}
+			delay = min(2*delay, 100*time.Millisecond)
+		}
 		closed := q.closed.Load()
 		q.busy.Store(true)
-		for i := range q.shards {
-			sh := &q.shards[i]
-			sh.mu.Lock()
-			taken[i], sh.blocks = sh.blocks, taken[i][:0]
-			sh.n = 0
-			sh.room.Broadcast()
-			sh.mu.Unlock()
+		var p packer
+		if heldN < limit || closed {
+			for i := range q.shards {
+				sh := &q.shards[i]
+				sh.mu.Lock()
+				taken[i], sh.blocks = sh.blocks, taken[i][:0]
+				sh.n = 0
+				sh.room.Broadcast()
+				sh.mu.Unlock()
+			}
+			all = all[:0]
+			for _, blocks := range taken {
+				for _, b := range blocks {
+					all = append(all, *b)
+				}
+			}
+			p.add(all...)
+			for _, blocks := range taken {
+				for _, b := range blocks {
+					clear(*b) // drop references to requests
+					*b = (*b)[:0]
+				}
+			}
+			clear(all)
 		}
-		for _, blocks := range taken {
-			for _, b := range blocks {
-				if err := q.log.Append(context.Background(), *b); err != nil {
+		var later []Entry
+		for _, e := range p.entries {
+			if e.Stage == StageProcess {
+				held = append(held, e)
+				heldN += len(e.IDs)
+			} else {
+				later = append(later, e)
+			}
+		}
+		if len(later) > 0 {
+			if err := q.log.Append(context.Background(), later); err != nil {
+				q.onErr(err)
+			}
+		}
+		if len(held) > 0 {
+			err := q.log.Append(context.Background(), held)
+			switch {
+			case errors.Is(err, ErrAuditFull):
+				if !q.full.Swap(true) {
+					q.fulls.Add(1)
+				}
+				if closed && closedAt.IsZero() {
+					closedAt = time.Now()
+				}
+				if closed && time.Since(closedAt) >= fullWait {
+					q.onErr(fmt.Errorf("dcsync: %d audit records given up at close: %w", heldN, err))
+					held, heldN = nil, 0
+				}
+			default:
+				if err != nil {
 					q.onErr(err)
 				}
-				clear(*b) // drop references to requests
-				*b = (*b)[:0]
+				held, heldN, delay = nil, 0, time.Millisecond
+				q.full.Store(false)
 			}
 		}
 		for i := range q.shards {
@@ -261,11 +474,36 @@ func (q *auditQueue) run() {
 			sh.mu.Unlock()
 			clear(taken[i])
 		}
-		q.busy.Store(false)
-		if closed {
+		q.busy.Store(len(held) > 0)
+		if closed && len(held) == 0 {
+			q.full.Store(false)
 			return
 		}
 	}
+}
+
+// fullWait is how long a closing queue keeps trying a full log.
+const fullWait = 5 * time.Second
+
+// wait returns at once unless the log is full of incomplete writes; then
+// it waits until the log takes entries again, or ctx ends, and returns an
+// error matching ErrAuditFull and ctx's error.
+func (q *auditQueue) wait(ctx context.Context, closing <-chan struct{}) error {
+	if q == nil || !q.full.Load() {
+		return nil
+	}
+	q.waits.Add(1)
+	for q.full.Load() {
+		select {
+		case <-closing:
+			return ErrClosed
+		default:
+		}
+		if !wait.Sleep(ctx, time.Millisecond) {
+			return fmt.Errorf("%w: %w", ErrAuditFull, ctx.Err())
+		}
+	}
+	return nil
 }
 
 // idle reports whether every record added has been appended.
@@ -302,4 +540,113 @@ func (q *auditQueue) close() {
 	default:
 	}
 	<-q.flushed
+}
+
+// maxEntryIDs bounds the writes of one entry.
+const maxEntryIDs = 1024
+
+// packer packs records into entries: those of one kind — datacenter,
+// origin, stage, outcome, target, attempt — whose writes were accepted in
+// the same second share an entry; a failed record is an entry of its own.
+type packer struct {
+	entries []Entry
+	open    map[packKey]int // kind → index in entries of the entry it fills
+	last    packKey         // the kind of the last record, which the next one mostly shares
+	lastAt  int             // and its entry's index, or -1
+	n       []int           // records assigned to each entry
+	at      []int32         // scratch: the entry of each record being added
+}
+
+type packKey struct {
+	dc, origin, target string
+	stage              Stage
+	attempt            int
+	second             int64
+}
+
+// PackRecords packs records into entries as a Syncer does before it
+// appends them: records of one kind — datacenter, origin, stage, outcome,
+// target, attempt — whose writes were accepted in the same second share an
+// entry, in the order given; a failed record is an entry of its own. For
+// tests and tools that build records by hand.
+func PackRecords(recs []Record) []Entry {
+	var p packer
+	p.add(recs)
+	return p.entries
+}
+
+// add packs the records of blocks: a first pass assigns each to its
+// entry and counts them, so that a second fills each entry's slices
+// allocated whole, rather than grown a copy at a time.
+func (p *packer) add(blocks ...[]Record) {
+	if p.open == nil {
+		p.open, p.lastAt = map[packKey]int{}, -1
+	}
+	at := p.at[:0]
+	for _, recs := range blocks {
+		for i := range recs {
+			at = append(at, int32(p.assign(&recs[i])))
+		}
+	}
+	p.at = at
+	for i := range p.entries {
+		e, n := &p.entries[i], p.n[i]
+		if cap(e.IDs) < n {
+			e.IDs = append(make([]string, 0, n), e.IDs...)
+			e.Written = append(make([]time.Time, 0, n), e.Written...)
+		}
+	}
+	k := 0
+	for _, recs := range blocks {
+		for i := range recs {
+			r, e := &recs[i], &p.entries[at[k]]
+			k++
+			e.IDs = append(e.IDs, r.ID)
+			e.Written = append(e.Written, r.Written)
+			if r.Request != nil {
+				if e.Requests == nil {
+					e.Requests = make([]*Request, 0, cap(e.IDs))
+				}
+				for len(e.Requests) < len(e.IDs)-1 {
+					e.Requests = append(e.Requests, nil)
+				}
+				e.Requests = append(e.Requests, r.Request)
+			}
+		}
+	}
+}
+
+// assign returns the index of the entry r goes to, starting one when
+// there is none, and counts r in it.
+func (p *packer) assign(r *Record) int {
+	if r.Status != StatusOK {
+		p.entries = append(p.entries, Entry{DC: r.DC, Origin: r.Origin, Stage: r.Stage, Status: r.Status,
+			Target: r.Target, Attempt: r.Attempt, Error: r.Error, Time: r.Time})
+		p.n = append(p.n, 1)
+		return len(p.entries) - 1
+	}
+	k := packKey{dc: r.DC, origin: r.Origin, target: r.Target, stage: r.Stage, attempt: r.Attempt,
+		second: r.Written.Unix()}
+	at, ok := p.lastAt, p.lastAt >= 0 && k == p.last
+	if !ok {
+		at, ok = p.open[k]
+	}
+	if !ok || p.n[at] >= maxEntryIDs {
+		at = len(p.entries)
+		p.open[k] = at
+		p.entries = append(p.entries, Entry{DC: r.DC, Origin: r.Origin, Stage: r.Stage, Status: StatusOK,
+			Target: r.Target, Attempt: r.Attempt, Time: r.Time})
+		p.n = append(p.n, 0)
+	}
+	p.last, p.lastAt = k, at
+	p.n[at]++
+	return at
+}
+
+// auditWaits returns how many writes waited for a full audit log.
+func (s *Syncer) auditWaits() uint64 {
+	if s.audit == nil {
+		return 0
+	}
+	return s.audit.waits.Load()
 }

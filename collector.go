@@ -88,8 +88,11 @@ func (c collector) Collect(ctx context.Context, from string, reqs []*Request) (e
 	applied := time.Now()
 	for k, req := range claimed {
 		err := results[k]
-		// A write's records side by side: the audit log finds its trail once.
-		*recs = append(*recs, s.record(req, StageCollect, now, nil))
+		// An apply record says the write was collected too; a handoff's
+		// collect record is all this stage logs when it succeeds.
+		if stage == StageCollect {
+			*recs = append(*recs, s.record(req, StageCollect, now, nil))
+		}
 		if err != nil || stage == StageApply {
 			*recs = append(*recs, s.record(req, stage, applied, err))
 		}

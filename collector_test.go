@@ -3,6 +3,7 @@ package dcsync_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -190,6 +191,45 @@ func TestMemoryDedupeForgetsAfterRetention(t *testing.T) {
 	d.Claim(ctx, "z") // rotates again: the generation holding x is dropped
 	if c, _ := d.Claim(ctx, "x"); c != dcsync.Claimed {
 		t.Fatalf("x still remembered after two retention periods: %v", c)
+	}
+}
+
+// A claim neither committed nor released — its apply panicked, or the
+// process died — expires after ClaimTTL, and the write may be claimed
+// again; one committed stays applied.
+func TestMemoryDedupeClaimsExpire(t *testing.T) {
+	ctx := context.Background()
+	const ttl = 2 * time.Second // a claim outlives any stall of a loaded machine between two calls
+	d := dcsync.MemoryDedupe{ClaimTTL: ttl}
+	d.Claim(ctx, "crashed")
+	d.Claim(ctx, "done")
+	d.Commit(ctx, "done")
+	if c, _ := d.Claim(ctx, "crashed"); c != dcsync.InFlight {
+		t.Fatalf("a live claim is not in flight: %v", c)
+	}
+	time.Sleep(ttl + 100*time.Millisecond) // past the claim's deadline
+	if c, _ := d.Claim(ctx, "crashed"); c != dcsync.Claimed {
+		t.Fatalf("an abandoned claim did not expire: %v", c)
+	}
+	if c, _ := d.Claim(ctx, "done"); c != dcsync.Applied {
+		t.Fatalf("a committed write expired: %v", c)
+	}
+}
+
+// MaxEntries bounds what is remembered, whatever the history.
+func TestMemoryDedupeIsBounded(t *testing.T) {
+	ctx := context.Background()
+	d := dcsync.MemoryDedupe{MaxEntries: 1 << 10}
+	for i := range 1 << 14 {
+		id := fmt.Sprint("w", i)
+		d.Claim(ctx, id)
+		d.Commit(ctx, id)
+	}
+	if c, _ := d.Claim(ctx, "w0"); c != dcsync.Claimed {
+		t.Fatalf("the oldest of 16x MaxEntries IDs is still remembered: %v", c)
+	}
+	if c, _ := d.Claim(ctx, fmt.Sprint("w", 1<<14-1)); c != dcsync.Applied {
+		t.Fatalf("the newest ID is forgotten: %v", c)
 	}
 }
 

@@ -40,16 +40,21 @@ type DedupeStore interface {
 }
 
 // MemoryDedupe is an in-process DedupeStore, the default of a Syncer. It
-// remembers applied IDs in two generations of maps, dropping the older one
-// whole when the current one is Retention old or holds half of MaxEntries,
-// so its memory follows the write rate and has a bound. Past the bound, an
-// ID is remembered for less than Retention: at 100,000 writes a second,
-// the default bound holds the last 20 seconds or more. Use a shared store
+// remembers applied IDs in shards, each under a lock of its own, picked by
+// the ID's hash, so collectors rarely wait for each other; each shard keeps
+// two generations of maps, dropping the older one whole when the current
+// one is Retention old or holds its share of half of MaxEntries, so its
+// memory follows the write rate and has a bound, and a claim costs the
+// same at any number of IDs remembered. Past the bound, an ID is
+// remembered for less than Retention: at 100,000 writes a second, the
+// default bound holds the last 20 seconds or more. Use a shared store
 // (transport/redis) for more, or for several collectors of a datacenter.
 //
 // IDs are kept as 128-bit hashes, with a seed of the process's own: a map
 // of them holds no pointers for the garbage collector to follow, and two
 // IDs are confused with odds of one in 2¹²⁸ per pair.
+//
+// The zero value is ready to use; set the fields before the first call.
 type MemoryDedupe struct {
 	// Retention is how long an applied ID is remembered, at least until
 	// MaxEntries is reached and at most twice that; default 1 hour.
@@ -58,82 +63,109 @@ type MemoryDedupe struct {
 	// MaxEntries bounds the IDs remembered, about 60 bytes each; default
 	// 4,194,304.
 	MaxEntries int
+	// ClaimTTL is how long a claim lasts when its apply neither commits
+	// nor releases it — it panicked, or its process died mid-apply —;
+	// after it, the write may be claimed again. Default 10s, as
+	// transport/redis's claims.
+	ClaimTTL time.Duration
 
-	mu       sync.Mutex
-	seeds    [2]maphash.Seed
-	cur, old map[dedupeKey]bool // key -> applied (false: in flight)
-	rotated  time.Time
+	init   sync.Once
+	seeds  [2]maphash.Seed
+	base   time.Time // the clock of deadlines and rotations
+	half   int       // entries of a shard's current generation before it rotates
+	shards [dedupeShards]dedupeShard
 }
+
+// dedupeShards is the number of shards of a MemoryDedupe.
+const dedupeShards = 64
+
+// dedupeShard is one shard: key → dedupeApplied, or the deadline of the
+// claim in flight, in nanoseconds after MemoryDedupe.base.
+type dedupeShard struct {
+	mu       sync.Mutex
+	cur, old map[dedupeKey]int64
+	rotated  int64    // when cur was made, after base
+	_        [64]byte // keeps shards' locks on cache lines of their own
+}
+
+// dedupeApplied marks an applied ID.
+const dedupeApplied = -1
 
 type dedupeKey [2]uint64
 
 // DefaultDedupeEntries is the default MemoryDedupe.MaxEntries.
 const DefaultDedupeEntries = 1 << 22
 
-func (m *MemoryDedupe) key(id string) dedupeKey {
-	return dedupeKey{maphash.String(m.seeds[0], id), maphash.String(m.seeds[1], id)}
+// shard returns the shard and key of id, locked, rotated if due, and the
+// time now, after base.
+func (m *MemoryDedupe) shard(id string) (*dedupeShard, dedupeKey, int64) {
+	m.init.Do(func() {
+		m.seeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
+		m.base = time.Now()
+		m.half = max(or(m.MaxEntries, DefaultDedupeEntries)/2/dedupeShards, 1)
+		m.Retention = or(m.Retention, time.Hour)
+		m.ClaimTTL = or(m.ClaimTTL, 10*time.Second)
+		for i := range m.shards {
+			sh := &m.shards[i]
+			sh.cur, sh.old = make(map[dedupeKey]int64, min(m.half, 1<<10)), map[dedupeKey]int64{}
+		}
+	})
+	k := dedupeKey{maphash.String(m.seeds[0], id), maphash.String(m.seeds[1], id)}
+	sh := &m.shards[k[0]%dedupeShards]
+	now := int64(time.Since(m.base)) // the monotonic clock: cheaper than Now
+	sh.mu.Lock()
+	if len(sh.cur) >= m.half || now-sh.rotated >= int64(m.Retention) {
+		// The new map grows a table at a time: sized whole, making it
+		// would hold up the shard for the milliseconds it takes.
+		sh.old, sh.cur, sh.rotated = sh.cur, make(map[dedupeKey]int64, min(len(sh.cur), 1<<10)), now
+	}
+	return sh, k, now
 }
 
 // Claim implements DedupeStore.
 func (m *MemoryDedupe) Claim(_ context.Context, id string) (Claim, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.rotate()
-	k := m.key(id)
-	applied, ok := m.cur[k]
+	sh, k, now := m.shard(id)
+	defer sh.mu.Unlock()
+	v, ok := sh.cur[k]
 	if !ok {
-		applied, ok = m.old[k]
+		v, ok = sh.old[k]
 	}
 	switch {
-	case ok && applied:
+	case ok && v == dedupeApplied:
 		return Applied, nil
-	case ok:
+	case ok && v > now:
 		return InFlight, nil
 	}
-	m.cur[k] = false
+	sh.cur[k] = now + int64(m.ClaimTTL) // a new claim, or one whose deadline passed
 	return Claimed, nil
 }
 
 // Commit implements DedupeStore.
 func (m *MemoryDedupe) Commit(_ context.Context, id string) error {
-	m.mu.Lock()
-	m.rotate()
-	m.cur[m.key(id)] = true // shadows an in-flight mark in the older generation
-	m.mu.Unlock()
+	sh, k, _ := m.shard(id)
+	sh.cur[k] = dedupeApplied // shadows an in-flight mark in the older generation
+	sh.mu.Unlock()
 	return nil
 }
 
 // Release implements DedupeStore.
 func (m *MemoryDedupe) Release(_ context.Context, id string) error {
-	m.mu.Lock()
-	m.rotate()
-	k := m.key(id)
-	delete(m.cur, k)
-	delete(m.old, k)
-	m.mu.Unlock()
+	sh, k, _ := m.shard(id)
+	delete(sh.cur, k)
+	delete(sh.old, k)
+	sh.mu.Unlock()
 	return nil
-}
-
-// rotate drops the older generation once the current one is Retention old
-// or full.
-func (m *MemoryDedupe) rotate() {
-	half := or(m.MaxEntries, DefaultDedupeEntries) / 2
-	switch {
-	case m.cur == nil:
-		m.seeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
-		m.cur, m.old, m.rotated = make(map[dedupeKey]bool, min(half, 1<<16)), map[dedupeKey]bool{}, time.Now()
-	// Since reads only the monotonic clock: cheaper than Now.
-	case len(m.cur) >= half || time.Since(m.rotated) >= or(m.Retention, time.Hour):
-		// The new map grows a table at a time: sized whole, making it
-		// would hold up every collector for the milliseconds it takes.
-		m.old, m.cur, m.rotated = m.cur, make(map[dedupeKey]bool, min(len(m.cur), 1<<16)), time.Now()
-	}
 }
 
 // Len returns how many IDs m remembers, applied or in flight: the size a
 // metric reports (metrics/prom's Options.Dedupe).
 func (m *MemoryDedupe) Len() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return len(m.cur) + len(m.old)
+	n := 0
+	for i := range m.shards {
+		sh := &m.shards[i]
+		sh.mu.Lock()
+		n += len(sh.cur) + len(sh.old)
+		sh.mu.Unlock()
+	}
+	return n
 }

@@ -51,11 +51,13 @@ func (s *store) setFailRate(p float64) {
 	s.mu.Unlock()
 }
 
-// cluster is a full mesh of datacenters in one process, sharing one audit log.
+// cluster is a full mesh of datacenters in one process, sharing one audit
+// log, or each with its own.
 type cluster struct {
 	t      testing.TB
 	net    *memory.Network
-	audit  *auditmem.Log
+	audit  *auditmem.Log            // the shared log, or the first datacenter's
+	logs   map[string]*auditmem.Log // each datacenter's log
 	names  []string
 	sync   map[string]*dcsync.Syncer
 	stores map[string]*store
@@ -63,13 +65,26 @@ type cluster struct {
 
 func newCluster(t testing.TB, seed uint64, names ...string) *cluster {
 	t.Helper()
+	return newClusterLogs(t, seed, false, names...)
+}
+
+// newClusterLogs is newCluster with one audit log per datacenter when
+// perDC is set.
+func newClusterLogs(t testing.TB, seed uint64, perDC bool, names ...string) *cluster {
+	t.Helper()
 	c := &cluster{t: t, net: memory.NewNetwork(seed), audit: auditmem.New(0), names: names,
-		sync: map[string]*dcsync.Syncer{}, stores: map[string]*store{}}
+		logs: map[string]*auditmem.Log{}, sync: map[string]*dcsync.Syncer{}, stores: map[string]*store{}}
+	for i, dc := range names {
+		c.logs[dc] = c.audit
+		if perDC && i > 0 {
+			c.logs[dc] = auditmem.New(0)
+		}
+	}
 	for i, dc := range names {
 		peers := c.net.Peers(dc, names...)
 		st := newStore(0, seed+uint64(i))
 		st.dc = dc
-		s, err := dcsync.New(dcsync.Config{DC: dc, Peers: peers, Processor: st, Audit: c.audit,
+		s, err := dcsync.New(dcsync.Config{DC: dc, Peers: peers, Processor: st, Audit: c.logs[dc],
 			Delivery: dcsync.Delivery{Backoff: dcsync.Backoff{Initial: time.Millisecond, Max: 20 * time.Millisecond, Attempts: 3}}})
 		if err != nil {
 			t.Fatal(err)
@@ -107,7 +122,8 @@ func (c *cluster) quiesce() {
 func (c *cluster) reconcile(rounds int) {
 	c.t.Helper()
 	for _, dc := range c.names {
-		r, err := dcsync.NewReconciler(dcsync.ReconcilerConfig{DC: dc, Peers: c.net.Peers(dc, c.names...), Audit: c.audit, Grace: -1,
+		r, err := dcsync.NewReconciler(dcsync.ReconcilerConfig{DC: dc, Peers: c.net.Peers(dc, c.names...),
+			Audit: c.logs[dc], PeerAudit: c.peerLogs(dc), Grace: -1,
 			Backoff: dcsync.Backoff{Initial: time.Millisecond, Max: 5 * time.Millisecond, Attempts: 5}})
 		if err != nil {
 			c.t.Fatal(err)
@@ -199,6 +215,17 @@ func (s *recordingSender) delivered() map[string]int {
 	for _, b := range s.got {
 		for _, id := range b {
 			out[id]++
+		}
+	}
+	return out
+}
+
+// peerLogs returns the logs of dc's peers, for ReconcilerConfig.PeerAudit.
+func (c *cluster) peerLogs(dc string) map[string]dcsync.AuditLog {
+	out := map[string]dcsync.AuditLog{}
+	for _, peer := range c.names {
+		if peer != dc {
+			out[peer] = c.logs[peer]
 		}
 	}
 	return out

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -19,8 +21,16 @@ type ReconcilerConfig struct {
 	DC string
 	// Peers reach the other datacenters, as in Config.Peers.
 	Peers map[string]Sender
-	// Audit is the log the trails are read from and repairs recorded to.
+	// Audit is this datacenter's log: the trails of its writes are read
+	// from it, and repairs recorded to it.
 	Audit AuditLog
+	// PeerAudit reads the peers' logs: the reconciler learns which of this
+	// datacenter's writes a peer applied from PeerAudit[peer], by comparing
+	// per-second digests first and reading IDs only where they differ. A
+	// peer it does not name is read from Audit, which is the whole of it
+	// when every datacenter appends to one shared log; with one log per
+	// datacenter, name every peer's.
+	PeerAudit map[string]AuditLog
 	// Interval between passes of Run; default 1 minute.
 	Interval time.Duration
 	// Overlap is how far before the checkpoint a pass starts reading, for
@@ -184,21 +194,9 @@ func (r *Reconciler) RunOnce(ctx context.Context) (rep Report, err error) {
 	if !rep.To.After(rep.From) {
 		return rep, nil
 	}
-	oldestFailing := rep.To
-	q := TrailQuery{Origin: r.cfg.DC, From: rep.From, To: rep.To, Limit: r.cfg.PageSize}
-	for {
-		page, err := r.cfg.Audit.Trails(ctx, q)
-		if err != nil {
-			return rep, fmt.Errorf("dcsync: read trails: %w", err)
-		}
-		rep.Unreadable += page.Unreadable
-		if failing := r.repair(ctx, page.Trails, &rep); !failing.IsZero() && failing.Before(oldestFailing) {
-			oldestFailing = failing
-		}
-		if page.Next == "" {
-			break
-		}
-		q.After = page.Next
+	oldestFailing, err := r.pass(ctx, &rep)
+	if err != nil {
+		return rep, err
 	}
 	if err := r.countFuture(ctx, &rep); err != nil {
 		return rep, err
@@ -208,6 +206,119 @@ func (r *Reconciler) RunOnce(ctx context.Context) (rep Report, err error) {
 			"orphaned", rep.Orphaned, "from", rep.From, "to", rep.To)
 	}
 	return rep, r.saveCheckpoint(ctx, oldestFailing)
+}
+
+// peerLog returns the log that holds what peer applied.
+func (r *Reconciler) peerLog(peer string) AuditLog {
+	if l := r.cfg.PeerAudit[peer]; l != nil {
+		return l
+	}
+	return r.cfg.Audit
+}
+
+// pass compares, second by second of rep's window, the digest of this
+// datacenter's processed writes with the digest of each peer's applied
+// ones; it reads the trails of a second, and the IDs the peers applied in
+// it, only where the two differ, and repairs what they show missing. It
+// returns the written time of the oldest write still failing, or the end
+// of the window.
+func (r *Reconciler) pass(ctx context.Context, rep *Report) (time.Time, error) {
+	oldestFailing := rep.To
+	q := SetQuery{DC: r.cfg.DC, Origin: r.cfg.DC, Stage: StageProcess, From: rep.From, To: rep.To}
+	own, err := r.cfg.Audit.Digests(ctx, q)
+	if err != nil {
+		return oldestFailing, fmt.Errorf("dcsync: read digests: %w", err)
+	}
+	q.Status = StatusFailed
+	rejected, err := r.cfg.Audit.Digests(ctx, q)
+	if err != nil {
+		return oldestFailing, fmt.Errorf("dcsync: read digests: %w", err)
+	}
+	for _, d := range rejected {
+		rep.Scanned += d.Count
+		rep.Rejected += d.Count
+	}
+	mine := make(map[int64]Digest, len(own))
+	for _, d := range own {
+		mine[d.Second] = d
+	}
+	differ := map[int64][]string{} // second → the peers whose digest differs
+	for peer := range r.cfg.Peers {
+		applied, err := r.peerLog(peer).Digests(ctx, SetQuery{DC: peer, Origin: r.cfg.DC, Stage: StageApply,
+			From: rep.From, To: rep.To})
+		if err != nil {
+			return oldestFailing, fmt.Errorf("dcsync: read digests of %s: %w", peer, err)
+		}
+		theirs := make(map[int64]bool, len(applied))
+		for _, d := range applied {
+			theirs[d.Second] = true
+			if mine[d.Second] != d {
+				differ[d.Second] = append(differ[d.Second], peer)
+			}
+		}
+		for sec := range mine {
+			if !theirs[sec] {
+				differ[sec] = append(differ[sec], peer)
+			}
+		}
+	}
+	for sec, d := range mine {
+		if _, ok := differ[sec]; !ok {
+			rep.Scanned += d.Count
+			rep.Complete += d.Count
+		}
+	}
+	for _, sec := range slices.Sorted(maps.Keys(differ)) {
+		failing, err := r.second(ctx, sec, differ[sec], rep)
+		if err != nil {
+			return oldestFailing, err
+		}
+		if !failing.IsZero() && failing.Before(oldestFailing) {
+			oldestFailing = failing
+		}
+	}
+	return oldestFailing, nil
+}
+
+// second reads the trails of this datacenter's writes accepted in second
+// sec and what peers applied of them, and repairs what they miss. Peers
+// not named applied every write of the second.
+func (r *Reconciler) second(ctx context.Context, sec int64, peers []string, rep *Report) (time.Time, error) {
+	from, to := time.Unix(sec, 0), time.Unix(sec+1, 0)
+	if from.Before(rep.From) { // the window cuts the second
+		from = rep.From
+	}
+	if to.After(rep.To) {
+		to = rep.To
+	}
+	applied := make(map[string]map[string]bool, len(peers))
+	for _, peer := range peers {
+		ids, err := r.peerLog(peer).IDs(ctx, SetQuery{DC: peer, Origin: r.cfg.DC, Stage: StageApply, From: from, To: to})
+		if err != nil {
+			return time.Time{}, fmt.Errorf("dcsync: read what %s applied: %w", peer, err)
+		}
+		set := make(map[string]bool, len(ids))
+		for _, id := range ids {
+			set[id] = true
+		}
+		applied[peer] = set
+	}
+	var oldest time.Time
+	q := TrailQuery{Origin: r.cfg.DC, From: from, To: to, Limit: r.cfg.PageSize}
+	for {
+		page, err := r.cfg.Audit.Trails(ctx, q)
+		if err != nil {
+			return oldest, fmt.Errorf("dcsync: read trails: %w", err)
+		}
+		if failing := r.repair(ctx, page.Trails, peers, applied, rep); !failing.IsZero() &&
+			(oldest.IsZero() || failing.Before(oldest)) {
+			oldest = failing
+		}
+		if page.Next == "" {
+			return oldest, nil
+		}
+		q.After = page.Next
+	}
 }
 
 // FutureMargin is how far past the end of a pass a write must be dated
@@ -240,9 +351,10 @@ func isSkew(err error) bool {
 	return errors.Is(err, ErrClockSkew) || strings.Contains(err.Error(), ErrClockSkew.Error())
 }
 
-// repair re-sends the writes of trails that some peer misses, and returns
-// the written time of the oldest write it could not complete (zero if none).
-func (r *Reconciler) repair(ctx context.Context, trails []Trail, rep *Report) time.Time {
+// repair re-sends the writes of trails that some of peers misses, and
+// returns the written time of the oldest write it could not complete (zero
+// if none). applied holds, per peer, the IDs its log says it applied.
+func (r *Reconciler) repair(ctx context.Context, trails []Trail, peers []string, applied map[string]map[string]bool, rep *Report) time.Time {
 	type delivery struct {
 		reqs  []*Request
 		prior []int
@@ -253,31 +365,32 @@ func (r *Reconciler) repair(ctx context.Context, trails []Trail, rep *Report) ti
 	incomplete := map[string]*Request{}
 	for i := range trails {
 		t := &trails[i]
-		rep.Scanned++
 		src := t.Source()
 		if src == nil {
-			if t.Attempts(r.cfg.DC, StageProcess, "") > 0 {
-				rep.Rejected++
-			} else {
+			if t.Attempts(r.cfg.DC, StageProcess, "") == 0 {
+				rep.Scanned++
 				rep.Orphaned++
-			}
+			} // else rejected: counted from the digests
 			continue
 		}
-		if !t.missesAny(r.cfg.Peers) {
+		rep.Scanned++
+		complete := true
+		for _, peer := range peers {
+			if applied[peer][t.ID] || t.Applied(peer) {
+				continue
+			}
+			complete = false
+			d := missing[peer]
+			if d == nil {
+				d = &delivery{}
+				missing[peer] = d
+			}
+			d.reqs = append(d.reqs, src)
+			d.prior = append(d.prior, t.Attempts(r.cfg.DC, StageReship, peer))
+			incomplete[src.ID] = src
+		}
+		if complete {
 			rep.Complete++
-			continue
-		}
-		for peer := range r.cfg.Peers {
-			if !t.Applied(peer) {
-				d := missing[peer]
-				if d == nil {
-					d = &delivery{}
-					missing[peer] = d
-				}
-				d.reqs = append(d.reqs, src)
-				d.prior = append(d.prior, t.Attempts(r.cfg.DC, StageReship, peer))
-				incomplete[src.ID] = src
-			}
 		}
 	}
 	failed := map[string]bool{}
@@ -308,7 +421,9 @@ func (r *Reconciler) repair(ctx context.Context, trails []Trail, rep *Report) ti
 		}
 	}
 	if len(recs) > 0 {
-		if err := r.cfg.Audit.Append(ctx, recs); err != nil {
+		var p packer
+		p.add(recs)
+		if err := r.cfg.Audit.Append(ctx, p.entries); err != nil {
 			r.cfg.Logger.Warn("dcsync: audit append of repairs failed", "dc", r.cfg.DC, "err", err)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -32,19 +33,56 @@ func (c *cluster) writeN(n int, keys int) map[string]bool {
 
 func TestReconcilerRepairsFailedAndSilentDeliveries(t *testing.T) {
 	c := newCluster(t, 11, "unicom", "telecom")
+	c.repairsUnderFaults(200, map[string]bool{})
+}
+
+// repairsUnderFaults writes n writes per datacenter while half the sends
+// and 60% of telecom's applies fail, then lifts the faults, reconciles,
+// and checks that every datacenter holds them and the written ones.
+func (c *cluster) repairsUnderFaults(n int, written map[string]bool) {
+	c.t.Helper()
 	c.net.SetFaultsBetween(memory.Faults{Fail: 0.5}, c.names...)
 	// Batches that fail whole wait in the queue and go again; requests
 	// the peer fails on each of their tries are left to the reconciler.
 	c.stores["telecom"].setFailRate(0.6)
-	written := c.writeN(200, 50)
+	maps.Copy(written, c.writeN(n, 50))
 	c.quiesce()
 	if c.sync["unicom"].Stats().ShipFailed == 0 || c.sync["telecom"].Stats().ApplyFailed == 0 {
-		t.Fatal("the faults did not bite; the test proves nothing")
+		c.t.Fatal("the faults did not bite; the test proves nothing")
 	}
 	c.net.SetFaultsBetween(memory.Faults{}, c.names...)
 	c.stores["telecom"].setFailRate(0)
 	c.reconcile(3)
 	c.checkConverged(written)
+}
+
+// With one audit log per datacenter, the reconciler of each reads what
+// the peers applied from their logs: it repairs what is missing, and a
+// pass over a fully replicated window sends nothing, and reads no trail.
+func TestReconcilerWithOneLogPerDatacenter(t *testing.T) {
+	for _, perDC := range []bool{false, true} {
+		t.Run(fmt.Sprint("perDC=", perDC), func(t *testing.T) {
+			c := newClusterLogs(t, 13, perDC, "unicom", "telecom", "mobile")
+			written := c.writeN(50, 20) // fully replicated
+			c.quiesce()
+			for _, dc := range c.names {
+				own := &trailCounter{AuditLog: c.logs[dc]}
+				r, err := dcsync.NewReconciler(dcsync.ReconcilerConfig{DC: dc, Peers: c.net.Peers(dc, c.names...),
+					Audit: own, PeerAudit: c.peerLogs(dc), Grace: -1})
+				if err != nil {
+					t.Fatal(err)
+				}
+				rep, err := r.RunOnce(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rep.Scanned != 50 || rep.Complete != 50 || rep.Sent != 0 || rep.Repaired != 0 || own.trails != 0 {
+					t.Fatalf("%s: a fully replicated window: %+v, %d pages of trails read", dc, rep, own.trails)
+				}
+			}
+			c.repairsUnderFaults(100, written)
+		})
+	}
 }
 
 // A write acknowledged but never applied leaves no trace in the peer: the
@@ -218,6 +256,20 @@ func TestConcurrentWritesToOneKeyConverge(t *testing.T) {
 	c.checkConverged(written)
 }
 
+// trailCounter counts the pages of trails of the past read from an
+// AuditLog.
+type trailCounter struct {
+	dcsync.AuditLog
+	trails int
+}
+
+func (c *trailCounter) Trails(ctx context.Context, q dcsync.TrailQuery) (dcsync.TrailPage, error) {
+	if q.From.Before(time.Now()) { // not the count of writes dated in the future
+		c.trails++
+	}
+	return c.AuditLog.Trails(ctx, q)
+}
+
 // A trail with no source record, as when the origin died before its
 // process record reached the log, is reported orphaned and logged at
 // error level; a write dated ahead of the clock is reported as not seen.
@@ -230,7 +282,7 @@ func TestReconcilerReportsWhatItCannotRepairOrSee(t *testing.T) {
 	future := dcsync.Record{ID: "0190f5f0-0000-7000-8000-0000000000a2", DC: "unicom", Origin: "unicom",
 		Stage: dcsync.StageProcess, Status: dcsync.StatusOK, Attempt: 1, Written: now.Add(time.Hour), Time: now,
 		Request: &dcsync.Request{ID: "0190f5f0-0000-7000-8000-0000000000a2", Origin: "unicom", Key: "k"}}
-	if err := log.Append(ctx, []dcsync.Record{orphan, future}); err != nil {
+	if err := log.Append(ctx, dcsync.PackRecords([]dcsync.Record{orphan, future})); err != nil {
 		t.Fatal(err)
 	}
 	var logged strings.Builder

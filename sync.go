@@ -91,6 +91,7 @@ type Stats struct {
 	Duplicates  uint64 // collected writes dropped as already applied
 	Invalid     uint64 // collected writes or batches rejected as invalid or unauthenticated
 	Skewed      uint64 // collected or applied writes refused: version beyond MaxSkew
+	AuditFull   uint64 // writes that waited because the audit log was full of incomplete writes
 
 	// Batches a transport refused as a whole before the Collector saw
 	// them, by reason (see SECURITY.md).
@@ -184,6 +185,7 @@ func New(cfg Config) (*Syncer, error) {
 	}
 	s.clock.Wall = cfg.Now
 	if cfg.Audit != nil {
+		declarePeers(cfg)
 		s.audit = newAuditQueue(cfg.Audit, or(cfg.AuditQueue, 1<<16), time.Millisecond, func(err error) {
 			s.log.Error("dcsync: audit append failed", "dc", s.dc, "err", err)
 		})
@@ -259,6 +261,9 @@ func (s *Syncer) Write(ctx context.Context, req *Request, opts ...WriteOption) (
 	req.Version = s.clock.Now()
 	if req.ID == "" {
 		req.ID = newID(req.Version)
+	}
+	if err := s.audit.wait(ctx, s.closing); err != nil { // the audit log is full of incomplete writes
+		return fmt.Errorf("dcsync: write not taken: %w", err)
 	}
 	if s.obs != nil {
 		ctx = s.obs.WriteStart(ctx, req)
@@ -381,7 +386,7 @@ func (s *Syncer) Stats() Stats {
 	return Stats{Written: c.written.Load(), Rejected: c.rejected.Load(), Shipped: c.shipped.Load(),
 		ShipFailed: c.shipFailed.Load(), Collected: c.collected.Load(), Applied: c.applied.Load(),
 		ApplyFailed: c.applyFailed.Load(), Duplicates: c.duplicates.Load(), Invalid: c.invalid.Load(),
-		Skewed: c.skewed.Load(), RefusedUnauthenticated: c.refusedAuth.Load(),
+		Skewed: c.skewed.Load(), AuditFull: s.auditWaits(), RefusedUnauthenticated: c.refusedAuth.Load(),
 		RefusedInvalid: c.refusedInvalid.Load(), RefusedTooLarge: c.refusedLarge.Load(),
 		Peers: s.peerStats()}
 }

@@ -12,12 +12,15 @@
 //
 // Targets:
 //
-//	dcsync/<transport>[+elastic]  memory, http, http-journal (http writing ahead to package journal), grpc, redis, redis-cluster; audit log in memory or Elasticsearch
+//	dcsync/<transport>[+elastic]  memory, http, http-journal (http writing ahead to package journal), grpc, redis, redis-cluster, kafka, kafka-fetch64k; audit log in memory or Elasticsearch
 //	watermill/redis               Watermill's Redis Streams pub/sub with a forwarder from A's Redis to B's
 //	handrolled/http-post          one HTTP POST per write, net/http client to net/http server
 //	ceiling/redis-xadd            redis-benchmark, pipelined XADD of the payload
 //	ceiling/nethttp               a net/http handler that only reads the body, fed dcsync-sized batches
 //	ceiling/grpc                  a client-streaming RPC that only receives dcsync-sized batches
+//	mirrormaker2/kafka            Kafka's MirrorMaker 2 copying a topic from unicom's broker to telecom's (-mm2)
+//	ceiling/kafka-produce         a franz-go producer alone, the Node's settings, dcsync's records to the peer's broker, writers waiting for acks
+//	ceiling/kafka-produce-async   the same, every record handed to the client at once
 //
 // Usage:
 //
@@ -49,6 +52,7 @@ type Config struct {
 	Writers    int           // concurrent writers
 	Rate       int           // offered writes/s of the fixed-rate phase; negative skips the phase
 	RateFor    time.Duration // length of the fixed-rate phases
+	SustainFor time.Duration // length of each step of the +elastic rows' sustained phase; negative skips it
 	Load       float64       // fraction of its sustained full speed at which a target's lag is measured too; negative skips
 	Timeout    time.Duration // bound of one phase, writes and replication
 	Only       []string      // run the targets whose name contains one of these; all when empty
@@ -71,6 +75,9 @@ type Config struct {
 	WatermillConsumers int    // subscribers per hop in the Watermill forwarder
 	RedisServer        string // redis-server binary
 	RedisBenchmark     string // redis-benchmark binary
+	KafkaA, KafkaB     string // bootstrap brokers of unicom's and telecom's Kafka; the Kafka rows need both
+	KafkaRun           string // scripts/kafka.sh's run directory, where the brokers' pids are
+	MirrorMaker        bool   // run the mirrormaker2/kafka row, which starts a JVM per phase
 }
 
 func (c *Config) withDefaults() {
@@ -81,6 +88,7 @@ func (c *Config) withDefaults() {
 	c.Writers = or(c.Writers, 64)
 	c.Rate = or(c.Rate, 1000)
 	c.RateFor = or(c.RateFor, 10*time.Second)
+	c.SustainFor = or(c.SustainFor, time.Minute)
 	c.Load = or(c.Load, 0.5)
 	c.Timeout = or(c.Timeout, 5*time.Minute)
 	c.WANN = or(c.WANN, 100_000)
@@ -89,6 +97,9 @@ func (c *Config) withDefaults() {
 	c.WatermillConsumers = or(c.WatermillConsumers, 4)
 	c.RedisServer = or(c.RedisServer, lookPath("DCSYNC_REDIS_SERVER", "redis-server"))
 	c.RedisBenchmark = or(c.RedisBenchmark, lookPath("DCSYNC_REDIS_BENCHMARK", "redis-benchmark"))
+	c.KafkaA = or(c.KafkaA, os.Getenv("DCSYNC_KAFKA_BROKERS_A"))
+	c.KafkaB = or(c.KafkaB, os.Getenv("DCSYNC_KAFKA_BROKERS_B"))
+	c.KafkaRun = or(c.KafkaRun, os.Getenv("DCSYNC_KAFKA_RUN"))
 }
 
 // or returns v, or def when v is the zero value.
@@ -111,6 +122,7 @@ func main() {
 	flag.IntVar(&cfg.Writers, "writers", 64, "concurrent writers")
 	flag.IntVar(&cfg.Rate, "rate", 1000, "offered writes/s of the fixed-rate phase; -1 skips it")
 	flag.DurationVar(&cfg.RateFor, "rate-for", 10*time.Second, "length of each fixed-rate phase")
+	flag.DurationVar(&cfg.SustainFor, "sustain-for", time.Minute, "length of each step of the +elastic rows' sustained phase; negative skips it")
 	flag.Float64Var(&cfg.Load, "load", 0.5, "also measure lag at this fraction of each target's sustained full speed (the rate its audit log kept up with, when lower); -1 skips it")
 	flag.DurationVar(&cfg.Timeout, "timeout", 5*time.Minute, "bound of one phase")
 	flag.StringVar(&only, "only", "", "comma-separated substrings: run only the targets whose name contains one")
@@ -124,6 +136,9 @@ func main() {
 	flag.IntVar(&cfg.WANN, "wan-n", 100_000, "writes per full-speed phase of the WAN phase")
 	flag.IntVar(&cfg.WANRuns, "wan-runs", 3, "runs of the WAN phase, of which rows are medians")
 	flag.DurationVar(&cfg.WANLagFor, "wan-lag-for", 3*time.Second, "length of each lag phase of the WAN phase")
+	flag.StringVar(&cfg.KafkaA, "kafka-a", "", "unicom's Kafka brokers (default $DCSYNC_KAFKA_BROKERS_A)")
+	flag.StringVar(&cfg.KafkaB, "kafka-b", "", "telecom's Kafka brokers (default $DCSYNC_KAFKA_BROKERS_B)")
+	flag.BoolVar(&cfg.MirrorMaker, "mm2", false, "run the mirrormaker2/kafka row (Kafka's MirrorMaker 2, a JVM per phase)")
 	flag.StringVar(&jsonPath, "json", "", "write the results as JSON to this file")
 	flag.StringVar(&mdPath, "md", "", "write the table as Markdown to this file")
 	flag.BoolVar(&short, "short", false, "a quick run: 2000 writes, 1s at 1000 writes/s")
@@ -191,6 +206,7 @@ func (c *Config) shorten() {
 		c.WAN = []time.Duration{0, 20 * time.Millisecond}
 	}
 	c.Load = -1
+	c.SustainFor = -1
 	c.NoWarmES = true
 }
 

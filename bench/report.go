@@ -24,6 +24,7 @@ type Report struct {
 		Rate       int     `json:"rate_writes_per_s"`
 		RateFor    float64 `json:"rate_phase_s"`
 		Load       float64 `json:"load_fraction,omitempty"`
+		SustainFor float64 `json:"sustain_step_s,omitempty"`
 		BatchSize  int     `json:"dcsync_batch_size,omitempty"`
 		Workers    int     `json:"dcsync_workers,omitempty"`
 		Consumers  int     `json:"watermill_consumers_per_hop"`
@@ -53,6 +54,10 @@ type Result struct {
 	Full      *Phase `json:"full,omitempty"`    // at full speed
 	Rate      *Phase `json:"rate,omitempty"`    // at the fixed offered rate
 	Loaded    *Phase `json:"loaded,omitempty"`  // at Load times the full speed
+	// Sustained are the steps of the +elastic rows' sustained phase, and
+	// SustainedRate the highest offered rate that held.
+	Sustained     []*Phase `json:"sustained,omitempty"`
+	SustainedRate float64  `json:"sustained_writes_per_s,omitempty"`
 }
 
 // Phase is what one phase of a target measured.
@@ -106,6 +111,9 @@ func newReport(cfg *Config) *Report {
 	}
 	if cfg.ElasticURL != "" {
 		c.ElasticN = cfg.ElasticN
+		if cfg.SustainFor > 0 {
+			c.SustainFor = cfg.SustainFor.Seconds()
+		}
 	}
 	c.BatchSize, c.Workers, c.Consumers, c.ElasticURL = cfg.BatchSize, cfg.Workers, cfg.WatermillConsumers, cfg.ElasticURL
 	return r
@@ -184,13 +192,16 @@ func (r Result) phases() []*Phase {
 			out = append(out, p)
 		}
 	}
+	if n := len(r.Sustained); n > 0 {
+		out = append(out, r.Sustained[:n-1]...) // the last step is the one that did not hold
+	}
 	return out
 }
 
 // columns heads the table.
 var columns = []string{"target", "writes/s", "audited s", "lag p50 ms", "p99 ms", "p99.9 ms",
 	"loaded w/s", "p50 ms", "p99 ms", "p99.9 ms", "CPU s/M writes",
-	"of it servers", "RSS MiB", "heap MiB", "servers RSS MiB", "wire B/write", "audit B/write"}
+	"of it servers", "RSS MiB", "heap MiB", "servers RSS MiB", "wire B/write", "audit B/write", "sustained w/s"}
 
 // rows returns the table's cells, and the errors of the phases that failed.
 func (r *Report) rows() (rows [][]string, errs []string) {
@@ -203,7 +214,10 @@ func (r *Report) rows() (rows [][]string, errs []string) {
 		row := []string{res.Name, num(f.WritesPerSec, f.Error), "-", "-", "-", "-", "-", "-", "-", "-",
 			fmt.Sprintf("%.1f", f.CPUPerMillion), fmt.Sprintf("%.1f", f.CPUServers*1e6/float64(f.Writes)),
 			mib(f.PeakRSS), mib(f.PeakHeapSys), mib(f.ServerPeakRSS),
-			fmt.Sprintf("%.0f", f.WireBytesPerWrite), fmt.Sprintf("%.0f", f.AuditWireBytesPerWrite)}
+			fmt.Sprintf("%.0f", f.WireBytesPerWrite), fmt.Sprintf("%.0f", f.AuditWireBytesPerWrite), "-"}
+		if res.Sustained != nil {
+			row[len(row)-1] = fmt.Sprintf("%.0f", res.SustainedRate)
+		}
 		if f.AuditDone > 0 {
 			row[2] = fmt.Sprintf("%.2f", f.AuditDone)
 		}
@@ -236,6 +250,9 @@ func (r *Report) heading() string {
 	}
 	if r.Config.Load > 0 {
 		lag += fmt.Sprintf(", loaded: lag at %g of what each target sustains at full speed, for %gs", r.Config.Load, r.Config.RateFor)
+	}
+	if r.Config.SustainFor > 0 {
+		lag += fmt.Sprintf("; sustained (+elastic rows): the highest of 5000 writes/s doubling, %gs a step, applied and audited within 5 s", r.Config.SustainFor)
 	}
 	return fmt.Sprintf("%s writes of %d B, %d writers; %s; %s, %d cores, load average %s at start, %s at end",
 		n, r.Config.Payload, r.Config.Writers, lag, r.Machine.CPU, r.Machine.Cores, r.Machine.LoadAtStart, r.Machine.LoadAtEnd)

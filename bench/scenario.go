@@ -156,7 +156,36 @@ func runTarget(ctx context.Context, cfg *Config, t target) Result {
 	if cfg.Load > 0 {
 		r.Loaded = runPhase(ctx, cfg, t, cfg.Load*r.Full.sustained())
 	}
+	if t.audit == elasticStore.name && cfg.SustainFor > 0 {
+		r.Sustained, r.SustainedRate = sustain(ctx, cfg, t)
+	}
 	return r
+}
+
+// sustain steps t's offered rate up, doubling from 5000 writes/s, each
+// step SustainFor long on fresh servers, until a step does not hold: the
+// peer applied every write within 5 s of the step's end, and the audit log
+// stored every record (nothing left in the spool) within 5 s of the last
+// apply. It returns the steps and the highest rate that held.
+func sustain(ctx context.Context, cfg *Config, t target) ([]*Phase, float64) {
+	c := *cfg
+	c.RateFor = cfg.SustainFor
+	var steps []*Phase
+	held := 0.0
+	for rate := 5000.0; rate <= 640000 && ctx.Err() == nil; rate *= 2 {
+		ph := runPhase(ctx, &c, t, rate)
+		steps = append(steps, ph)
+		if cfg.Progress != nil {
+			fmt.Fprintf(cfg.Progress, "%s sustained %.0f writes/s: %.1f s to apply, %.1f s to audit %s\n",
+				t.name, rate, ph.Seconds, ph.AuditDone, ph.Error)
+		}
+		if ph.Error != "" || ph.Applied < int64(ph.Writes) || ph.Seconds > c.RateFor.Seconds()+5 ||
+			ph.AuditDone > ph.Seconds+5 {
+			break
+		}
+		held = rate
+	}
+	return steps, held
 }
 
 // sustained returns the writes/s a full-speed phase could keep up: its

@@ -271,7 +271,7 @@ func TraceID(req *dcsync.Request) string {
 }
 
 // Streams reports the Redis streams of the MQ wiring, for metrics/prom's
-// gauges; transport/redis's Node can implement it.
+// gauges; transport/redis's Node implements it.
 type Streams interface {
 	StreamStats(ctx context.Context) ([]StreamStat, error)
 }

@@ -98,8 +98,12 @@ cluster_node() {
     --cluster-config-file nodes.conf --cluster-node-timeout 1000 --repl-diskless-sync-delay 0 \
     --appendonly yes --appendfsync everysec \
     --save "" --protected-mode no --daemonize yes --pidfile "$dir/$port/pid" --logfile "$dir/$port/redis.log" >&2 || return 1
+  # The port may have been taken meanwhile by another run's server: ours is
+  # the one that answers with our directory.
   for _ in $(seq 1 100); do
-    port_busy "$port" && return 0
+    if port_busy "$port"; then
+      [ "$(redis-cli -h 127.0.0.1 -p "$port" config get dir 2>/dev/null | tail -n 1)" = "$dir/$port" ] && return 0
+    fi
     sleep 0.05
   done
   return 1
@@ -110,11 +114,16 @@ cluster_start() {
   local dir=${DCSYNC_REDIS_CLUSTER_RUN:-} addrs=() port
   [ -n "$dir" ] || dir=$(mktemp -d /tmp/dcsync-redis-cluster-XXXXXX)
   mkdir -p "$dir"
+  # Concurrent runs (test packages run in parallel) pick ports one at a time.
+  exec 9>/tmp/dcsync-redis-cluster.lock
+  flock 9
   for _ in 1 2 3 4 5 6; do
     port=$(cluster_serve "$dir")
     addrs+=("127.0.0.1:$port")
   done
-  redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >&2
+  flock -u 9
+  timeout 60 redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >&2 ||
+    die "redis-cli --cluster create failed or hung in $dir"
   # Every node must see every slot served, and every master's replica be
   # in sync, before clients may rely on the cluster.
   local ok info

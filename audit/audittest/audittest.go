@@ -1,8 +1,10 @@
 // Package audittest tests a dcsync.AuditLog against what the Reconciler
 // relies on: Trails pages through the writes of one origin accepted in a
 // window, in (written, ID) order, each trail whole and once, the origin's
-// process record carrying its request. The stores of this module run it,
-// and so can a store of your own:
+// process record carrying its request, whether its records came one per
+// entry or packed many writes to an entry; Digests and IDs select exactly
+// the writes of a kind of entry in a window, to the nanosecond. The stores
+// of this module run it, and so can a store of your own:
 //
 //	func TestConformance(t *testing.T) {
 //		audittest.Run(t, audittest.Store{Open: func(t *testing.T) dcsync.AuditLog { return newMyLog(t) }})
@@ -13,6 +15,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"testing"
 	"time"
 
@@ -37,6 +40,8 @@ func Run(t *testing.T, s Store) {
 		{"PagesThroughAWindow", pagesThroughAWindow},
 		{"KeepsLongTrailsWhole", keepsLongTrailsWhole},
 		{"RecordsRoundTrip", recordsRoundTrip},
+		{"UnpacksBatchEntries", unpacksBatchEntries},
+		{"DigestsAndIDsSelectAKindInAWindow", digestsAndIDs},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.test(t, s) })
 	}
@@ -52,13 +57,13 @@ func rec(id, dc, origin string, stage dcsync.Stage, written time.Time) dcsync.Re
 		Attempt: 1, Written: written, Time: written.Add(time.Millisecond)}
 }
 
-// write appends recs to a new log of s, makes them readable, and returns
+// write appends recs, packed as a Syncer packs them, to a new log of s, makes them readable, and returns
 // the log.
 func (s Store) write(t *testing.T, recs ...[]dcsync.Record) dcsync.AuditLog {
 	t.Helper()
 	l := s.Open(t)
 	for _, batch := range recs {
-		if err := l.Append(context.Background(), batch); err != nil {
+		if err := l.Append(context.Background(), dcsync.PackRecords(batch)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -193,4 +198,108 @@ func SameRecord(a, b dcsync.Record) bool {
 	}
 	a.Time, b.Time, a.Written, b.Written = time.Time{}, time.Time{}, time.Time{}, time.Time{}
 	return a == b
+}
+
+// unpacksBatchEntries: an entry carrying many writes, with their requests,
+// comes back as a record per write, each in the trail of its write, with
+// its own written time and request.
+func unpacksBatchEntries(t *testing.T, s Store) {
+	const n = 300
+	process := dcsync.Entry{DC: "a", Origin: "a", Stage: dcsync.StageProcess, Status: dcsync.StatusOK,
+		Attempt: 1, Time: t0.Add(time.Second)}
+	apply := dcsync.Entry{DC: "b", Origin: "a", Stage: dcsync.StageApply, Status: dcsync.StatusOK,
+		Attempt: 1, Time: t0.Add(2 * time.Second)}
+	for i := range n {
+		id := fmt.Sprintf("p%03d", i)
+		w := t0.Add(time.Duration(i) * time.Millisecond) // across midnight
+		process.IDs, process.Written = append(process.IDs, id), append(process.Written, w)
+		process.Requests = append(process.Requests, &dcsync.Request{ID: id, Origin: "a", Key: "k" + id,
+			Payload: []byte(id), Version: uint64(i + 1)})
+		if i%3 != 0 {
+			apply.IDs, apply.Written = append(apply.IDs, id), append(apply.Written, w)
+		}
+	}
+	failed := dcsync.Entry{DC: "b", Origin: "a", Stage: dcsync.StageApply, Status: dcsync.StatusFailed,
+		Attempt: 1, Error: "boom", Time: t0.Add(3 * time.Second), IDs: []string{"p000"}, Written: []time.Time{t0}}
+	l := s.Open(t)
+	if err := l.Append(context.Background(), []dcsync.Entry{process, apply, failed}); err != nil {
+		t.Fatal(err)
+	}
+	if s.Flush != nil {
+		s.Flush(t, l)
+	}
+	got := 0
+	pages(t, l, dcsync.TrailQuery{Origin: "a", From: t0, To: t0.Add(time.Minute), Limit: 70}, func(tr dcsync.Trail) {
+		i := got
+		got++
+		if want := fmt.Sprintf("p%03d", i); tr.ID != want {
+			t.Fatalf("trail %d is %s, want %s", i, tr.ID, want)
+		}
+		src := tr.Source()
+		if src == nil || src.ID != tr.ID || string(src.Payload) != tr.ID || src.Version != uint64(i+1) {
+			t.Fatalf("trail %s has source %+v", tr.ID, src)
+		}
+		if w := t0.Add(time.Duration(i) * time.Millisecond); !tr.Records[0].Written.Equal(w) {
+			t.Fatalf("trail %s written %v, want %v", tr.ID, tr.Records[0].Written, w)
+		}
+		if tr.Applied("b") != (i%3 != 0) {
+			t.Fatalf("trail %s applied in b: %v: %+v", tr.ID, tr.Applied("b"), tr.Records)
+		}
+		if i == 0 && (len(tr.Records) != 2 || tr.Records[1].Error != "boom") {
+			t.Fatalf("trail p000: %+v", tr.Records)
+		}
+	})
+	if got != n {
+		t.Fatalf("%d trails, want %d", got, n)
+	}
+}
+
+// digestsAndIDs: Digests and IDs see only the entries of the kind asked
+// for, only the writes of the window, cut to the nanosecond, by second.
+func digestsAndIDs(t *testing.T, s Store) {
+	var recs []dcsync.Record
+	var want []string
+	var wantWritten []time.Time
+	from, to := t0.Add(1500*time.Millisecond), t0.Add(4200*time.Millisecond)
+	for i := range 600 {
+		id := fmt.Sprintf("d%03d", i)
+		w := t0.Add(time.Duration(i) * 10 * time.Millisecond) // seconds 0..5
+		recs = append(recs, rec(id, "a", "a", dcsync.StageProcess, w))
+		if i%7 == 0 {
+			continue // not applied in b
+		}
+		recs = append(recs, rec(id, "b", "a", dcsync.StageApply, w), rec(id, "c", "a", dcsync.StageApply, w))
+		if !w.Before(from) && w.Before(to) {
+			want, wantWritten = append(want, id), append(wantWritten, w)
+		}
+	}
+	recs = append(recs, rec("other", "b", "b", dcsync.StageApply, t0.Add(2*time.Second)))
+	bad := rec("bad", "b", "a", dcsync.StageApply, t0.Add(2*time.Second))
+	bad.Status, bad.Error = dcsync.StatusFailed, "boom"
+	l := s.write(t, recs, []dcsync.Record{bad})
+
+	q := dcsync.SetQuery{DC: "b", Origin: "a", Stage: dcsync.StageApply, From: from, To: to}
+	digests, err := l.Digests(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wantD := dcsync.SetDigests(want, wantWritten, from, to); !slices.Equal(digests, wantD) {
+		t.Fatalf("digests %+v, want %+v", digests, wantD)
+	}
+	ids, err := l.IDs(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(ids)
+	if !slices.Equal(ids, want) {
+		t.Fatalf("IDs %v, want %v", ids, want)
+	}
+	q.Status = dcsync.StatusFailed
+	q.From, q.To = t0, t0.Add(time.Minute)
+	if ids, err := l.IDs(context.Background(), q); err != nil || !slices.Equal(ids, []string{"bad"}) {
+		t.Fatalf("failed IDs %v, %v", ids, err)
+	}
+	if d, err := l.Digests(context.Background(), q); err != nil || len(d) != 1 || d[0].Count != 1 {
+		t.Fatalf("failed digests %+v, %v", d, err)
+	}
 }

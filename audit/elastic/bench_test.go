@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -44,7 +46,7 @@ func BenchmarkAppend(b *testing.B) {
 					Payload: make([]byte, 64), Version: 1}
 			}
 		}
-		if err := l.Append(ctx, recs[:min(batch, b.N-n)]); err != nil {
+		if err := l.Append(ctx, dcsync.PackRecords(recs[:min(batch, b.N-n)])); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -85,20 +87,7 @@ func BenchmarkWrites(b *testing.B) {
 				l = newLog(b, elastic.Config{})
 				audit = l
 			}
-			net := memory.NewNetwork(1)
-			nop := dcsync.ProcessorFunc(func(context.Context, *dcsync.Request) error { return nil })
-			syncers := map[string]*dcsync.Syncer{}
-			for _, dc := range []string{"unicom", "telecom"} {
-				peer := map[string]string{"unicom": "telecom", "telecom": "unicom"}[dc]
-				s, err := dcsync.New(dcsync.Config{DC: dc, Processor: nop, Audit: audit, Logger: quiet,
-					Peers: map[string]dcsync.Sender{peer: net.Sender(dc, peer)}})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer s.Close()
-				net.Attach(dc, s.Collector())
-				syncers[dc] = s
-			}
+			syncers := pair(b, audit)
 			payload := make([]byte, 64)
 			cpu := startCPU()
 			b.ResetTimer()
@@ -247,4 +236,97 @@ func BenchmarkReconcilePass(b *testing.B) {
 	b.ReportMetric(float64(m1.Microseconds())/1000, "ms/pass-1x")
 	b.ReportMetric(float64(m10.Microseconds())/1000, "ms/pass-10x")
 	b.ReportMetric(float64(m10)/float64(m1), "ratio-10x/1x")
+}
+
+// BenchmarkSustained steps the write rate up — 5k, 10k, 20k, 40k, 80k and
+// 160k writes/s between two datacenters in this process, memory transport,
+// Elasticsearch audit log — each step for DCSYNC_SUSTAIN seconds (default
+// 10; the figure is for 60), and reports the highest rate the log
+// held: no record spooled during the step, and the step's last write
+// searchable (Records, no Flush) within 5 s of its end. Elasticsearch's
+// CPU per write is reported for that step. Run it with -benchtime 1x.
+func BenchmarkSustained(b *testing.B) {
+	step := 10 * time.Second
+	if s, err := strconv.Atoi(os.Getenv("DCSYNC_SUSTAIN")); err == nil && s > 0 {
+		step = time.Duration(s) * time.Second
+	}
+	for b.Loop() {
+		ctx := context.Background()
+		l := newLog(b, elastic.Config{})
+		syncers := pair(b, l)
+		payload := make([]byte, 256)
+		held, esPerWrite := 0, 0.0
+		for _, rate := range []int{5000, 10000, 20000, 40000, 80000, 160000} {
+			spooled := l.Stats().Spooled
+			cpu := startCPU()
+			start := time.Now()
+			n := int(float64(rate) * step.Seconds())
+			var last string
+			const writers = 16
+			var wg sync.WaitGroup
+			var behind atomic.Bool
+			for w := range writers {
+				wg.Go(func() {
+					for i := w; i < n; i += writers {
+						due := start.Add(time.Duration(float64(i) / float64(rate) * float64(time.Second)))
+						if d := time.Until(due); d > time.Millisecond {
+							time.Sleep(d)
+						} else if d < -time.Second {
+							behind.Store(true) // the writers cannot keep the rate
+						}
+						req := &dcsync.Request{Key: fmt.Sprint("user:", i%1000), Op: "set", Payload: payload}
+						if err := syncers["unicom"].Write(ctx, req); err != nil {
+							b.Error(err)
+							return
+						}
+						if i == n-1 {
+							last = req.ID
+						}
+					}
+				})
+			}
+			wg.Wait()
+			end := time.Now()
+			_ = syncers["unicom"].Flush(ctx)
+			found := false
+			for time.Since(end) < 5*time.Second && !found {
+				recs, err := l.Records(ctx, last)
+				found = err == nil && len(recs) > 0
+				if !found {
+					time.Sleep(100 * time.Millisecond)
+				}
+			}
+			grew := l.Stats().Spooled - spooled
+			es := float64(procCPU(cpu.pid)-cpu.node) / float64(n) / 1e3
+			b.Logf("%d writes/s for %v: searchable in 5s %v, spooled %d, writers behind %v, ES %.1f µs/write, dcsync %.1f µs/write",
+				rate, step, found, grew, behind.Load(), es, float64(selfCPU()-cpu.self)/float64(n)/1e3)
+			if !found || grew > 0 || behind.Load() {
+				break
+			}
+			held, esPerWrite = rate, es
+			flush(b, l) // start the next step from an empty pipeline
+		}
+		b.ReportMetric(float64(held), "sustained-writes/s")
+		b.ReportMetric(esPerWrite, "es-cpu-µs/write")
+	}
+}
+
+// pair returns two Syncers, unicom and telecom, joined by the memory
+// transport, with no-op processors, logging to audit; closed when b ends.
+func pair(b *testing.B, audit dcsync.AuditLog) map[string]*dcsync.Syncer {
+	net := memory.NewNetwork(1)
+	nop := dcsync.ProcessorFunc(func(context.Context, *dcsync.Request) error { return nil })
+	syncers := map[string]*dcsync.Syncer{}
+	for _, dc := range []string{"unicom", "telecom"} {
+		peer := map[string]string{"unicom": "telecom", "telecom": "unicom"}[dc]
+		s, err := dcsync.New(dcsync.Config{DC: dc, Processor: nop, Audit: audit, Logger: quiet,
+			Peers: map[string]dcsync.Sender{peer: net.Sender(dc, peer)}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		net.Attach(dc, s.Collector())
+		syncers[dc] = s
+	}
+	return syncers
 }

@@ -5,7 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
-	"maps"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,83 +13,110 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/google/uuid"
+
 	"github.com/dcsync/dcsync"
+	"github.com/dcsync/dcsync/internal/wire"
 )
 
-// source is a record as stored in Elasticsearch, as Trails decodes it;
+// source is an entry as stored in Elasticsearch, as searches decode it;
 // appendSource encodes it. Times are pointers: a zero time is left out.
+// Written is the earliest of the entry's writes, and X what is stored but
+// not indexed: how many writes (N), the sum of their IDs' dcsync.IDHash
+// (H), each write's written time as nanoseconds after Written (W), and the
+// requests of a process entry, as a batch of internal/wire (B).
 type source struct {
-	ID      string         `json:"id"`
-	DC      string         `json:"dc"`
-	Origin  string         `json:"origin"`
-	Stage   dcsync.Stage   `json:"stage"`
-	Status  dcsync.Status  `json:"status"`
-	Target  string         `json:"target,omitempty"`
-	Attempt int            `json:"attempt"`
-	Error   string         `json:"error,omitempty"`
-	Written *time.Time     `json:"written,omitempty"`
-	Time    *time.Time     `json:"time,omitempty"`
-	Request *storedRequest `json:"request,omitempty"`
+	DC      string        `json:"dc"`
+	Origin  string        `json:"origin"`
+	Stage   dcsync.Stage  `json:"stage"`
+	Status  dcsync.Status `json:"status"`
+	Target  string        `json:"target,omitempty"`
+	Attempt int           `json:"attempt"`
+	Error   string        `json:"error,omitempty"`
+	Written *time.Time    `json:"written,omitempty"`
+	Time    *time.Time    `json:"time,omitempty"`
+	IDs     []string      `json:"ids"`
+	X       stored        `json:"x"`
 }
 
-// storedRequest is the write carried by a process record. The mapping
-// stores it without indexing it: it is read back, never searched.
-type storedRequest struct {
-	ID      string            `json:"id"`
-	Origin  string            `json:"origin"`
-	Key     string            `json:"key"`
-	Op      string            `json:"op,omitempty"`
-	Payload []byte            `json:"payload,omitempty"`
-	Version uint64            `json:"version,string"` // beyond float64's exact range
-	Header  map[string]string `json:"header,omitempty"`
+// stored is the part of a document Elasticsearch keeps but does not index.
+type stored struct {
+	N int     `json:"n"`
+	H uint64  `json:"h"`
+	W []int64 `json:"w"`
+	B []byte  `json:"b,omitempty"`
 }
 
-// appendSource appends the source document of r, as encoding/json would
-// encode its source, but written by hand: Append encodes every record of
-// every write, and encoding/json spent more than the rest of it together.
-func (e *encoder) appendSource(b []byte, r *dcsync.Record) []byte {
-	b = appendField(b, `{"id":`, r.ID)
-	b = appendField(b, `,"dc":`, r.DC)
-	b = appendField(b, `,"origin":`, r.Origin)
-	b = appendField(b, `,"stage":`, string(r.Stage))
-	b = appendField(b, `,"status":`, string(r.Status))
-	if r.Target != "" {
-		b = appendField(b, `,"target":`, r.Target)
+// appendSource appends the source document of d, as encoding/json would
+// encode its source, but written by hand: Append encodes every entry, and
+// encoding/json spent more than the rest of it together. The writes of d
+// must share a second (split does that); first is the earliest written.
+func (e *encoder) appendSource(b []byte, d *dcsync.Entry, first time.Time) ([]byte, error) {
+	b = appendField(b, `{"dc":`, d.DC)
+	b = appendField(b, `,"origin":`, d.Origin)
+	b = appendField(b, `,"stage":`, string(d.Stage))
+	b = appendField(b, `,"status":`, string(d.Status))
+	if d.Target != "" {
+		b = appendField(b, `,"target":`, d.Target)
 	}
-	b = strconv.AppendInt(append(b, `,"attempt":`...), int64(r.Attempt), 10)
-	if r.Error != "" {
-		b = appendField(b, `,"error":`, r.Error)
+	b = strconv.AppendInt(append(b, `,"attempt":`...), int64(d.Attempt), 10)
+	if d.Error != "" {
+		b = appendField(b, `,"error":`, d.Error)
 	}
-	b = e.written.appendField(b, `,"written":`, r.Written)
-	b = e.time.appendField(b, `,"time":`, r.Time)
-	if q := r.Request; q != nil {
-		b = appendField(b, `,"request":{"id":`, q.ID)
-		b = appendField(b, `,"origin":`, q.Origin)
-		b = appendField(b, `,"key":`, q.Key)
-		if q.Op != "" {
-			b = appendField(b, `,"op":`, q.Op)
+	b = e.written.appendField(b, `,"written":`, first)
+	b = e.time.appendField(b, `,"time":`, d.Time)
+	b = append(b, `,"ids":[`...)
+	var sum uint64
+	for i, id := range d.IDs {
+		if i > 0 {
+			b = append(b, ',')
 		}
-		if len(q.Payload) > 0 {
-			b = append(b, `,"payload":"`...)
-			b = base64.StdEncoding.AppendEncode(b, q.Payload)
-			b = append(b, '"')
+		b = appendID(b, id)
+		sum += dcsync.IDHash(id)
+	}
+	b = strconv.AppendInt(append(b, `],"x":{"n":`...), int64(len(d.IDs)), 10)
+	b = strconv.AppendUint(append(b, `,"h":`...), sum, 10)
+	b = append(b, `,"w":[`...)
+	base := first.UnixNano()
+	for i := range d.IDs {
+		if i > 0 {
+			b = append(b, ',')
 		}
-		b = strconv.AppendUint(append(b, `,"version":"`...), q.Version, 10)
+		var w int64
+		if i < len(d.Written) {
+			w = d.Written[i].UnixNano() - base
+		}
+		b = strconv.AppendInt(b, w, 10)
+	}
+	b = append(b, ']')
+	if reqs := requests(d); reqs != nil {
+		e.body = e.body[:0]
+		var err error
+		if e.body, err = wire.Encode(e.body, reqs, wire.Proto, wire.Encoding_ENCODING_IDENTITY); err != nil {
+			return b, fmt.Errorf("elastic: encode requests: %w", err)
+		}
+		b = append(b, `,"b":"`...)
+		b = base64.StdEncoding.AppendEncode(b, e.body)
 		b = append(b, '"')
-		if len(q.Header) > 0 {
-			b = append(b, `,"header":{`...)
-			for i, k := range slices.Sorted(maps.Keys(q.Header)) {
-				if i > 0 {
-					b = append(b, ',')
-				}
-				b = appendString(b, k)
-				b = appendString(append(b, ':'), q.Header[k])
-			}
-			b = append(b, '}')
-		}
-		b = append(b, '}')
 	}
-	return append(b, '}')
+	return append(b, '}', '}'), nil
+}
+
+// requests returns the requests of d, one per write, or nil when it
+// carries none. A missing one is stored as an empty request.
+func requests(d *dcsync.Entry) []*dcsync.Request {
+	if !slices.ContainsFunc(d.Requests, func(r *dcsync.Request) bool { return r != nil }) {
+		return nil
+	}
+	reqs := make([]*dcsync.Request, len(d.IDs))
+	for i := range reqs {
+		if i < len(d.Requests) && d.Requests[i] != nil {
+			reqs[i] = d.Requests[i]
+		} else {
+			reqs[i] = &dcsync.Request{}
+		}
+	}
+	return reqs
 }
 
 func appendField(b []byte, name, v string) []byte { return appendString(append(b, name...), v) }
@@ -199,20 +226,45 @@ func appendEscaped(b []byte, s string) []byte {
 	return b
 }
 
-func (s *source) record() dcsync.Record {
-	r := dcsync.Record{ID: s.ID, DC: s.DC, Origin: s.Origin, Stage: s.Stage, Status: s.Status,
-		Target: s.Target, Attempt: s.Attempt, Error: s.Error}
+// written returns when the i-th write of s was accepted.
+func (s *source) written(i int) time.Time {
+	var base int64
 	if s.Written != nil {
-		r.Written = *s.Written
+		base = s.Written.UnixNano()
 	}
+	if i < len(s.X.W) {
+		base += s.X.W[i]
+	}
+	if base == 0 && s.Written == nil {
+		return time.Time{}
+	}
+	return time.Unix(0, base)
+}
+
+// record returns the record of the i-th write of s; reqs are its
+// requests, decoded, or nil.
+func (s *source) record(i int, reqs []*dcsync.Request) dcsync.Record {
+	r := dcsync.Record{ID: s.IDs[i], DC: s.DC, Origin: s.Origin, Stage: s.Stage, Status: s.Status,
+		Target: s.Target, Attempt: s.Attempt, Error: s.Error, Written: s.written(i)}
 	if s.Time != nil {
 		r.Time = *s.Time
 	}
-	if q := s.Request; q != nil {
-		r.Request = &dcsync.Request{ID: q.ID, Origin: q.Origin, Key: q.Key, Op: q.Op,
-			Payload: q.Payload, Version: q.Version, Header: q.Header}
+	if i < len(reqs) && reqs[i].ID != "" {
+		r.Request = reqs[i]
 	}
 	return r
+}
+
+// requests decodes the requests s stores, or returns nil.
+func (s *source) requests() ([]*dcsync.Request, error) {
+	if len(s.X.B) == 0 {
+		return nil, nil
+	}
+	reqs, err := wire.Decode(s.X.B, wire.Proto, wire.Encoding_ENCODING_IDENTITY, len(s.X.B), len(s.IDs))
+	if err != nil {
+		return nil, fmt.Errorf("elastic: stored requests: %w", err)
+	}
+	return reqs, nil
 }
 
 // dayLayout names the daily indices.
@@ -228,41 +280,153 @@ func dayIndex(prefix string, t time.Time) string {
 // pool of them for its goroutines.
 type encoder struct {
 	prefix        string
-	key           []byte
+	key, body     []byte
 	written, time clock
 }
 
-// appendPair appends the bulk lines of r, the action and the source, each
-// followed by a newline.
-func (e *encoder) appendPair(b []byte, r *dcsync.Record) []byte {
-	b = append(b, `{"index":{"_index":"`...)
-	b = append(append(b, e.prefix...), '-') // the prefix needs no escaping: New checks it
-	b = e.written.appendDay(b, r.Written)
-	b = append(b, `","_id":"`...)
-	b = e.appendID(b, r)
-	b = append(b, `"}}`+"\n"...)
-	return append(e.appendSource(b, r), '\n')
+// appendPair appends the bulk lines of d, the action and the source, each
+// followed by a newline, for each second its writes were accepted in: a
+// document's writes share a second, so that digests add up documents.
+func (e *encoder) appendPair(b []byte, d *dcsync.Entry) ([]byte, int, error) {
+	n := 0
+	for _, part := range split(d) {
+		first := part.Written[0]
+		for _, w := range part.Written {
+			if w.Before(first) {
+				first = w
+			}
+		}
+		b = append(b, `{"index":{"_index":"`...)
+		b = append(append(b, e.prefix...), '-') // the prefix needs no escaping: New checks it
+		b = e.written.appendDay(b, first)
+		b = append(b, `","_id":"`...)
+		b = e.appendDocID(b, &part)
+		b = append(b, `"}}`+"\n"...)
+		var err error
+		if b, err = e.appendSource(b, &part, first); err != nil {
+			return b, n, err
+		}
+		b = append(b, '\n')
+		n++
+	}
+	return b, n, nil
 }
 
-// appendID appends the document ID of r, named after everything that tells
-// two records apart, so a record appended twice — replayed from the spool,
-// retried by a bulk request — is stored once. It starts with the request
-// ID: IDs that share a prefix (UUIDv7s, ordered by time) make
-// Elasticsearch's duplicate check on indexing cheaper than random IDs
-// would.
-func (e *encoder) appendID(b []byte, r *dcsync.Record) []byte {
+// split returns d as entries whose writes share a second of their written
+// time: d itself when they do, as dcsync's entries do.
+func split(d *dcsync.Entry) []dcsync.Entry {
+	if len(d.Written) < len(d.IDs) { // no written times: all in the zero second
+		e := *d
+		e.Written = make([]time.Time, len(d.IDs))
+		copy(e.Written, d.Written)
+		return []dcsync.Entry{e}
+	}
+	if len(d.IDs) == 0 {
+		return nil
+	}
+	sec := d.Written[0].Unix()
+	if !slices.ContainsFunc(d.Written, func(w time.Time) bool { return w.Unix() != sec }) {
+		return []dcsync.Entry{*d}
+	}
+	var parts []dcsync.Entry
+	at := map[int64]int{}
+	for i, id := range d.IDs {
+		s := d.Written[i].Unix()
+		k, ok := at[s]
+		if !ok {
+			k = len(parts)
+			at[s] = k
+			p := *d
+			p.IDs, p.Written, p.Requests = nil, nil, nil
+			parts = append(parts, p)
+		}
+		p := &parts[k]
+		p.IDs, p.Written = append(p.IDs, id), append(p.Written, d.Written[i])
+		if i < len(d.Requests) {
+			p.Requests = append(p.Requests, d.Requests[i])
+		}
+	}
+	return parts
+}
+
+// appendDocID appends the document ID of d, named after everything that
+// tells two entries apart — its kind, time, first and last write, number
+// of writes and the sum of their IDHash — so an entry appended twice —
+// replayed from the spool, retried by a bulk request — is stored once. It
+// starts with the first request ID, packed: IDs that share a prefix
+// (UUIDv7s, ordered by time) make Elasticsearch's duplicate check on
+// indexing cheaper than random IDs would.
+func (e *encoder) appendDocID(b []byte, d *dcsync.Entry) []byte {
 	k := e.key[:0]
-	for _, s := range [...]string{r.ID, r.DC, string(r.Stage), string(r.Status), r.Target} {
+	first, last := d.IDs[0], d.IDs[len(d.IDs)-1]
+	var sum uint64
+	for _, id := range d.IDs {
+		sum += dcsync.IDHash(id)
+	}
+	for _, s := range [...]string{d.DC, d.Origin, string(d.Stage), string(d.Status), d.Target, first, last} {
 		k = append(binary.BigEndian.AppendUint64(k, uint64(len(s))), s...)
 	}
-	k = binary.BigEndian.AppendUint64(k, uint64(r.Attempt))
-	k = binary.BigEndian.AppendUint64(k, uint64(r.Time.UnixNano()))
+	k = binary.BigEndian.AppendUint64(k, uint64(d.Attempt))
+	k = binary.BigEndian.AppendUint64(k, uint64(d.Time.UnixNano()))
+	k = binary.BigEndian.AppendUint64(k, uint64(len(d.IDs)))
+	k = binary.BigEndian.AppendUint64(k, sum)
 	e.key = k
-	sum := sha256.Sum256(k)
-	if len(r.ID) <= 128 { // beyond dcsync's limit, Elasticsearch's 512 bytes come near
-		b = append(appendEscaped(b, r.ID), '.')
+	hash := sha256.Sum256(k)
+	if len(first) <= 128 { // beyond dcsync's limit, Elasticsearch's 512 bytes come near
+		mark := len(b)
+		b = appendID(b, first)
+		b = append(append(b[:mark], b[mark+1:len(b)-1]...), '.') // unquoted
 	}
-	return base64.RawURLEncoding.AppendEncode(b, sum[:12])
+	return base64.RawURLEncoding.AppendEncode(b, hash[:12])
+}
+
+// appendID appends the keyword stored for a request ID, as a JSON string:
+// a canonical (lower-case) UUID, as dcsync makes them, as "~" and its 16
+// bytes in unpadded base64url — 23 characters instead of 36, in every
+// document that carries it — and any other ID as it is. dcsync refuses
+// IDs with a "~", so the two cannot meet.
+func appendID(b []byte, id string) []byte {
+	if u, ok := canonicalUUID(id); ok {
+		b = append(b, '"', '~')
+		b = base64.RawURLEncoding.AppendEncode(b, u[:])
+		return append(b, '"')
+	}
+	return appendString(b, id)
+}
+
+// packID returns the keyword stored for id.
+func packID(id string) string {
+	b := appendID(nil, id)
+	var s string
+	_ = json.Unmarshal(b, &s)
+	return s
+}
+
+// unpackID returns the request ID a stored keyword names.
+func unpackID(k string) string {
+	if len(k) != 23 || k[0] != '~' {
+		return k
+	}
+	var u uuid.UUID
+	if n, err := base64.RawURLEncoding.Decode(u[:], []byte(k[1:])); err != nil || n != 16 {
+		return k
+	}
+	return u.String()
+}
+
+// canonicalUUID parses id when it is a UUID in its canonical, lower-case
+// form, which u.String() gives back.
+func canonicalUUID(id string) (uuid.UUID, bool) {
+	if len(id) != 36 {
+		return uuid.UUID{}, false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; 'A' <= c && c <= 'Z' {
+			return uuid.UUID{}, false
+		}
+	}
+	u, err := uuid.Parse(id)
+	return u, err == nil
 }
 
 // chunk is a run of records ready for the bulk API: an action line and a
@@ -273,8 +437,10 @@ func (e *encoder) appendID(b []byte, r *dcsync.Record) []byte {
 // channel send, two allocations and three Source calls per record.
 type chunk struct {
 	lines   string
-	n       int // records
+	n       int // documents
+	records int // writes of the documents
 	spooled atomic.Bool
+	settled atomic.Bool // its bulk request ended once
 }
 
 // String implements elastic.BulkableRequest.

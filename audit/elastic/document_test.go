@@ -2,7 +2,9 @@ package elastic
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,9 +24,13 @@ func TestAppendSourceRoundTrips(t *testing.T) {
 				Version: 1<<64 - 1, Header: map[string]string{"b": hard, "a": ""}}},
 		{ID: "b", DC: "telecom", Origin: "unicom", Stage: dcsync.StageApply, Status: dcsync.StatusFailed,
 			Target: "x", Attempt: 7, Error: hard},
-		{ID: "c", Request: &dcsync.Request{}},
+		{ID: hard, Stage: dcsync.StageProcess, Status: dcsync.StatusOK, Written: w, Request: &dcsync.Request{ID: hard}},
 	} {
-		b := new(encoder).appendSource(nil, &r)
+		d := dcsync.PackRecords([]dcsync.Record{r})[0]
+		b, err := new(encoder).appendSource(nil, &d, r.Written)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if !json.Valid(b) {
 			t.Fatalf("invalid JSON: %s", b)
 		}
@@ -32,14 +38,15 @@ func TestAppendSourceRoundTrips(t *testing.T) {
 		if err := json.Unmarshal(b, &src); err != nil {
 			t.Fatal(err)
 		}
-		got := src.record()
+		reqs, err := src.requests()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := src.record(0, reqs)
 		if !got.Written.Equal(r.Written) || !got.Time.Equal(r.Time) {
 			t.Fatalf("times came back as %v %v, want %v %v", got.Written, got.Time, r.Written, r.Time)
 		}
 		got.Written, got.Time, r.Written, r.Time = time.Time{}, time.Time{}, time.Time{}, time.Time{}
-		if r.Request != nil && r.Request.Payload == nil {
-			got.Request.Payload = nil
-		}
 		if !reflect.DeepEqual(got, r) {
 			t.Fatalf("got %+v\nwant %+v\nfrom %s", got, r, b)
 		}
@@ -47,8 +54,33 @@ func TestAppendSourceRoundTrips(t *testing.T) {
 	if b := appendString(nil, "bad \xff utf-8"); string(b) != `"bad \ufffd utf-8"` {
 		t.Fatalf("invalid UTF-8 encoded as %s", b)
 	}
-	if b := new(encoder).appendSource(nil, &dcsync.Record{ID: "z"}); strings.Contains(string(b), "written") {
+	if b, _ := new(encoder).appendSource(nil, &dcsync.Entry{IDs: []string{"z"}}, time.Time{}); strings.Contains(string(b), "written") {
 		t.Fatalf("zero time encoded: %s", b)
+	}
+}
+
+// TestEntriesSplitBySecond checks that an entry whose writes span seconds
+// becomes a document per second, each with its writes.
+func TestEntriesSplitBySecond(t *testing.T) {
+	w := time.Date(2026, 11, 25, 9, 0, 0, 900_000_000, time.UTC)
+	d := dcsync.Entry{DC: "a", Origin: "a", Stage: dcsync.StageApply, Status: dcsync.StatusOK, Attempt: 1, Time: w,
+		IDs: []string{"x", "y", "z"}, Written: []time.Time{w, w.Add(200 * time.Millisecond), w.Add(50 * time.Millisecond)}}
+	b, n, err := (&encoder{prefix: "p"}).appendPair(nil, &d)
+	if err != nil || n != 2 {
+		t.Fatalf("%d documents, %v; want 2", n, err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	var first, second source
+	if err := json.Unmarshal([]byte(lines[1]), &first); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(lines[3]), &second); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(first.IDs, []string{"x", "z"}) || !slices.Equal(second.IDs, []string{"y"}) ||
+		!first.written(1).Equal(w.Add(50*time.Millisecond)) || first.X.N != 2 ||
+		first.X.H != dcsync.IDHash("x")+dcsync.IDHash("z") {
+		t.Fatalf("documents %+v and %+v", first, second)
 	}
 }
 
@@ -91,7 +123,7 @@ func TestChunkNamesTheActionOfEachRecord(t *testing.T) {
 	w := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
 	var b []byte
 	for _, id := range []string{"r0", "r1", "r2"} {
-		b = e.appendPair(b, &dcsync.Record{ID: id, Written: w, Time: w})
+		b, _, _ = e.appendPair(b, &dcsync.Entry{IDs: []string{id}, Written: []time.Time{w}, Time: w})
 	}
 	c := &chunk{lines: string(b), n: 3}
 	for i, id := range []string{"r0", "r1", "r2"} {
@@ -102,24 +134,57 @@ func TestChunkNamesTheActionOfEachRecord(t *testing.T) {
 	}
 }
 
+// BenchmarkEncode encodes the entries of 256 writes between two
+// datacenters: process (with requests of 256 B), reship and apply.
 func BenchmarkEncode(b *testing.B) {
 	w := time.Now()
-	recs := []dcsync.Record{
-		{ID: "0190a3b4-7c2e-7000-8000-000000000001", DC: "unicom", Origin: "unicom", Stage: dcsync.StageProcess,
-			Status: dcsync.StatusOK, Attempt: 1, Written: w, Time: w,
-			Request: &dcsync.Request{ID: "0190a3b4-7c2e-7000-8000-000000000001", Origin: "unicom", Key: "user:42",
-				Op: "set", Payload: make([]byte, 64), Version: 1 << 40}},
-		{ID: "0190a3b4-7c2e-7000-8000-000000000001", DC: "unicom", Origin: "unicom", Stage: dcsync.StageReship,
-			Status: dcsync.StatusOK, Target: "telecom", Attempt: 1, Written: w, Time: w},
-		{ID: "0190a3b4-7c2e-7000-8000-000000000001", DC: "telecom", Origin: "unicom", Stage: dcsync.StageCollect,
-			Status: dcsync.StatusOK, Attempt: 1, Written: w, Time: w},
-		{ID: "0190a3b4-7c2e-7000-8000-000000000001", DC: "telecom", Origin: "unicom", Stage: dcsync.StageApply,
-			Status: dcsync.StatusOK, Attempt: 1, Written: w, Time: w},
+	var recs []dcsync.Record
+	for i := range 256 {
+		id := fmt.Sprintf("0190a3b4-7c2e-7000-8000-%012d", i)
+		w := w.Add(time.Duration(i) * 3 * time.Microsecond) // 256 writes in 0.8 ms, as at 300k writes/s
+		recs = append(recs,
+			dcsync.Record{ID: id, DC: "unicom", Origin: "unicom", Stage: dcsync.StageProcess,
+				Status: dcsync.StatusOK, Attempt: 1, Written: w, Time: w,
+				Request: &dcsync.Request{ID: id, Origin: "unicom", Key: "user:42", Op: "set",
+					Payload: make([]byte, 256), Version: 1 << 40}},
+			dcsync.Record{ID: id, DC: "unicom", Origin: "unicom", Stage: dcsync.StageReship,
+				Status: dcsync.StatusOK, Target: "telecom", Attempt: 1, Written: w, Time: w},
+			dcsync.Record{ID: id, DC: "telecom", Origin: "unicom", Stage: dcsync.StageApply,
+				Status: dcsync.StatusOK, Attempt: 1, Written: w, Time: w})
 	}
-	e := &encoder{prefix: "dcsync-audit"}
-	var buf []byte
-	b.ReportAllocs()
-	for i := 0; b.Loop(); i++ {
-		buf = e.appendPair(buf[:0], &recs[i%len(recs)])
+	for _, body := range []bool{true, false} {
+		b.Run(fmt.Sprint("body=", body), func(b *testing.B) {
+			entries := dcsync.PackRecords(recs)
+			if !body {
+				entries[0].Requests = nil
+			}
+			e := &encoder{prefix: "dcsync-audit"}
+			var buf []byte
+			b.ReportAllocs()
+			size := 0
+			for b.Loop() {
+				buf = buf[:0]
+				for i := range entries {
+					buf, _, _ = e.appendPair(buf, &entries[i])
+				}
+				size = len(buf)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*256), "ns/write")
+			b.ReportMetric(float64(size)/256, "B/write")
+		})
+	}
+}
+
+func TestIDsPackOnlyCanonicalUUIDs(t *testing.T) {
+	for id, packed := range map[string]bool{
+		"0190a3b4-7c2e-7000-8000-000000000001": true,
+		"0190A3B4-7C2E-7000-8000-000000000001": false, // would not come back as given
+		"req-1":                                false,
+		"0190a3b47c2e70008000000000000001":     false,
+	} {
+		k := packID(id)
+		if (len(k) == 23 && k[0] == '~') != packed || unpackID(k) != id {
+			t.Errorf("%s stored as %s, read back as %s", id, k, unpackID(k))
+		}
 	}
 }

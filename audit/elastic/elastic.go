@@ -187,7 +187,7 @@ type Log struct {
 	prefix string
 	client *elastic.Client
 	bulk   *elastic.BulkProcessor
-	queue  chan []dcsync.Record
+	queue  chan []dcsync.Entry
 	coders sync.Pool // of *chunker, for spooling
 	spool  *spool
 	log    *slog.Logger
@@ -204,8 +204,9 @@ type Log struct {
 	closed bool
 
 	queued, taken atomic.Int64  // records put on the queue, and taken off it, ever
+	handed        atomic.Int64  // chunks handed to the bulk processor, ever
+	settled       atomic.Int64  // of those, chunks whose bulk request ended, stored or spooled
 	inQueue       atomic.Int64  // records on the queue now, or about to be
-	perTrail      atomic.Int64  // records per trail in the last page read, in hundredths
 	visited       *atomic.Int64 // when set, by tests, searches are profiled and add the documents they visit
 	stats         struct{ appended, indexed, rejected, spooled, replayed atomic.Uint64 }
 
@@ -236,10 +237,9 @@ func New(ctx context.Context, cfg Config) (*Log, error) {
 		return nil, err
 	}
 	l := &Log{cfg: cfg, prefix: cfg.IndexPrefix, client: client, spool: sp, log: cfg.Logger,
-		queue: make(chan []dcsync.Record, min(cfg.QueueSize, 4096)), stop: make(chan struct{}),
+		queue: make(chan []dcsync.Entry, min(cfg.QueueSize, 4096)), stop: make(chan struct{}),
 		replayerDone: make(chan struct{})}
 	l.coders.New = func() any { return l.chunker(spoolPiece) }
-	l.perTrail.Store(initialPerTrail)
 	l.bulk, err = client.BulkProcessor().Name("dcsync-audit-" + l.prefix).
 		Workers(cfg.Workers).BulkActions(ceilDiv(cfg.FlushActions, cfg.chunkRecords())).BulkSize(cfg.FlushBytes).
 		FlushInterval(cfg.FlushInterval).Backoff(bulkBackoff{cfg.RetryWait, cfg.Retries}).
@@ -281,12 +281,15 @@ func (b bulkBackoff) Next(retry int) (time.Duration, bool) {
 	return min(b.wait<<(retry-1), 5*time.Second), true
 }
 
-// Append implements dcsync.AuditLog. It copies the records onto the queue,
-// or spools them when the queue is full or Elasticsearch is down, and
-// returns without waiting for Elasticsearch. It fails only when the spool
-// cannot be written.
-func (l *Log) Append(_ context.Context, recs []dcsync.Record) error {
-	n := int64(len(recs))
+// Append implements dcsync.AuditLog. It puts the entries on the queue, or
+// spools them when the queue is full or Elasticsearch is down, and returns
+// without waiting for Elasticsearch. It fails only when the spool cannot
+// be written. The entries' slices must not change after it.
+func (l *Log) Append(_ context.Context, recs []dcsync.Entry) error {
+	n := int64(0)
+	for i := range recs {
+		n += int64(len(recs[i].IDs))
+	}
 	if n == 0 {
 		return nil
 	}
@@ -299,7 +302,7 @@ func (l *Log) Append(_ context.Context, recs []dcsync.Record) error {
 	if !l.down.Load() {
 		if l.inQueue.Add(n) <= int64(l.cfg.QueueSize) {
 			select {
-			case l.queue <- slices.Clone(recs): // the caller reuses recs
+			case l.queue <- slices.Clone(recs): // the caller may reuse the slice of entries
 				l.queued.Add(n)
 				return nil
 			default:
@@ -312,11 +315,14 @@ func (l *Log) Append(_ context.Context, recs []dcsync.Record) error {
 
 // spoolRecords encodes records straight into the spool's file, a piece at
 // a time: while Elasticsearch lags, this is the path of most records.
-func (l *Log) spoolRecords(recs []dcsync.Record) error {
+func (l *Log) spoolRecords(recs []dcsync.Entry) error {
 	c := l.coders.Get().(*chunker)
 	defer l.coders.Put(c)
 	for i := range recs {
 		if c.add(&recs[i]) || i == len(recs)-1 {
+			if c.n == 0 {
+				continue
+			}
 			n := c.n
 			if err := l.spool.writeLines(c.buf, n); err != nil {
 				c.reset()
@@ -364,30 +370,40 @@ func ceilDiv(a, b int) int { return (a + b - 1) / b }
 // chunker encodes records into a chunk until it is full.
 type chunker struct {
 	e                   encoder
+	log                 *slog.Logger
 	buf                 []byte
-	n                   int
+	n                   int // documents
+	records             int // writes of the documents
 	maxRecords, maxSize int
 }
 
 func (l *Log) chunker(maxSize int) *chunker {
-	return &chunker{e: encoder{prefix: l.prefix}, maxRecords: l.cfg.chunkRecords(), maxSize: maxSize}
+	return &chunker{e: encoder{prefix: l.prefix}, log: l.log, maxRecords: l.cfg.chunkRecords(), maxSize: maxSize}
 }
 
-// add encodes r and reports whether the chunk is full.
-func (c *chunker) add(r *dcsync.Record) bool {
-	c.buf = c.e.appendPair(c.buf, r)
-	c.n++
+// add encodes d and reports whether the chunk is full. An entry that
+// cannot be encoded (its requests too large for internal/wire) is logged
+// and left out.
+func (c *chunker) add(d *dcsync.Entry) bool {
+	mark := len(c.buf)
+	buf, n, err := c.e.appendPair(c.buf, d)
+	if err != nil {
+		c.log.Error("elastic: audit entry dropped", "dc", d.DC, "stage", d.Stage, "err", err)
+		c.buf = buf[:mark]
+	} else {
+		c.buf, c.n, c.records = buf, c.n+n, c.records+len(d.IDs)
+	}
 	return c.n >= c.maxRecords || len(c.buf) >= c.maxSize
 }
 
 // take returns the chunk of the records added since the last take.
 func (c *chunker) take() *chunk {
-	ch := &chunk{lines: string(c.buf), n: c.n}
+	ch := &chunk{lines: string(c.buf), n: c.n, records: c.records}
 	c.reset()
 	return ch
 }
 
-func (c *chunker) reset() { c.buf, c.n = c.buf[:0], 0 }
+func (c *chunker) reset() { c.buf, c.n, c.records = c.buf[:0], 0, 0 }
 
 // pump encodes queued records into chunks and hands each, once full or
 // after chunkLinger, to the bulk processor, or to the spool while
@@ -438,9 +454,10 @@ func (l *Log) hand(c *chunk) {
 	if l.down.Load() {
 		_ = l.spoolChunks(c)
 	} else {
+		l.handed.Add(1)
 		l.bulk.Add(c)
 	}
-	n := int64(c.n)
+	n := int64(c.records)
 	l.inQueue.Add(-n)
 	l.taken.Add(n)
 }
@@ -454,6 +471,9 @@ func (l *Log) after(_ int64, reqs []elastic.BulkableRequest, res *elastic.BulkRe
 	chunks := make([]*chunk, len(reqs))
 	for i, r := range reqs {
 		chunks[i] = r.(*chunk)
+		if chunks[i].settled.CompareAndSwap(false, true) {
+			l.settled.Add(1)
+		}
 	}
 	if err != nil {
 		spill := slices.DeleteFunc(chunks, func(c *chunk) bool { return c.spooled.Load() })
@@ -577,23 +597,33 @@ func (l *Log) Flush(ctx context.Context) error {
 			return fmt.Errorf("elastic: flush: %w", ctx.Err())
 		}
 	}
-	done := make(chan error, 1)
-	go func() {
-		l.mu.RLock() // Close must not stop the processor under its Flush
-		defer l.mu.RUnlock()
-		if l.closed {
-			done <- ErrClosed
-			return
+	// A chunk handed to the processor may still wait in its channel when
+	// a worker flushes: flush until every chunk handed so far has settled.
+	for handed := l.handed.Load(); ; {
+		done := make(chan error, 1)
+		go func() {
+			l.mu.RLock() // Close must not stop the processor under its Flush
+			defer l.mu.RUnlock()
+			if l.closed {
+				done <- ErrClosed
+				return
+			}
+			done <- l.bulk.Flush()
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				return fmt.Errorf("elastic: flush: %w", err)
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("elastic: flush: %w", ctx.Err())
 		}
-		done <- l.bulk.Flush()
-	}()
-	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("elastic: flush: %w", err)
+		if l.settled.Load() >= handed {
+			break
 		}
-	case <-ctx.Done():
-		return fmt.Errorf("elastic: flush: %w", ctx.Err())
+		if !wait.Sleep(ctx, time.Millisecond) {
+			return fmt.Errorf("elastic: flush: %w", ctx.Err())
+		}
 	}
 	if err := l.recover(ctx); err != nil {
 		return err
@@ -639,13 +669,15 @@ func (l *Log) Close() error {
 }
 
 // Stats counts what a Log did since New.
+// Appended counts writes (records); the others count documents, one per
+// entry (an entry whose writes span seconds is one per second).
 type Stats struct {
-	Appended uint64 // records given to Append
-	Indexed  uint64 // documents Elasticsearch stored; a record sent twice counts twice
+	Appended uint64 // records (writes of entries) given to Append
+	Indexed  uint64 // documents Elasticsearch stored; a document sent twice counts twice
 	Rejected uint64 // documents Elasticsearch refused for good, such as a mapping conflict
-	Spooled  uint64 // records written to the spool
-	Replayed uint64 // records replayed from the spool
-	Pending  int64  // records in the spool now
+	Spooled  uint64 // documents written to the spool
+	Replayed uint64 // documents replayed from the spool
+	Pending  int64  // documents in the spool now
 }
 
 // Stats returns the counters since New.

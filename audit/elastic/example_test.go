@@ -49,7 +49,11 @@ func Example() {
 		panic(err)
 	}
 	unicom.Flush(ctx) // every record handed to the log
-	log.Flush(ctx)    // and searchable
+	// And searchable: Flush says when Elasticsearch lagged and records
+	// still wait in the spool, to be replayed.
+	for i := 0; i < 100 && log.Flush(ctx) != nil; i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
 	recs, err := log.Records(ctx, req.ID)
 	if err != nil {
 		panic(err)
@@ -63,7 +67,6 @@ func Example() {
 	}
 	// Output:
 	// unicom process ok
-	// telecom collect ok
 	// telecom apply ok
 	// unicom reship ok to telecom
 }
@@ -94,7 +97,7 @@ func ExampleLog_Trails() {
 				Stage: dcsync.StageApply, Status: dcsync.StatusOK, Attempt: 1, Written: w, Time: w.Add(time.Millisecond)})
 		}
 	}
-	log.Append(ctx, recs)
+	log.Append(ctx, dcsync.PackRecords(recs))
 	log.Flush(ctx)
 
 	q := dcsync.TrailQuery{Origin: "unicom", From: written, To: written.Add(time.Minute), Limit: 2}

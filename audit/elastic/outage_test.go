@@ -162,13 +162,13 @@ func TestOutageSpoolsAndReplays(t *testing.T) {
 	cfg.IndexPrefix = prefix
 	l := newLog(t, cfg)
 
-	if err := l.Append(ctx, records(1000, "before", t0)); err != nil {
+	if err := l.Append(ctx, entries(records(1000, "before", t0)...)); err != nil {
 		t.Fatal(err)
 	}
 	flush(t, l)
 	p.Cut()
 	for i := range 20 {
-		if err := l.Append(ctx, records(250, fmt.Sprint("during", i), t0)); err != nil {
+		if err := l.Append(ctx, entries(records(250, fmt.Sprint("during", i), t0)...)); err != nil {
 			t.Fatalf("Append failed during the outage: %v", err)
 		}
 	}
@@ -199,7 +199,7 @@ func TestStartsWhileUnavailable(t *testing.T) {
 	cfg := outageConfig(p.URL(), t.TempDir())
 	cfg.IndexPrefix = prefix
 	l := newLog(t, cfg)
-	if err := l.Append(ctx, records(100, "r", t0)); err != nil {
+	if err := l.Append(ctx, entries(records(100, "r", t0)...)); err != nil {
 		t.Fatal(err)
 	}
 	p.Restore()
@@ -227,7 +227,7 @@ func TestSpoolOutlivesTheLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Cut()
-	if err := l.Append(ctx, records(300, "r", t0)); err != nil {
+	if err := l.Append(ctx, entries(records(300, "r", t0)...)); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.Close(); !errors.Is(err, elastic.ErrUnavailable) {
@@ -300,13 +300,20 @@ func TestOutageDuringWrites(t *testing.T) {
 		}
 	}
 	flushUntilBack(t, l)
-	for _, dc := range dcs {
+	for i, dc := range dcs {
 		st := syncers[dc].Stats()
 		for stage, want := range map[dcsync.Stage]uint64{dcsync.StageProcess: st.Written, dcsync.StageApply: st.Applied} {
-			q := olivere.NewBoolQuery().Filter(olivere.NewTermQuery("dc", dc),
-				olivere.NewTermQuery("stage", string(stage)), olivere.NewTermQuery("status", "ok"))
-			if n := count(t, es, prefix, q); uint64(n) != want {
-				t.Errorf("%s: %d %s records in Elasticsearch, want %d", dc, n, stage, want)
+			origin := dc
+			if stage == dcsync.StageApply {
+				origin = dcs[1-i]
+			}
+			ids, err := l.IDs(ctx, dcsync.SetQuery{DC: dc, Origin: origin, Stage: stage,
+				From: time.Now().Add(-time.Hour), To: time.Now().Add(time.Hour)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if uint64(len(ids)) != want {
+				t.Errorf("%s: %d %s records in Elasticsearch, want %d", dc, len(ids), stage, want)
 			}
 		}
 	}
@@ -333,7 +340,7 @@ func TestDefaultSpoolOutlivesTheLog(t *testing.T) {
 	}
 	defer other.Close()
 	p.Cut()
-	if err := l.Append(ctx, records(300, "r", t0)); err != nil {
+	if err := l.Append(ctx, entries(records(300, "r", t0)...)); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.Close(); !errors.Is(err, elastic.ErrUnavailable) {

@@ -57,15 +57,26 @@ func (dropReship) Reship(context.Context, *dcsync.Request) error { return nil }
 // process that died before sending (its write has a process record and
 // nothing else) — and checks that a reconciler reading Elasticsearch finds
 // and repairs every broken write, and that a restarted one resumes from the
-// checkpoint with nothing left to do.
+// checkpoint with nothing left to do. It runs both deployments: one log
+// shared by both datacenters, and one log (an index prefix) per datacenter.
 func TestReconcilerRepairsFailedAndSilentStages(t *testing.T) {
+	for _, perDC := range []bool{false, true} {
+		t.Run(fmt.Sprint("perDC=", perDC), func(t *testing.T) { reconcilerRepairs(t, perDC) })
+	}
+}
+
+func reconcilerRepairs(t *testing.T, perDC bool) {
 	ctx := context.Background()
 	l := newLog(t, elastic.Config{})
+	logs := map[string]*elastic.Log{"unicom": l, "telecom": l}
+	if perDC {
+		logs["telecom"] = newLog(t, elastic.Config{})
+	}
 	net := memory.NewNetwork(1)
 	unicom, telecom := newStore(), newStore()
 	newSyncer := func(dc, peer string, proc dcsync.Processor, reship dcsync.Reship) *dcsync.Syncer {
 		s, err := dcsync.New(dcsync.Config{DC: dc, Peers: map[string]dcsync.Sender{peer: net.Sender(dc, peer)},
-			Processor: proc, Audit: l, Reship: reship, Logger: quiet,
+			Processor: proc, Audit: logs[dc], Reship: reship, Logger: quiet,
 			Delivery: dcsync.Delivery{Backoff: dcsync.Backoff{Attempts: 1}}})
 		if err != nil {
 			t.Fatal(err)
@@ -107,6 +118,7 @@ func TestReconcilerRepairsFailedAndSilentStages(t *testing.T) {
 		write(crashing, fmt.Sprint("silent", i), "never logged")
 	}
 	flush(t, l)
+	flush(t, logs["telecom"])
 	for id, how := range broken {
 		if telecom.has(id) {
 			t.Fatalf("write %s (%s) reached telecom: nothing to repair", id, how)
@@ -116,7 +128,8 @@ func TestReconcilerRepairsFailedAndSilentStages(t *testing.T) {
 	reconciler := func() *dcsync.Reconciler {
 		r, err := dcsync.NewReconciler(dcsync.ReconcilerConfig{DC: "unicom",
 			Peers: map[string]dcsync.Sender{"telecom": net.Sender("unicom", "telecom")},
-			Audit: l, Checkpoints: l.Checkpoints(), Grace: -1, Logger: quiet})
+			Audit: l, PeerAudit: map[string]dcsync.AuditLog{"telecom": logs["telecom"]},
+			Checkpoints: l.Checkpoints(), Grace: -1, Logger: quiet})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -135,12 +148,13 @@ func TestReconcilerRepairsFailedAndSilentStages(t *testing.T) {
 		}
 	}
 
-	flush(t, l)                          // the repairs' records, telecom's included
+	flush(t, l) // the repairs' records
+	flush(t, logs["telecom"])
 	rep, err = reconciler().RunOnce(ctx) // a restarted process
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Repaired != 0 || rep.Failing != 0 || rep.Scanned != rep.Complete {
+	if rep.Repaired != 0 || rep.Failing != 0 || rep.Sent != 0 || rep.Scanned != rep.Complete {
 		t.Fatalf("second pass %+v, want nothing to repair", rep)
 	}
 	if rep.From.Before(time.Now().Add(-10 * time.Minute)) {
@@ -183,7 +197,7 @@ func seed(t testing.TB, l *elastic.Log, n int, start time.Time, step time.Durati
 			ids[id] = true
 		}
 		if len(recs) >= 10000 || i == n-1 {
-			if err := l.Append(ctx, recs); err != nil {
+			if err := l.Append(ctx, dcsync.PackRecords(recs)); err != nil {
 				t.Fatal(err)
 			}
 			recs = recs[:0]

@@ -9,20 +9,18 @@ import (
 
 // templateVersion changes whenever the template does, so an operator can
 // tell which one an index was made with.
-const templateVersion = 2
+const templateVersion = 3
 
-// recordMapping is the explicit mapping of a record: keywords to filter and
-// sort on, dates with the nanoseconds Go keeps, and the request stored but
-// not indexed. dynamic=strict turns a field the mapping does not know into
-// an indexing error rather than a silent new field. Every field keeps its
-// doc values, though only written and id are sorted on and dc, stage and
-// status aggregated: without them Elasticsearch 7 indexes the field's name
-// into _field_names for exists queries instead, and turning them off on
-// origin, target, attempt and time measured 5% more indexing CPU, not less.
+// recordMapping is the explicit mapping of an entry's document: keywords
+// to filter on, the request IDs among them, dates with the nanoseconds Go
+// keeps, and the rest — count, hash sum and written times of the writes,
+// and the requests of a process entry — stored but not indexed.
+// dynamic=strict turns a field the mapping does not know into an indexing
+// error rather than a silent new field. The IDs keep no doc values: they
+// are only searched by term, never sorted or aggregated on.
 var recordMapping = map[string]any{
 	"dynamic": "strict",
 	"properties": map[string]any{
-		"id":      map[string]any{"type": "keyword"},
 		"dc":      map[string]any{"type": "keyword"},
 		"origin":  map[string]any{"type": "keyword"},
 		"stage":   map[string]any{"type": "keyword"},
@@ -32,18 +30,15 @@ var recordMapping = map[string]any{
 		"error":   map[string]any{"type": "text"},
 		"written": map[string]any{"type": "date_nanos"},
 		"time":    map[string]any{"type": "date_nanos"},
-		"request": map[string]any{"type": "object", "enabled": false},
+		"ids":     map[string]any{"type": "keyword", "doc_values": false},
+		"x":       map[string]any{"type": "object", "enabled": false},
 	},
 }
 
 // template returns the index template of the daily indices. The indices are
-// sorted on disk by (written, id), the order Trails reads them in, so a
-// page of a window stops after the records it returns instead of sorting
-// every record of the rest of the window. Sorting costs Elasticsearch about
-// a tenth of its indexing CPU (each flush rewrites the segment's stored
-// fields in order); without it, every page searched twice as long, and a
-// record is read by a reconciler pass at least once for each time it is
-// written. The priority grows with the prefix, so that of two overlapping
+// sorted on disk by written, the order Trails reads them in, so a page of a
+// window stops after the documents it returns instead of sorting every
+// document of the rest of the window. The priority grows with the prefix, so that of two overlapping
 // patterns ("a-*", "a-b-*") the more specific one wins instead of the two
 // being rejected as ambiguous.
 func (l *Log) template() map[string]any {
@@ -51,8 +46,8 @@ func (l *Log) template() map[string]any {
 		"number_of_shards":    l.cfg.Shards,
 		"number_of_replicas":  l.cfg.Replicas,
 		"translog.durability": l.cfg.TranslogDurability,
-		"sort.field":          []string{"written", "id"},
-		"sort.order":          []string{"asc", "asc"},
+		"sort.field":          []string{"written"},
+		"sort.order":          []string{"asc"},
 	}
 	if l.cfg.RefreshInterval > 0 {
 		index["refresh_interval"] = l.cfg.RefreshInterval.String()

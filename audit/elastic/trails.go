@@ -1,6 +1,7 @@
 package elastic
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -18,10 +19,8 @@ import (
 const (
 	// defaultLimit is the number of trails of a page when the query sets none.
 	defaultLimit = 1000
-	// initialPerTrail is the records per trail a Log assumes until a page
-	// has shown the actual number, in hundredths: a write between two
-	// datacenters leaves four records when all goes well.
-	initialPerTrail = 400
+	// pageDocs is how many documents one search of Trails asks for.
+	pageDocs = 500
 	// maxHits is Elasticsearch's default index.max_result_window.
 	maxHits = 10000
 	// maxWindowDays is the widest window read day by day; a wider one reads
@@ -29,109 +28,266 @@ const (
 	maxWindowDays = 62
 )
 
-// Trails implements dcsync.AuditLog. It reads the daily indices of the
-// window only, the records of q.Origin's writes sorted by (written, id)
-// after the cursor, and groups each write's adjacent records into its
-// trail. A page holds at most q.Limit trails; a trail cut by the end of the
-// hits is left to the next page, which starts after the last trail
-// returned. The records of a write must share its Written time, as
-// dcsync's records do.
+// Trails implements dcsync.AuditLog. It reads only the daily indices of
+// the window, the documents of q.Origin's writes in written order, a
+// second at a time: a document's writes share a second, so the documents
+// of the seconds it has read hold every record of their writes. A page
+// holds the trails of whole seconds, at least q.Limit of them when the
+// window has as many, and more when one second holds more.
 func (l *Log) Trails(ctx context.Context, q dcsync.TrailQuery) (dcsync.TrailPage, error) {
 	limit := q.Limit
 	if limit <= 0 {
 		limit = defaultLimit
 	}
 	var page dcsync.TrailPage
-	// Ask for the records of a quarter more trails than the page holds, at
-	// the number of records per trail the last page had: few hits are
-	// fetched only to be left out, and few pages fall short.
-	size := min(max(limit+1, int(int64(limit)*l.perTrail.Load()*5/400)), maxHits)
-	// A later page starts its range at the cursor: what is before it, the
-	// search need not even visit.
-	from, after := q.From, []any(nil)
+	lo := q.From.Truncate(time.Second)
 	if q.After != "" {
-		at, id, err := parseCursor(q.After)
+		at, err := parseCursor(q.After)
 		if err != nil {
 			return page, err
 		}
-		from, after = maxTime(from, at), []any{at.UnixNano(), id}
+		lo = maxTime(lo, at)
 	}
 	if !q.To.After(q.From) {
 		return page, nil
 	}
-	hits, err := l.search(ctx, l.windowIndices(from, q.To), windowSearch(q.Origin, from, q.To, after, size))
-	if err != nil {
-		return page, err
-	}
-	full := len(hits) == size
-	trails := group(hits)
-	if len(trails) > 1 {
-		l.perTrail.Store(int64(len(hits)) * 100 / int64(len(trails)))
-	}
-	if full && len(trails) > 0 {
-		last := trails[len(trails)-1]
-		if len(trails) == 1 { // one write with a page of records or more
-			recs, err := l.records(ctx, []string{dayIndex(l.prefix, last.Records[0].Written)}, last.ID)
+	byID := map[string]int{}
+	for lo.Before(q.To) && len(page.Trails) < limit {
+		docs, hi, err := l.seconds(ctx, elastic.NewTermQuery("origin", q.Origin), lo, q.To)
+		if err != nil {
+			return page, err
+		}
+		for i := range docs {
+			d := &docs[i]
+			reqs, err := d.requests()
 			if err != nil {
 				return page, err
 			}
-			trails[0].Records = recs
-		} else {
-			trails = trails[:len(trails)-1] // may be cut short: the next page reads it whole
+			for k := range d.IDs {
+				r := d.record(k, reqs)
+				if r.Written.Before(q.From) || !r.Written.Before(q.To) {
+					continue
+				}
+				t, ok := byID[r.ID]
+				if !ok {
+					t = len(page.Trails)
+					byID[r.ID] = t
+					page.Trails = append(page.Trails, dcsync.Trail{ID: r.ID})
+				}
+				page.Trails[t].Records = append(page.Trails[t].Records, r)
+			}
 		}
+		lo = hi
 	}
-	if full || len(trails) > limit {
-		trails = trails[:min(limit, len(trails))]
-		t := trails[len(trails)-1]
-		page.Next = cursor(t.Records[0].Written, t.ID)
+	if lo.Before(q.To) {
+		page.Next = cursor(lo)
 	}
-	for i := range trails {
-		sortByTime(trails[i].Records)
+	for i := range page.Trails {
+		sortByTime(page.Trails[i].Records)
 	}
-	page.Trails = trails
+	slices.SortFunc(page.Trails, func(a, b dcsync.Trail) int {
+		if c := a.Records[0].Written.Compare(b.Records[0].Written); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
 	return page, nil
 }
 
-// windowSearch is the search of a page of Trails: size records of origin's
-// writes in [from, to), after the sort values after when not nil, in
-// (written, id) order. That order is the indices' own, and total hits are
-// not counted, so Elasticsearch stops at the size-th record of the window.
-func windowSearch(origin string, from, to time.Time, after []any, size int) *elastic.SearchSource {
+// seconds returns the documents matching filter written in whole seconds
+// from lo (a whole second) on, before to, and the end of what it read:
+// one search of pageDocs documents in written order, less those of the
+// last second it reached unless that is all it read, which it then reads
+// whole.
+func (l *Log) seconds(ctx context.Context, filter elastic.Query, lo, to time.Time) ([]source, time.Time, error) {
 	s := elastic.NewSearchSource().
-		Query(elastic.NewBoolQuery().Filter(
-			elastic.NewTermQuery("origin", origin),
-			elastic.NewRangeQuery("written").Gte(formatTime(from)).Lt(formatTime(to)))).
-		Sort("written", true).Sort("id", true).Size(size).TrackTotalHits(false)
-	if after != nil {
-		s = s.SearchAfter(after...)
+		Query(elastic.NewBoolQuery().Filter(filter, writtenIn(lo, to))).
+		Sort("written", true).Size(pageDocs).TrackTotalHits(false)
+	docs, err := l.search(ctx, l.windowIndices(lo, to), s)
+	if err != nil || len(docs) < pageDocs {
+		return docs, to, err
 	}
-	return s
+	last := docs[len(docs)-1].Written.Truncate(time.Second)
+	if last.After(lo) {
+		keep := slices.IndexFunc(docs, func(d source) bool { return !d.Written.Before(last) })
+		return docs[:keep], last, nil
+	}
+	hi := minTime(lo.Add(time.Second), to)
+	docs, err = l.all(ctx, filter, lo, hi, nil)
+	return docs, hi, err
+}
+
+// all returns every document matching filter written in [from, to),
+// halving the range while a search finds as many as it may return.
+func (l *Log) all(ctx context.Context, filter elastic.Query, from, to time.Time, fields []string) ([]source, error) {
+	s := elastic.NewSearchSource().Query(elastic.NewBoolQuery().Filter(filter, writtenIn(from, to))).
+		Size(maxHits).TrackTotalHits(false)
+	if fields != nil {
+		s = s.FetchSourceIncludeExclude(fields, nil)
+	}
+	docs, err := l.search(ctx, l.windowIndices(from, to), s)
+	if err != nil || len(docs) < maxHits {
+		return docs, err
+	}
+	if to.Sub(from) <= 1 {
+		return nil, fmt.Errorf("elastic: more than %d documents written at %v", maxHits, from)
+	}
+	mid := from.Add(to.Sub(from) / 2)
+	a, err := l.all(ctx, filter, from, mid, fields)
+	if err != nil {
+		return nil, err
+	}
+	b, err := l.all(ctx, filter, mid, to, fields)
+	return append(a, b...), err
+}
+
+func writtenIn(from, to time.Time) elastic.Query {
+	return elastic.NewRangeQuery("written").Gte(formatTime(from)).Lt(formatTime(to))
+}
+
+// setFilter is the filter of the documents a SetQuery selects.
+func setFilter(q dcsync.SetQuery) elastic.Query {
+	status := q.Status
+	if status == "" {
+		status = dcsync.StatusOK
+	}
+	return elastic.NewBoolQuery().Filter(elastic.NewTermQuery("dc", q.DC), elastic.NewTermQuery("origin", q.Origin),
+		elastic.NewTermQuery("stage", string(q.Stage)), elastic.NewTermQuery("status", string(status)))
+}
+
+// Digests implements dcsync.AuditLog. The seconds wholly inside the window
+// add up the count and hash sum each document stores, reading nothing else
+// of it; only the documents of a second the window cuts are read write by
+// write.
+func (l *Log) Digests(ctx context.Context, q dcsync.SetQuery) ([]dcsync.Digest, error) {
+	if !q.To.After(q.From) {
+		return nil, nil
+	}
+	filter := setFilter(q)
+	by := map[int64]*dcsync.Digest{}
+	add := func(sec int64) *dcsync.Digest {
+		d := by[sec]
+		if d == nil {
+			d = &dcsync.Digest{Second: sec}
+			by[sec] = d
+		}
+		return d
+	}
+	// The whole seconds [lo, hi), and the edges the window cuts.
+	fromSec, hi := q.From.Truncate(time.Second), q.To.Truncate(time.Second)
+	lo := fromSec
+	if lo.Before(q.From) {
+		lo = lo.Add(time.Second)
+	}
+	var edges [][2]time.Time
+	if lo.After(hi) { // From and To cut one second
+		edges = append(edges, [2]time.Time{fromSec, q.To})
+	} else {
+		if fromSec.Before(lo) {
+			edges = append(edges, [2]time.Time{fromSec, lo})
+		}
+		if hi.Before(q.To) {
+			edges = append(edges, [2]time.Time{hi, q.To})
+		}
+	}
+	if lo.Before(hi) {
+		docs, err := l.all(ctx, filter, lo, hi, []string{"written", "x.n", "x.h"})
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range docs {
+			g := add(d.Written.Unix())
+			g.Count += d.X.N
+			g.Sum += d.X.H
+		}
+	}
+	for _, edge := range edges {
+		ids, written, err := l.writes(ctx, filter, edge[0], edge[1], q.From, q.To)
+		if err != nil {
+			return nil, err
+		}
+		for i, id := range ids {
+			add(written[i].Unix()).Add(id)
+		}
+	}
+	out := make([]dcsync.Digest, 0, len(by))
+	for _, d := range by {
+		out = append(out, *d)
+	}
+	slices.SortFunc(out, func(a, b dcsync.Digest) int { return cmp.Compare(a.Second, b.Second) })
+	return out, nil
+}
+
+// writes returns the IDs and written times of the writes of the documents
+// matching filter written in [lo, hi) whose own written time is in
+// [from, to).
+func (l *Log) writes(ctx context.Context, filter elastic.Query, lo, hi, from, to time.Time) ([]string, []time.Time, error) {
+	docs, err := l.all(ctx, filter, lo, hi, []string{"written", "ids", "x.w"})
+	if err != nil {
+		return nil, nil, err
+	}
+	var ids []string
+	var written []time.Time
+	for i := range docs {
+		d := &docs[i]
+		for k, id := range d.IDs {
+			if w := d.written(k); !w.Before(from) && w.Before(to) {
+				ids, written = append(ids, id), append(written, w)
+			}
+		}
+	}
+	return ids, written, nil
+}
+
+// IDs implements dcsync.AuditLog.
+func (l *Log) IDs(ctx context.Context, q dcsync.SetQuery) ([]string, error) {
+	if !q.To.After(q.From) {
+		return nil, nil
+	}
+	ids, _, err := l.writes(ctx, setFilter(q), q.From.Truncate(time.Second), q.To, q.From, q.To)
+	if err != nil {
+		return nil, err
+	}
+	seen := make(map[string]bool, len(ids))
+	return slices.DeleteFunc(ids, func(id string) bool {
+		dup := seen[id]
+		seen[id] = true
+		return dup
+	}), nil
 }
 
 // Records returns every record of one write, from every datacenter, in the
-// order they happened. It reads every daily index: it is for operators
-// tracing a request, not for the reconciler.
+// order they happened: one term query on the documents' IDs. It reads every
+// daily index: it is for operators tracing a request, not for the
+// reconciler.
 func (l *Log) Records(ctx context.Context, id string) ([]dcsync.Record, error) {
-	return l.records(ctx, []string{l.prefix + "-*"}, id)
-}
-
-// records returns the records of one write in indices, in the order they
-// happened.
-func (l *Log) records(ctx context.Context, indices []string, id string) ([]dcsync.Record, error) {
-	recs, err := l.search(ctx, indices, elastic.NewSearchSource().
-		Query(elastic.NewBoolQuery().Filter(elastic.NewTermQuery("id", id))).
+	docs, err := l.search(ctx, []string{l.prefix + "-*"}, elastic.NewSearchSource().
+		Query(elastic.NewBoolQuery().Filter(elastic.NewTermQuery("ids", packID(id)))).
 		Size(maxHits).TrackTotalHits(false))
 	if err != nil {
 		return nil, err
+	}
+	var recs []dcsync.Record
+	for i := range docs {
+		d := &docs[i]
+		k := slices.Index(d.IDs, id)
+		if k < 0 {
+			continue
+		}
+		reqs, err := d.requests()
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, d.record(k, reqs))
 	}
 	sortByTime(recs)
 	return recs, nil
 }
 
-// search runs the search s over indices and decodes the records of its
-// hits. It decodes the response in one pass, straight into records: the
-// olivere SearchService would decode every hit twice.
-func (l *Log) search(ctx context.Context, indices []string, s *elastic.SearchSource) ([]dcsync.Record, error) {
+// search runs the search s over indices and decodes the documents of its
+// hits. It decodes the response in one pass: the olivere SearchService
+// would decode every hit twice.
+func (l *Log) search(ctx context.Context, indices []string, s *elastic.SearchSource) ([]source, error) {
 	filter := "hits.hits._source"
 	if l.visited != nil {
 		s = s.Profile(true)
@@ -165,11 +321,17 @@ func (l *Log) search(ctx context.Context, indices []string, s *elastic.SearchSou
 	if l.visited != nil {
 		l.visited.Add(result.Profile.visited())
 	}
-	recs := make([]dcsync.Record, len(result.Hits.Hits))
+	docs := make([]source, len(result.Hits.Hits))
 	for i := range result.Hits.Hits {
-		recs[i] = result.Hits.Hits[i].Source.record()
+		docs[i] = result.Hits.Hits[i].Source
+		if docs[i].Written == nil {
+			docs[i].Written = &time.Time{}
+		}
+		for k, id := range docs[i].IDs {
+			docs[i].IDs[k] = unpackID(id)
+		}
 	}
-	return recs, nil
+	return docs, nil
 }
 
 // profile is what a test reads of Elasticsearch's search profile.
@@ -194,20 +356,6 @@ func (p *profile) visited() int64 {
 		}
 	}
 	return n
-}
-
-// group gathers runs of records of one write into trails.
-func group(recs []dcsync.Record) []dcsync.Trail {
-	var trails []dcsync.Trail
-	for start := 0; start < len(recs); {
-		end := start + 1
-		for end < len(recs) && recs[end].ID == recs[start].ID {
-			end++
-		}
-		trails = append(trails, dcsync.Trail{ID: recs[start].ID, Records: recs[start:end:end]})
-		start = end
-	}
-	return trails
 }
 
 func sortByTime(recs []dcsync.Record) {
@@ -241,6 +389,13 @@ func maxTime(a, b time.Time) time.Time {
 	return b
 }
 
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
 func formatTime(t time.Time) string {
 	if t.Before(minNanos) {
 		t = minNanos
@@ -250,17 +405,15 @@ func formatTime(t time.Time) string {
 	return t.UTC().Format(time.RFC3339Nano)
 }
 
-// A cursor is the written time (Unix nanoseconds) and ID of the last trail
-// of a page.
-func cursor(t time.Time, id string) string {
-	return strconv.FormatInt(t.UnixNano(), 10) + "/" + id
-}
+// A cursor is where the next page starts: a whole second, in Unix
+// nanoseconds.
+func cursor(t time.Time) string { return "s" + strconv.FormatInt(t.UnixNano(), 10) }
 
-func parseCursor(c string) (time.Time, string, error) {
-	ns, id, ok := strings.Cut(c, "/")
+func parseCursor(c string) (time.Time, error) {
+	ns, ok := strings.CutPrefix(c, "s")
 	n, err := strconv.ParseInt(ns, 10, 64)
-	if !ok || err != nil || id == "" {
-		return time.Time{}, "", fmt.Errorf("elastic: malformed cursor %q", c)
+	if !ok || err != nil {
+		return time.Time{}, fmt.Errorf("elastic: malformed cursor %q", c)
 	}
-	return time.Unix(0, n), id, nil
+	return time.Unix(0, n), nil
 }

@@ -44,7 +44,7 @@ func TestWindowCostFollowsTheWindow(t *testing.T) {
 		}
 		add(history*window, day, 20*time.Hour/time.Duration(history*window))
 		add(window, from, time.Second)
-		if err := l.Append(ctx, recs); err != nil {
+		if err := l.Append(ctx, dcsync.PackRecords(recs)); err != nil {
 			t.Fatal(err)
 		}
 		if err := l.Flush(ctx); err != nil {

@@ -1,8 +1,10 @@
 // Package memory is an in-process dcsync.AuditLog: the embedded default, and
 // the audit log of tests and of the quickstart. It keeps the most recent
 // records, up to a bound, and reads a time window in time proportional to
-// what was logged since the window began, not to what it holds. Import it
-// as memaudit, apart from the memory transport (memtransport):
+// what was logged since the window began, not to what it holds. It stores
+// dcsync.Entry values as they come — a batch of writes per entry — and
+// hands them back as one record per write. Import it as memaudit, apart
+// from the memory transport (memtransport):
 //
 //	import memaudit "github.com/dcsync/dcsync/audit/memory"
 package memory
@@ -16,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/dcsync/dcsync"
 )
@@ -23,6 +26,27 @@ import (
 // DefaultMaxRecords is how many records a Log keeps by default: the trails
 // of about 2¹⁸ writes between two datacenters, four records each.
 const DefaultMaxRecords = 1 << 20
+
+// DefaultMaxBytes is how many bytes a Log keeps by default.
+const DefaultMaxBytes = 256 << 20
+
+// Config bounds a Log. The zero value of a field selects its default.
+type Config struct {
+	// MaxRecords bounds the records (writes of entries) held; default
+	// DefaultMaxRecords.
+	MaxRecords int
+	// MaxBytes bounds the bytes held: IDs, requests, errors and the
+	// bookkeeping of each record; default DefaultMaxBytes.
+	MaxBytes int64
+}
+
+// Stats counts what a Log holds and did.
+type Stats struct {
+	Records int   // records held
+	Bytes   int64 // bytes held
+	Dropped int   // chunks of complete trails dropped to make room
+	Refused int   // Appends refused because the log was full of incomplete writes
+}
 
 // maxChunk bounds the records of one chunk, the unit in which old records
 // are dropped. Chunks of a megabyte or two are allocated, and their pages
@@ -32,14 +56,24 @@ const maxChunk = 1 << 13
 
 // Log is an in-memory audit log. Create it with New.
 //
-// Append only copies records, compacted, onto the newest of a list of
+// Append only copies entries, compacted, onto the newest of a list of
 // chunks; when the list is full, the oldest chunk is dropped whole. No
 // index is kept up to date on the write path, which is the path that
 // matters: Trails groups the records of a window when a reconciler asks
-// for it, once a minute, skipping chunks that hold no record of the window.
+// for it, skipping chunks that hold no record of the window, and Digests
+// adds up per-entry digests computed once, on Append.
 type Log struct {
-	chunkSize int
-	maxChunks int
+	chunkSize  int // records of a chunk
+	chunkBytes int // arena bytes of a chunk
+	maxRecords int
+	maxBytes   int64
+
+	held    int // records
+	bytes   int64
+	dropped int
+	refused int
+	peers   map[uint32]uint64 // origin → bits (dcBit) of the peers it ships to
+	dcBit   map[uint32]uint   // datacenter name → its bit, for at most 64
 
 	mu     sync.Mutex
 	chunks []*chunk // oldest first; the last one takes appends
@@ -53,23 +87,34 @@ type Log struct {
 // reconciler sharing the log.
 const maxSnapshots = 4
 
-// chunk holds records in the order they were appended. Nothing in it is a
-// pointer: the entries hold offsets into the arena, which holds their
-// bytes, so that however many records the log keeps, the garbage collector
-// has a few objects per chunk to mark, and writers do not stall behind it.
+// chunk holds entries in the order they were appended. Nothing in it is a
+// pointer: entries and writes hold offsets into the arena, which holds
+// their bytes, so that however many records the log keeps, the garbage
+// collector has a few objects per chunk to mark, and writers do not stall
+// behind it.
 type chunk struct {
 	entries                []entry
+	writes                 []write // the writes of entries, each entry's contiguous
 	arena                  []byte
 	minWritten, maxWritten int64 // unix nanoseconds
 }
 
-// entry is one record, its small strings interned as indices into names,
-// the others as spans of its chunk's arena.
+// entry is one dcsync.Entry, its small strings interned as indices into
+// names, its writes writes[first:first+n] of its chunk.
 type entry struct {
-	written, time                     int64 // unix nanoseconds
-	id, err, req                      span  // req is the encoded request, or empty
+	time                              int64 // unix nanoseconds
+	minWritten, maxWritten            int64
+	err                               span
+	first, n                          uint32
+	sum                               uint64 // the sum of its IDs' dcsync.IDHash
 	attempt                           int32
 	dc, origin, target, stage, status uint32
+}
+
+// write is one write of an entry.
+type write struct {
+	written int64 // unix nanoseconds
+	id, req span  // req is the encoded request, or empty
 }
 
 // span locates bytes in a chunk's arena.
@@ -84,6 +129,11 @@ func (c *chunk) put(b string) span {
 
 func (c *chunk) bytes(s span) []byte { return c.arena[s.off : s.off+s.n] }
 
+func (c *chunk) id(w *write) string { return string(c.bytes(w.id)) }
+
+// of returns the writes of e.
+func (c *chunk) of(e *entry) []write { return c.writes[e.first : e.first+e.n] }
+
 // kindCount counts the records of one kind: dc, stage, status as names.
 type kindCount struct {
 	kind [3]uint32
@@ -97,85 +147,391 @@ type Tally struct {
 	Status dcsync.Status
 }
 
-// New returns a Log that keeps at most maxRecords records, and at least
-// seven eighths of that once it is full, dropping the oldest first; 0
-// selects DefaultMaxRecords.
-func New(maxRecords int) *Log {
+// New returns a Log that keeps at most maxRecords records (a record is
+// one write of an entry), and DefaultMaxBytes; 0 selects
+// DefaultMaxRecords.
+func New(maxRecords int) *Log { return NewConfig(Config{MaxRecords: maxRecords}) }
+
+// NewConfig returns a Log bounded as cfg says.
+//
+// A full Log makes room by dropping its oldest chunk (an eighth of it, or
+// less) only when every write that entered in it is complete: applied, or
+// acknowledged, by every peer its datacenter ships to (as a Syncer declares
+// them through DeclarePeers, and as the targets of its reship records and
+// the datacenters that logged applying its writes show, up to 64
+// datacenters). Otherwise Append refuses the entries with an error
+// matching dcsync.ErrAuditFull, and the Syncer holds them and its writers
+// until a reconciler has completed the oldest writes: the log never drops
+// the only copy a reconciler could re-send from.
+func NewConfig(cfg Config) *Log {
+	maxRecords := cfg.MaxRecords
 	if maxRecords <= 0 {
 		maxRecords = DefaultMaxRecords
 	}
+	maxBytes := cfg.MaxBytes
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxBytes
+	}
 	size := min(max(maxRecords/8, 1), maxChunk)
-	return &Log{chunkSize: size, maxChunks: (maxRecords + size - 1) / size,
-		names: names{index: map[string]uint32{}}}
+	return &Log{chunkSize: size, chunkBytes: int(max(maxBytes/8, 1<<10)), maxRecords: maxRecords, maxBytes: maxBytes,
+		names: names{index: map[string]uint32{}}, peers: map[uint32]uint64{}, dcBit: map[uint32]uint{}}
 }
 
-// Append implements dcsync.AuditLog.
-func (l *Log) Append(_ context.Context, recs []dcsync.Record) error {
+// Append implements dcsync.AuditLog. It refuses the entries, appending
+// none, with an error matching dcsync.ErrAuditFull when there is no room
+// for their new writes (process entries) and the oldest chunk holds writes
+// not yet complete. Entries of other stages complete the writes it holds:
+// it takes them, past its bounds if it must, and drops them with the
+// writes they complete.
+func (l *Log) Append(_ context.Context, entries []dcsync.Entry) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	k := 0 // index in l.kinds of the last record's kind
-	for i := range recs {
-		r := &recs[i]
-		c := l.tail()
-		e := entry{id: c.put(r.ID), err: c.put(r.Error), written: r.Written.UnixNano(),
-			time: r.Time.UnixNano(), attempt: int32(r.Attempt),
-			dc: l.names.of(r.DC), origin: l.names.of(r.Origin), target: l.names.of(r.Target),
-			stage: l.names.of(string(r.Stage)), status: l.names.of(string(r.Status))}
-		if r.Request != nil {
-			off := len(c.arena)
-			c.arena = appendRequest(c.arena, r.Request)
-			e.req = span{uint32(off), uint32(len(c.arena) - off)}
+	n, size := 0, int64(0)
+	for i := range entries {
+		if entries[i].Stage == dcsync.StageProcess { // the others complete writes held: always taken
+			n += len(entries[i].IDs)
+			size += entrySize(&entries[i])
 		}
-		if len(c.entries) == 0 || e.written < c.minWritten {
-			c.minWritten = e.written
-		}
-		if len(c.entries) == 0 || e.written > c.maxWritten {
-			c.maxWritten = e.written
-		}
-		c.entries = append(c.entries, e)
-		k = l.count([3]uint32{e.dc, e.stage, e.status}, k)
+	}
+	if !l.room(n, size) {
+		l.refused++
+		return fmt.Errorf("memory: %w: it holds %d records in %d bytes, and its oldest writes are not applied everywhere yet",
+			dcsync.ErrAuditFull, l.held, l.bytes)
+	}
+	k := 0 // index in l.kinds of the last entry's kind
+	for i := range entries {
+		l.append(&entries[i], &k)
 	}
 	return nil
 }
 
-// count adds a record of kind to the counts and returns the kind's index;
+// entrySize is about what d takes in a chunk.
+func entrySize(d *dcsync.Entry) int64 {
+	n := int64(unsafe.Sizeof(entry{})) + int64(len(d.Error))
+	for i, id := range d.IDs {
+		n += int64(unsafe.Sizeof(write{})) + int64(len(id))
+		if i < len(d.Requests) && d.Requests[i] != nil {
+			r := d.Requests[i]
+			n += int64(len(r.ID)+len(r.Origin)+len(r.Key)+len(r.Op)+len(r.Payload)) + 16
+			for k, v := range r.Header {
+				n += int64(len(k)+len(v)) + 4
+			}
+		}
+	}
+	return n
+}
+
+// room drops the oldest chunks, while they are complete, until n more
+// records of size bytes fit, and reports whether the log may take them: it
+// may while it is within its bounds, so that it exceeds them by at most
+// one Append (and the records that complete writes it holds), and a batch
+// larger than the log is not refused forever.
+func (l *Log) room(n int, size int64) bool {
+	if n == 0 {
+		return true
+	}
+	for l.held+n > l.maxRecords || l.bytes+size > l.maxBytes {
+		if len(l.chunks) == 0 || !l.complete(l.chunks[0]) {
+			return l.held <= l.maxRecords && l.bytes <= l.maxBytes
+		}
+		l.drop()
+	}
+	return true
+}
+
+// drop drops the oldest chunk.
+func (l *Log) drop() {
+	old := l.chunks[0]
+	l.chunks = slices.Delete(l.chunks, 0, 1)
+	l.held -= len(old.writes)
+	l.bytes -= old.size()
+	l.dropped++
+	if !slices.ContainsFunc(l.snaps, func(s *snapshot) bool { return slices.Contains(s.chunks, old) }) {
+		old.entries, old.writes, old.arena = old.entries[:0], old.writes[:0], old.arena[:0]
+		l.spare = old
+	}
+}
+
+// size is what c holds, as entrySize counts it.
+func (c *chunk) size() int64 {
+	return int64(len(c.arena)) + int64(len(c.writes))*int64(unsafe.Sizeof(write{})) +
+		int64(len(c.entries))*int64(unsafe.Sizeof(entry{}))
+}
+
+// bit returns the bit of datacenter name, and false past 64 of them.
+func (l *Log) bit(name uint32) (uint64, bool) {
+	b, ok := l.dcBit[name]
+	if !ok {
+		if len(l.dcBit) == 64 {
+			return 0, false
+		}
+		b = uint(len(l.dcBit))
+		l.dcBit[name] = b
+	}
+	return 1 << b, true
+}
+
+// complete reports whether every write that entered in c (its ok process
+// entries) is applied, or acknowledged, by every peer its origin ships to,
+// as the entries of the chunks whose writes overlap c's in time say.
+// Records of later stages in c are not asked about: while the log is
+// full, the Syncer holds new writes' process entries back but appends
+// their later records, which must not hold the log full in turn. They may
+// go before their write's process record arrives; the write, its body and
+// its completion never do.
+func (l *Log) complete(c *chunk) bool {
+	st := [3]uint32{l.names.of(string(dcsync.StageProcess)), l.names.of(string(dcsync.StageApply)),
+		l.names.of(string(dcsync.StageReship))}
+	ok := l.names.of(string(dcsync.StatusOK))
+	pending := map[string]uint64{}
+	for i := range c.entries {
+		e := &c.entries[i]
+		if e.stage != st[0] || e.status != ok {
+			continue // records of later stages go with their writes' process records
+		}
+		self, known := l.bit(e.origin)
+		if !known {
+			return false
+		}
+		need := l.peers[e.origin] &^ self
+		if need == 0 {
+			continue
+		}
+		for _, w := range c.of(e) {
+			pending[c.id(&w)] = need
+		}
+	}
+	for _, d := range l.chunks {
+		if len(pending) == 0 {
+			return true
+		}
+		if d.maxWritten < c.minWritten || d.minWritten > c.maxWritten {
+			continue
+		}
+		for i := range d.entries {
+			e := &d.entries[i]
+			var peer uint32
+			switch {
+			case e.status != ok || e.maxWritten < c.minWritten || e.minWritten > c.maxWritten:
+				continue
+			case e.stage == st[1]:
+				peer = e.dc
+			case e.stage == st[2]:
+				peer = e.target
+			default:
+				continue
+			}
+			b, known := l.bit(peer)
+			if !known {
+				continue
+			}
+			for _, w := range d.of(e) {
+				if need, found := pending[string(d.bytes(w.id))]; found {
+					if need &^= b; need == 0 {
+						delete(pending, string(d.bytes(w.id)))
+					} else {
+						pending[string(d.bytes(w.id))] = need
+					}
+				}
+			}
+		}
+	}
+	return len(pending) == 0
+}
+
+// DeclarePeers implements dcsync.PeerDeclarer: the writes of dc are
+// complete once every one of peers has applied or acknowledged them.
+func (l *Log) DeclarePeers(dc string, peers []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	origin := l.names.of(dc)
+	for _, p := range peers {
+		if b, ok := l.bit(l.names.of(p)); ok {
+			l.peers[origin] |= b
+		}
+	}
+}
+
+// learn notes whom the origin of e ships to, from its reship and apply
+// entries.
+func (l *Log) learn(e *entry, stage dcsync.Stage) {
+	var peer uint32
+	switch stage {
+	case dcsync.StageReship:
+		peer = e.target
+	case dcsync.StageApply:
+		peer = e.dc
+	default:
+		return
+	}
+	if b, ok := l.bit(peer); ok && l.peers[e.origin]&b == 0 {
+		l.peers[e.origin] |= b
+	}
+}
+
+// append appends one entry, split over chunks if it does not fit.
+func (l *Log) append(d *dcsync.Entry, k *int) {
+	for start := 0; start < len(d.IDs); {
+		c := l.tail()
+		before := c.size()
+		n := min(len(d.IDs)-start, l.chunkSize-len(c.writes))
+		e := entry{err: c.put(d.Error), time: d.Time.UnixNano(), attempt: int32(d.Attempt),
+			first: uint32(len(c.writes)), n: uint32(n),
+			dc: l.names.of(d.DC), origin: l.names.of(d.Origin), target: l.names.of(d.Target),
+			stage: l.names.of(string(d.Stage)), status: l.names.of(string(d.Status))}
+		for j := start; j < start+n; j++ {
+			w := write{id: c.put(d.IDs[j])}
+			if j < len(d.Written) {
+				w.written = d.Written[j].UnixNano()
+			}
+			if j < len(d.Requests) && d.Requests[j] != nil {
+				off := len(c.arena)
+				c.arena = appendRequest(c.arena, d.Requests[j])
+				w.req = span{uint32(off), uint32(len(c.arena) - off)}
+			}
+			if j == start || w.written < e.minWritten {
+				e.minWritten = w.written
+			}
+			if j == start || w.written > e.maxWritten {
+				e.maxWritten = w.written
+			}
+			e.sum += dcsync.IDHash(d.IDs[j])
+			c.writes = append(c.writes, w)
+		}
+		if len(c.entries) == 0 || e.minWritten < c.minWritten {
+			c.minWritten = e.minWritten
+		}
+		if len(c.entries) == 0 || e.maxWritten > c.maxWritten {
+			c.maxWritten = e.maxWritten
+		}
+		l.learn(&e, d.Stage) // a failed reship names a peer too
+		c.entries = append(c.entries, e)
+		l.held += n
+		l.bytes += c.size() - before
+		*k = l.count([3]uint32{e.dc, e.stage, e.status}, *k, n)
+		start += n
+	}
+}
+
+// count adds n records of kind to the counts and returns the kind's index;
 // hint is where to look first.
-func (l *Log) count(kind [3]uint32, hint int) int {
+func (l *Log) count(kind [3]uint32, hint, n int) int {
 	if hint < len(l.kinds) && l.kinds[hint].kind == kind {
-		l.kinds[hint].n++
+		l.kinds[hint].n += n
 		return hint
 	}
 	for i := range l.kinds {
 		if l.kinds[i].kind == kind {
-			l.kinds[i].n++
+			l.kinds[i].n += n
 			return i
 		}
 	}
-	l.kinds = append(l.kinds, kindCount{kind, 1})
+	l.kinds = append(l.kinds, kindCount{kind, n})
 	return len(l.kinds) - 1
 }
 
-// tail returns the chunk that takes the next record, starting a new one,
-// and dropping the oldest, when it is full.
+// tail returns the chunk that takes the next records, starting a new one
+// when the last is full.
 func (l *Log) tail() *chunk {
-	if n := len(l.chunks); n > 0 && len(l.chunks[n-1].entries) < l.chunkSize {
+	if n := len(l.chunks); n > 0 && len(l.chunks[n-1].writes) < l.chunkSize && len(l.chunks[n-1].arena) < l.chunkBytes {
 		return l.chunks[n-1]
-	}
-	if len(l.chunks) == l.maxChunks {
-		old := l.chunks[0]
-		l.chunks = slices.Delete(l.chunks, 0, 1)
-		if !slices.ContainsFunc(l.snaps, func(s *snapshot) bool { return slices.Contains(s.chunks, old) }) {
-			old.entries, old.arena = old.entries[:0], old.arena[:0]
-			l.spare = old
-		}
 	}
 	c := l.spare
 	l.spare = nil
 	if c == nil {
-		c = &chunk{entries: make([]entry, 0, l.chunkSize), arena: make([]byte, 0, l.chunkSize*128)}
+		c = &chunk{writes: make([]write, 0, l.chunkSize), arena: make([]byte, 0, min(l.chunkSize*64, l.chunkBytes))}
 	}
 	l.chunks = append(l.chunks, c)
 	return c
+}
+
+// Digests implements dcsync.AuditLog. An entry wholly inside the window
+// adds its digest, computed on Append; only those the window cuts are read
+// write by write.
+func (l *Log) Digests(_ context.Context, q dcsync.SetQuery) ([]dcsync.Digest, error) {
+	by := map[int64]*dcsync.Digest{}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.set(q, func(c *chunk, e *entry) {
+		sec := time.Unix(0, e.minWritten).Unix()
+		if time.Unix(0, e.maxWritten).Unix() == sec && e.minWritten >= q.From.UnixNano() && e.maxWritten < q.To.UnixNano() {
+			d := digest(by, sec)
+			d.Count += int(e.n)
+			d.Sum += e.sum
+			return
+		}
+		for _, w := range c.of(e) {
+			if in(w.written, q) {
+				digest(by, time.Unix(0, w.written).Unix()).Add(c.id(&w))
+			}
+		}
+	})
+	out := make([]dcsync.Digest, 0, len(by))
+	for _, d := range by {
+		out = append(out, *d)
+	}
+	slices.SortFunc(out, func(a, b dcsync.Digest) int { return cmp.Compare(a.Second, b.Second) })
+	return out, nil
+}
+
+func digest(by map[int64]*dcsync.Digest, sec int64) *dcsync.Digest {
+	d := by[sec]
+	if d == nil {
+		d = &dcsync.Digest{Second: sec}
+		by[sec] = d
+	}
+	return d
+}
+
+func in(written int64, q dcsync.SetQuery) bool {
+	return written >= q.From.UnixNano() && written < q.To.UnixNano()
+}
+
+// IDs implements dcsync.AuditLog.
+func (l *Log) IDs(_ context.Context, q dcsync.SetQuery) ([]string, error) {
+	seen := map[string]bool{}
+	var out []string
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.set(q, func(c *chunk, e *entry) {
+		for _, w := range c.of(e) {
+			if id := c.id(&w); in(w.written, q) && !seen[id] {
+				seen[id] = true
+				out = append(out, id)
+			}
+		}
+	})
+	return out, nil
+}
+
+// set calls f with every entry of q's kind that holds a write of q's
+// window.
+func (l *Log) set(q dcsync.SetQuery, f func(*chunk, *entry)) {
+	status := q.Status
+	if status == "" {
+		status = dcsync.StatusOK
+	}
+	var kind [4]uint32
+	for i, name := range []string{q.DC, q.Origin, string(q.Stage), string(status)} {
+		n, ok := l.names.index[name]
+		if !ok {
+			return
+		}
+		kind[i] = n
+	}
+	from, to := q.From.UnixNano(), q.To.UnixNano()
+	for _, c := range l.chunks {
+		if c.maxWritten < from || c.minWritten >= to {
+			continue
+		}
+		for i := range c.entries {
+			e := &c.entries[i]
+			if e.dc == kind[0] && e.origin == kind[1] && e.stage == kind[2] && e.status == kind[3] &&
+				e.maxWritten >= from && e.minWritten < to {
+				f(c, e)
+			}
+		}
+	}
 }
 
 // Trails implements dcsync.AuditLog. The first page of a window groups its
@@ -252,8 +608,8 @@ type strail struct {
 	first, last int
 }
 
-// ref locates a record: entry i of chunk c of the snapshot.
-type ref struct{ c, i int32 }
+// ref locates a record: write w of entry e of chunk c of the snapshot.
+type ref struct{ c, e, w int32 }
 
 // key orders trails by the time their write was accepted, then by ID.
 type key struct {
@@ -298,18 +654,24 @@ func (l *Log) group(origin string, from, to int64) *snapshot {
 		s.chunks = append(s.chunks, c)
 		for i := range c.entries {
 			e := &c.entries[i]
-			if e.origin != o || e.written < from || e.written >= to {
+			if e.origin != o || e.maxWritten < from || e.minWritten >= to {
 				continue
 			}
-			t, seen := byID[string(c.bytes(e.id))]
-			if !seen {
-				id := string(c.bytes(e.id))
-				t = int32(len(s.trails))
-				byID[id] = t
-				s.trails = append(s.trails, strail{key: key{e.written, id}})
+			for k := e.first; k < e.first+e.n; k++ {
+				w := &c.writes[k]
+				if w.written < from || w.written >= to {
+					continue
+				}
+				t, seen := byID[string(c.bytes(w.id))]
+				if !seen {
+					id := c.id(w)
+					t = int32(len(s.trails))
+					byID[id] = t
+					s.trails = append(s.trails, strail{key: key{w.written, id}})
+				}
+				s.trails[t].last++ // counts records until the layout below
+				found, trailOf = append(found, ref{ci, int32(i), int32(k)}), append(trailOf, t)
 			}
-			s.trails[t].last++ // counts records until the layout below
-			found, trailOf = append(found, ref{ci, int32(i)}), append(trailOf, t)
 		}
 	}
 	// Lay each trail's records out contiguously, in the order logged.
@@ -335,7 +697,7 @@ func (l *Log) records(s *snapshot, id string, refs []ref) []dcsync.Record {
 	out := make([]dcsync.Record, len(refs))
 	for k, r := range refs {
 		c := s.chunks[r.c]
-		out[k] = l.record(c, &c.entries[r.i], id)
+		out[k] = l.record(c, &c.entries[r.e], &c.writes[r.w], id)
 	}
 	return byTime(out)
 }
@@ -348,14 +710,15 @@ func byTime(recs []dcsync.Record) []dcsync.Record {
 	return recs
 }
 
-// record returns e, of chunk c, as the record of write id.
-func (l *Log) record(c *chunk, e *entry, id string) dcsync.Record {
+// record returns write w of entry e, of chunk c, as the record of write
+// id.
+func (l *Log) record(c *chunk, e *entry, w *write, id string) dcsync.Record {
 	n := l.names.list
 	r := dcsync.Record{ID: id, DC: n[e.dc], Origin: n[e.origin], Stage: dcsync.Stage(n[e.stage]),
 		Status: dcsync.Status(n[e.status]), Target: n[e.target], Attempt: int(e.attempt),
-		Error: string(c.bytes(e.err)), Written: time.Unix(0, e.written), Time: time.Unix(0, e.time)}
-	if e.req.n > 0 {
-		r.Request = decodeRequest(c.bytes(e.req))
+		Error: string(c.bytes(e.err)), Written: time.Unix(0, w.written), Time: time.Unix(0, e.time)}
+	if w.req.n > 0 {
+		r.Request = decodeRequest(c.bytes(w.req))
 	}
 	return r
 }
@@ -368,8 +731,11 @@ func (l *Log) Records(id string) []dcsync.Record {
 	var out []dcsync.Record
 	for _, c := range l.chunks {
 		for i := range c.entries {
-			if string(c.bytes(c.entries[i].id)) == id {
-				out = append(out, l.record(c, &c.entries[i], id))
+			e := &c.entries[i]
+			for k := e.first; k < e.first+e.n; k++ {
+				if string(c.bytes(c.writes[k].id)) == id {
+					out = append(out, l.record(c, e, &c.writes[k], id))
+				}
 			}
 		}
 	}
@@ -392,11 +758,14 @@ func (l *Log) Counts() map[Tally]int {
 func (l *Log) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	n := 0
-	for _, c := range l.chunks {
-		n += len(c.entries)
-	}
-	return n
+	return l.held
+}
+
+// Stats returns what the log holds and did.
+func (l *Log) Stats() Stats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return Stats{Records: l.held, Bytes: l.bytes, Dropped: l.dropped, Refused: l.refused}
 }
 
 // names interns the few distinct short strings of records — datacenters,

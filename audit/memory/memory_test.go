@@ -2,6 +2,7 @@ package memory_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"strconv"
@@ -27,7 +28,7 @@ func TestLogDropsOldestWritesPastItsBound(t *testing.T) {
 	ctx := context.Background()
 	l := memory.New(10)
 	for i := range 25 {
-		l.Append(ctx, []dcsync.Record{rec(fmt.Sprint("w", i), "a", "a", dcsync.StageProcess, t0.Add(time.Duration(i)*time.Second))})
+		l.Append(ctx, dcsync.PackRecords([]dcsync.Record{rec(fmt.Sprint("w", i), "a", "a", dcsync.StageProcess, t0.Add(time.Duration(i)*time.Second))}))
 	}
 	if l.Len() != 10 || l.Records("w14") != nil || l.Records("w15") == nil {
 		t.Fatalf("kept %d writes; w14 %v, w15 %v", l.Len(), l.Records("w14"), l.Records("w15"))
@@ -39,7 +40,7 @@ func TestLogDropsOldestWritesPastItsBound(t *testing.T) {
 
 func TestCountsHoldOnlyWhatWasAppended(t *testing.T) {
 	l := memory.New(0)
-	l.Append(context.Background(), []dcsync.Record{rec("w", "a", "a", dcsync.StageProcess, t0), rec("w", "b", "a", dcsync.StageApply, t0)})
+	l.Append(context.Background(), dcsync.PackRecords([]dcsync.Record{rec("w", "a", "a", dcsync.StageProcess, t0), rec("w", "b", "a", dcsync.StageApply, t0)}))
 	counts := l.Counts()
 	if len(counts) != 2 {
 		t.Fatalf("counts: %v", counts)
@@ -50,10 +51,10 @@ func TestTrailsGatherRecordsAcrossChunks(t *testing.T) {
 	ctx := context.Background()
 	l := memory.New(64) // chunks of 8 records
 	for i := range 20 {
-		l.Append(ctx, []dcsync.Record{rec(fmt.Sprint("w", i), "a", "a", dcsync.StageProcess, t0.Add(time.Duration(i)*time.Second))})
+		l.Append(ctx, dcsync.PackRecords([]dcsync.Record{rec(fmt.Sprint("w", i), "a", "a", dcsync.StageProcess, t0.Add(time.Duration(i)*time.Second))}))
 	}
 	for i := range 20 { // the peer's records, later, in other chunks
-		l.Append(ctx, []dcsync.Record{rec(fmt.Sprint("w", i), "b", "a", dcsync.StageApply, t0.Add(time.Duration(i)*time.Second))})
+		l.Append(ctx, dcsync.PackRecords([]dcsync.Record{rec(fmt.Sprint("w", i), "b", "a", dcsync.StageApply, t0.Add(time.Duration(i)*time.Second))}))
 	}
 	q := dcsync.TrailQuery{Origin: "a", From: t0, To: t0.Add(time.Hour), Limit: 6}
 	n := 0
@@ -83,7 +84,7 @@ func TestPagingSurvivesDroppedChunksAndOtherReaders(t *testing.T) {
 	l := memory.New(16) // chunks of 2 records
 	for i := range 16 {
 		origin := []string{"a", "b"}[i%2]
-		l.Append(ctx, []dcsync.Record{rec(fmt.Sprint(origin, i), origin, origin, dcsync.StageProcess, t0.Add(time.Duration(i)*time.Second))})
+		l.Append(ctx, dcsync.PackRecords([]dcsync.Record{rec(fmt.Sprint(origin, i), origin, origin, dcsync.StageProcess, t0.Add(time.Duration(i)*time.Second))}))
 	}
 	qa := dcsync.TrailQuery{Origin: "a", From: t0, To: t0.Add(time.Hour), Limit: 3}
 	qb := qa
@@ -92,7 +93,7 @@ func TestPagingSurvivesDroppedChunksAndOtherReaders(t *testing.T) {
 	pb, _ := l.Trails(ctx, qb)
 	// New records drop the chunks the pages are reading from.
 	for i := range 16 {
-		l.Append(ctx, []dcsync.Record{rec(fmt.Sprint("c", i), "c", "c", dcsync.StageProcess, t0)})
+		l.Append(ctx, dcsync.PackRecords([]dcsync.Record{rec(fmt.Sprint("c", i), "c", "c", dcsync.StageProcess, t0)}))
 	}
 	got := map[string]int{}
 	for _, p := range []*dcsync.TrailPage{&pa, &pb} {
@@ -147,7 +148,7 @@ func BenchmarkAppend(b *testing.B) {
 			recs = append(recs, p, r, rec(id, "b", "a", dcsync.StageCollect, w), rec(id, "b", "a", dcsync.StageApply, w))
 		}
 		n += batch
-		l.Append(ctx, recs)
+		l.Append(ctx, dcsync.PackRecords(recs))
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n*4), "ns/record")
 }
@@ -162,10 +163,55 @@ func TestRequestsRoundTrip(t *testing.T) {
 	} {
 		r := rec(req.ID, "a", "a", dcsync.StageProcess, t0)
 		r.Request = req
-		l.Append(ctx, []dcsync.Record{r})
+		l.Append(ctx, dcsync.PackRecords([]dcsync.Record{r}))
 		got := l.Records(req.ID)
 		if len(got) != 1 || !reflect.DeepEqual(got[0].Request, req) {
 			t.Fatalf("request %s came back as %+v", req.ID, got[0].Request)
 		}
+	}
+}
+
+// A full log drops only chunks whose writes every peer has applied or
+// acknowledged; full of others, it refuses new writes, and takes the
+// records that complete the writes it holds.
+func TestFullLogDropsOnlyCompleteWrites(t *testing.T) {
+	ctx := context.Background()
+	l := memory.NewConfig(memory.Config{MaxRecords: 16}) // chunks of 2 records
+	l.DeclarePeers("a", []string{"b"})
+	process := func(i int) []dcsync.Entry {
+		return dcsync.PackRecords([]dcsync.Record{rec(fmt.Sprint("w", i), "a", "a", dcsync.StageProcess, t0.Add(time.Duration(i)*time.Second))})
+	}
+	shipped := func(i int) []dcsync.Entry {
+		r := rec(fmt.Sprint("w", i), "a", "a", dcsync.StageReship, t0.Add(time.Duration(i)*time.Second))
+		r.Target = "b"
+		return dcsync.PackRecords([]dcsync.Record{r})
+	}
+	for i := range 17 { // one past the bound: it takes an Append while within it
+		if err := l.Append(ctx, process(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Append(ctx, process(17)); !errors.Is(err, dcsync.ErrAuditFull) {
+		t.Fatalf("a log full of incomplete writes took another: %v", err)
+	}
+	for i := range 16 { // w16 is not acknowledged: the chunk holding it stays
+		if err := l.Append(ctx, shipped(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Append(ctx, process(17)); !errors.Is(err, dcsync.ErrAuditFull) {
+		t.Fatalf("a log whose oldest chunk is incomplete took a write: %v", err)
+	}
+	if r := l.Records("w15"); len(r) != 1 || r[0].Stage != dcsync.StageReship || l.Records("w16") == nil {
+		t.Fatalf("dropped the wrong writes: w15 %v, w16 %v", l.Records("w15"), l.Records("w16"))
+	}
+	if err := l.Append(ctx, shipped(16)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Append(ctx, process(17)); err != nil {
+		t.Fatalf("a log of complete writes did not make room: %v", err)
+	}
+	if s := l.Stats(); s.Refused != 2 || s.Dropped < 9 || s.Records > 17 {
+		t.Fatalf("stats %+v", s)
 	}
 }

@@ -74,7 +74,7 @@ func TestTrace(t *testing.T) {
 		{ID: "req-1", DC: "telecom", Origin: "unicom", Stage: dcsync.StageCollect, Status: dcsync.StatusOK, Attempt: 1, Written: w, Time: at(55)},
 		{ID: "req-2", DC: "unicom", Origin: "unicom", Stage: dcsync.StageProcess, Status: dcsync.StatusOK, Attempt: 1, Written: w, Time: at(3)},
 	}
-	if err := e.log.Append(context.Background(), recs); err != nil {
+	if err := e.log.Append(context.Background(), dcsync.PackRecords(recs)); err != nil {
 		t.Fatal(err)
 	}
 	e.flush(t)

@@ -123,7 +123,7 @@ func (s dryRunSender) Send(_ context.Context, reqs []*dcsync.Request) error {
 // readOnlyAudit reads trails and records nothing.
 type readOnlyAudit struct{ dcsync.AuditLog }
 
-func (readOnlyAudit) Append(context.Context, []dcsync.Record) error { return nil }
+func (readOnlyAudit) Append(context.Context, []dcsync.Entry) error { return nil }
 
 // readOnlyCheckpoints loads the checkpoint and saves nothing.
 type readOnlyCheckpoints struct{ dcsync.CheckpointStore }

@@ -40,11 +40,12 @@ func (a *acks) of(p *proc) int {
 	return a.count[p]
 }
 
-// run starts the binary as a process of dc, and gathers its acks.
-func (a *acks) run(t *testing.T, bin, dc, redisAddr, peer, peerAddr, prefix string, writes int) *proc {
+// run starts the binary as a process of dc named consumer in the consumer
+// groups, and gathers its acks.
+func (a *acks) run(t *testing.T, bin, dc, consumer, redisAddr, peer, peerAddr, prefix string, writes int) *proc {
 	t.Helper()
 	cmd := exec.Command(bin, "-dc", dc, "-redis", redisAddr, "-peer", peer+"="+peerAddr,
-		"-consumer", dc, "-writes", fmt.Sprint(writes), "-prefix", prefix)
+		"-consumer", consumer, "-writes", fmt.Sprint(writes), "-prefix", prefix)
 	var stderr strings.Builder // written by exec's copier until Wait returns
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
@@ -108,17 +109,14 @@ func until(t *testing.T, bound time.Duration, what string, cond func() bool) {
 // end every acknowledged write is in both datacenters' caches, and no key
 // differs between them.
 func TestKilledProcessesLoseNothing(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "redisdc")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := build(t)
 	ru, rt := testserver.StartRedis(t), testserver.StartRedis(t)
 	a := &acks{keys: map[string]string{}, count: map[*proc]int{}}
 	unicom := func(prefix string, n int) *proc {
-		return a.run(t, bin, "unicom", ru.Addr(), "telecom", rt.Addr(), prefix, n)
+		return a.run(t, bin, "unicom", "unicom", ru.Addr(), "telecom", rt.Addr(), prefix, n)
 	}
 	telecom := func(prefix string, n int) *proc {
-		return a.run(t, bin, "telecom", rt.Addr(), "unicom", ru.Addr(), prefix, n)
+		return a.run(t, bin, "telecom", "telecom", rt.Addr(), "unicom", ru.Addr(), prefix, n)
 	}
 	const bound = 60 * time.Second
 
@@ -134,24 +132,41 @@ func TestKilledProcessesLoseNothing(t *testing.T) {
 	ru.Stop() // unicom's redis-server, mid-stream: its streams come back from its append-only file
 	time.Sleep(time.Second)
 	ru.Start()
-	for _, p := range []*proc{u2, t2} {
+	a.everywhere(t, bound, map[string]string{"unicom": ru.Addr(), "telecom": rt.Addr()}, u2, t2)
+}
+
+// build builds the redisdc binary for the test.
+func build(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "redisdc")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// everywhere waits until the processes running are done writing, and then
+// until every acknowledged write is in the cache of every datacenter (name
+// → Redis address), and no key differs between them.
+func (a *acks) everywhere(t *testing.T, bound time.Duration, addrs map[string]string, running ...*proc) {
+	t.Helper()
+	for _, p := range running {
 		select {
 		case <-p.done:
 		case <-time.After(bound):
 			t.Fatalf("%s did not finish its writes", p.name)
 		}
 	}
-
+	a.mu.Lock()
+	written := a.keys
+	a.mu.Unlock()
 	ctx := context.Background()
 	caches := map[string]*rediscache.Cache{}
-	for dc, addr := range map[string]string{"unicom": ru.Addr(), "telecom": rt.Addr()} {
+	for dc, addr := range addrs {
 		c := goredis.NewClient(&goredis.Options{Addr: addr})
 		defer c.Close()
 		caches[dc] = rediscache.New(c, rediscache.Options{Prefix: CachePrefix})
 	}
-	a.mu.Lock()
-	written := a.keys
-	a.mu.Unlock()
 	var missing []string
 	until(t, bound, "every acknowledged write everywhere", func() bool {
 		missing = missing[:0]

@@ -1,0 +1,105 @@
+package dcsync_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dcsync/dcsync"
+	auditmem "github.com/dcsync/dcsync/audit/memory"
+)
+
+// A memory log full of writes that no peer has yet acknowledged drops
+// none of them: Write waits, and fails with ErrAuditFull when its context
+// ends; once a reconciler has delivered them, the log makes room, dropping
+// the delivered ones, and writes go on.
+func TestFullAuditLogPushesBackWithoutLosingWrites(t *testing.T) {
+	log := auditmem.NewConfig(auditmem.Config{MaxRecords: 1024})
+	var down atomic.Bool
+	down.Store(true)
+	var mu sync.Mutex
+	delivered := map[string]bool{}
+	peer := &recordingSender{send: func(reqs []*dcsync.Request) error {
+		if down.Load() {
+			return errors.New("telecom unreachable")
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, r := range reqs {
+			delivered[r.ID] = true
+		}
+		return nil
+	}}
+	peers := map[string]dcsync.Sender{"telecom": peer}
+	s, err := dcsync.New(dcsync.Config{DC: "unicom", Peers: peers, Processor: noop, Audit: log, AuditQueue: 4096,
+		Delivery: dcsync.Delivery{Backoff: dcsync.Backoff{Attempts: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var taken []string
+	full := false
+	for range 1_000_000 { // until the log pushes back, however fast the writers run ahead of its flusher
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		req := &dcsync.Request{Key: "k", Op: "set"}
+		err := s.Write(ctx, req)
+		cancel()
+		if errors.Is(err, dcsync.ErrAuditFull) {
+			full = true
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		taken = append(taken, req.ID)
+	}
+	if !full || s.Stats().AuditFull == 0 || log.Stats().Refused == 0 {
+		t.Fatalf("no push back: full %v, syncer %+v, log %+v", full, s.Stats(), log.Stats())
+	}
+
+	down.Store(false)
+	r, err := dcsync.NewReconciler(dcsync.ReconcilerConfig{DC: "unicom", Peers: peers, Audit: log, Grace: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for {
+		// Writes taken but not yet appended wait in the Syncer: a pass
+		// delivers what the log holds, until it holds them all.
+		fctx, fcancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		err := s.Flush(fctx)
+		fcancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the Syncer never handed its held writes to the log: %+v", log.Stats())
+		}
+		if _, err := r.RunOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each write is delivered, or still in the log, body and all.
+	mu.Lock()
+	for _, id := range taken {
+		recs := log.Records(id)
+		if !delivered[id] && !slices.ContainsFunc(recs, func(r dcsync.Record) bool { return r.Stage == dcsync.StageProcess && r.Request != nil }) {
+			t.Fatalf("write %s lost: neither delivered nor in the audit log: %+v", id, recs)
+		}
+	}
+	mu.Unlock()
+	if log.Stats().Dropped == 0 {
+		t.Fatalf("the log made no room: %+v", log.Stats())
+	}
+	if _, err := r.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(ctx, &dcsync.Request{Key: "k", Op: "set"}); err != nil {
+		t.Fatalf("the log made no room once its writes were delivered: %v", err)
+	}
+}
