@@ -16,6 +16,13 @@
 //
 //	printf 'dcsync-v2\n%s\n\n%s\n%s\n\n' "$from" "$ts" "$nonce" | cat - body | openssl dgst -sha256 -hmac "$secret"
 //
+// The gRPC transport signs two more kinds of message, each with a first line
+// of its own so that no signature of one kind verifies as another: a
+// stream's opening stamp ("dcsync-v2-stream", the same lines and an empty
+// body), and each envelope on the stream ("dcsync-v2-envelope", the same
+// lines, then the envelope's sequence number and deadline in decimal, one a
+// line, then the body).
+//
 // # Rotating a secret
 //
 // A Verifier accepts two secrets per peer, the current one and the next
@@ -72,8 +79,27 @@ var (
 	ErrBusy = errors.New("auth: replay state unavailable or full, retry with a fresh stamp")
 )
 
+// Kind is what a stamp authenticates; it selects the signed message's
+// layout. The receiver sets it from what it is verifying, never from the
+// wire.
+type Kind uint8
+
+// Kinds of stamps.
+const (
+	KindBatch    Kind = iota // an HTTP batch: the body
+	KindEnvelope             // a gRPC envelope: Seq, Deadline and the body
+	KindStream               // a gRPC stream's opening: no body
+)
+
+// versions prefix the signed message by Kind, so a change of its layout can
+// never make an old signature valid for a different reading.
+var versions = [...]string{KindBatch: "dcsync-v2\n", KindEnvelope: "dcsync-v2-envelope\n", KindStream: "dcsync-v2-stream\n"}
+
 // Stamp authenticates one batch.
 type Stamp struct {
+	Kind      Kind   // what is signed; KindBatch unless set
+	Seq       uint64 // KindEnvelope: the envelope's sequence number
+	Deadline  int64  // KindEnvelope: the envelope's deadline, Unix nanoseconds or 0
 	From      string // sending datacenter
 	To        string // receiving datacenter; empty when the sender does not name it
 	Encoding  string // the body's content encoding: "" (identity) or "gzip"
@@ -93,16 +119,12 @@ func newMACs(secret []byte) *macs {
 	return m
 }
 
-// version prefixes the signed message, so a change of its layout can never
-// make an old signature valid for a different reading.
-const version = "dcsync-v2\n"
-
 // sum writes the MAC of st's fields and body into out.
 func (m *macs) sum(out *[SignatureSize]byte, st *Stamp, body []byte) {
 	h := m.pool.Get().(hash.Hash)
 	h.Reset()
-	var pre [len(version) + 2*MaxName + 20 + 2*NonceSize + 16 + 5]byte
-	b := append(pre[:0], version...)
+	var pre [32 + 2*MaxName + 20 + 2*NonceSize + 16 + 5 + 2*21]byte
+	b := append(pre[:0], versions[st.Kind%Kind(len(versions))]...)
 	b = append(b, st.From...)
 	b = append(b, '\n')
 	b = append(b, st.To...)
@@ -113,6 +135,12 @@ func (m *macs) sum(out *[SignatureSize]byte, st *Stamp, body []byte) {
 	b = append(b, '\n')
 	b = append(b, st.Encoding...)
 	b = append(b, '\n')
+	if st.Kind == KindEnvelope {
+		b = strconv.AppendUint(b, st.Seq, 10)
+		b = append(b, '\n')
+		b = strconv.AppendInt(b, st.Deadline, 10)
+		b = append(b, '\n')
+	}
 	h.Write(b)
 	h.Write(body)
 	h.Sum(out[:0])
@@ -153,13 +181,32 @@ func checkName(name string) error {
 	return nil
 }
 
-// Sign returns a fresh stamp for body.
+// Sign returns a fresh stamp for body, an HTTP batch.
 func (s *Signer) Sign(body []byte) Stamp {
+	return s.sign(Stamp{Kind: KindBatch}, body)
+}
+
+// SignEnvelope returns a fresh stamp for a gRPC envelope: its sequence
+// number, its deadline (Unix nanoseconds, 0 for none) and its body.
+func (s *Signer) SignEnvelope(seq uint64, deadline int64, body []byte) Stamp {
+	return s.sign(Stamp{Kind: KindEnvelope, Seq: seq, Deadline: deadline}, body)
+}
+
+// SignStream returns a fresh stamp that opens a gRPC stream.
+func (s *Signer) SignStream() Stamp {
+	return s.sign(Stamp{Kind: KindStream}, nil)
+}
+
+// sign completes st and signs it with body.
+func (s *Signer) sign(st Stamp, body []byte) Stamp {
 	now := time.Now
 	if s.Now != nil {
 		now = s.Now
 	}
-	st := Stamp{From: s.from, To: s.To, Encoding: s.Encoding, Timestamp: now().UnixNano()}
+	st.From, st.To, st.Timestamp = s.from, s.To, now().UnixNano()
+	if st.Kind != KindStream {
+		st.Encoding = s.Encoding
+	}
 	if _, err := rand.Read(st.Nonce[:]); err != nil {
 		panic(err) // crypto/rand.Read never fails on supported platforms
 	}
@@ -186,8 +233,12 @@ type VerifierConfig struct {
 	// secret rotates; a peer named here must be in Secrets too.
 	NextSecrets map[string][]byte
 	// DC names this datacenter; when set, stamps naming another receiver
-	// are refused. Stamps naming none are accepted.
+	// are refused. Stamps naming none are accepted unless RequireTo.
 	DC string
+	// RequireTo refuses stamps that name no receiver, so that a batch can
+	// only be accepted by the datacenter it was signed for even where a
+	// secret is shared by more than two datacenters. It needs DC.
+	RequireTo bool
 	// MaxSkew is how far a stamp's timestamp may be from the receiver's
 	// clock, either way; default 5 minutes. Nonces are remembered this long.
 	MaxSkew time.Duration
@@ -220,11 +271,12 @@ type peer struct {
 
 // Verifier checks stamps. It is safe for concurrent use.
 type Verifier struct {
-	peers   map[string]*peer
-	dc      string
-	maxSkew int64
-	now     func() time.Time
-	nonces  NonceStore
+	peers     map[string]*peer
+	dc        string
+	requireTo bool
+	maxSkew   int64
+	now       func() time.Time
+	nonces    NonceStore
 }
 
 // NewVerifier returns a Verifier for cfg.
@@ -232,7 +284,10 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	if len(cfg.Secrets) == 0 {
 		return nil, errors.New("auth: no peer secrets")
 	}
-	v := &Verifier{peers: map[string]*peer{}, dc: cfg.DC, maxSkew: int64(cfg.MaxSkew), now: cfg.Now, nonces: cfg.Nonces}
+	if cfg.RequireTo && cfg.DC == "" {
+		return nil, errors.New("auth: RequireTo needs this datacenter's name (DC)")
+	}
+	v := &Verifier{peers: map[string]*peer{}, dc: cfg.DC, requireTo: cfg.RequireTo, maxSkew: int64(cfg.MaxSkew), now: cfg.Now, nonces: cfg.Nonces}
 	limit := cfg.ReplayCache
 	if limit <= 0 {
 		limit = DefaultReplayCache
@@ -326,6 +381,9 @@ func (v *Verifier) Check(st *Stamp) error {
 	if st.To != "" && v.dc != "" && st.To != v.dc {
 		return fmt.Errorf("%w: signed for %q, this is %q", ErrWrongReceiver, st.To, v.dc)
 	}
+	if st.To == "" && v.requireTo {
+		return fmt.Errorf("%w: the stamp names no receiver and %q requires it (the sender's To)", ErrWrongReceiver, v.dc)
+	}
 	switch st.Encoding {
 	case "", "gzip":
 	default:
@@ -339,4 +397,36 @@ func (v *Verifier) Check(st *Stamp) error {
 			time.Unix(0, st.Timestamp).UTC().Format(time.RFC3339Nano), st.From, time.Duration(d))
 	}
 	return nil
+}
+
+// ParseStamp reads a stamp from its text form, as HTTP headers and gRPC
+// metadata carry it: the names, the timestamp in decimal Unix nanoseconds,
+// the nonce and the signature in hex. Every field is bounded before it is
+// kept, whatever the strings hold; field names the fields in errors (for
+// instance the header of each).
+func ParseStamp(from, to, timestamp, nonce, signature string, field func(i int) string) (Stamp, error) {
+	st := Stamp{From: from, To: to}
+	if st.From == "" || len(st.From) > MaxName || len(st.To) > MaxName {
+		return Stamp{}, fmt.Errorf("%w: %s and %s: want a datacenter name of at most %d bytes",
+			ErrMalformed, field(0), field(1), MaxName)
+	}
+	ts, err := strconv.ParseInt(timestamp, 10, 64)
+	if err != nil {
+		return st, fmt.Errorf("%w: %s: want Unix nanoseconds", ErrMalformed, field(2))
+	}
+	st.Timestamp = ts
+	// The length first: hex.Decode writes past a destination too short.
+	if len(nonce) != 2*NonceSize || !decodeHex(st.Nonce[:], nonce) {
+		return st, fmt.Errorf("%w: %s: want %d hex bytes", ErrMalformed, field(3), NonceSize)
+	}
+	if len(signature) != 2*SignatureSize || !decodeHex(st.Signature[:], signature) {
+		return st, fmt.Errorf("%w: %s: want %d hex bytes", ErrMalformed, field(4), SignatureSize)
+	}
+	return st, nil
+}
+
+// decodeHex decodes src, of twice len(dst) characters, into dst.
+func decodeHex(dst []byte, src string) bool {
+	n, err := hex.Decode(dst, []byte(src))
+	return err == nil && n == len(dst)
 }

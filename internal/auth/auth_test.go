@@ -177,3 +177,58 @@ func BenchmarkSignVerify(b *testing.B) {
 		}
 	}
 }
+
+// A stamp of one kind never verifies as another, and an envelope's
+// sequence number and deadline are bound.
+func TestKindsAndEnvelopeFields(t *testing.T) {
+	s, v := newPair(t, VerifierConfig{})
+	body := []byte("a batch")
+	env := s.SignEnvelope(7, 1234, body)
+	for _, c := range []struct {
+		name   string
+		change func(st *Stamp)
+	}{
+		{"as a batch", func(st *Stamp) { st.Kind = KindBatch }},
+		{"as a stream", func(st *Stamp) { st.Kind = KindStream }},
+		{"seq changed", func(st *Stamp) { st.Seq++ }},
+		{"deadline changed", func(st *Stamp) { st.Deadline = 0 }},
+	} {
+		forged := env
+		c.change(&forged)
+		if err := v.Verify(ctx, &forged, body); !errors.Is(err, ErrBadSignature) {
+			t.Errorf("envelope %s: %v, want a bad signature", c.name, err)
+		}
+	}
+	if err := v.Verify(ctx, &env, body); err != nil {
+		t.Fatalf("envelope: %v", err)
+	}
+	open := s.SignStream()
+	batch := open
+	batch.Kind = KindBatch
+	if err := v.Verify(ctx, &batch, nil); !errors.Is(err, ErrBadSignature) {
+		t.Errorf("stream opening as an empty batch: %v, want a bad signature", err)
+	}
+	if err := v.Verify(ctx, &open, nil); err != nil {
+		t.Fatalf("stream opening: %v", err)
+	}
+}
+
+// With RequireTo, a stamp naming no receiver is refused; one naming this
+// datacenter passes and one naming another is refused.
+func TestRequireTo(t *testing.T) {
+	if _, err := NewVerifier(VerifierConfig{Secrets: map[string][]byte{"unicom": secret}, RequireTo: true}); err == nil {
+		t.Fatal("RequireTo without DC accepted")
+	}
+	s, v := newPair(t, VerifierConfig{DC: "telecom", RequireTo: true})
+	body := []byte("a batch")
+	for _, c := range []struct {
+		to   string
+		want error
+	}{{"", ErrWrongReceiver}, {"mobile", ErrWrongReceiver}, {"telecom", nil}} {
+		s.To = c.to
+		st := s.Sign(body)
+		if err := v.Verify(ctx, &st, body); !errors.Is(err, c.want) || (c.want != nil && !dcsync.IsPermanent(err)) {
+			t.Errorf("to %q: %v, want %v", c.to, err, c.want)
+		}
+	}
+}

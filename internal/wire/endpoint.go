@@ -144,6 +144,7 @@ type EndpointConfig struct {
 	Secrets     map[string][]byte
 	NextSecrets map[string][]byte
 	DC          string // this datacenter; default the Collector's, when it has a DC method
+	RequireTo   bool   // refuse stamps that name no receiver
 	MaxBody     int
 	MaxBatch    int
 	MaxSkew     time.Duration
@@ -162,7 +163,7 @@ func NewEndpoint(c dcsync.Collector, cfg EndpointConfig) (*Endpoint, error) {
 		dc = n.DC()
 	}
 	v, err := auth.NewVerifier(auth.VerifierConfig{Secrets: cfg.Secrets, NextSecrets: cfg.NextSecrets, DC: dc,
-		MaxSkew: cfg.MaxSkew, ReplayCache: cfg.ReplayCache, Nonces: cfg.Nonces})
+		RequireTo: cfg.RequireTo, MaxSkew: cfg.MaxSkew, ReplayCache: cfg.ReplayCache, Nonces: cfg.Nonces})
 	if err != nil {
 		return nil, err
 	}

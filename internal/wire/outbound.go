@@ -3,6 +3,7 @@ package wire
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/dcsync/dcsync"
 	"github.com/dcsync/dcsync/internal/auth"
@@ -19,12 +20,17 @@ type Outbound struct {
 }
 
 // NewOutbound checks and completes the settings both transports' senders
-// share; zero maxBody and maxBatch select the defaults.
-func NewOutbound(from string, secret []byte, compress bool, maxBody, maxBatch int) (*Outbound, error) {
+// share; zero maxBody and maxBatch select the defaults, and an empty to
+// names no receiver in the stamps.
+func NewOutbound(from, to string, secret []byte, compress bool, maxBody, maxBatch int) (*Outbound, error) {
 	s, err := auth.NewSigner(from, secret)
 	if err != nil {
 		return nil, err
 	}
+	if len(to) > auth.MaxName {
+		return nil, fmt.Errorf("wire: receiver name of %d bytes, at most %d", len(to), auth.MaxName)
+	}
+	s.To = to
 	o := &Outbound{Signer: s, MaxBody: maxBody, MaxBatch: maxBatch}
 	if compress {
 		o.Encoding = Encoding_ENCODING_GZIP
@@ -37,6 +43,11 @@ func NewOutbound(from string, secret []byte, compress bool, maxBody, maxBatch in
 		o.MaxBatch = DefaultMaxBatch
 	}
 	return o, nil
+}
+
+// Encode appends the encoded batch to dst, unsigned.
+func (o *Outbound) Encode(dst []byte, reqs []*dcsync.Request) ([]byte, error) {
+	return Encode(dst, reqs, Proto, o.Encoding)
 }
 
 // Seal appends the encoded batch to dst and signs it.

@@ -305,15 +305,19 @@ type Envelope struct {
 	Timestamp int64 `protobuf:"varint,3,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
 	// nonce is 16 random bytes, never reused by a sender.
 	Nonce []byte `protobuf:"bytes,4,opt,name=nonce,proto3" json:"nonce,omitempty"`
-	// signature is HMAC-SHA256 over from, timestamp, nonce and body, keyed
-	// with the secret the two datacenters share.
+	// signature is HMAC-SHA256 over from, to, timestamp, nonce, encoding,
+	// seq, deadline and body, keyed with the secret the two datacenters share
+	// (internal/auth has the layout).
 	Signature []byte   `protobuf:"bytes,5,opt,name=signature,proto3" json:"signature,omitempty"`
 	Encoding  Encoding `protobuf:"varint,6,opt,name=encoding,proto3,enum=dcsync.wire.v1.Encoding" json:"encoding,omitempty"`
 	// body is a serialized Batch, compressed as encoding says.
 	Body []byte `protobuf:"bytes,7,opt,name=body,proto3" json:"body,omitempty"`
 	// deadline is when the sender stops waiting, in Unix nanoseconds; 0 for
 	// none. The receiver gives up collecting the batch after it.
-	Deadline      int64 `protobuf:"varint,8,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	Deadline int64 `protobuf:"varint,8,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	// to is the receiving datacenter the batch was signed for; empty when the
+	// sender does not name it.
+	To            string `protobuf:"bytes,9,opt,name=to,proto3" json:"to,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -402,6 +406,13 @@ func (x *Envelope) GetDeadline() int64 {
 		return x.Deadline
 	}
 	return 0
+}
+
+func (x *Envelope) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
 }
 
 // Result is the outcome of one request.
@@ -548,7 +559,7 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"<\n" +
 	"\x05Batch\x123\n" +
-	"\brequests\x18\x01 \x03(\v2\x17.dcsync.wire.v1.RequestR\brequests\"\xe8\x01\n" +
+	"\brequests\x18\x01 \x03(\v2\x17.dcsync.wire.v1.RequestR\brequests\"\xf8\x01\n" +
 	"\bEnvelope\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\tR\x04from\x12\x1c\n" +
@@ -557,7 +568,8 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\tsignature\x18\x05 \x01(\fR\tsignature\x124\n" +
 	"\bencoding\x18\x06 \x01(\x0e2\x18.dcsync.wire.v1.EncodingR\bencoding\x12\x12\n" +
 	"\x04body\x18\a \x01(\fR\x04body\x12\x1a\n" +
-	"\bdeadline\x18\b \x01(\x03R\bdeadline\"L\n" +
+	"\bdeadline\x18\b \x01(\x03R\bdeadline\x12\x0e\n" +
+	"\x02to\x18\t \x01(\tR\x02to\"L\n" +
 	"\x06Result\x12(\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x14.dcsync.wire.v1.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"\x91\x01\n" +

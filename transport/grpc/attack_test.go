@@ -2,12 +2,20 @@ package grpc_test
 
 import (
 	"context"
+	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/dcsync/dcsync/internal/wire"
 	"github.com/dcsync/dcsync/internal/wire/wiregrpc"
 	"github.com/dcsync/dcsync/internal/wire/wiretest"
 	dcsyncgrpc "github.com/dcsync/dcsync/transport/grpc"
@@ -21,14 +29,14 @@ func TestStreamDeadlines(t *testing.T) {
 	p := newPeer(t, dcsyncgrpc.ServerConfig{FirstTimeout: 100 * time.Millisecond, IdleTimeout: 200 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // generous: the server ends them
 	defer cancel()
-	silent, err := wiregrpc.NewReplicationClient(p.conn).Collect(ctx)
+	silent, err := wiregrpc.NewReplicationClient(p.conn).Collect(opened(t, ctx))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := silent.Recv(); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("silent stream: %v, want Unauthenticated", err)
 	}
-	idle, err := wiregrpc.NewReplicationClient(p.conn).Collect(ctx)
+	idle, err := wiregrpc.NewReplicationClient(p.conn).Collect(opened(t, ctx))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,13 +74,13 @@ func TestMaxStreams(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	for range 2 {
-		if _, err := wiregrpc.NewReplicationClient(p.conn).Collect(ctx); err != nil { // held open, silent
+		if _, err := wiregrpc.NewReplicationClient(p.conn).Collect(opened(t, ctx)); err != nil { // held open, silent
 			t.Fatal(err)
 		}
 	}
 	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancelShort()
-	third, err := wiregrpc.NewReplicationClient(p.conn).Collect(short)
+	third, err := wiregrpc.NewReplicationClient(p.conn).Collect(opened(t, short))
 	if err == nil {
 		_ = third.Send(envelope(t, "unicom", wiretest.Secret, body))
 		_, err = third.Recv()
@@ -83,4 +91,91 @@ func TestMaxStreams(t *testing.T) {
 	if n := p.store.Count(); n != 1 {
 		t.Fatalf("%d applied, want 1", n)
 	}
+}
+
+// A caller without the secret cannot make the server read or allocate a
+// batch's body: a stream is refused on its opening stamp, before any
+// message is read, whether the gate of ServerOptions refuses it or, on a
+// server without it, the handler. Each attack below sends a whole 4 MiB
+// envelope (MaxBody). With the gate, client and server together may
+// allocate a sixteenth of one body an attack at most: the stream never
+// exists and what follows its headers is dropped unread. Without it, the
+// HTTP/2 transport buffers what arrives until the handler refuses the
+// stream, within the stream's flow-control window; that may not reach
+// half a body an attack. (The server alone allocated a whole body each,
+// and held it until the stamp inside was checked, before streams had
+// stamps of their own.)
+func TestUnauthenticatedStreamCostsNoBody(t *testing.T) {
+	withGate := newPeer(t, dcsyncgrpc.ServerConfig{})
+	withoutGate := newPeerWith(t, dcsyncgrpc.ServerConfig{}, []grpc.ServerOption{grpc.MaxRecvMsgSize(8 << 20)})
+	_, body := batch(t, 1)
+	big, err := proto.Marshal(envelope(t, "unicom", wiretest.Secret, append(body, make([]byte, wire.DefaultMaxBody-len(body)-64)...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := envelope(t, "unicom", []byte("not the secret we share, at all"), body)
+	for _, c := range []struct {
+		name  string
+		p     *peer
+		bound uint64 // bytes an attack
+	}{{"gate", withGate, wire.DefaultMaxBody / 16}, {"handler", withoutGate, wire.DefaultMaxBody / 2}} {
+		attack := func(opening context.Context) {
+			ctx, cancel := context.WithTimeout(opening, time.Minute)
+			defer cancel()
+			// The envelope goes as the bytes above, marshaled once: the
+			// client allocates next to nothing.
+			cs, err := c.p.conn.NewStream(ctx, &wiregrpc.Replication_ServiceDesc.Streams[0], collectMethod,
+				grpc.ForceCodecV2(rawCodec{}))
+			if err == nil {
+				_ = cs.SendMsg(big) // may fail: the server refused the stream
+				err = cs.RecvMsg(new(wire.Results))
+			}
+			if status.Code(err) != codes.Unauthenticated {
+				t.Fatalf("%s: unauthenticated stream: %v", c.name, err)
+			}
+		}
+		bad := metadata.NewOutgoingContext(context.Background(), metadata.Pairs("dcsync-from", "unicom",
+			"dcsync-timestamp", strconv.FormatInt(time.Now().UnixNano(), 10), "dcsync-nonce", strings.Repeat("00", 16),
+			"dcsync-signature", strings.Repeat("00", 32)))
+		attack(context.Background()) // warm the client's buffers
+		const attacks = 20
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for i := range attacks {
+			if i%2 == 0 {
+				attack(context.Background()) // no stamp
+			} else {
+				attack(bad) // a stamp that does not verify
+			}
+		}
+		runtime.ReadMemStats(&after)
+		alloc := after.TotalAlloc - before.TotalAlloc
+		t.Logf("%s: %d attacks of %d bytes: %d bytes allocated in all (client and server)", c.name, attacks, len(big), alloc)
+		if alloc > attacks*c.bound {
+			t.Errorf("%s: %d attacks allocated %d bytes, more than %d each", c.name, attacks, alloc, c.bound)
+		}
+		// An authenticated stream on the same connection is served.
+		if res, st, _ := exchange(t, c.p, forged); st == nil || st.Code() != codes.Unauthenticated {
+			t.Fatalf("%s: forged envelope on an opened stream: %v %v", c.name, res, st)
+		}
+		if res, st, _ := exchange(t, c.p, envelope(t, "unicom", wiretest.Secret, body)); st != nil || res.Code != 0 {
+			t.Fatalf("%s: %v %v", c.name, res, st)
+		}
+	}
+}
+
+const collectMethod = "/" + dcsyncgrpc.ServiceName + "/Collect"
+
+// rawCodec sends messages that are already marshaled ([]byte) as they are.
+type rawCodec struct{}
+
+func (rawCodec) Name() string { return "dcsync-proto" }
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(v.([]byte))}, nil
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	return proto.Unmarshal(data.Materialize(), v.(proto.Message))
 }

@@ -39,6 +39,7 @@ package grpc
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -49,6 +50,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/dcsync/dcsync"
+	"github.com/dcsync/dcsync/internal/auth"
 	"github.com/dcsync/dcsync/internal/wire"
 )
 
@@ -59,6 +61,46 @@ const ServiceName = "dcsync.wire.v1.Replication"
 
 // seqTrailer names the batch a final status answers.
 const seqTrailer = "dcsync-seq"
+
+// collectMethod is the full name of the stream's method.
+const collectMethod = "/" + ServiceName + "/Collect"
+
+// Metadata keys of the stamp that opens a stream.
+const (
+	mdFrom      = "dcsync-from"
+	mdTo        = "dcsync-to"
+	mdTimestamp = "dcsync-timestamp"
+	mdNonce     = "dcsync-nonce"
+	mdSignature = "dcsync-signature"
+)
+
+// stampKeys are the metadata keys of a stamp, in auth.ParseStamp's order.
+var stampKeys = [...]string{mdFrom, mdTo, mdTimestamp, mdNonce, mdSignature}
+
+// openingMD is the metadata carrying st, which opens a stream.
+func openingMD(st *auth.Stamp) metadata.MD {
+	md := metadata.MD{mdFrom: {st.From}, mdTimestamp: {strconv.FormatInt(st.Timestamp, 10)},
+		mdNonce: {hex.EncodeToString(st.Nonce[:])}, mdSignature: {hex.EncodeToString(st.Signature[:])}}
+	if st.To != "" {
+		md[mdTo] = []string{st.To}
+	}
+	return md
+}
+
+// openingStamp reads the stamp opening a stream from md, whatever md holds.
+func openingStamp(md metadata.MD) (auth.Stamp, error) {
+	var v [len(stampKeys)]string
+	for i, k := range stampKeys {
+		if vs := md.Get(k); len(vs) == 1 {
+			v[i] = vs[0]
+		} else if len(vs) > 1 {
+			return auth.Stamp{}, fmt.Errorf("%w: %d values of metadata %s", auth.ErrMalformed, len(vs), k)
+		}
+	}
+	st, err := auth.ParseStamp(v[0], v[1], v[2], v[3], v[4], func(i int) string { return "metadata " + stampKeys[i] })
+	st.Kind = auth.KindStream
+	return st, err
+}
 
 // codeOf maps the code of a batch refused as a whole to the status that
 // ends the stream; ok is false for codes answered on an open stream.

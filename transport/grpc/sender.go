@@ -13,8 +13,10 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/dcsync/dcsync"
+	"github.com/dcsync/dcsync/internal/auth"
 	"github.com/dcsync/dcsync/internal/wire"
 	"github.com/dcsync/dcsync/internal/wire/wiregrpc"
 )
@@ -29,6 +31,12 @@ type SenderConfig struct {
 	Conn *grpc.ClientConn
 	// From names this datacenter, as the peer's ServerConfig.Secrets does.
 	From string
+	// To names the peer's datacenter, as its ServerConfig.DC (or its
+	// Syncer's DC) does. The stamp binds it, so a batch signed for one
+	// datacenter is refused by every other, even one that shares the
+	// secret. Optional: empty signs no receiver, which a peer accepts
+	// unless it sets RequireTo. Set it; see SECURITY.md.
+	To string
 	// Secret is shared with the peer; at least 16 bytes.
 	Secret []byte
 	// TLS secures the connection dialed to Target (mutual TLS with
@@ -71,7 +79,7 @@ var ErrClosed = errors.New("dcsync/transport/grpc: sender closed")
 // NewSender returns a Sender for cfg. It does not connect: the first Send
 // does.
 func NewSender(cfg SenderConfig) (*Sender, error) {
-	out, err := wire.NewOutbound(cfg.From, cfg.Secret, cfg.Compress, cfg.MaxBody, cfg.MaxBatch)
+	out, err := wire.NewOutbound(cfg.From, cfg.To, cfg.Secret, cfg.Compress, cfg.MaxBody, cfg.MaxBatch)
 	if err != nil {
 		return nil, fmt.Errorf("dcsync/transport/grpc: %w", err)
 	}
@@ -151,17 +159,16 @@ func (s *Sender) begin(ctx context.Context, reqs []*dcsync.Request) (func() erro
 		return nil, err
 	}
 	buf := wire.GetBuffer()
-	body, stamp, err := s.out.Seal((*buf)[:0], reqs)
+	body, err := s.out.Encode((*buf)[:0], reqs)
 	if err != nil {
 		wire.PutBuffer(buf)
 		return nil, err
 	}
-	env := &wire.Envelope{From: stamp.From, Timestamp: stamp.Timestamp, Nonce: stamp.Nonce[:],
-		Signature: stamp.Signature[:], Encoding: s.out.Encoding, Body: body}
+	env := &wire.Envelope{Encoding: s.out.Encoding, Body: body}
 	if d, ok := ctx.Deadline(); ok {
 		env.Deadline = d.UnixNano()
 	}
-	seq, ch, err := st.send(env)
+	seq, ch, err := st.send(env, s.out.Signer)
 	// gRPC has serialized env into buffers of its own by now.
 	*buf = body
 	wire.PutBuffer(buf)
@@ -219,6 +226,10 @@ type opening struct {
 
 func (s *Sender) open(op *opening) {
 	sctx, cancel := context.WithCancel(s.base)
+	// The stream opens with a stamp of its own, which the server checks
+	// before it reads any envelope.
+	stamp := s.out.Signer.SignStream()
+	sctx = metadata.NewOutgoingContext(sctx, openingMD(&stamp))
 	cs, err := s.client.Collect(sctx, grpc.CallContentSubtype(codecName))
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -284,9 +295,9 @@ type stream struct {
 	named   bool          // whether failed is set
 }
 
-// send numbers env and writes it; the returned channel receives its
-// results.
-func (st *stream) send(env *wire.Envelope) (uint64, chan *wire.Results, error) {
+// send numbers env, signs it with sg (its number and deadline too) and
+// writes it; the returned channel receives its results.
+func (st *stream) send(env *wire.Envelope, sg *auth.Signer) (uint64, chan *wire.Results, error) {
 	ch := make(chan *wire.Results, 1)
 	st.mu.Lock()
 	st.seq++
@@ -298,6 +309,9 @@ func (st *stream) send(env *wire.Envelope) (uint64, chan *wire.Results, error) {
 	st.pending[seq] = ch
 	st.mu.Unlock()
 	env.Seq = seq
+	stamp := sg.SignEnvelope(seq, env.Deadline, env.Body)
+	env.From, env.To, env.Timestamp = stamp.From, stamp.To, stamp.Timestamp
+	env.Nonce, env.Signature = stamp.Nonce[:], stamp.Signature[:]
 	st.sendMu.Lock()
 	err := st.cs.Send(env)
 	st.sendMu.Unlock()

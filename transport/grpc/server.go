@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 
 	"github.com/dcsync/dcsync"
 	"github.com/dcsync/dcsync/internal/auth"
@@ -53,6 +54,12 @@ type ServerConfig struct {
 	// DC names this datacenter; batches signed for another are refused.
 	// Default: the Collector's own, when it is a dcsync.Syncer's.
 	DC string
+	// RequireTo refuses batches whose stamp names no receiver (a Sender
+	// without To): a batch is then accepted only by the datacenter it was
+	// signed for, even where a secret is shared by more than two
+	// datacenters. Stamps naming another datacenter are always refused.
+	// Default false, so that senders without To keep working.
+	RequireTo bool
 	// Nonces, when set, remembers nonces across the replicas of this
 	// receiver, so that a batch captured on its way to one is refused by
 	// the others; transport/redis's NonceStore is one. Without it replay
@@ -102,18 +109,94 @@ const (
 // that with GOAWAY "too_many_pings") but no more often than every 15.
 // Bound the number of connections with the listener you Serve, for
 // instance golang.org/x/net/netutil.LimitListener.
+//
+// They also install a tap (grpc.InTapHandle, of which a server has one)
+// that checks the stamp opening each replication stream as its headers
+// arrive, before the stream exists: a stream without a valid stamp is
+// refused there, and what its caller sends after is dropped unread. These
+// refusals are logged but not counted in the Syncer's Stats. Without the
+// tap, Register's handler checks the stamp before reading any message.
 func ServerOptions(cfg ServerConfig) []grpc.ServerOption {
 	streams := cfg.MaxStreams
 	if streams == 0 {
 		streams = DefaultMaxStreams
 	}
-	return []grpc.ServerOption{grpc.MaxRecvMsgSize(maxMsg(cfg.MaxBody)),
+	opts := []grpc.ServerOption{}
+	if g, err := newGate(cfg); err == nil { // else Register reports the error
+		opts = append(opts, grpc.InTapHandle(g.tap))
+	}
+	return append(opts, grpc.MaxRecvMsgSize(maxMsg(cfg.MaxBody)),
 		grpc.InitialWindowSize(window), grpc.InitialConnWindowSize(window),
-		grpc.MaxConcurrentStreams(streams), grpc.MaxHeaderListSize(64 << 10),
-		grpc.ConnectionTimeout(10 * time.Second),
+		grpc.MaxConcurrentStreams(streams), grpc.MaxHeaderListSize(64<<10),
+		grpc.ConnectionTimeout(10*time.Second),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: DefaultIdleTimeout,
 			Time: 2 * time.Minute, Timeout: 20 * time.Second}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveTime / 2, PermitWithoutStream: true})}
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveTime / 2, PermitWithoutStream: true}))
+}
+
+// endpointConfig is cfg's part that both the gate and the endpoint take.
+func (cfg ServerConfig) endpointConfig() wire.EndpointConfig {
+	return wire.EndpointConfig{Secrets: cfg.Secrets, NextSecrets: cfg.NextSecrets, DC: cfg.DC, RequireTo: cfg.RequireTo,
+		MaxBody: cfg.MaxBody, MaxBatch: cfg.MaxBatch, MaxSkew: cfg.MaxSkew, ReplayCache: cfg.ReplayCache,
+		Nonces: cfg.Nonces, Log: cfg.Logger}
+}
+
+// gate checks the stamps opening streams, in the transport's tap.
+type gate struct{ ep *wire.Endpoint }
+
+func newGate(cfg ServerConfig) (*gate, error) {
+	ec := cfg.endpointConfig()
+	// The tap runs on the connection's reading goroutine: no shared store
+	// there, only this process's replay cache. The receiver check waits
+	// for the handler, which knows the Collector's DC.
+	ec.Nonces, ec.DC, ec.RequireTo = nil, "", false
+	ep, err := wire.NewEndpoint(nopCollector{}, ec)
+	if err != nil {
+		return nil, err
+	}
+	return &gate{ep: ep}, nil
+}
+
+type nopCollector struct{}
+
+func (nopCollector) Collect(context.Context, string, []*dcsync.Request) error { return nil }
+
+// openedBy marks the context of a stream whose opening stamp the gate
+// verified; its value is the peer's name.
+type openedBy struct{}
+
+// tap refuses a replication stream whose opening stamp does not verify.
+func (g *gate) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if info.FullMethodName != collectMethod {
+		return ctx, nil
+	}
+	st, err := openingStamp(info.Header)
+	if err == nil {
+		err = g.ep.Verifier.Verify(ctx, &st, nil)
+	}
+	if err != nil {
+		return ctx, refusal(ctx, g.ep, st.From, err, false)
+	}
+	return context.WithValue(ctx, openedBy{}, st.From), nil
+}
+
+// refusal logs a stream refused at its opening for err, counts it when
+// count is set, and returns the status ending it.
+func refusal(ctx context.Context, ep *wire.Endpoint, from string, err error, count bool) error {
+	res := wire.ResultsOf(err)
+	if count && !errors.Is(err, auth.ErrBusy) {
+		res = ep.Reject(err)
+	}
+	ep.Refused(remoteOf(ctx), from, res)
+	code, _ := codeOf(res.Code)
+	return status.Error(code, "dcsync: stream opening refused: "+res.Message)
+}
+
+func remoteOf(ctx context.Context) string {
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		return p.Addr.String()
+	}
+	return "unknown"
 }
 
 // keepaliveTime is how often a Sender pings an idle connection, to find a
@@ -134,9 +217,7 @@ func maxMsg(maxBody int) int {
 // Register serves c on s as the replication service and reports it
 // serving on the health service. Call it before s.Serve.
 func Register(s *grpc.Server, c dcsync.Collector, cfg ServerConfig) error {
-	ep, err := wire.NewEndpoint(c, wire.EndpointConfig{Secrets: cfg.Secrets, NextSecrets: cfg.NextSecrets, DC: cfg.DC,
-		MaxBody: cfg.MaxBody, MaxBatch: cfg.MaxBatch, MaxSkew: cfg.MaxSkew, ReplayCache: cfg.ReplayCache,
-		Nonces: cfg.Nonces, Log: cfg.Logger})
+	ep, err := wire.NewEndpoint(c, cfg.endpointConfig())
 	if err != nil {
 		return fmt.Errorf("dcsync/transport/grpc: %w", err)
 	}
@@ -186,10 +267,22 @@ func (s *server) Collect(stream wiregrpc.Replication_CollectServer) error {
 		mu.Unlock()
 		cancel()
 	}
-	remote := "unknown"
-	if p, ok := peer.FromContext(ctx); ok {
-		remote = p.Addr.String()
+	remote := remoteOf(ctx)
+	// The stream's opening stamp, checked before any message is read: by
+	// the gate already when the server took ServerOptions, here otherwise.
+	md, _ := metadata.FromIncomingContext(ctx)
+	opening, err := openingStamp(md)
+	if err == nil {
+		if gated, ok := ctx.Value(openedBy{}).(string); ok && gated == opening.From {
+			err = s.ep.Verifier.Check(&opening) // this datacenter's name, which the gate did not know
+		} else {
+			err = s.ep.Verifier.Verify(ctx, &opening, nil)
+		}
 	}
+	if err != nil {
+		return refusal(ctx, s.ep, opening.From, err, true)
+	}
+	from := opening.From
 	// A stream must authenticate with its first batch within s.first (a
 	// batch that fails ends it), and then carry a batch every s.idle while
 	// none is being collected.
@@ -250,7 +343,7 @@ func (s *server) Collect(stream wiregrpc.Replication_CollectServer) error {
 			busy.Add(1)
 			active.Store(true)
 			received.Store(true)
-			b := s.open(ctx, env)
+			b := s.open(ctx, from, env)
 			select {
 			case opened <- b:
 			case <-ctx.Done():
@@ -303,18 +396,21 @@ type batch struct {
 	res      *wire.Results // set when refused
 }
 
-// open authenticates and decodes env.
-func (s *server) open(ctx context.Context, env *wire.Envelope) *batch {
-	b := &batch{seq: env.Seq, from: env.From, deadline: env.Deadline}
-	if len(b.from) > auth.MaxName {
-		b.from = b.from[:auth.MaxName]
-	}
-	if len(env.Nonce) != auth.NonceSize || len(env.Signature) != auth.SignatureSize || len(env.From) > auth.MaxName {
-		b.res = s.ep.Reject(fmt.Errorf("%w: nonce of %d bytes, signature of %d and sender name of %d, want %d, %d and at most %d",
-			auth.ErrMalformed, len(env.Nonce), len(env.Signature), len(env.From), auth.NonceSize, auth.SignatureSize, auth.MaxName))
+// open authenticates and decodes env, received on a stream opened by
+// peer from.
+func (s *server) open(ctx context.Context, from string, env *wire.Envelope) *batch {
+	b := &batch{seq: env.Seq, from: from, deadline: env.Deadline}
+	if len(env.Nonce) != auth.NonceSize || len(env.Signature) != auth.SignatureSize || len(env.To) > auth.MaxName {
+		b.res = s.ep.Reject(fmt.Errorf("%w: nonce of %d bytes, signature of %d and receiver name of %d, want %d, %d and at most %d",
+			auth.ErrMalformed, len(env.Nonce), len(env.Signature), len(env.To), auth.NonceSize, auth.SignatureSize, auth.MaxName))
 		return b
 	}
-	st := auth.Stamp{From: env.From, Timestamp: env.Timestamp}
+	if env.From != from {
+		b.res = s.ep.Reject(fmt.Errorf("%w: envelope from %.128q on a stream opened by %q", auth.ErrMalformed, env.From, from))
+		return b
+	}
+	st := auth.Stamp{Kind: auth.KindEnvelope, Seq: env.Seq, Deadline: env.Deadline, From: env.From, To: env.To,
+		Timestamp: env.Timestamp}
 	copy(st.Nonce[:], env.Nonce)
 	copy(st.Signature[:], env.Signature)
 	b.reqs, b.res = s.ep.Open(ctx, &st, env.Encoding, wire.Proto, env.Body)

@@ -2,6 +2,7 @@ package grpc_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,13 +32,22 @@ type peer struct {
 
 func newPeer(t *testing.T, cfg dcsyncgrpc.ServerConfig, opts ...grpc.ServerOption) *peer {
 	t.Helper()
+	if cfg.Secrets == nil {
+		cfg.Secrets = wiretest.Secrets()
+	}
+	return newPeerWith(t, cfg, append(dcsyncgrpc.ServerOptions(cfg), opts...))
+}
+
+// newPeerWith is newPeer with the server's options opts only.
+func newPeerWith(t *testing.T, cfg dcsyncgrpc.ServerConfig, opts []grpc.ServerOption) *peer {
+	t.Helper()
 	p := &peer{store: wiretest.NewStore()}
 	recv := wiretest.Receiver(t, p.store, nil)
 	p.recv = recv
 	if cfg.Secrets == nil {
 		cfg.Secrets = wiretest.Secrets()
 	}
-	srv := grpc.NewServer(append(dcsyncgrpc.ServerOptions(cfg), opts...)...)
+	srv := grpc.NewServer(opts...)
 	if err := dcsyncgrpc.Register(srv, recv.Collector(), cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -57,9 +67,27 @@ func newPeer(t *testing.T, cfg dcsyncgrpc.ServerConfig, opts ...grpc.ServerOptio
 // batch returns n valid writes from unicom, serialized.
 func batch(t testing.TB, n int) ([]*dcsync.Request, []byte) { return wiretest.Batch(t, n) }
 
-// envelope signs body as from with secret.
+// envelope signs body as from with secret, as batch 7 of its stream.
 func envelope(t *testing.T, from string, secret, body []byte) *wire.Envelope {
 	return envelopeEnc(t, from, secret, body, wire.Encoding_ENCODING_IDENTITY)
+}
+
+// opened returns ctx carrying the stamp that opens a stream as unicom.
+func opened(t *testing.T, ctx context.Context) context.Context {
+	t.Helper()
+	return openedAs(t, ctx, "unicom", wiretest.Secret)
+}
+
+// openedAs returns ctx carrying the stamp that opens a stream as from,
+// signed with secret.
+func openedAs(t *testing.T, ctx context.Context, from string, secret []byte) context.Context {
+	t.Helper()
+	s, err := auth.NewSigner(from, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := s.SignStream()
+	return metadata.NewOutgoingContext(ctx, dcsyncgrpc.OpeningMD(&st))
 }
 
 // envelopeEnc is envelope for a body encoded as enc, which the MAC binds.
@@ -70,8 +98,8 @@ func envelopeEnc(t *testing.T, from string, secret, body []byte, enc wire.Encodi
 		t.Fatal(err)
 	}
 	s.Encoding = wire.EncodingName(enc)
-	st := s.Sign(body)
-	return &wire.Envelope{Seq: 1, From: st.From, Timestamp: st.Timestamp, Nonce: st.Nonce[:],
+	st := s.SignEnvelope(7, 0, body)
+	return &wire.Envelope{Seq: 7, From: st.From, Timestamp: st.Timestamp, Nonce: st.Nonce[:],
 		Signature: st.Signature[:], Body: body, Encoding: enc}
 }
 
@@ -81,7 +109,7 @@ func exchange(t *testing.T, p *peer, env *wire.Envelope) (*wire.Results, *status
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cs, err := wiregrpc.NewReplicationClient(p.conn).Collect(ctx)
+	cs, err := wiregrpc.NewReplicationClient(p.conn).Collect(opened(t, ctx))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,9 +128,8 @@ func TestServerAccepts(t *testing.T) {
 	p := newPeer(t, dcsyncgrpc.ServerConfig{})
 	_, body := batch(t, 3)
 	env := envelope(t, "unicom", wiretest.Secret, body)
-	env.Seq = 42
 	res, st, _ := exchange(t, p, env)
-	if st != nil || res.Code != wire.Code_CODE_OK || res.Seq != 42 {
+	if st != nil || res.Code != wire.Code_CODE_OK || res.Seq != 7 {
 		t.Fatalf("%v %v", res, st)
 	}
 	_, body = batch(t, 2)
@@ -118,8 +145,14 @@ func TestServerAccepts(t *testing.T) {
 	// A batch whose sender stopped waiting is answered, not applied, and
 	// the stream goes on.
 	_, body = batch(t, 1)
-	env = envelope(t, "unicom", wiretest.Secret, body)
-	env.Deadline = time.Now().Add(-time.Second).UnixNano()
+	s, err := auth.NewSigner("unicom", wiretest.Secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	past := time.Now().Add(-time.Second).UnixNano()
+	stamp := s.SignEnvelope(7, past, body)
+	env = &wire.Envelope{Seq: 7, Deadline: past, From: "unicom", Timestamp: stamp.Timestamp, Nonce: stamp.Nonce[:],
+		Signature: stamp.Signature[:], Body: body}
 	if res, st, _ := exchange(t, p, env); st != nil || res.Code != wire.Code_CODE_RETRY {
 		t.Fatalf("past deadline: %v %v", res, st)
 	}
@@ -169,13 +202,16 @@ func TestServerRefuses(t *testing.T) {
 			codes.InvalidArgument, "decompresses"},
 		{"unknown encoding", with(signed(good), func(e *wire.Envelope) { e.Encoding = 9 }), codes.InvalidArgument, "encoding"},
 		{"unknown datacenter", envelope(t, "mobile", wiretest.Secret, good), codes.Unauthenticated, `"mobile"`},
+		{"seq changed", with(signed(good), func(e *wire.Envelope) { e.Seq = 8 }), codes.Unauthenticated, "signature"},
+		{"deadline changed", with(signed(good), func(e *wire.Envelope) { e.Deadline = time.Now().Add(time.Hour).UnixNano() }),
+			codes.Unauthenticated, "signature"},
+		{"to changed", with(signed(good), func(e *wire.Envelope) { e.To = "telecom" }), codes.Unauthenticated, "signature"},
 		{"wrong secret", envelope(t, "unicom", []byte("not the secret we share at all"), good), codes.Unauthenticated, "signature"},
 		{"stale", with(signed(good), func(e *wire.Envelope) { e.Timestamp -= int64(2 * time.Minute) }), codes.Unauthenticated, "skew"},
 		{"replay", replayed, codes.Unauthenticated, "replay"},
 		{"short nonce", with(signed(good), func(e *wire.Envelope) { e.Nonce = e.Nonce[:8] }), codes.Unauthenticated, "nonce"},
 		{"forged origin", signed(bad.Forged), codes.PermissionDenied, "origin"},
 	} {
-		c.env.Seq = 7
 		res, st, trailer := exchange(t, p, c.env)
 		if st == nil {
 			t.Errorf("%s: answered %v", c.name, res)
@@ -185,8 +221,25 @@ func TestServerRefuses(t *testing.T) {
 		if st.Code() != c.code || !strings.Contains(st.Message(), c.says) {
 			t.Errorf("%s: %v %q, want %v and a message with %q", c.name, st.Code(), st.Message(), c.code, c.says)
 		}
-		if got := trailer.Get("dcsync-seq"); len(got) != 1 || got[0] != "7" {
+		if got := trailer.Get("dcsync-seq"); len(got) != 1 || got[0] != strconv.FormatUint(c.env.Seq, 10) {
 			t.Errorf("%s: trailer %v", c.name, trailer)
+		}
+	}
+	// A stream opened by a stranger, or with the wrong secret, is refused
+	// before any message is read.
+	for _, c := range []struct {
+		from   string
+		secret []byte
+		says   string
+	}{{"mobile", wiretest.Secret, `"mobile"`}, {"unicom", []byte("not the secret we share at all"), "signature"}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		cs, err := wiregrpc.NewReplicationClient(p.conn).Collect(openedAs(t, ctx, c.from, c.secret))
+		if err == nil {
+			_, err = cs.Recv()
+		}
+		cancel()
+		if st := status.Convert(err); st.Code() != codes.Unauthenticated || !strings.Contains(st.Message(), c.says) {
+			t.Errorf("stream opened by %s: %v, want Unauthenticated with %q", c.from, err, c.says)
 		}
 	}
 	// Over the server's receive limit, gRPC refuses the message itself.

@@ -30,6 +30,12 @@ type HandlerConfig struct {
 	// DC names this datacenter; batches signed for another are refused.
 	// Default: the Collector's own, when it is a dcsync.Syncer's.
 	DC string
+	// RequireTo refuses batches whose stamp names no receiver (a Sender
+	// without To): a batch is then accepted only by the datacenter it was
+	// signed for, even where a secret is shared by more than two
+	// datacenters. Stamps naming another datacenter are always refused.
+	// Default false, so that senders without To keep working.
+	RequireTo bool
 	// MaxBody bounds a batch's body in bytes, as received and after
 	// decompression; default 4 MiB. Senders split larger batches when
 	// their SenderConfig.MaxBody says the same.
@@ -81,7 +87,7 @@ type nopCollector struct{}
 func (nopCollector) Collect(context.Context, string, []*dcsync.Request) error { return nil }
 
 func (cfg HandlerConfig) endpoint(c dcsync.Collector) (*wire.Endpoint, error) {
-	return wire.NewEndpoint(c, wire.EndpointConfig{Secrets: cfg.Secrets, NextSecrets: cfg.NextSecrets, DC: cfg.DC,
+	return wire.NewEndpoint(c, wire.EndpointConfig{Secrets: cfg.Secrets, NextSecrets: cfg.NextSecrets, DC: cfg.DC, RequireTo: cfg.RequireTo,
 		MaxBody: cfg.MaxBody, MaxBatch: cfg.MaxBatch, MaxSkew: cfg.MaxSkew, ReplayCache: cfg.ReplayCache,
 		Nonces: cfg.Nonces, Log: cfg.Logger})
 }

@@ -91,31 +91,12 @@ func setStamp(h http.Header, st *auth.Stamp) {
 // stampOf reads the stamp from h, whatever h holds: every field is
 // bounded before it is kept.
 func stampOf(h http.Header) (auth.Stamp, error) {
-	st := auth.Stamp{From: h.Get(HeaderFrom), To: h.Get(HeaderTo)}
-	if st.From == "" || len(st.From) > auth.MaxName || len(st.To) > auth.MaxName {
-		return auth.Stamp{}, fmt.Errorf("%w: %s and %s headers: want a datacenter name of at most %d bytes",
-			auth.ErrMalformed, HeaderFrom, HeaderTo, auth.MaxName)
-	}
-	ts, err := strconv.ParseInt(h.Get(HeaderTimestamp), 10, 64)
-	if err != nil {
-		return st, fmt.Errorf("%w: %s header: want Unix nanoseconds", auth.ErrMalformed, HeaderTimestamp)
-	}
-	st.Timestamp = ts
-	// The length first: hex.Decode writes past a destination too short.
-	if v := h.Get(HeaderNonce); len(v) != 2*auth.NonceSize || !decodeHex(st.Nonce[:], v) {
-		return st, fmt.Errorf("%w: %s header: want %d hex bytes", auth.ErrMalformed, HeaderNonce, auth.NonceSize)
-	}
-	if v := h.Get(HeaderSignature); len(v) != 2*auth.SignatureSize || !decodeHex(st.Signature[:], v) {
-		return st, fmt.Errorf("%w: %s header: want %d hex bytes", auth.ErrMalformed, HeaderSignature, auth.SignatureSize)
-	}
-	return st, nil
+	return auth.ParseStamp(h.Get(HeaderFrom), h.Get(HeaderTo), h.Get(HeaderTimestamp), h.Get(HeaderNonce),
+		h.Get(HeaderSignature), func(i int) string { return stampHeaders[i] + " header" })
 }
 
-// decodeHex decodes src, of twice len(dst) characters, into dst.
-func decodeHex(dst []byte, src string) bool {
-	n, err := hex.Decode(dst, []byte(src))
-	return err == nil && n == len(dst)
-}
+// stampHeaders are the headers of a stamp, in auth.ParseStamp's order.
+var stampHeaders = [...]string{HeaderFrom, HeaderTo, HeaderTimestamp, HeaderNonce, HeaderSignature}
 
 // formatOf returns the wire format of a Content-Type.
 func formatOf(contentType string) (wire.Format, bool) {

@@ -27,6 +27,12 @@ type SenderConfig struct {
 	URL string
 	// From names this datacenter, as the peer's HandlerConfig.Secrets does.
 	From string
+	// To names the peer's datacenter, as its HandlerConfig.DC (or its
+	// Syncer's DC) does. The stamp binds it, so a batch signed for one
+	// datacenter is refused by every other, even one that shares the
+	// secret. Optional: empty signs no receiver, which a peer accepts
+	// unless it sets RequireTo. Set it; see SECURITY.md.
+	To string
 	// Secret is shared with the peer; at least 16 bytes.
 	Secret []byte
 	// Client sends the requests; nil selects a client tuned for a few busy
@@ -68,7 +74,7 @@ func NewSender(cfg SenderConfig) (*Sender, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("dcsync/transport/http: invalid URL %q", cfg.URL)
 	}
-	out, err := wire.NewOutbound(cfg.From, cfg.Secret, cfg.Compress, cfg.MaxBody, cfg.MaxBatch)
+	out, err := wire.NewOutbound(cfg.From, cfg.To, cfg.Secret, cfg.Compress, cfg.MaxBody, cfg.MaxBatch)
 	if err != nil {
 		return nil, fmt.Errorf("dcsync/transport/http: %w", err)
 	}

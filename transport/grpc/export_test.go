@@ -1,0 +1,4 @@
+package grpc
+
+// OpeningMD is openingMD, for the external tests.
+var OpeningMD = openingMD
