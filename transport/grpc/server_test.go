@@ -251,3 +251,20 @@ func TestServerRefuses(t *testing.T) {
 	}
 	bad.CheckLogged(t)
 }
+
+func TestReceiverNamed(t *testing.T) {
+	wiretest.TestReceiverNamed(t, func(tb testing.TB, store *wiretest.Store, requireTo bool) string {
+		cfg := dcsyncgrpc.ServerConfig{Secrets: wiretest.Secrets(), RequireTo: requireTo}
+		srv := grpc.NewServer(dcsyncgrpc.ServerOptions(cfg)...)
+		if err := dcsyncgrpc.Register(srv, wiretest.Receiver(tb, store, nil).Collector(), cfg); err != nil {
+			tb.Fatal(err)
+		}
+		ln := wiretest.Listen(tb)
+		go func() { _ = srv.Serve(ln) }()
+		tb.Cleanup(srv.Stop)
+		return ln.Addr().String()
+	}, func(tb testing.TB, addr, to string) dcsync.Sender {
+		s, err := dcsyncgrpc.NewSender(dcsyncgrpc.SenderConfig{Target: addr, From: "unicom", To: to, Secret: wiretest.Secret})
+		return wiretest.Closing(tb, s, err)
+	})
+}

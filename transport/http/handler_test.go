@@ -290,3 +290,15 @@ func TestHandlerConfig(t *testing.T) {
 	}()
 	dcsynchttp.NewHandler(nil, dcsynchttp.HandlerConfig{})
 }
+
+func TestReceiverNamed(t *testing.T) {
+	wiretest.TestReceiverNamed(t, func(tb testing.TB, store *wiretest.Store, requireTo bool) string {
+		srv := httptest.NewServer(dcsynchttp.NewHandler(wiretest.Receiver(tb, store, nil).Collector(),
+			dcsynchttp.HandlerConfig{Secrets: wiretest.Secrets(), RequireTo: requireTo}))
+		tb.Cleanup(srv.Close)
+		return srv.URL
+	}, func(tb testing.TB, url, to string) dcsync.Sender {
+		s, err := dcsynchttp.NewSender(dcsynchttp.SenderConfig{URL: url, From: "unicom", To: to, Secret: wiretest.Secret})
+		return wiretest.Closing(tb, s, err)
+	})
+}
