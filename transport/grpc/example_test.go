@@ -21,7 +21,7 @@ func Example() {
 	// telecom: the receiving side. It writes nothing here, so its own
 	// sender to unicom stays unused; it names unicom as a peer.
 	toUnicom, err := dcsyncgrpc.NewSender(dcsyncgrpc.SenderConfig{
-		Target: "unicom.example:9090", From: "telecom", Secret: secret,
+		Target: "unicom.example:9090", From: "telecom", To: "unicom", Secret: secret,
 	})
 	if err != nil {
 		panic(err)
@@ -39,7 +39,7 @@ func Example() {
 		panic(err)
 	}
 	defer telecom.Close()
-	cfg := dcsyncgrpc.ServerConfig{Secrets: map[string][]byte{"unicom": secret}}
+	cfg := dcsyncgrpc.ServerConfig{Secrets: map[string][]byte{"unicom": secret}, RequireTo: true}
 	srv := grpc.NewServer(dcsyncgrpc.ServerOptions(cfg)...)
 	if err := dcsyncgrpc.Register(srv, telecom.Collector(), cfg); err != nil {
 		panic(err)
@@ -53,7 +53,7 @@ func Example() {
 
 	// unicom: the sending side.
 	toTelecom, err := dcsyncgrpc.NewSender(dcsyncgrpc.SenderConfig{
-		Target: ln.Addr().String(), From: "unicom", Secret: secret,
+		Target: ln.Addr().String(), From: "unicom", To: "telecom", Secret: secret,
 	})
 	if err != nil {
 		panic(err)

@@ -20,7 +20,7 @@ func Example() {
 	// telecom: the receiving side. It writes nothing here, so its own
 	// sender to unicom stays unused; it names unicom as a peer.
 	toUnicom, err := dcsynchttp.NewSender(dcsynchttp.SenderConfig{
-		URL: "http://unicom.example:8080/dcsync", From: "telecom", Secret: secret,
+		URL: "http://unicom.example:8080/dcsync", From: "telecom", To: "unicom", Secret: secret,
 	})
 	if err != nil {
 		panic(err)
@@ -44,7 +44,7 @@ func Example() {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/dcsync", dcsynchttp.NewHandler(telecom.Collector(), dcsynchttp.HandlerConfig{
-		Secrets: map[string][]byte{"unicom": secret},
+		Secrets: map[string][]byte{"unicom": secret}, RequireTo: true,
 	}))
 	srv := &http.Server{Handler: mux}
 	go srv.Serve(ln)
@@ -52,7 +52,7 @@ func Example() {
 
 	// unicom: the sending side.
 	toTelecom, err := dcsynchttp.NewSender(dcsynchttp.SenderConfig{
-		URL: "http://" + ln.Addr().String() + "/dcsync", From: "unicom", Secret: secret, Compress: true,
+		URL: "http://" + ln.Addr().String() + "/dcsync", From: "unicom", To: "telecom", Secret: secret, Compress: true,
 	})
 	if err != nil {
 		panic(err)

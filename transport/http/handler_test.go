@@ -44,16 +44,17 @@ func newPeer(t *testing.T, cfg dcsynchttp.HandlerConfig) *peer {
 
 // request is a batch to post by hand.
 type request struct {
-	from, contentType, encoding string
-	secret                      []byte
-	ts                          time.Time
-	nonce                       string
-	body                        []byte
-	sign                        []byte // what is signed, when not body
+	from, to, contentType, encoding string
+	secret                          []byte
+	ts                              time.Time
+	nonce                           string
+	body                            []byte
+	sign                            []byte // what is signed, when not body
 }
 
 // build builds the HTTP request, signing as the package documentation
-// tells a curl user to: HMAC-SHA256 over from, timestamp, nonce, body.
+// tells a curl user to: HMAC-SHA256 over from, to, timestamp, nonce,
+// encoding, body.
 func (r request) build(t *testing.T, url string) *http.Request {
 	t.Helper()
 	if r.from == "" {
@@ -78,7 +79,7 @@ func (r request) build(t *testing.T, url string) *http.Request {
 	}
 	ts := strconv.FormatInt(r.ts.UnixNano(), 10)
 	mac := hmac.New(sha256.New, r.secret)
-	fmt.Fprintf(mac, "dcsync-v2\n%s\n\n%s\n%s\n%s\n", r.from, ts, r.nonce, r.encoding)
+	fmt.Fprintf(mac, "dcsync-v2\n%s\n%s\n%s\n%s\n%s\n", r.from, r.to, ts, r.nonce, r.encoding)
 	mac.Write(r.sign)
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(r.body))
 	if err != nil {
@@ -89,6 +90,9 @@ func (r request) build(t *testing.T, url string) *http.Request {
 		req.Header.Set("Content-Encoding", r.encoding)
 	}
 	req.Header.Set(dcsynchttp.HeaderFrom, r.from)
+	if r.to != "" {
+		req.Header.Set(dcsynchttp.HeaderTo, r.to)
+	}
 	req.Header.Set(dcsynchttp.HeaderTimestamp, ts)
 	req.Header.Set(dcsynchttp.HeaderNonce, r.nonce)
 	req.Header.Set(dcsynchttp.HeaderSignature, hex.EncodeToString(mac.Sum(nil)))
@@ -139,7 +143,7 @@ func TestHandlerAccepts(t *testing.T) {
 	// JSON, as the package documentation shows for curl.
 	js := fmt.Sprintf(`{"requests":[{"id":"json-1","origin":"unicom","key":"k","op":"set","payload":"aGk=","version":"%d"}]}`,
 		uint64(time.Now().UnixMilli())<<16)
-	code, res := do(t, request{body: []byte(js), contentType: "application/json"}.build(t, p.srv.URL))
+	code, res := do(t, request{body: []byte(js), to: "telecom", contentType: "application/json"}.build(t, p.srv.URL))
 	if code != 200 || res.Code != wire.Code_CODE_OK {
 		t.Fatalf("JSON: %d %v", code, res)
 	}

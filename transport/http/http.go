@@ -38,16 +38,20 @@
 //
 // The handler also takes and answers JSON (Content-Type application/json,
 // the protojson form of the Batch, payloads in base64). Sign it by hand —
-// the signed message is "dcsync-v2", the sender, the receiver (empty unless
-// a Dcsync-To header names it), the timestamp, the nonce and the
+// the signed message is "dcsync-v2", the sender, the receiver (empty when
+// no Dcsync-To header names it), the timestamp, the nonce and the
 // Content-Encoding (empty for none), one a line, then the body:
 //
 //	body='{"requests":[{"id":"r1","origin":"unicom","key":"k","op":"set","payload":"aGk=","version":"1"}]}'
 //	ts=$(date +%s%N); nonce=$(openssl rand -hex 16)
-//	sig=$(printf 'dcsync-v2\n%s\n\n%s\n%s\n\n%s' unicom "$ts" "$nonce" "$body" | openssl dgst -sha256 -hmac "$SECRET" -r | cut -d' ' -f1)
+//	sig=$(printf 'dcsync-v2\n%s\n%s\n%s\n%s\n\n%s' unicom telecom "$ts" "$nonce" "$body" | openssl dgst -sha256 -hmac "$SECRET" -r | cut -d' ' -f1)
 //	curl -sS http://telecom:8080/dcsync -H 'Content-Type: application/json' \
-//	  -H "Dcsync-From: unicom" -H "Dcsync-Timestamp: $ts" -H "Dcsync-Nonce: $nonce" \
-//	  -H "Dcsync-Signature: $sig" -d "$body"
+//	  -H "Dcsync-From: unicom" -H "Dcsync-To: telecom" -H "Dcsync-Timestamp: $ts" \
+//	  -H "Dcsync-Nonce: $nonce" -H "Dcsync-Signature: $sig" -d "$body"
+//
+// The receiver is named as SenderConfig.To names it; a handler with
+// HandlerConfig.RequireTo refuses a batch that names none (for one without,
+// leave out the header and the name, keeping its empty line).
 package http
 
 import (
