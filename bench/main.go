@@ -12,12 +12,15 @@
 //
 // Targets:
 //
-//	dcsync/<transport>[+elastic]  memory, http, http-journal (http writing ahead to package journal), grpc, redis, redis-cluster; audit log in memory or Elasticsearch
+//	dcsync/<transport>[+elastic]  memory, http, http-journal (http writing ahead to package journal), grpc, redis, redis-cluster, kafka, kafka-fetch64k; audit log in memory or Elasticsearch
 //	watermill/redis               Watermill's Redis Streams pub/sub with a forwarder from A's Redis to B's
 //	handrolled/http-post          one HTTP POST per write, net/http client to net/http server
 //	ceiling/redis-xadd            redis-benchmark, pipelined XADD of the payload
 //	ceiling/nethttp               a net/http handler that only reads the body, fed dcsync-sized batches
 //	ceiling/grpc                  a client-streaming RPC that only receives dcsync-sized batches
+//	mirrormaker2/kafka            Kafka's MirrorMaker 2 copying a topic from unicom's broker to telecom's (-mm2)
+//	ceiling/kafka-produce         a franz-go producer alone, the Node's settings, dcsync's records to the peer's broker, writers waiting for acks
+//	ceiling/kafka-produce-async   the same, every record handed to the client at once
 //
 // Usage:
 //
@@ -65,6 +68,9 @@ type Config struct {
 	WatermillConsumers int    // subscribers per hop in the Watermill forwarder
 	RedisServer        string // redis-server binary
 	RedisBenchmark     string // redis-benchmark binary
+	KafkaA, KafkaB     string // bootstrap brokers of unicom's and telecom's Kafka; the Kafka rows need both
+	KafkaRun           string // scripts/kafka.sh's run directory, where the brokers' pids are
+	MirrorMaker        bool   // run the mirrormaker2/kafka row, which starts a JVM per phase
 }
 
 func (c *Config) withDefaults() {
@@ -81,6 +87,9 @@ func (c *Config) withDefaults() {
 	c.WatermillConsumers = or(c.WatermillConsumers, 4)
 	c.RedisServer = or(c.RedisServer, lookPath("DCSYNC_REDIS_SERVER", "redis-server"))
 	c.RedisBenchmark = or(c.RedisBenchmark, lookPath("DCSYNC_REDIS_BENCHMARK", "redis-benchmark"))
+	c.KafkaA = or(c.KafkaA, os.Getenv("DCSYNC_KAFKA_BROKERS_A"))
+	c.KafkaB = or(c.KafkaB, os.Getenv("DCSYNC_KAFKA_BROKERS_B"))
+	c.KafkaRun = or(c.KafkaRun, os.Getenv("DCSYNC_KAFKA_RUN"))
 }
 
 // or returns v, or def when v is the zero value.
@@ -113,6 +122,9 @@ func main() {
 	flag.IntVar(&cfg.BatchSize, "batch", 0, "dcsync Delivery.BatchSize (0: library default)")
 	flag.IntVar(&cfg.Workers, "workers", 0, "dcsync Delivery.Workers, and batches in flight of the RPC ceilings (0: library default)")
 	flag.IntVar(&cfg.WatermillConsumers, "watermill-consumers", 4, "subscribers per hop of the Watermill forwarder")
+	flag.StringVar(&cfg.KafkaA, "kafka-a", "", "unicom's Kafka brokers (default $DCSYNC_KAFKA_BROKERS_A)")
+	flag.StringVar(&cfg.KafkaB, "kafka-b", "", "telecom's Kafka brokers (default $DCSYNC_KAFKA_BROKERS_B)")
+	flag.BoolVar(&cfg.MirrorMaker, "mm2", false, "run the mirrormaker2/kafka row (Kafka's MirrorMaker 2, a JVM per phase)")
 	flag.StringVar(&jsonPath, "json", "", "write the results as JSON to this file")
 	flag.StringVar(&mdPath, "md", "", "write the table as Markdown to this file")
 	flag.BoolVar(&short, "short", false, "a quick run: 2000 writes, 1s at 1000 writes/s")
