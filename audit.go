@@ -172,13 +172,6 @@ type SetQuery struct {
 	From, To time.Time
 }
 
-// ErrAuditFull matches the error of an AuditLog's Append that has no room
-// left for new writes (process entries) but what holds writes not yet
-// complete everywhere. A Syncer holds the entries and tries again, and its
-// writers wait. It appends the entries of other stages, which complete the
-// writes a log holds, apart, and a store must take them even when full.
-var ErrAuditFull = errors.New("dcsync: audit log full of writes not yet complete")
-
 // PeerDeclarer is implemented by an AuditLog that wants to know whom a
 // datacenter ships its writes to before any record says so: the memory
 // log, to tell when a write is complete everywhere. New declares its
