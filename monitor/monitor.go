@@ -99,8 +99,8 @@ func New(dc string, peers []string) *Monitor {
 	return m
 }
 
-// AddSource adds a Source to every Snapshot. Call it before the Monitor is
-// in use.
+// AddSource adds a Source to every Snapshot. Call it before the first
+// Snapshot (the Monitor may already observe a Syncer).
 func (m *Monitor) AddSource(s Source) { m.sources = append(m.sources, s) }
 
 // WriteStart implements dcsync.Observer.
