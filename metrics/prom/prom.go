@@ -36,7 +36,7 @@
 //	reconcile_last_pass_timestamp_seconds     end of the last pass that read the log
 //	reconcile_checkpoint_age_seconds          now minus the checkpoint (with Options.Checkpoints)
 //	failing_writes                            writes whose last delivery to some peer failed
-//	dedupe_entries                            (with Options.Dedupe)
+//	dedupe_entries                            (with Options.Dedupe or DedupeLen)
 //	audit_records_total{result}, audit_spool_records, audit_spool_bytes
 //	                                          the audit log's store (with audit/elastic's Log.Source)
 //	audit_queue_records                       records waiting in the Syncer's audit queue (with monitor.SyncerSource)
@@ -59,8 +59,12 @@ import (
 
 // Options adds optional sources of gauges. Every field may be nil.
 type Options struct {
-	// Dedupe returns the number of IDs the dedupe store remembers.
+	// Dedupe returns the number of IDs the dedupe store remembers
+	// (dcsync.MemoryDedupe's Len).
 	Dedupe func() int
+	// DedupeLen is Dedupe for a store that asks a server, bounded by
+	// Timeout (transport/redis's Dedupe.Len). Set one of the two.
+	DedupeLen func(ctx context.Context) (int, error)
 	// Streams reports the Redis streams of the MQ wiring.
 	Streams monitor.Streams
 	// Checkpoints and DC give the reconciler's checkpoint, for its age.
@@ -350,8 +354,15 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
-	if m.opts.Dedupe != nil {
+	switch {
+	case m.opts.Dedupe != nil:
 		gauge(m.dedupe, float64(m.opts.Dedupe()))
+	case m.opts.DedupeLen != nil:
+		if n, err := m.opts.DedupeLen(ctx); err != nil {
+			ch <- prometheus.NewInvalidMetric(m.dedupe, err)
+		} else {
+			gauge(m.dedupe, float64(n))
+		}
 	}
 	if m.opts.Checkpoints != nil {
 		if cp, err := m.opts.Checkpoints.Load(ctx, m.opts.DC); err == nil && !cp.IsZero() {

@@ -184,8 +184,11 @@ func TestMetricsSyncerSource(t *testing.T) {
 		AuditFull: 5, AuditQueued: 6, AuditDropped: 7,
 		Peers: map[string]dcsync.PeerStats{"b": {Queued: 8, Backlog: 11}}}))
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(prom.New(mon, prom.Options{}))
+	reg.MustRegister(prom.New(mon, prom.Options{DedupeLen: func(context.Context) (int, error) { return 42, nil }}))
 	want := `
+# HELP dcsync_dedupe_entries IDs the dedupe store remembers.
+# TYPE dcsync_dedupe_entries gauge
+dcsync_dedupe_entries 42
 # HELP dcsync_peer_backlog Writes waiting to be sent to a peer, or on their way.
 # TYPE dcsync_peer_backlog gauge
 dcsync_peer_backlog{peer="b"} 11
@@ -213,7 +216,7 @@ dcsync_audit_spool_records 4
 # TYPE dcsync_audit_spool_bytes gauge
 dcsync_audit_spool_bytes 1234
 `
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "dcsync_peer_backlog",
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "dcsync_dedupe_entries", "dcsync_peer_backlog",
 		"dcsync_refused_batches_total", "dcsync_clock_skew_refused_total", "dcsync_audit_queue_records",
 		"dcsync_audit_dropped_total", "dcsync_audit_full_waits_total", "dcsync_audit_spool_records",
 		"dcsync_audit_spool_bytes"); err != nil {
