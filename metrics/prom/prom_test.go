@@ -86,13 +86,19 @@ dcsync_dead_letters 2
 
 	// The metrics follow Prometheus conventions.
 	for dc, reg := range regs {
-		problems, err := testutil.GatherAndLint(reg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range problems {
-			t.Errorf("%s: lint: %s: %s", dc, p.Metric, p.Text)
-		}
+		lint(t, dc, reg)
+	}
+}
+
+// lint fails t for what client_golang's linter finds in reg's metrics.
+func lint(t *testing.T, name string, reg *prometheus.Registry) {
+	t.Helper()
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("%s: lint: %s: %s", name, p.Metric, p.Text)
 	}
 }
 
@@ -222,11 +228,5 @@ dcsync_audit_spool_bytes 1234
 		"dcsync_audit_spool_bytes"); err != nil {
 		t.Error(err)
 	}
-	problems, err := testutil.GatherAndLint(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("lint: %s: %s", p.Metric, p.Text)
-	}
+	lint(t, "a", reg)
 }
