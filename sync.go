@@ -396,7 +396,9 @@ func (s *Syncer) Stats() Stats {
 
 // Flush waits until every write queued for the peers has been sent or given
 // up, and every audit record has reached the AuditLog, or until ctx ends.
-// Writes and batches arriving meanwhile are waited for too.
+// Writes and batches arriving meanwhile are waited for too; writes waiting
+// in the queue of a peer that is down, to be re-sent once it answers, are
+// not.
 func (s *Syncer) Flush(ctx context.Context) error {
 	for {
 		if (s.queues == nil || s.queues.idle()) && s.audit.idle() {
