@@ -11,6 +11,7 @@
 //
 //	mon := monitor.New("eu", []string{"us", "ap"})
 //	s, err := dcsync.New(dcsync.Config{DC: "eu", Observer: mon, ...})
+//	mon.AddSource(monitor.SyncerSource(s)) // exact backlog, refusals, audit queue
 //	rec, err := dcsync.NewReconciler(dcsync.ReconcilerConfig{DC: "eu", Observer: mon, ...})
 package monitor
 
