@@ -113,7 +113,8 @@ const (
 // They also install a tap (grpc.InTapHandle, of which a server has one)
 // that checks the stamp opening each replication stream as its headers
 // arrive, before the stream exists: a stream without a valid stamp is
-// refused there, and what its caller sends after is dropped unread. These
+// refused there, and what its caller sends after is dropped frame by frame,
+// never buffered for a stream nor decoded. These
 // refusals are logged but not counted in the Syncer's Stats. Without the
 // tap, Register's handler checks the stamp before reading any message.
 func ServerOptions(cfg ServerConfig) []grpc.ServerOption {
