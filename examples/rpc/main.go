@@ -201,14 +201,14 @@ func newTransport(o options) (*transport, error) {
 	switch o.transport {
 	case "http":
 		url := "http://" + o.peer + "/dcsync"
-		snd, err := dchttp.NewSender(dchttp.SenderConfig{URL: url, From: o.dc, Secret: o.secret, Compress: o.compress})
+		snd, err := dchttp.NewSender(dchttp.SenderConfig{URL: url, From: o.dc, To: peer, Secret: o.secret, Compress: o.compress})
 		if err != nil {
 			return nil, err
 		}
 		return &transport{sender: snd,
 			serve: func(ln net.Listener, c dcsync.Collector) func() {
 				mux := http.NewServeMux()
-				mux.Handle("/dcsync", dchttp.NewHandler(c, dchttp.HandlerConfig{Secrets: secrets, Logger: slog.Default()}))
+				mux.Handle("/dcsync", dchttp.NewHandler(c, dchttp.HandlerConfig{Secrets: secrets, RequireTo: true, Logger: slog.Default()}))
 				srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 				go func() { _ = srv.Serve(ln) }()
 				return func() { _ = srv.Close() }
@@ -228,13 +228,13 @@ func newTransport(o options) (*transport, error) {
 				})
 			}}, nil
 	case "grpc":
-		snd, err := dcgrpc.NewSender(dcgrpc.SenderConfig{Target: o.peer, From: o.dc, Secret: o.secret, Compress: o.compress})
+		snd, err := dcgrpc.NewSender(dcgrpc.SenderConfig{Target: o.peer, From: o.dc, To: peer, Secret: o.secret, Compress: o.compress})
 		if err != nil {
 			return nil, err
 		}
 		return &transport{sender: snd,
 			serve: func(ln net.Listener, c dcsync.Collector) func() {
-				cfg := dcgrpc.ServerConfig{Secrets: secrets, Logger: slog.Default()}
+				cfg := dcgrpc.ServerConfig{Secrets: secrets, RequireTo: true, Logger: slog.Default()}
 				srv := grpc.NewServer(dcgrpc.ServerOptions(cfg)...)
 				if err := dcgrpc.Register(srv, c, cfg); err != nil {
 					panic(err) // the config is built right here
