@@ -12,6 +12,7 @@ import (
 
 	"github.com/dcsync/dcsync"
 	auditmem "github.com/dcsync/dcsync/audit/memory"
+	"github.com/dcsync/dcsync/internal/memlock"
 	"github.com/dcsync/dcsync/transport/memory"
 )
 
@@ -173,7 +174,7 @@ func TestReconcilerKeepsFailingWritesInTheWindow(t *testing.T) {
 
 func TestOneReconcilerLeads(t *testing.T) {
 	c := newCluster(t, 1, "unicom", "telecom")
-	var lock dcsync.MemoryLock
+	var lock memlock.Lock
 	mk := func() *dcsync.Reconciler {
 		r, err := dcsync.NewReconciler(dcsync.ReconcilerConfig{DC: "unicom", Audit: c.audit, Lock: &lock,
 			Peers: map[string]dcsync.Sender{"telecom": c.net.Sender("unicom", "telecom")}})

@@ -46,16 +46,6 @@ type Pipe interface {
 	Begin(ctx context.Context, reqs []*Request) (wait func() error)
 }
 
-// ErrQueueFull is returned by Write when a peer's queue stayed full until the
-// context ended. The write was applied locally and recorded, so the
-// reconciler still delivers it.
-var ErrQueueFull = errors.New("dcsync: reship queue full")
-
-// ErrPeerDown is recorded for writes not sent because their peer is down
-// and its queue is full, or the Syncer closed meanwhile; the reconciler
-// delivers them once it is back.
-var ErrPeerDown = errors.New("dcsync: peer unavailable, left to the reconciler")
-
 // Delivery tunes the built-in Reship. The zero value of each field selects
 // its default.
 type Delivery struct {
