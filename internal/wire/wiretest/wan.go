@@ -144,8 +144,8 @@ func (p countingPipe) Begin(ctx context.Context, reqs []*dcsync.Request) func() 
 
 // TestWindowGrows checks that a Syncer sending over tr across a long link
 // (50 ms each way) widens its window beyond where it starts: one lane
-// whose batches are 256 KiB starts with 4 of them in flight (1 MiB), and
-// must reach 8 while its queue is full.
+// whose batches are 256 KiB starts with 16 of them in flight (4 MiB), and
+// must reach 24 while its queue is full.
 func TestWindowGrows(t *testing.T, tr Transport) {
 	var applied atomic.Int64
 	p := serveDelayed(t, tr, dcsync.ProcessorFunc(func(context.Context, *dcsync.Request) error {
@@ -164,7 +164,7 @@ func TestWindowGrows(t *testing.T, tr Transport) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	const n = 12000
+	const n = 16000
 	payload := make([]byte, 1000)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -179,7 +179,7 @@ func TestWindowGrows(t *testing.T, tr Transport) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if peak := sender.peak.Load(); peak < 8 {
+	if peak := sender.peak.Load(); peak < 24 {
 		t.Fatalf("at most %d batches in flight: the window did not grow", peak)
 	}
 	t.Logf("at most %d batches of 256 in flight, %d bytes in the line one way", sender.peak.Load(), p.Peak())
