@@ -104,7 +104,8 @@ func run(ctx context.Context, ln net.Listener, cfg config) error {
 	}
 	defer wal.Close()
 
-	toPeer, err := dchttp.NewSender(dchttp.SenderConfig{URL: cfg.peerURL, From: cfg.dc, Secret: cfg.secret})
+	// Batches are signed for the peer by name: no other datacenter takes them.
+	toPeer, err := dchttp.NewSender(dchttp.SenderConfig{URL: cfg.peerURL, From: cfg.dc, To: cfg.peer, Secret: cfg.secret})
 	if err != nil {
 		return err
 	}
@@ -126,7 +127,7 @@ func run(ctx context.Context, ln net.Listener, cfg config) error {
 
 	mux := http.NewServeMux()
 	mux.Handle("POST /dcsync", dchttp.NewHandler(syncer.Collector(),
-		dchttp.HandlerConfig{Secrets: map[string][]byte{cfg.peer: cfg.secret}, Logger: slog.Default()}))
+		dchttp.HandlerConfig{Secrets: map[string][]byte{cfg.peer: cfg.secret}, RequireTo: true, Logger: slog.Default()}))
 	mux.HandleFunc("PUT /kv/{key}", func(w http.ResponseWriter, r *http.Request) {
 		value, err := io.ReadAll(http.MaxBytesReader(w, r.Body, dcsync.DefaultMaxPayload))
 		if err != nil {
