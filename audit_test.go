@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/dcsync/dcsync"
-	auditmem "github.com/dcsync/dcsync/audit/memory"
+	memaudit "github.com/dcsync/dcsync/audit/memory"
 )
 
 // A memory log full of writes that no peer has yet acknowledged drops
@@ -19,7 +19,7 @@ import (
 // ends; once a reconciler has delivered them, the log makes room, dropping
 // the delivered ones, and writes go on.
 func TestFullAuditLogPushesBackWithoutLosingWrites(t *testing.T) {
-	log := auditmem.NewConfig(auditmem.Config{MaxRecords: 1024})
+	log := memaudit.NewConfig(memaudit.Config{MaxRecords: 1024})
 	var down atomic.Bool
 	down.Store(true)
 	var mu sync.Mutex
@@ -116,7 +116,7 @@ func (failingLog) Append(context.Context, []dcsync.Entry) error { return errors.
 // Records a log fails to take are counted in Stats.AuditDropped, and the
 // queue is empty once flushed.
 func TestAuditStatsCountDroppedRecords(t *testing.T) {
-	s, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: noop, Audit: failingLog{auditmem.New(0)},
+	s, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: noop, Audit: failingLog{memaudit.New(0)},
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/dcsync/dcsync"
-	auditmem "github.com/dcsync/dcsync/audit/memory"
-	"github.com/dcsync/dcsync/transport/memory"
+	memaudit "github.com/dcsync/dcsync/audit/memory"
+	memtransport "github.com/dcsync/dcsync/transport/memory"
 )
 
 var noop = dcsync.ProcessorFunc(func(context.Context, *dcsync.Request) error { return nil })
@@ -41,7 +41,7 @@ func (discard) Close() error                                  { return nil }
 // memory audit log, and the hand-off to one peer's queue (drained by a
 // sender that discards).
 func BenchmarkWrite(b *testing.B) {
-	s, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: noop, Audit: auditmem.New(0),
+	s, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: noop, Audit: memaudit.New(0),
 		Peers: map[string]dcsync.Sender{"telecom": discard{}}})
 	if err != nil {
 		b.Fatal(err)
@@ -73,8 +73,8 @@ func BenchmarkReplicate(b *testing.B) {
 }
 
 func benchmarkReplicate(b *testing.B, writers int) {
-	network := memory.NewNetwork(1)
-	audit := auditmem.New(0)
+	network := memtransport.NewNetwork(1)
+	audit := memaudit.New(0)
 	var applied atomic.Int64
 	counting := dcsync.ProcessorFunc(func(context.Context, *dcsync.Request) error { applied.Add(1); return nil })
 	unicom, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: noop, Audit: audit,
@@ -130,7 +130,7 @@ func benchmarkReplicate(b *testing.B, writers int) {
 func BenchmarkReconcileReplicatedWindow(b *testing.B) {
 	const writes, batch = 1 << 20, 256
 	ctx := context.Background()
-	own, peer := auditmem.New(4*writes), auditmem.New(4*writes)
+	own, peer := memaudit.New(4*writes), memaudit.New(4*writes)
 	start := time.Now().Add(-time.Hour).Truncate(time.Second)
 	for i := 0; i < writes; i += batch {
 		process := dcsync.Entry{DC: "unicom", Origin: "unicom", Stage: dcsync.StageProcess, Status: dcsync.StatusOK, Attempt: 1}

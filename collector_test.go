@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/dcsync/dcsync"
-	auditmem "github.com/dcsync/dcsync/audit/memory"
+	memaudit "github.com/dcsync/dcsync/audit/memory"
 )
 
 // stamped returns a write as it arrives from origin.
@@ -50,7 +50,7 @@ func TestCollectRejectsWholeBatches(t *testing.T) {
 }
 
 func TestCollectFailsOnlyTheBadRequests(t *testing.T) {
-	st, log := newStore(0, 1), auditmem.New(0)
+	st, log := newStore(0, 1), memaudit.New(0)
 	s := newSyncer(t, st, map[string]dcsync.Sender{"telecom": &recordingSender{}}, log)
 	reqs := []*dcsync.Request{
 		stamped("telecom", "good-1", 1<<20),

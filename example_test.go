@@ -6,15 +6,15 @@ import (
 	"sync"
 
 	"github.com/dcsync/dcsync"
-	auditmem "github.com/dcsync/dcsync/audit/memory"
-	"github.com/dcsync/dcsync/transport/memory"
+	memaudit "github.com/dcsync/dcsync/audit/memory"
+	memtransport "github.com/dcsync/dcsync/transport/memory"
 )
 
 // Two datacenters in one process: what a service's main() wires, with the
 // memory transport standing in for HTTP, gRPC or Redis Streams.
 func Example() {
-	network := memory.NewNetwork(1)
-	audit := auditmem.New(0)
+	network := memtransport.NewNetwork(1)
+	audit := memaudit.New(0)
 	var mu sync.Mutex
 	cache := map[string]map[string]string{"unicom": {}, "telecom": {}}
 
@@ -81,8 +81,8 @@ func ExampleProcessorFunc() {
 // A reconciler repairs what the network lost: here every delivery from
 // unicom fails until the link heals.
 func ExampleReconciler_RunOnce() {
-	network := memory.NewNetwork(1)
-	audit := auditmem.New(0)
+	network := memtransport.NewNetwork(1)
+	audit := memaudit.New(0)
 	noop := dcsync.ProcessorFunc(func(context.Context, *dcsync.Request) error { return nil })
 	peers := func(dc, peer string) map[string]dcsync.Sender {
 		return map[string]dcsync.Sender{peer: network.Sender(dc, peer)}
@@ -92,12 +92,12 @@ func ExampleReconciler_RunOnce() {
 	telecom, _ := dcsync.New(dcsync.Config{DC: "telecom", Peers: peers("telecom", "unicom"), Processor: noop, Audit: audit})
 	network.Attach("telecom", telecom.Collector())
 
-	network.SetFaults("unicom", "telecom", memory.Faults{Fail: 1})
+	network.SetFaults("unicom", "telecom", memtransport.Faults{Fail: 1})
 	for range 3 {
 		unicom.Write(context.Background(), &dcsync.Request{Key: "k"})
 	}
 	unicom.Flush(context.Background())
-	network.SetFaults("unicom", "telecom", memory.Faults{})
+	network.SetFaults("unicom", "telecom", memtransport.Faults{})
 
 	r, _ := dcsync.NewReconciler(dcsync.ReconcilerConfig{
 		DC: "unicom", Peers: peers("unicom", "telecom"), Audit: audit,

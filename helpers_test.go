@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/dcsync/dcsync"
-	auditmem "github.com/dcsync/dcsync/audit/memory"
-	"github.com/dcsync/dcsync/transport/memory"
+	memaudit "github.com/dcsync/dcsync/audit/memory"
+	memtransport "github.com/dcsync/dcsync/transport/memory"
 )
 
 // store is a datacenter's state: last-writer-wins values per key, and how
@@ -55,9 +55,9 @@ func (s *store) setFailRate(p float64) {
 // log, or each with its own.
 type cluster struct {
 	t      testing.TB
-	net    *memory.Network
-	audit  *auditmem.Log            // the shared log, or the first datacenter's
-	logs   map[string]*auditmem.Log // each datacenter's log
+	net    *memtransport.Network
+	audit  *memaudit.Log            // the shared log, or the first datacenter's
+	logs   map[string]*memaudit.Log // each datacenter's log
 	names  []string
 	sync   map[string]*dcsync.Syncer
 	stores map[string]*store
@@ -72,12 +72,12 @@ func newCluster(t testing.TB, seed uint64, names ...string) *cluster {
 // perDC is set.
 func newClusterLogs(t testing.TB, seed uint64, perDC bool, names ...string) *cluster {
 	t.Helper()
-	c := &cluster{t: t, net: memory.NewNetwork(seed), audit: auditmem.New(0), names: names,
-		logs: map[string]*auditmem.Log{}, sync: map[string]*dcsync.Syncer{}, stores: map[string]*store{}}
+	c := &cluster{t: t, net: memtransport.NewNetwork(seed), audit: memaudit.New(0), names: names,
+		logs: map[string]*memaudit.Log{}, sync: map[string]*dcsync.Syncer{}, stores: map[string]*store{}}
 	for i, dc := range names {
 		c.logs[dc] = c.audit
 		if perDC && i > 0 {
-			c.logs[dc] = auditmem.New(0)
+			c.logs[dc] = memaudit.New(0)
 		}
 	}
 	for i, dc := range names {

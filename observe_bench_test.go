@@ -9,11 +9,11 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/dcsync/dcsync"
-	auditmem "github.com/dcsync/dcsync/audit/memory"
+	memaudit "github.com/dcsync/dcsync/audit/memory"
 	"github.com/dcsync/dcsync/metrics/prom"
 	"github.com/dcsync/dcsync/monitor"
 	"github.com/dcsync/dcsync/tracing"
-	"github.com/dcsync/dcsync/transport/memory"
+	memtransport "github.com/dcsync/dcsync/transport/memory"
 )
 
 // BenchmarkObserve measures the cost of observability on replication
@@ -48,8 +48,8 @@ func withMetrics(dc, peer string) dcsync.Observer {
 }
 
 func benchmarkObserve(b *testing.B, obs func(dc, peer string) dcsync.Observer) {
-	network := memory.NewNetwork(1)
-	audit := auditmem.New(0)
+	network := memtransport.NewNetwork(1)
+	audit := memaudit.New(0)
 	var applied atomic.Int64
 	counting := dcsync.ProcessorFunc(func(context.Context, *dcsync.Request) error { applied.Add(1); return nil })
 	syncers := map[string]*dcsync.Syncer{}

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/dcsync/dcsync"
-	auditmem "github.com/dcsync/dcsync/audit/memory"
+	memaudit "github.com/dcsync/dcsync/audit/memory"
 	"github.com/dcsync/dcsync/internal/memlock"
-	"github.com/dcsync/dcsync/transport/memory"
+	memtransport "github.com/dcsync/dcsync/transport/memory"
 )
 
 // writeN writes n requests in each datacenter and returns their IDs.
@@ -42,7 +42,7 @@ func TestReconcilerRepairsFailedAndSilentDeliveries(t *testing.T) {
 // and checks that every datacenter holds them and the written ones.
 func (c *cluster) repairsUnderFaults(n int, written map[string]bool) {
 	c.t.Helper()
-	c.net.SetFaultsBetween(memory.Faults{Fail: 0.5}, c.names...)
+	c.net.SetFaultsBetween(memtransport.Faults{Fail: 0.5}, c.names...)
 	// Batches that fail whole wait in the queue and go again; requests
 	// the peer fails on each of their tries are left to the reconciler.
 	c.stores["telecom"].setFailRate(0.6)
@@ -51,7 +51,7 @@ func (c *cluster) repairsUnderFaults(n int, written map[string]bool) {
 	if c.sync["unicom"].Stats().ShipFailed == 0 || c.sync["telecom"].Stats().ApplyFailed == 0 {
 		c.t.Fatal("the faults did not bite; the test proves nothing")
 	}
-	c.net.SetFaultsBetween(memory.Faults{}, c.names...)
+	c.net.SetFaultsBetween(memtransport.Faults{}, c.names...)
 	c.stores["telecom"].setFailRate(0)
 	c.reconcile(3)
 	c.checkConverged(written)
@@ -147,7 +147,7 @@ func TestReconcilerCheckpointFollowsTheWindow(t *testing.T) {
 
 func TestReconcilerKeepsFailingWritesInTheWindow(t *testing.T) {
 	c := newCluster(t, 4, "unicom", "telecom")
-	c.net.SetFaultsBetween(memory.Faults{Fail: 1}, c.names...)
+	c.net.SetFaultsBetween(memtransport.Faults{Fail: 1}, c.names...)
 	written := c.writeN(5, 5)
 	c.quiesce()
 	peers := map[string]dcsync.Sender{"telecom": c.net.Sender("unicom", "telecom")}
@@ -160,7 +160,7 @@ func TestReconcilerKeepsFailingWritesInTheWindow(t *testing.T) {
 	if rep.Failing != 5 {
 		t.Fatalf("report with the link down: %+v", rep)
 	}
-	c.net.SetFaultsBetween(memory.Faults{}, c.names...)
+	c.net.SetFaultsBetween(memtransport.Faults{}, c.names...)
 	rep, _ = r.RunOnce(context.Background())
 	if rep.Repaired != 5 {
 		t.Fatalf("the failing writes were not kept for the next pass: %+v", rep)
@@ -211,7 +211,7 @@ func TestConvergesUnderRandomFaults(t *testing.T) {
 			for _, a := range names {
 				for _, b := range names {
 					if a != b {
-						c.net.SetFaults(a, b, memory.Faults{Fail: rng.Float64() * 0.4, DropAck: rng.Float64() * 0.3,
+						c.net.SetFaults(a, b, memtransport.Faults{Fail: rng.Float64() * 0.4, DropAck: rng.Float64() * 0.3,
 							Duplicate: rng.Float64() * 0.5, Reorder: rng.Float64(), Delay: time.Duration(rng.IntN(200)) * time.Microsecond})
 					}
 				}
@@ -219,7 +219,7 @@ func TestConvergesUnderRandomFaults(t *testing.T) {
 			}
 			written := c.writeN(100+rng.IntN(200), 1+rng.IntN(30))
 			c.quiesce()
-			c.net.SetFaultsBetween(memory.Faults{Duplicate: 0.5, Reorder: 0.5}, c.names...) // the network heals, still at-least-once
+			c.net.SetFaultsBetween(memtransport.Faults{Duplicate: 0.5, Reorder: 0.5}, c.names...) // the network heals, still at-least-once
 			for _, dc := range names {
 				c.stores[dc].setFailRate(0)
 			}
@@ -233,7 +233,7 @@ func TestConvergesUnderRandomFaults(t *testing.T) {
 // Version ends with the same value everywhere.
 func TestConcurrentWritesToOneKeyConverge(t *testing.T) {
 	c := newCluster(t, 8, "unicom", "telecom")
-	c.net.SetFaultsBetween(memory.Faults{Reorder: 0.5, Delay: 100 * time.Microsecond}, c.names...)
+	c.net.SetFaultsBetween(memtransport.Faults{Reorder: 0.5, Delay: 100 * time.Microsecond}, c.names...)
 	done := make(chan map[string]bool, 2)
 	for _, dc := range c.names {
 		go func() {
@@ -276,7 +276,7 @@ func (c *trailCounter) Trails(ctx context.Context, q dcsync.TrailQuery) (dcsync.
 // error level; a write dated ahead of the clock is reported as not seen.
 func TestReconcilerReportsWhatItCannotRepairOrSee(t *testing.T) {
 	ctx := context.Background()
-	log := auditmem.New(0)
+	log := memaudit.New(0)
 	now := time.Now()
 	orphan := dcsync.Record{ID: "0190f5f0-0000-7000-8000-0000000000a1", DC: "telecom", Origin: "unicom",
 		Stage: dcsync.StageApply, Status: dcsync.StatusOK, Attempt: 1, Written: now.Add(-time.Minute), Time: now}

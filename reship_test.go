@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/dcsync/dcsync"
-	auditmem "github.com/dcsync/dcsync/audit/memory"
-	"github.com/dcsync/dcsync/transport/memory"
+	memaudit "github.com/dcsync/dcsync/audit/memory"
+	memtransport "github.com/dcsync/dcsync/transport/memory"
 )
 
 func TestReshipRetriesOnlyFailedRequests(t *testing.T) {
@@ -27,7 +27,7 @@ func TestReshipRetriesOnlyFailedRequests(t *testing.T) {
 		errs[len(reqs)-1] = dcsync.ErrInvalidID // permanent: not retried
 		return &dcsync.BatchError{Errs: errs}
 	}
-	log := auditmem.New(0)
+	log := memaudit.New(0)
 	s, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: newStore(0, 1), Audit: log,
 		Peers: map[string]dcsync.Sender{"telecom": peer},
 		Delivery: dcsync.Delivery{BatchSize: 3, Linger: 50 * time.Millisecond,
@@ -112,7 +112,7 @@ func TestCloseReleasesBlockedWriters(t *testing.T) {
 func TestDeadPeerDoesNotHoldUpWriters(t *testing.T) {
 	var calls atomic.Int32
 	peer := &recordingSender{send: func([]*dcsync.Request) error { calls.Add(1); return errors.New("down") }}
-	log := auditmem.New(0)
+	log := memaudit.New(0)
 	s, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: newStore(0, 1), Audit: log,
 		Peers: map[string]dcsync.Sender{"telecom": peer},
 		Delivery: dcsync.Delivery{QueueSize: 8, BatchSize: 4, Linger: -1,
@@ -133,7 +133,7 @@ func TestDeadPeerDoesNotHoldUpWriters(t *testing.T) {
 	if n := calls.Load(); n > 4 {
 		t.Fatalf("%d sends to a peer marked down", n)
 	}
-	c := log.Counts()[auditmem.Tally{DC: "unicom", Stage: dcsync.StageReship, Status: dcsync.StatusFailed}]
+	c := log.Counts()[memaudit.Tally{DC: "unicom", Stage: dcsync.StageReship, Status: dcsync.StatusFailed}]
 	if c < 200 {
 		t.Fatalf("%d failed reship records, want one per write at least", c)
 	}
@@ -252,7 +252,7 @@ func (s *store) missing(ids []string) int {
 // each key's writes in order.
 func TestReturningPeerCatchesUp(t *testing.T) {
 	const outage = 10 * time.Second
-	nw := memory.NewNetwork(1)
+	nw := memtransport.NewNetwork(1)
 	names := []string{"unicom", "telecom", "mobile"}
 	stores := map[string]*store{}
 	var origin *dcsync.Syncer
@@ -283,7 +283,7 @@ func TestReturningPeerCatchesUp(t *testing.T) {
 		write(i)
 		i++
 	}
-	nw.SetFaults("unicom", "telecom", memory.Faults{Fail: 1})
+	nw.SetFaults("unicom", "telecom", memtransport.Faults{Fail: 1})
 	tick := time.NewTicker(10 * time.Millisecond) // about 100 writes/s
 	for end := time.Now().Add(outage); time.Now().Before(end); i++ {
 		<-tick.C
@@ -297,7 +297,7 @@ func TestReturningPeerCatchesUp(t *testing.T) {
 	if up := st["mobile"]; !up.DownSince.IsZero() {
 		t.Fatalf("mobile: %+v", up)
 	}
-	nw.SetFaults("unicom", "telecom", memory.Faults{})
+	nw.SetFaults("unicom", "telecom", memtransport.Faults{})
 	back := time.Now()
 	for stores["telecom"].missing(during) > 0 {
 		if time.Since(back) > 5*time.Second {

@@ -11,7 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/dcsync/dcsync"
-	auditmem "github.com/dcsync/dcsync/audit/memory"
+	memaudit "github.com/dcsync/dcsync/audit/memory"
 )
 
 func newSyncer(t *testing.T, p dcsync.Processor, peers map[string]dcsync.Sender, audit dcsync.AuditLog) *dcsync.Syncer {
@@ -69,7 +69,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 }
 
 func TestWriteStampsAndShips(t *testing.T) {
-	st, peer, log := newStore(0, 1), &recordingSender{}, auditmem.New(0)
+	st, peer, log := newStore(0, 1), &recordingSender{}, memaudit.New(0)
 	s := newSyncer(t, st, map[string]dcsync.Sender{"telecom": peer}, log)
 	var last uint64
 	for range 10 {
@@ -97,7 +97,7 @@ func TestWriteStampsAndShips(t *testing.T) {
 	if got := len(peer.delivered()); got != 11 {
 		t.Fatalf("peer got %d writes, want 11", got)
 	}
-	if n := log.Counts()[auditmem.Tally{DC: "unicom", Stage: dcsync.StageReship, Status: dcsync.StatusOK}]; n != 11 {
+	if n := log.Counts()[memaudit.Tally{DC: "unicom", Stage: dcsync.StageReship, Status: dcsync.StatusOK}]; n != 11 {
 		t.Fatalf("%d reship records, want 11", n)
 	}
 	recs := log.Records("order-42")
@@ -140,7 +140,7 @@ func TestWriteRejectsBadInput(t *testing.T) {
 }
 
 func TestWriteWhoseProcessingFailsIsNotShipped(t *testing.T) {
-	st, peer, log := newStore(1, 1), &recordingSender{}, auditmem.New(0)
+	st, peer, log := newStore(1, 1), &recordingSender{}, memaudit.New(0)
 	s := newSyncer(t, st, map[string]dcsync.Sender{"telecom": peer}, log)
 	req := &dcsync.Request{Key: "k"}
 	if err := s.Write(context.Background(), req); !errors.Is(err, errFlaky) {

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/dcsync/dcsync"
-	auditmem "github.com/dcsync/dcsync/audit/memory"
+	memaudit "github.com/dcsync/dcsync/audit/memory"
 )
 
 // queueReship is a Reship that only queues, as a durable outbox would, or
@@ -39,7 +39,7 @@ func TestReshipAppliesWritesAhead(t *testing.T) {
 		return nil
 	})
 	q := &queueReship{}
-	audit := auditmem.New(0)
+	audit := memaudit.New(0)
 	s, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: proc, Audit: audit, Reship: q, ReshipApplies: true,
 		Peers: map[string]dcsync.Sender{"telecom": &recordingSender{}}})
 	if err != nil {

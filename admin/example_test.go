@@ -16,7 +16,7 @@ import (
 	"github.com/dcsync/dcsync/metrics/prom"
 	"github.com/dcsync/dcsync/monitor"
 	"github.com/dcsync/dcsync/tracing"
-	"github.com/dcsync/dcsync/transport/memory"
+	memtransport "github.com/dcsync/dcsync/transport/memory"
 )
 
 // A datacenter with everything an operator looks at: metrics, traces,
@@ -28,7 +28,7 @@ func Example() {
 	reg.MustRegister(met)
 	obs := dcsync.Observers(tracing.New("eu", tracing.Options{}), mon, met)
 
-	net := memory.NewNetwork(1)
+	net := memtransport.NewNetwork(1)
 	s, err := dcsync.New(dcsync.Config{DC: "eu", Observer: obs, Peers: net.Peers("eu", "eu", "us"),
 		Processor: dcsync.ProcessorFunc(func(context.Context, *dcsync.Request) error { return nil })})
 	if err != nil {

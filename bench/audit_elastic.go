@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/dcsync/dcsync"
-	"github.com/dcsync/dcsync/audit/elastic"
+	esaudit "github.com/dcsync/dcsync/audit/elastic"
 )
 
 // elasticStore is audit/elastic on the node of cfg.ElasticURL, on its
@@ -36,7 +36,7 @@ func openElastic(ctx context.Context, e *env, dc string) (dcsync.AuditLog, func(
 		}
 	})
 	prefix := fmt.Sprintf("dcsync-bench-%d-%d-%s", os.Getpid(), time.Now().UnixNano(), dc)
-	log, err := elastic.New(ctx, elastic.Config{URLs: []string{e.cfg.ElasticURL}, IndexPrefix: prefix,
+	log, err := esaudit.New(ctx, esaudit.Config{URLs: []string{e.cfg.ElasticURL}, IndexPrefix: prefix,
 		HTTPClient: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 			DialContext: e.auditWire.dial, MaxIdleConnsPerHost: 16}},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/dcsync/dcsync"
-	auditmem "github.com/dcsync/dcsync/audit/memory"
+	memaudit "github.com/dcsync/dcsync/audit/memory"
 )
 
 // The two datacenters. Writes enter the origin; the peer applies them.
@@ -63,7 +63,7 @@ type auditStore struct {
 
 var auditStores = []auditStore{
 	{"memory", none, func(context.Context, *env, string) (dcsync.AuditLog, func(context.Context) error, error) {
-		return auditmem.New(0), nil, nil
+		return memaudit.New(0), nil, nil
 	}},
 	elasticStore,
 }

@@ -6,7 +6,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/dcsync/dcsync"
-	dcsyncgrpc "github.com/dcsync/dcsync/transport/grpc"
+	dcgrpc "github.com/dcsync/dcsync/transport/grpc"
 )
 
 // grpcWiring joins the Syncers with transport/grpc: each serves its
@@ -23,7 +23,7 @@ func (w *grpcWiring) config(_ context.Context, e *env, cfg dcsync.Config, other 
 	if err != nil {
 		return cfg, err
 	}
-	s, err := dcsyncgrpc.NewSender(dcsyncgrpc.SenderConfig{Target: addr, From: cfg.DC, Secret: secret})
+	s, err := dcgrpc.NewSender(dcgrpc.SenderConfig{Target: addr, From: cfg.DC, Secret: secret})
 	if err != nil {
 		return cfg, err
 	}
@@ -36,9 +36,9 @@ func (w *grpcWiring) start(_ context.Context, e *env, s *dcsync.Syncer) error {
 	if err != nil {
 		return err
 	}
-	cfg := dcsyncgrpc.ServerConfig{Secrets: map[string][]byte{w.other[s.DC()]: secret}}
-	srv := grpc.NewServer(dcsyncgrpc.ServerOptions(cfg)...)
-	if err := dcsyncgrpc.Register(srv, s.Collector(), cfg); err != nil {
+	cfg := dcgrpc.ServerConfig{Secrets: map[string][]byte{w.other[s.DC()]: secret}}
+	srv := grpc.NewServer(dcgrpc.ServerOptions(cfg)...)
+	if err := dcgrpc.Register(srv, s.Collector(), cfg); err != nil {
 		return err
 	}
 	go srv.Serve(l) // returns when the phase ends and closes it

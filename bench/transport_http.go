@@ -5,7 +5,7 @@ import (
 	"net/http"
 
 	"github.com/dcsync/dcsync"
-	dcsynchttp "github.com/dcsync/dcsync/transport/http"
+	dchttp "github.com/dcsync/dcsync/transport/http"
 )
 
 // httpWiring joins the Syncers with transport/http: each serves its
@@ -22,7 +22,7 @@ func (w *httpWiring) config(_ context.Context, e *env, cfg dcsync.Config, other 
 	if err != nil {
 		return cfg, err
 	}
-	s, err := dcsynchttp.NewSender(dcsynchttp.SenderConfig{URL: "http://" + addr + "/dcsync",
+	s, err := dchttp.NewSender(dchttp.SenderConfig{URL: "http://" + addr + "/dcsync",
 		From: cfg.DC, Secret: secret})
 	if err != nil {
 		return cfg, err
@@ -37,8 +37,8 @@ func (w *httpWiring) start(_ context.Context, e *env, s *dcsync.Syncer) error {
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/dcsync", dcsynchttp.NewHandler(s.Collector(),
-		dcsynchttp.HandlerConfig{Secrets: map[string][]byte{w.other[s.DC()]: secret}}))
+	mux.Handle("/dcsync", dchttp.NewHandler(s.Collector(),
+		dchttp.HandlerConfig{Secrets: map[string][]byte{w.other[s.DC()]: secret}}))
 	srv := &http.Server{Handler: mux}
 	go srv.Serve(l) // returns when the phase ends and closes it
 	e.onClose(func() { srv.Close() })

@@ -18,7 +18,7 @@ import (
 
 	"github.com/dcsync/dcsync"
 	"github.com/dcsync/dcsync/internal/wire"
-	dcsynckafka "github.com/dcsync/dcsync/transport/kafka"
+	dckafka "github.com/dcsync/dcsync/transport/kafka"
 )
 
 // The Kafka rows run on the two brokers of scripts/kafka.sh (a JVM takes
@@ -91,7 +91,7 @@ type kafkaWiring struct {
 
 	once   sync.Once
 	prefix string
-	nodes  map[string]*dcsynckafka.Node
+	nodes  map[string]*dckafka.Node
 	runCtx context.Context // of the Nodes' Run, ended by stop
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -99,14 +99,14 @@ type kafkaWiring struct {
 
 func (w *kafkaWiring) config(ctx context.Context, e *env, cfg dcsync.Config, other string) (dcsync.Config, error) {
 	prefix := kafkaPhase(e, &w.once, &w.prefix)
-	node, err := dcsynckafka.NewNode(dcsynckafka.NodeConfig{DC: cfg.DC, Brokers: kafkaBrokers(e.cfg, cfg.DC),
+	node, err := dckafka.NewNode(dckafka.NodeConfig{DC: cfg.DC, Brokers: kafkaBrokers(e.cfg, cfg.DC),
 		Peers: map[string][]string{other: kafkaBrokers(e.cfg, other)}, Prefix: prefix,
 		FetchMinBytes: w.minBytes, Block: w.block, ClientOptions: []kgo.Opt{kgo.Dialer(e.wire.dial)}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return cfg, err
 	}
 	if w.nodes == nil {
-		w.nodes = map[string]*dcsynckafka.Node{}
+		w.nodes = map[string]*dckafka.Node{}
 	}
 	w.nodes[cfg.DC] = node
 	e.onClose(node.Close)

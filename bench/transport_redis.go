@@ -9,7 +9,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/dcsync/dcsync"
-	dcsyncredis "github.com/dcsync/dcsync/transport/redis"
+	dcredis "github.com/dcsync/dcsync/transport/redis"
 )
 
 // redisWiring joins the Syncers with transport/redis, the MQ wiring: each
@@ -25,7 +25,7 @@ type redisWiring struct {
 // nodeRunner runs the workers of the Nodes of an MQ wiring: its start and
 // stop are the wiring's.
 type nodeRunner struct {
-	nodes  map[string]*dcsyncredis.Node
+	nodes  map[string]*dcredis.Node
 	runCtx context.Context // of the Nodes' Run, ended by stop
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -42,7 +42,7 @@ func (w *redisWiring) client(ctx context.Context, e *env, dc string) (*goredis.C
 		return nil, err
 	}
 	if w.clients == nil {
-		w.clients, w.nodes, w.addrs = map[string]*goredis.Client{}, map[string]*dcsyncredis.Node{}, map[string]string{}
+		w.clients, w.nodes, w.addrs = map[string]*goredis.Client{}, map[string]*dcredis.Node{}, map[string]string{}
 	}
 	w.clients[dc] = srv.client(e, goredis.Options{})
 	w.addrs[dc] = srv.addr
@@ -66,7 +66,7 @@ func (w *redisWiring) config(ctx context.Context, e *env, cfg dcsync.Config, oth
 		remote = goredis.NewClient(&goredis.Options{Addr: addr})
 		e.onClose(func() { remote.Close() })
 	}
-	node, err := dcsyncredis.NewNode(dcsyncredis.NodeConfig{DC: cfg.DC, Client: own,
+	node, err := dcredis.NewNode(dcredis.NodeConfig{DC: cfg.DC, Client: own,
 		Peers: map[string]goredis.UniversalClient{other: remote}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return cfg, err

@@ -16,7 +16,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/dcsync/dcsync"
-	dcsyncredis "github.com/dcsync/dcsync/transport/redis"
+	dcredis "github.com/dcsync/dcsync/transport/redis"
 )
 
 // redisClusterWiring is the MQ wiring with both datacenters' streams on one
@@ -101,7 +101,7 @@ func (w *redisClusterWiring) client(e *env, dc string) *goredis.ClusterClient {
 		return c
 	}
 	if w.clients == nil {
-		w.clients, w.nodes = map[string]*goredis.ClusterClient{}, map[string]*dcsyncredis.Node{}
+		w.clients, w.nodes = map[string]*goredis.ClusterClient{}, map[string]*dcredis.Node{}
 	}
 	c := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: w.addrs})
 	e.onClose(func() { c.Close() })
@@ -114,7 +114,7 @@ func (w *redisClusterWiring) config(ctx context.Context, e *env, cfg dcsync.Conf
 		return cfg, err
 	}
 	own, remote := w.client(e, cfg.DC), w.client(e, other)
-	node, err := dcsyncredis.NewNode(dcsyncredis.NodeConfig{DC: cfg.DC, Client: own,
+	node, err := dcredis.NewNode(dcredis.NodeConfig{DC: cfg.DC, Client: own,
 		Peers: map[string]goredis.UniversalClient{other: remote}, Replicas: 1,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 	"github.com/dcsync/dcsync/health"
 	"github.com/dcsync/dcsync/internal/obstest"
 	"github.com/dcsync/dcsync/monitor"
-	"github.com/dcsync/dcsync/transport/memory"
+	memtransport "github.com/dcsync/dcsync/transport/memory"
 )
 
 // Setup returns a mesh of a, b and c with c down, a's Monitor and a checker
@@ -63,7 +63,7 @@ func TestReadyFollowsPeer(t *testing.T) {
 	if code, _ := get(t, srv.URL+"/healthz"); code != http.StatusOK {
 		t.Errorf("healthz %d while not ready", code)
 	}
-	mesh.Net.SetFaults("a", "c", memory.Faults{})
+	mesh.Net.SetFaults("a", "c", memtransport.Faults{})
 	if err := mesh.Syncers["a"].Forward(context.Background(), "c", reqs); err != nil {
 		t.Fatal(err)
 	}

@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/dcsync/dcsync"
-	auditmem "github.com/dcsync/dcsync/audit/memory"
+	memaudit "github.com/dcsync/dcsync/audit/memory"
 	"github.com/dcsync/dcsync/internal/obstest"
-	"github.com/dcsync/dcsync/transport/memory"
+	memtransport "github.com/dcsync/dcsync/transport/memory"
 )
 
 func TestMonitorFollowsPeers(t *testing.T) {
@@ -62,9 +62,9 @@ func TestMonitorFollowsPeers(t *testing.T) {
 	}
 
 	// A delivery that succeeds clears the peer's down state and its failing writes.
-	mesh.Net.SetFaults("a", "c", memory.Faults{})
+	mesh.Net.SetFaults("a", "c", memtransport.Faults{})
 	rec, err := dcsync.NewReconciler(dcsync.ReconcilerConfig{DC: "a", Peers: map[string]dcsync.Sender{"c": mesh.Net.Sender("a", "c")},
-		Audit: auditmem.New(0), Observer: mons["a"]})
+		Audit: memaudit.New(0), Observer: mons["a"]})
 	if err != nil {
 		t.Fatal(err)
 	}

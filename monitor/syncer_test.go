@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/dcsync/dcsync"
-	auditmem "github.com/dcsync/dcsync/audit/memory"
+	memaudit "github.com/dcsync/dcsync/audit/memory"
 	"github.com/dcsync/dcsync/monitor"
 )
 
@@ -31,7 +31,7 @@ func TestSyncerSource(t *testing.T) {
 	mon := monitor.New("a", []string{"b"})
 	s, err := dcsync.New(dcsync.Config{DC: "a", Peers: map[string]dcsync.Sender{"b": peer},
 		Processor: dcsync.ProcessorFunc(func(context.Context, *dcsync.Request) error { return nil }),
-		Audit:     auditmem.New(0), Observer: mon, Delivery: dcsync.Delivery{Timeout: time.Hour}})
+		Audit:     memaudit.New(0), Observer: mon, Delivery: dcsync.Delivery{Timeout: time.Hour}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,8 +17,8 @@ import (
 
 	"github.com/dcsync/dcsync"
 	"github.com/dcsync/dcsync/tracing"
-	dcsyncgrpc "github.com/dcsync/dcsync/transport/grpc"
-	dcsynchttp "github.com/dcsync/dcsync/transport/http"
+	dcgrpc "github.com/dcsync/dcsync/transport/grpc"
+	dchttp "github.com/dcsync/dcsync/transport/http"
 )
 
 var secret = []byte("shared by east and west, 32 bytes+")
@@ -32,11 +32,11 @@ func overHTTP(t *testing.T, east dcsync.Collector) dcsync.Sender {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: dcsynchttp.NewHandler(east, dcsynchttp.HandlerConfig{
+	srv := &http.Server{Handler: dchttp.NewHandler(east, dchttp.HandlerConfig{
 		Secrets: map[string][]byte{"west": secret}}), ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	s, err := dcsynchttp.NewSender(dcsynchttp.SenderConfig{URL: "http://" + ln.Addr().String() + "/", From: "west", Secret: secret})
+	s, err := dchttp.NewSender(dchttp.SenderConfig{URL: "http://" + ln.Addr().String() + "/", From: "west", Secret: secret})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,9 +44,9 @@ func overHTTP(t *testing.T, east dcsync.Collector) dcsync.Sender {
 }
 
 func overGRPC(t *testing.T, east dcsync.Collector) dcsync.Sender {
-	cfg := dcsyncgrpc.ServerConfig{Secrets: map[string][]byte{"west": secret}}
-	srv := grpc.NewServer(dcsyncgrpc.ServerOptions(cfg)...)
-	if err := dcsyncgrpc.Register(srv, east, cfg); err != nil {
+	cfg := dcgrpc.ServerConfig{Secrets: map[string][]byte{"west": secret}}
+	srv := grpc.NewServer(dcgrpc.ServerOptions(cfg)...)
+	if err := dcgrpc.Register(srv, east, cfg); err != nil {
 		t.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -55,7 +55,7 @@ func overGRPC(t *testing.T, east dcsync.Collector) dcsync.Sender {
 	}
 	go srv.Serve(ln)
 	t.Cleanup(srv.Stop)
-	s, err := dcsyncgrpc.NewSender(dcsyncgrpc.SenderConfig{Target: ln.Addr().String(), From: "west", Secret: secret})
+	s, err := dcgrpc.NewSender(dcgrpc.SenderConfig{Target: ln.Addr().String(), From: "west", Secret: secret})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func testTrace(t *testing.T, l link) {
 
 	// Each datacenter has its own Tracer; they share the exporter only
 	// because this test runs both in one process.
-	unused, err := dcsynchttp.NewSender(dcsynchttp.SenderConfig{URL: "http://127.0.0.1:1/", From: "east", Secret: secret})
+	unused, err := dchttp.NewSender(dchttp.SenderConfig{URL: "http://127.0.0.1:1/", From: "east", Secret: secret})
 	if err != nil {
 		t.Fatal(err)
 	}

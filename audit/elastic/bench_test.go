@@ -17,9 +17,9 @@ import (
 	"time"
 
 	"github.com/dcsync/dcsync"
-	"github.com/dcsync/dcsync/audit/elastic"
-	auditmem "github.com/dcsync/dcsync/audit/memory"
-	"github.com/dcsync/dcsync/transport/memory"
+	esaudit "github.com/dcsync/dcsync/audit/elastic"
+	memaudit "github.com/dcsync/dcsync/audit/memory"
+	memtransport "github.com/dcsync/dcsync/transport/memory"
 )
 
 // BenchmarkAppend measures audit records per second into Elasticsearch,
@@ -29,7 +29,7 @@ import (
 // datacenters.
 func BenchmarkAppend(b *testing.B) {
 	ctx := context.Background()
-	l := newLog(b, elastic.Config{})
+	l := newLog(b, esaudit.Config{})
 	const batch = 1000
 	recs := make([]dcsync.Record, batch)
 	cpu := startCPU()
@@ -78,13 +78,13 @@ func BenchmarkWrites(b *testing.B) {
 		{"audit=off", ""}, {"audit=memory", "memory"}, {"audit=elastic", "elastic"}} {
 		b.Run(bc.name, func(b *testing.B) {
 			ctx := context.Background()
-			var l *elastic.Log
+			var l *esaudit.Log
 			var audit dcsync.AuditLog
 			switch bc.audit {
 			case "memory":
-				audit = auditmem.New(0)
+				audit = memaudit.New(0)
 			case "elastic":
-				l = newLog(b, elastic.Config{})
+				l = newLog(b, esaudit.Config{})
 				audit = l
 			}
 			syncers := pair(b, audit)
@@ -203,11 +203,11 @@ func BenchmarkReconcilePass(b *testing.B) {
 	ctx := context.Background()
 	var reconcilers []*dcsync.Reconciler
 	for _, history := range []int{1, 10} {
-		l := newLog(b, elastic.Config{FlushActions: 5000})
+		l := newLog(b, esaudit.Config{FlushActions: 5000})
 		seed(b, l, history*window, day, 20*time.Hour/time.Duration(history*window), false)
 		seed(b, l, window, from, 100*time.Millisecond, false)
 		r, err := dcsync.NewReconciler(dcsync.ReconcilerConfig{DC: "unicom",
-			Peers: map[string]dcsync.Sender{"telecom": memory.NewNetwork(1).Sender("unicom", "telecom")},
+			Peers: map[string]dcsync.Sender{"telecom": memtransport.NewNetwork(1).Sender("unicom", "telecom")},
 			Audit: l, Checkpoints: fixedCheckpoint(from.Add(time.Nanosecond)), Overlap: time.Nanosecond,
 			Grace: -1, Now: func() time.Time { return to }, Logger: quiet})
 		if err != nil {
@@ -252,7 +252,7 @@ func BenchmarkSustained(b *testing.B) {
 	}
 	for b.Loop() {
 		ctx := context.Background()
-		l := newLog(b, elastic.Config{})
+		l := newLog(b, esaudit.Config{})
 		syncers := pair(b, l)
 		payload := make([]byte, 256)
 		held, esPerWrite := 0, 0.0
@@ -314,7 +314,7 @@ func BenchmarkSustained(b *testing.B) {
 // pair returns two Syncers, unicom and telecom, joined by the memory
 // transport, with no-op processors, logging to audit; closed when b ends.
 func pair(b *testing.B, audit dcsync.AuditLog) map[string]*dcsync.Syncer {
-	net := memory.NewNetwork(1)
+	net := memtransport.NewNetwork(1)
 	nop := dcsync.ProcessorFunc(func(context.Context, *dcsync.Request) error { return nil })
 	syncers := map[string]*dcsync.Syncer{}
 	for _, dc := range []string{"unicom", "telecom"} {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/dcsync/dcsync"
 	"github.com/dcsync/dcsync/audit/audittest"
-	"github.com/dcsync/dcsync/audit/elastic"
+	esaudit "github.com/dcsync/dcsync/audit/elastic"
 	"github.com/dcsync/dcsync/internal/testserver"
 )
 
@@ -25,7 +25,7 @@ var quiet = slog.New(slog.DiscardHandler)
 
 // newLog returns a Log on the test Elasticsearch under a prefix of the
 // test's own, closed when the test ends. cfg's zero fields get test values.
-func newLog(t testing.TB, cfg elastic.Config) *elastic.Log {
+func newLog(t testing.TB, cfg esaudit.Config) *esaudit.Log {
 	t.Helper()
 	url := testserver.Elastic(t)
 	if cfg.URLs == nil {
@@ -40,7 +40,7 @@ func newLog(t testing.TB, cfg elastic.Config) *elastic.Log {
 	if cfg.Logger == nil {
 		cfg.Logger = quiet
 	}
-	l, err := elastic.New(context.Background(), cfg)
+	l, err := esaudit.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func newLog(t testing.TB, cfg elastic.Config) *elastic.Log {
 	return l
 }
 
-func flush(t testing.TB, l *elastic.Log) {
+func flush(t testing.TB, l *esaudit.Log) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute) // a refresh after 100k records takes long on a loaded machine
 	defer cancel()
@@ -66,8 +66,8 @@ func rec(id, dc, origin string, stage dcsync.Stage, written time.Time) dcsync.Re
 
 func TestConformance(t *testing.T) {
 	audittest.Run(t, audittest.Store{
-		Open:  func(t *testing.T) dcsync.AuditLog { return newLog(t, elastic.Config{}) },
-		Flush: func(t *testing.T, l dcsync.AuditLog) { flush(t, l.(*elastic.Log)) },
+		Open:  func(t *testing.T) dcsync.AuditLog { return newLog(t, esaudit.Config{}) },
+		Flush: func(t *testing.T, l dcsync.AuditLog) { flush(t, l.(*esaudit.Log)) },
 	})
 }
 
@@ -76,7 +76,7 @@ func TestConformance(t *testing.T) {
 // Records, by request ID, reads back whole.
 func TestRecordAppendedTwiceIsOneDocument(t *testing.T) {
 	ctx := context.Background()
-	l := newLog(t, elastic.Config{})
+	l := newLog(t, esaudit.Config{})
 	w := t0.Add(123456789 * time.Nanosecond)
 	process := rec("r1", "unicom", "unicom", dcsync.StageProcess, w)
 	process.Request = &dcsync.Request{ID: "r1", Origin: "unicom", Key: "user:1", Version: 1}
@@ -103,7 +103,7 @@ func TestRecordAppendedTwiceIsOneDocument(t *testing.T) {
 func TestMappingIsExplicit(t *testing.T) {
 	ctx := context.Background()
 	prefix := testserver.IndexPrefix(t, testserver.Elastic(t))
-	l := newLog(t, elastic.Config{IndexPrefix: prefix})
+	l := newLog(t, esaudit.Config{IndexPrefix: prefix})
 	l.Append(ctx, dcsync.PackRecords([]dcsync.Record{rec("m1", "a", "a", dcsync.StageProcess, t0)}))
 	flush(t, l)
 	index := prefix + "-2026.11.25"
@@ -152,7 +152,7 @@ func TestMappingIsExplicit(t *testing.T) {
 }
 
 // get decodes the answer to a GET of path.
-func get(t *testing.T, l *elastic.Log, path string, v any) {
+func get(t *testing.T, l *esaudit.Log, path string, v any) {
 	t.Helper()
 	res, err := l.Client().PerformRequest(context.Background(), olivere.PerformRequestOptions{Method: "GET", Path: path})
 	if err != nil {
@@ -188,7 +188,7 @@ func (b *lockedBuffer) String() string {
 func TestRefusedRecordIsCountedAndNamed(t *testing.T) {
 	ctx := context.Background()
 	var logs lockedBuffer
-	l := newLog(t, elastic.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	l := newLog(t, esaudit.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	bad := rec("bad", "a", "a", dcsync.StageApply, t0)
 	bad.Time = time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC)
 	l.Append(ctx, entries(rec("ok1", "a", "a", dcsync.StageProcess, t0), bad,

@@ -7,15 +7,15 @@ import (
 	"time"
 
 	"github.com/dcsync/dcsync"
-	"github.com/dcsync/dcsync/audit/elastic"
-	"github.com/dcsync/dcsync/transport/memory"
+	esaudit "github.com/dcsync/dcsync/audit/elastic"
+	memtransport "github.com/dcsync/dcsync/transport/memory"
 )
 
 // Two datacenters log every stage of their writes to one Elasticsearch;
 // the trail of a write then tells where it went.
 func Example() {
 	ctx := context.Background()
-	log, err := elastic.New(ctx, elastic.Config{
+	log, err := esaudit.New(ctx, esaudit.Config{
 		URLs:        []string{os.Getenv("DCSYNC_ELASTIC_URL")},
 		IndexPrefix: "example-audit",
 		// A service sets SpoolDir to a directory of its own, such as
@@ -27,7 +27,7 @@ func Example() {
 	}
 	defer log.Close()
 
-	network := memory.NewNetwork(1)
+	network := memtransport.NewNetwork(1)
 	nop := dcsync.ProcessorFunc(func(context.Context, *dcsync.Request) error { return nil })
 	var unicom *dcsync.Syncer
 	for _, dc := range []string{"unicom", "telecom"} {
@@ -76,7 +76,7 @@ func Example() {
 // changes nothing: their document IDs are derived from their contents.
 func ExampleLog_Trails() {
 	ctx := context.Background()
-	log, err := elastic.New(ctx, elastic.Config{URLs: []string{os.Getenv("DCSYNC_ELASTIC_URL")},
+	log, err := esaudit.New(ctx, esaudit.Config{URLs: []string{os.Getenv("DCSYNC_ELASTIC_URL")},
 		IndexPrefix: "example-trails"})
 	if err != nil {
 		panic(err)
@@ -124,14 +124,14 @@ func ExampleLog_Trails() {
 // there, so a restarted process resumes where the last pass ended.
 func ExampleLog_Checkpoints() {
 	ctx := context.Background()
-	log, err := elastic.New(ctx, elastic.Config{URLs: []string{os.Getenv("DCSYNC_ELASTIC_URL")},
+	log, err := esaudit.New(ctx, esaudit.Config{URLs: []string{os.Getenv("DCSYNC_ELASTIC_URL")},
 		IndexPrefix: "example-checkpoints"})
 	if err != nil {
 		panic(err)
 	}
 	defer log.Close()
 
-	network := memory.NewNetwork(1)
+	network := memtransport.NewNetwork(1)
 	r, err := dcsync.NewReconciler(dcsync.ReconcilerConfig{
 		DC:          "unicom",
 		Peers:       map[string]dcsync.Sender{"telecom": network.Sender("unicom", "telecom")},

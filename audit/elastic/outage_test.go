@@ -15,10 +15,10 @@ import (
 	olivere "github.com/olivere/elastic/v7"
 
 	"github.com/dcsync/dcsync"
-	"github.com/dcsync/dcsync/audit/elastic"
+	esaudit "github.com/dcsync/dcsync/audit/elastic"
 	"github.com/dcsync/dcsync/internal/testserver"
 	"github.com/dcsync/dcsync/monitor"
-	"github.com/dcsync/dcsync/transport/memory"
+	memtransport "github.com/dcsync/dcsync/transport/memory"
 )
 
 // proxy forwards a loopback port to Elasticsearch. Cut makes Elasticsearch
@@ -106,15 +106,15 @@ func (p *proxy) Cut() {
 }
 
 // outageConfig makes a Log notice an outage and its end quickly.
-func outageConfig(url, spool string) elastic.Config {
-	return elastic.Config{URLs: []string{url}, SpoolDir: spool, FlushInterval: 20 * time.Millisecond,
+func outageConfig(url, spool string) esaudit.Config {
+	return esaudit.Config{URLs: []string{url}, SpoolDir: spool, FlushInterval: 20 * time.Millisecond,
 		Retries: 1, RetryWait: 10 * time.Millisecond, ReplayInterval: 20 * time.Millisecond,
 		Timeout: 5 * time.Second}
 }
 
 // flushUntilBack flushes until the spool has been replayed: Flush fails with
 // ErrUnavailable while Elasticsearch is not reachable yet.
-func flushUntilBack(t testing.TB, l *elastic.Log) {
+func flushUntilBack(t testing.TB, l *esaudit.Log) {
 	t.Helper()
 	var err error
 	for range 200 {
@@ -124,7 +124,7 @@ func flushUntilBack(t testing.TB, l *elastic.Log) {
 		if err == nil {
 			return
 		}
-		if !errors.Is(err, elastic.ErrUnavailable) {
+		if !errors.Is(err, esaudit.ErrUnavailable) {
 			t.Fatal(err)
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -175,7 +175,7 @@ func TestOutageSpoolsAndReplays(t *testing.T) {
 	}
 	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := l.Flush(fctx); !errors.Is(err, elastic.ErrUnavailable) {
+	if err := l.Flush(fctx); !errors.Is(err, esaudit.ErrUnavailable) {
 		t.Fatalf("Flush during the outage: %v, want ErrUnavailable", err)
 	}
 	if s := l.Stats(); s.Pending == 0 || s.PendingBytes == 0 || s.Spooled < 5000 {
@@ -228,7 +228,7 @@ func TestSpoolOutlivesTheLog(t *testing.T) {
 	cfg := outageConfig(p.URL(), t.TempDir())
 	cfg.IndexPrefix = prefix
 	cfg.Logger = quiet
-	l, err := elastic.New(ctx, cfg)
+	l, err := esaudit.New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +236,7 @@ func TestSpoolOutlivesTheLog(t *testing.T) {
 	if err := l.Append(ctx, entries(records(300, "r", t0)...)); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Close(); !errors.Is(err, elastic.ErrUnavailable) {
+	if err := l.Close(); !errors.Is(err, esaudit.ErrUnavailable) {
 		t.Fatalf("Close with records in the spool: %v, want ErrUnavailable", err)
 	}
 	p.Restore()
@@ -257,7 +257,7 @@ func TestOutageDuringWrites(t *testing.T) {
 	cfg := outageConfig(p.URL(), t.TempDir())
 	cfg.IndexPrefix = prefix
 	l := newLog(t, cfg)
-	net := memory.NewNetwork(1)
+	net := memtransport.NewNetwork(1)
 	dcs := []string{"unicom", "telecom"}
 	syncers := map[string]*dcsync.Syncer{}
 	for i, dc := range dcs {
@@ -336,11 +336,11 @@ func TestDefaultSpoolOutlivesTheLog(t *testing.T) {
 	prefix := testserver.IndexPrefix(t, es)
 	cfg := outageConfig(p.URL(), "")
 	cfg.IndexPrefix, cfg.Logger = prefix, quiet
-	l, err := elastic.New(ctx, cfg)
+	l, err := esaudit.New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := elastic.New(ctx, cfg) // another process of the machine
+	other, err := esaudit.New(ctx, cfg) // another process of the machine
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,10 +349,10 @@ func TestDefaultSpoolOutlivesTheLog(t *testing.T) {
 	if err := l.Append(ctx, entries(records(300, "r", t0)...)); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Close(); !errors.Is(err, elastic.ErrUnavailable) {
+	if err := l.Close(); !errors.Is(err, esaudit.ErrUnavailable) {
 		t.Fatalf("Close with records in the spool: %v, want ErrUnavailable", err)
 	}
-	base, err := elastic.DefaultSpoolDir(prefix)
+	base, err := esaudit.DefaultSpoolDir(prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +360,7 @@ func TestDefaultSpoolOutlivesTheLog(t *testing.T) {
 		t.Fatalf("nothing spooled in the first slot of %s", base)
 	}
 	p.Restore()
-	l2, err := elastic.New(ctx, cfg) // the restarted process: the slot left free
+	l2, err := esaudit.New(ctx, cfg) // the restarted process: the slot left free
 	if err != nil {
 		t.Fatal(err)
 	}

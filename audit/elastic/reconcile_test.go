@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/dcsync/dcsync"
-	"github.com/dcsync/dcsync/audit/elastic"
+	esaudit "github.com/dcsync/dcsync/audit/elastic"
 	"github.com/dcsync/dcsync/internal/hlc"
-	"github.com/dcsync/dcsync/transport/memory"
+	memtransport "github.com/dcsync/dcsync/transport/memory"
 )
 
 // store is a datacenter's state: the writes it applied. Applies of keys
@@ -67,12 +67,12 @@ func TestReconcilerRepairsFailedAndSilentStages(t *testing.T) {
 
 func reconcilerRepairs(t *testing.T, perDC bool) {
 	ctx := context.Background()
-	l := newLog(t, elastic.Config{})
-	logs := map[string]*elastic.Log{"unicom": l, "telecom": l}
+	l := newLog(t, esaudit.Config{})
+	logs := map[string]*esaudit.Log{"unicom": l, "telecom": l}
 	if perDC {
-		logs["telecom"] = newLog(t, elastic.Config{})
+		logs["telecom"] = newLog(t, esaudit.Config{})
 	}
-	net := memory.NewNetwork(1)
+	net := memtransport.NewNetwork(1)
 	unicom, telecom := newStore(), newStore()
 	newSyncer := func(dc, peer string, proc dcsync.Processor, reship dcsync.Reship) *dcsync.Syncer {
 		s, err := dcsync.New(dcsync.Config{DC: dc, Peers: map[string]dcsync.Sender{peer: net.Sender(dc, peer)},
@@ -105,7 +105,7 @@ func reconcilerRepairs(t *testing.T, perDC bool) {
 	for i := range 20 {
 		write(u, fmt.Sprint("ok", i), "")
 	}
-	net.SetFaults("unicom", "telecom", memory.Faults{Fail: 1})
+	net.SetFaults("unicom", "telecom", memtransport.Faults{Fail: 1})
 	for i := range 20 {
 		failed := u.Stats().ShipFailed
 		write(u, fmt.Sprint("sent", i), "send failed")
@@ -117,7 +117,7 @@ func reconcilerRepairs(t *testing.T, perDC bool) {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	net.SetFaults("unicom", "telecom", memory.Faults{})
+	net.SetFaults("unicom", "telecom", memtransport.Faults{})
 	telecom.setFailing(true)
 	for i := range 20 {
 		write(u, fmt.Sprint("flaky", i), "apply failed")
@@ -175,7 +175,7 @@ func reconcilerRepairs(t *testing.T, perDC bool) {
 // on, one every step, straight to the log, as the stages would have logged
 // them, and flushes the log. With broken set, every twentieth write is
 // broken in one of three ways. It returns the IDs of the broken writes.
-func seed(t testing.TB, l *elastic.Log, n int, start time.Time, step time.Duration, broken bool) map[string]bool {
+func seed(t testing.TB, l *esaudit.Log, n int, start time.Time, step time.Duration, broken bool) map[string]bool {
 	ctx := context.Background()
 	ids := map[string]bool{}
 	var recs []dcsync.Record
@@ -221,14 +221,14 @@ func seed(t testing.TB, l *elastic.Log, n int, start time.Time, step time.Durati
 // a link that fails a fifth of its sends.
 func TestReconcilerRepairsEveryBrokenWriteOf100k(t *testing.T) {
 	ctx := context.Background()
-	l := newLog(t, elastic.Config{FlushActions: 5000})
+	l := newLog(t, esaudit.Config{FlushActions: 5000})
 	const writes = 100_000
 	start := time.Now()
 	broken := seed(t, l, writes, time.Now().Add(-20*time.Minute), 5*time.Millisecond, true)
 	t.Logf("seeded %d writes in %v", writes, time.Since(start))
 	start = time.Now()
 
-	net := memory.NewNetwork(7)
+	net := memtransport.NewNetwork(7)
 	telecom := newStore()
 	ts, err := dcsync.New(dcsync.Config{DC: "telecom", Processor: telecom, Audit: l, Logger: quiet,
 		Peers: map[string]dcsync.Sender{"unicom": net.Sender("telecom", "unicom")}})
@@ -237,7 +237,7 @@ func TestReconcilerRepairsEveryBrokenWriteOf100k(t *testing.T) {
 	}
 	defer ts.Close()
 	net.Attach("telecom", ts.Collector())
-	net.SetFaults("unicom", "telecom", memory.Faults{Fail: 0.2})
+	net.SetFaults("unicom", "telecom", memtransport.Faults{Fail: 0.2})
 	r, err := dcsync.NewReconciler(dcsync.ReconcilerConfig{DC: "unicom",
 		Peers: map[string]dcsync.Sender{"telecom": net.Sender("unicom", "telecom")},
 		Audit: l, Checkpoints: l.Checkpoints(), Grace: -1, Logger: quiet,

@@ -11,7 +11,7 @@ import (
 
 	"github.com/dcsync/dcsync"
 	"github.com/dcsync/dcsync/audit/audittest"
-	"github.com/dcsync/dcsync/audit/memory"
+	memaudit "github.com/dcsync/dcsync/audit/memory"
 )
 
 var t0 = time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
@@ -21,25 +21,25 @@ func rec(id, dc, origin string, stage dcsync.Stage, written time.Time) dcsync.Re
 }
 
 func TestConformance(t *testing.T) {
-	audittest.Run(t, audittest.Store{Open: func(*testing.T) dcsync.AuditLog { return memory.New(0) }})
+	audittest.Run(t, audittest.Store{Open: func(*testing.T) dcsync.AuditLog { return memaudit.New(0) }})
 }
 
 func TestLogDropsOldestWritesPastItsBound(t *testing.T) {
 	ctx := context.Background()
-	l := memory.New(10)
+	l := memaudit.New(10)
 	for i := range 25 {
 		l.Append(ctx, dcsync.PackRecords([]dcsync.Record{rec(fmt.Sprint("w", i), "a", "a", dcsync.StageProcess, t0.Add(time.Duration(i)*time.Second))}))
 	}
 	if l.Len() != 10 || l.Records("w14") != nil || l.Records("w15") == nil {
 		t.Fatalf("kept %d writes; w14 %v, w15 %v", l.Len(), l.Records("w14"), l.Records("w15"))
 	}
-	if n := l.Counts()[memory.Tally{DC: "a", Stage: dcsync.StageProcess, Status: dcsync.StatusOK}]; n != 25 {
+	if n := l.Counts()[memaudit.Tally{DC: "a", Stage: dcsync.StageProcess, Status: dcsync.StatusOK}]; n != 25 {
 		t.Fatalf("counts forgot evicted records: %d", n)
 	}
 }
 
 func TestCountsHoldOnlyWhatWasAppended(t *testing.T) {
-	l := memory.New(0)
+	l := memaudit.New(0)
 	l.Append(context.Background(), dcsync.PackRecords([]dcsync.Record{rec("w", "a", "a", dcsync.StageProcess, t0), rec("w", "b", "a", dcsync.StageApply, t0)}))
 	counts := l.Counts()
 	if len(counts) != 2 {
@@ -49,7 +49,7 @@ func TestCountsHoldOnlyWhatWasAppended(t *testing.T) {
 
 func TestTrailsGatherRecordsAcrossChunks(t *testing.T) {
 	ctx := context.Background()
-	l := memory.New(64) // chunks of 8 records
+	l := memaudit.New(64) // chunks of 8 records
 	for i := range 20 {
 		l.Append(ctx, dcsync.PackRecords([]dcsync.Record{rec(fmt.Sprint("w", i), "a", "a", dcsync.StageProcess, t0.Add(time.Duration(i)*time.Second))}))
 	}
@@ -81,7 +81,7 @@ func TestTrailsGatherRecordsAcrossChunks(t *testing.T) {
 
 func TestPagingSurvivesDroppedChunksAndOtherReaders(t *testing.T) {
 	ctx := context.Background()
-	l := memory.New(16) // chunks of 2 records
+	l := memaudit.New(16) // chunks of 2 records
 	for i := range 16 {
 		origin := []string{"a", "b"}[i%2]
 		l.Append(ctx, dcsync.PackRecords([]dcsync.Record{rec(fmt.Sprint(origin, i), origin, origin, dcsync.StageProcess, t0.Add(time.Duration(i)*time.Second))}))
@@ -130,7 +130,7 @@ func TestPagingSurvivesDroppedChunksAndOtherReaders(t *testing.T) {
 // two datacenters, in batches as the Syncer's audit queue hands them over.
 func BenchmarkAppend(b *testing.B) {
 	ctx := context.Background()
-	l := memory.New(0)
+	l := memaudit.New(0)
 	const batch = 256
 	recs := make([]dcsync.Record, 0, 4*batch)
 	req := &dcsync.Request{Key: "k", Op: "set"}
@@ -155,7 +155,7 @@ func BenchmarkAppend(b *testing.B) {
 
 func TestRequestsRoundTrip(t *testing.T) {
 	ctx := context.Background()
-	l := memory.New(0)
+	l := memaudit.New(0)
 	for _, req := range []*dcsync.Request{
 		{ID: "w1", Origin: "a", Key: "user:1", Op: "set", Payload: []byte("v"), Version: 42,
 			Header: map[string]string{"traceparent": "00-abc", "tenant": "t1"}},
@@ -176,7 +176,7 @@ func TestRequestsRoundTrip(t *testing.T) {
 // records that complete the writes it holds.
 func TestFullLogDropsOnlyCompleteWrites(t *testing.T) {
 	ctx := context.Background()
-	l := memory.NewConfig(memory.Config{MaxRecords: 16}) // chunks of 2 records
+	l := memaudit.NewConfig(memaudit.Config{MaxRecords: 16}) // chunks of 2 records
 	l.DeclarePeers("a", []string{"b"})
 	process := func(i int) []dcsync.Entry {
 		return dcsync.PackRecords([]dcsync.Record{rec(fmt.Sprint("w", i), "a", "a", dcsync.StageProcess, t0.Add(time.Duration(i)*time.Second))})

@@ -12,7 +12,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/dcsync/dcsync"
-	dcsyncredis "github.com/dcsync/dcsync/transport/redis"
+	dcredis "github.com/dcsync/dcsync/transport/redis"
 )
 
 // deadLetters lists or redrives the dead letters of the MQ wiring.
@@ -57,7 +57,7 @@ func deadLetters(ctx context.Context, args []string, stdout, stderr io.Writer, g
 	}
 	client := goredis.NewClient(opts)
 	defer client.Close()
-	cfg := dcsyncredis.NodeConfig{DC: dc, Client: client, Prefix: prefix, Peers: map[string]goredis.UniversalClient{}}
+	cfg := dcredis.NodeConfig{DC: dc, Client: client, Prefix: prefix, Peers: map[string]goredis.UniversalClient{}}
 	for name, u := range peers {
 		o, err := goredis.ParseURL(u)
 		if err != nil {
@@ -67,7 +67,7 @@ func deadLetters(ctx context.Context, args []string, stdout, stderr io.Writer, g
 		defer c.Close()
 		cfg.Peers[name] = c
 	}
-	node, err := dcsyncredis.NewNode(cfg)
+	node, err := dcredis.NewNode(cfg)
 	if err != nil {
 		return err
 	}
@@ -84,7 +84,7 @@ func or(v, def int64) int64 {
 	return v
 }
 
-func listDeadLetters(ctx context.Context, w io.Writer, node *dcsyncredis.Node, after string, count int64, asJSON bool) error {
+func listDeadLetters(ctx context.Context, w io.Writer, node *dcredis.Node, after string, count int64, asJSON bool) error {
 	dls, err := node.DeadLetters(ctx, after, count)
 	if err != nil {
 		return err
@@ -110,9 +110,9 @@ func listDeadLetters(ctx context.Context, w io.Writer, node *dcsyncredis.Node, a
 // stream of its hop — reship hops to the outbound stream, collect and apply
 // hops to the apply stream — and deletes it from the dead-letter stream.
 // A dead letter without a decodable request stays.
-func redrive(ctx context.Context, stdout, stderr io.Writer, client *goredis.Client, node *dcsyncredis.Node,
+func redrive(ctx context.Context, stdout, stderr io.Writer, client *goredis.Client, node *dcredis.Node,
 	dc, prefix string, limit int64, peers bool) error {
-	dead := dcsyncredis.Key(prefix, dc, "dead")
+	dead := dcredis.Key(prefix, dc, "dead")
 	total, err := client.XLen(ctx, dead).Result()
 	if err != nil {
 		return fmt.Errorf("deadletters: %w", err)
@@ -160,7 +160,7 @@ func redrive(ctx context.Context, stdout, stderr io.Writer, client *goredis.Clie
 	return nil
 }
 
-func redriveOne(ctx context.Context, node *dcsyncredis.Node, d dcsyncredis.DeadLetter) error {
+func redriveOne(ctx context.Context, node *dcredis.Node, d dcredis.DeadLetter) error {
 	if strings.HasPrefix(d.Hop, "reship:") {
 		// The outbound stream feeds every peer; the others drop it as a
 		// duplicate.

@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"github.com/dcsync/dcsync"
-	"github.com/dcsync/dcsync/audit/elastic"
+	esaudit "github.com/dcsync/dcsync/audit/elastic"
 	"github.com/dcsync/dcsync/internal/testserver"
-	httptransport "github.com/dcsync/dcsync/transport/http"
-	"github.com/dcsync/dcsync/transport/memory"
+	dchttp "github.com/dcsync/dcsync/transport/http"
+	memtransport "github.com/dcsync/dcsync/transport/memory"
 	"github.com/dcsync/dcsync/transport/transporttest"
 )
 
@@ -27,7 +27,7 @@ var quiet = slog.New(slog.DiscardHandler)
 // test's own.
 type env struct {
 	url, prefix string
-	log         *elastic.Log
+	log         *esaudit.Log
 }
 
 func newEnv(t *testing.T) *env {
@@ -35,7 +35,7 @@ func newEnv(t *testing.T) *env {
 	e := &env{url: testserver.Elastic(t)}
 	e.prefix = testserver.IndexPrefix(t, e.url)
 	var err error
-	e.log, err = elastic.New(context.Background(), elastic.Config{URLs: []string{e.url},
+	e.log, err = esaudit.New(context.Background(), esaudit.Config{URLs: []string{e.url},
 		IndexPrefix: e.prefix, SpoolDir: t.TempDir(), Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
@@ -108,8 +108,8 @@ func TestReconcileOnce(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t)
 	secret := "a secret unicom and telecom share"
-	net := memory.NewNetwork(1)
-	net.SetFaults("unicom", "telecom", memory.Faults{Fail: 1}) // nothing gets through
+	net := memtransport.NewNetwork(1)
+	net.SetFaults("unicom", "telecom", memtransport.Faults{Fail: 1}) // nothing gets through
 	newSyncer := func(dc, peer string, p dcsync.Processor) *dcsync.Syncer {
 		s, err := dcsync.New(dcsync.Config{DC: dc, Processor: p, Audit: e.log, Logger: quiet,
 			Peers:    map[string]dcsync.Sender{peer: net.Sender(dc, peer)},
@@ -148,8 +148,8 @@ func TestReconcileOnce(t *testing.T) {
 	}
 
 	// telecom is up behind the HTTP transport.
-	srv := httptest.NewServer(httptransport.NewHandler(telecom.Collector(),
-		httptransport.HandlerConfig{Secrets: map[string][]byte{"unicom": []byte(secret)}}))
+	srv := httptest.NewServer(dchttp.NewHandler(telecom.Collector(),
+		dchttp.HandlerConfig{Secrets: map[string][]byte{"unicom": []byte(secret)}}))
 	defer srv.Close()
 	args := []string{"reconcile", "--once", "--dc", "unicom", "--peer", "telecom=" + srv.URL, "--grace", "0"}
 	code, out, errOut = e.dcsync(t, vars, args...)

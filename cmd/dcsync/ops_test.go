@@ -19,8 +19,8 @@ import (
 	"github.com/dcsync/dcsync/health"
 	"github.com/dcsync/dcsync/internal/obstest"
 	"github.com/dcsync/dcsync/internal/testserver"
-	"github.com/dcsync/dcsync/transport/memory"
-	dcsyncredis "github.com/dcsync/dcsync/transport/redis"
+	memtransport "github.com/dcsync/dcsync/transport/memory"
+	dcredis "github.com/dcsync/dcsync/transport/redis"
 	"github.com/dcsync/dcsync/transport/transporttest"
 )
 
@@ -113,7 +113,7 @@ func TestDeadLetters(t *testing.T) {
 	r := testserver.StartRedis(t)
 	client := goredis.NewClient(&goredis.Options{Addr: r.Addr()})
 	defer client.Close()
-	node, err := dcsyncredis.NewNode(dcsyncredis.NodeConfig{DC: "eu", Client: client, Logger: quiet})
+	node, err := dcredis.NewNode(dcredis.NodeConfig{DC: "eu", Client: client, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestDeadLetters(t *testing.T) {
 	// fails every time ends there.
 	var failing atomic.Bool
 	failing.Store(true)
-	s, err := dcsync.New(dcsync.Config{DC: "eu", Peers: map[string]dcsync.Sender{"us": memory.NewNetwork(1).Sender("eu", "us")},
+	s, err := dcsync.New(dcsync.Config{DC: "eu", Peers: map[string]dcsync.Sender{"us": memtransport.NewNetwork(1).Sender("eu", "us")},
 		Handoff: node.Handoff(),
 		Processor: dcsync.ProcessorFunc(func(context.Context, *dcsync.Request) error {
 			if failing.Load() {
@@ -196,8 +196,8 @@ func TestReconcileDryRunAndLock(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t)
 	secret := "a secret unicom and telecom share"
-	net := memory.NewNetwork(1)
-	net.SetFaults("unicom", "telecom", memory.Faults{Fail: 1})
+	net := memtransport.NewNetwork(1)
+	net.SetFaults("unicom", "telecom", memtransport.Faults{Fail: 1})
 	unicom, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: transporttest.NewStore(), Audit: e.log, Logger: quiet,
 		Peers:    map[string]dcsync.Sender{"telecom": net.Sender("unicom", "telecom")},
 		Delivery: dcsync.Delivery{Backoff: dcsync.Backoff{Attempts: 1}}})
@@ -257,7 +257,7 @@ func TestReconcileDryRunAndLock(t *testing.T) {
 	r := testserver.StartRedis(t)
 	client := goredis.NewClient(&goredis.Options{Addr: r.Addr()})
 	defer client.Close()
-	lock := dcsyncredis.NewLock(client, dcsyncredis.Key("dcsync", "unicom", "leader"))
+	lock := dcredis.NewLock(client, dcredis.Key("dcsync", "unicom", "leader"))
 	if ok, err := lock.Acquire(ctx, "service-reconciler", time.Minute); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
@@ -274,7 +274,7 @@ func TestReconcileDryRunAndLock(t *testing.T) {
 	if code != exitFailing || received.Load() == 0 || !strings.Contains(out, "failing 4") {
 		t.Fatalf("lock free: exit %d, %d batches\n%s%s", code, received.Load(), out, errOut)
 	}
-	if n, err := client.Exists(ctx, dcsyncredis.Key("dcsync", "unicom", "leader")).Result(); err != nil || n != 0 {
+	if n, err := client.Exists(ctx, dcredis.Key("dcsync", "unicom", "leader")).Result(); err != nil || n != 0 {
 		t.Fatalf("the lock is still held after the command: %d, %v", n, err)
 	}
 }

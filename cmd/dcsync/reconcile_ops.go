@@ -13,7 +13,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/dcsync/dcsync"
-	dcsyncredis "github.com/dcsync/dcsync/transport/redis"
+	dcredis "github.com/dcsync/dcsync/transport/redis"
 )
 
 // reconcileOps are the flags of reconcile for the leader lock, dry runs
@@ -65,7 +65,7 @@ func (o *reconcileOps) wire(cfg *dcsync.ReconcilerConfig, stderr io.Writer) (fun
 	}
 	client := goredis.NewClient(opts)
 	closers = append(closers, func() { client.Close() })
-	o.lock = &heldLock{LeaderLock: dcsyncredis.NewLock(client, dcsyncredis.Key(o.prefix, cfg.DC, "leader"))}
+	o.lock = &heldLock{LeaderLock: dcredis.NewLock(client, dcredis.Key(o.prefix, cfg.DC, "leader"))}
 	cfg.Lock = o.lock
 	closers = append(closers, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

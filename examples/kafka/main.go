@@ -26,7 +26,7 @@ import (
 	"time"
 
 	"github.com/dcsync/dcsync"
-	"github.com/dcsync/dcsync/transport/kafka"
+	dckafka "github.com/dcsync/dcsync/transport/kafka"
 )
 
 type options struct {
@@ -100,7 +100,7 @@ func (s *store) state() (int, map[string]string) {
 var quiet = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
 type dc struct {
-	node   *kafka.Node
+	node   *dckafka.Node
 	syncer *dcsync.Syncer
 	store  *store
 }
@@ -122,7 +122,7 @@ func run(ctx context.Context, out io.Writer, o options) error {
 	}()
 	for i, name := range datacenters {
 		peer := datacenters[1-i]
-		node, err := kafka.NewNode(kafka.NodeConfig{DC: name, Brokers: strings.Split(o.brokers[name], ","),
+		node, err := dckafka.NewNode(dckafka.NodeConfig{DC: name, Brokers: strings.Split(o.brokers[name], ","),
 			Peers: map[string][]string{peer: strings.Split(o.brokers[peer], ",")}, Prefix: o.prefix, Logger: quiet})
 		if err != nil {
 			return err

@@ -13,7 +13,7 @@ import (
 	"github.com/dcsync/dcsync/health"
 	"github.com/dcsync/dcsync/health/grpchealth"
 	"github.com/dcsync/dcsync/internal/obstest"
-	"github.com/dcsync/dcsync/transport/memory"
+	memtransport "github.com/dcsync/dcsync/transport/memory"
 )
 
 func TestStatusChanges(t *testing.T) {
@@ -60,7 +60,7 @@ func TestStatusChanges(t *testing.T) {
 	mesh.Down("b")
 	reqs := mesh.Write(t, "a", 2)
 	await(healthpb.HealthCheckResponse_NOT_SERVING)
-	mesh.Net.SetFaults("a", "b", memory.Faults{})
+	mesh.Net.SetFaults("a", "b", memtransport.Faults{})
 	if err := mesh.Syncers["a"].Forward(ctx, "b", reqs); err != nil {
 		t.Fatal(err)
 	}

@@ -37,10 +37,10 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/dcsync/dcsync"
-	auditmem "github.com/dcsync/dcsync/audit/memory"
+	memaudit "github.com/dcsync/dcsync/audit/memory"
 	"github.com/dcsync/dcsync/journal"
-	dcsyncgrpc "github.com/dcsync/dcsync/transport/grpc"
-	dcsynchttp "github.com/dcsync/dcsync/transport/http"
+	dcgrpc "github.com/dcsync/dcsync/transport/grpc"
+	dchttp "github.com/dcsync/dcsync/transport/http"
 	"github.com/dcsync/dcsync/transport/transporttest"
 )
 
@@ -92,19 +92,19 @@ func run(ctx context.Context, dc, peer, peerAddr, transport, dir, syncPolicy str
 	secrets := map[string][]byte{peer: secret}
 	switch transport {
 	case "http":
-		sender, err = dcsynchttp.NewSender(dcsynchttp.SenderConfig{URL: "http://" + peerAddr + "/dcsync", From: dc, Secret: secret})
+		sender, err = dchttp.NewSender(dchttp.SenderConfig{URL: "http://" + peerAddr + "/dcsync", From: dc, Secret: secret})
 		serve = func(c dcsync.Collector) func() {
-			srv := &http.Server{Handler: dcsynchttp.NewHandler(c, dcsynchttp.HandlerConfig{Secrets: secrets}),
+			srv := &http.Server{Handler: dchttp.NewHandler(c, dchttp.HandlerConfig{Secrets: secrets}),
 				ReadHeaderTimeout: 10 * time.Second}
 			go func() { _ = srv.Serve(collectorLn) }()
 			return func() { _ = srv.Close() }
 		}
 	case "grpc":
-		sender, err = dcsyncgrpc.NewSender(dcsyncgrpc.SenderConfig{Target: peerAddr, From: dc, Secret: secret})
+		sender, err = dcgrpc.NewSender(dcgrpc.SenderConfig{Target: peerAddr, From: dc, Secret: secret})
 		serve = func(c dcsync.Collector) func() {
-			cfg := dcsyncgrpc.ServerConfig{Secrets: secrets}
-			srv := grpc.NewServer(dcsyncgrpc.ServerOptions(cfg)...)
-			if err := dcsyncgrpc.Register(srv, c, cfg); err != nil {
+			cfg := dcgrpc.ServerConfig{Secrets: secrets}
+			srv := grpc.NewServer(dcgrpc.ServerOptions(cfg)...)
+			if err := dcgrpc.Register(srv, c, cfg); err != nil {
 				panic(err)
 			}
 			go func() { _ = srv.Serve(collectorLn) }()
@@ -116,7 +116,7 @@ func run(ctx context.Context, dc, peer, peerAddr, transport, dir, syncPolicy str
 	if err != nil {
 		return err
 	}
-	audit := auditmem.New(0)
+	audit := memaudit.New(0)
 	peers := map[string]dcsync.Sender{peer: sender}
 	backoff := dcsync.Backoff{Initial: 10 * time.Millisecond, Max: 200 * time.Millisecond, Attempts: 4}
 	// What the senders give up while the peer is down, the journal queues

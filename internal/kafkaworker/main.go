@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/dcsync/dcsync"
-	"github.com/dcsync/dcsync/transport/kafka"
+	dckafka "github.com/dcsync/dcsync/transport/kafka"
 )
 
 func main() {
@@ -27,7 +27,7 @@ func main() {
 	prefix := flag.String("prefix", "dcsync", "topic and group prefix")
 	batch := flag.Int("batch", 50, "records a worker polls at once")
 	flag.Parse()
-	node, err := kafka.NewNode(kafka.NodeConfig{DC: *dc, Brokers: strings.Split(*brokers, ","), Prefix: *prefix,
+	node, err := dckafka.NewNode(dckafka.NodeConfig{DC: *dc, Brokers: strings.Split(*brokers, ","), Prefix: *prefix,
 		Workers: 1, BatchSize: *batch, SessionTimeout: 6 * time.Second, Consumer: "stuck",
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {

@@ -9,12 +9,12 @@ import (
 	"time"
 
 	"github.com/dcsync/dcsync"
-	"github.com/dcsync/dcsync/transport/memory"
+	memtransport "github.com/dcsync/dcsync/transport/memory"
 )
 
 // Mesh is a full mesh of datacenters in one process.
 type Mesh struct {
-	Net     *memory.Network
+	Net     *memtransport.Network
 	Syncers map[string]*dcsync.Syncer
 }
 
@@ -23,7 +23,7 @@ type Mesh struct {
 // Syncers close when t ends.
 func New(t testing.TB, obs func(dc string, peers []string) dcsync.Observer, dcs ...string) *Mesh {
 	t.Helper()
-	m := &Mesh{Net: memory.NewNetwork(1), Syncers: map[string]*dcsync.Syncer{}}
+	m := &Mesh{Net: memtransport.NewNetwork(1), Syncers: map[string]*dcsync.Syncer{}}
 	for _, dc := range dcs {
 		var peers []string
 		for _, p := range dcs {
@@ -52,7 +52,7 @@ func New(t testing.TB, obs func(dc string, peers []string) dcsync.Observer, dcs 
 func (m *Mesh) Down(dc string) {
 	for from := range m.Syncers {
 		if from != dc {
-			m.Net.SetFaults(from, dc, memory.Faults{Fail: 1})
+			m.Net.SetFaults(from, dc, memtransport.Faults{Fail: 1})
 		}
 	}
 }

@@ -29,7 +29,7 @@ import (
 
 	"github.com/dcsync/dcsync"
 	"github.com/dcsync/dcsync/processor/rediscache"
-	"github.com/dcsync/dcsync/transport/redis"
+	dcredis "github.com/dcsync/dcsync/transport/redis"
 )
 
 // CachePrefix starts the keys of the Cache that redisdc applies writes to.
@@ -78,7 +78,7 @@ func run(ctx context.Context, dc, addr, consumer, prefix string, writes int, pee
 		defer c.Close()
 		remotes[name] = c
 	}
-	node, err := redis.NewNode(redis.NodeConfig{DC: dc, Client: local, Peers: remotes, Consumer: consumer,
+	node, err := dcredis.NewNode(dcredis.NodeConfig{DC: dc, Client: local, Peers: remotes, Consumer: consumer,
 		Block: 100 * time.Millisecond, ClaimIdle: 3 * time.Second, TrimInterval: 200 * time.Millisecond,
 		Backoff: dcsync.Backoff{Initial: 5 * time.Millisecond, Max: 200 * time.Millisecond}, Logger: logger})
 	if err != nil {

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/dcsync/dcsync"
-	auditmem "github.com/dcsync/dcsync/audit/memory"
+	memaudit "github.com/dcsync/dcsync/audit/memory"
 	"github.com/dcsync/dcsync/processor/rediscache"
-	"github.com/dcsync/dcsync/transport/memory"
+	memtransport "github.com/dcsync/dcsync/transport/memory"
 )
 
 // mesh is a full mesh of datacenters in one process, each with its own
@@ -21,8 +21,8 @@ import (
 // audit log.
 type mesh struct {
 	t      *testing.T
-	net    *memory.Network
-	audit  *auditmem.Log
+	net    *memtransport.Network
+	audit  *memaudit.Log
 	names  []string
 	clocks map[string]func() time.Time
 	// ahead, when set, is the reconcilers' clock: see reconcile.
@@ -37,7 +37,7 @@ var quiet = slog.New(slog.DiscardHandler)
 // the datacenters that should not read time.Now.
 func newMesh(t *testing.T, seed uint64, clocks map[string]func() time.Time, names ...string) *mesh {
 	t.Helper()
-	m := &mesh{t: t, net: memory.NewNetwork(seed), audit: auditmem.New(0), names: names,
+	m := &mesh{t: t, net: memtransport.NewNetwork(seed), audit: memaudit.New(0), names: names,
 		clocks: clocks, sync: map[string]*dcsync.Syncer{}, caches: map[string]*rediscache.Cache{}}
 	for _, dc := range names {
 		cache, _ := startCache(t, rediscache.Options{})
@@ -62,7 +62,7 @@ func newMesh(t *testing.T, seed uint64, clocks map[string]func() time.Time, name
 func (m *mesh) senders(dc string) map[string]dcsync.Sender { return m.net.Peers(dc, m.names...) }
 
 // fault sets f on every link.
-func (m *mesh) fault(f memory.Faults) { m.net.SetFaultsBetween(f, m.names...) }
+func (m *mesh) fault(f memtransport.Faults) { m.net.SetFaultsBetween(f, m.names...) }
 
 // quiesce waits until every queued delivery has been tried and every
 // audit record appended, everywhere.
@@ -186,7 +186,7 @@ func TestThreeDatacentersConverge(t *testing.T) {
 			ahead := func() time.Time { return time.Now().Add(tc.skew) }
 			m := newMesh(t, 42, map[string]func() time.Time{"mobile": ahead}, "unicom", "telecom", "mobile")
 			m.ahead = ahead
-			m.fault(memory.Faults{Fail: 0.5, DropAck: 0.1, Duplicate: 0.3, Reorder: 0.5, Delay: 2 * time.Millisecond})
+			m.fault(memtransport.Faults{Fail: 0.5, DropAck: 0.1, Duplicate: 0.3, Reorder: 0.5, Delay: 2 * time.Millisecond})
 
 			const keys, writesPerDC = 12, 150
 			var mu sync.Mutex
@@ -220,7 +220,7 @@ func TestThreeDatacentersConverge(t *testing.T) {
 			m.reconcile(20)
 			m.checkConverged(written)
 
-			m.fault(memory.Faults{Duplicate: 0.5, Reorder: 1})
+			m.fault(memtransport.Faults{Duplicate: 0.5, Reorder: 1})
 			m.replay(written, rand.New(rand.NewPCG(7, 7)))
 			m.checkConverged(written)
 

@@ -7,7 +7,7 @@ import (
 
 	"github.com/dcsync/dcsync"
 	"github.com/dcsync/dcsync/processor/rediscache"
-	"github.com/dcsync/dcsync/transport/memory"
+	memtransport "github.com/dcsync/dcsync/transport/memory"
 )
 
 // fixed returns a wall clock stopped at t, so that versions depend on the
@@ -45,11 +45,11 @@ func TestConcurrentWritesUnderSkewFavourTheClockAhead(t *testing.T) {
 	m := newMesh(t, 2, map[string]func() time.Time{"unicom": fixed(now), "telecom": fixed(now.Add(5 * time.Second))},
 		"unicom", "telecom")
 	m.ahead = later
-	m.fault(memory.Faults{Fail: 1}) // partitioned: neither observes the other
+	m.fault(memtransport.Faults{Fail: 1}) // partitioned: neither observes the other
 	early := m.write("telecom", "user:1", rediscache.OpSet, "made first, in telecom")
 	late := m.write("unicom", "user:1", rediscache.OpSet, "made second, in unicom")
 	m.quiesce()
-	m.fault(memory.Faults{})
+	m.fault(memtransport.Faults{})
 	m.reconcile(5)
 	if !early.Newer(late.Version, late.Origin) {
 		t.Fatalf("telecom's version %d should be ahead of unicom's %d", early.Version, late.Version)
@@ -65,14 +65,14 @@ func TestDeleteThenLateSetKeepsDelete(t *testing.T) {
 	m := newMesh(t, 3, map[string]func() time.Time{"unicom": fixed(now), "telecom": fixed(now.Add(time.Second))},
 		"unicom", "telecom")
 	m.ahead = later
-	m.net.SetFaults("unicom", "telecom", memory.Faults{Fail: 1})
+	m.net.SetFaults("unicom", "telecom", memtransport.Faults{Fail: 1})
 	set := m.write("unicom", "user:1", rediscache.OpSet, "alice")
 	del := m.write("telecom", "user:1", rediscache.OpDelete, "", dcsync.WaitAll())
 	m.quiesce()
 	if _, found, _ := m.caches["telecom"].Get(ctx, "user:1"); found {
 		t.Fatal("telecom holds a value it never received")
 	}
-	m.net.SetFaults("unicom", "telecom", memory.Faults{})
+	m.net.SetFaults("unicom", "telecom", memtransport.Faults{})
 	m.reconcile(5)
 	m.checkConverged([]*dcsync.Request{set, del})
 	for _, dc := range m.names {

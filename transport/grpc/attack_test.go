@@ -20,7 +20,7 @@ import (
 	"github.com/dcsync/dcsync/internal/wire"
 	"github.com/dcsync/dcsync/internal/wire/wiregrpc"
 	"github.com/dcsync/dcsync/internal/wire/wiretest"
-	dcsyncgrpc "github.com/dcsync/dcsync/transport/grpc"
+	dcgrpc "github.com/dcsync/dcsync/transport/grpc"
 )
 
 // A stream that sends nothing is ended with Unauthenticated once
@@ -28,7 +28,7 @@ import (
 // Unavailable once IdleTimeout passes. Neither holds the server's
 // goroutines for longer.
 func TestStreamDeadlines(t *testing.T) {
-	p := newPeer(t, dcsyncgrpc.ServerConfig{FirstTimeout: 100 * time.Millisecond, IdleTimeout: 200 * time.Millisecond})
+	p := newPeer(t, dcgrpc.ServerConfig{FirstTimeout: 100 * time.Millisecond, IdleTimeout: 200 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // generous: the server ends them
 	defer cancel()
 	silent, err := wiregrpc.NewReplicationClient(p.conn).Collect(opened(t, ctx))
@@ -68,7 +68,7 @@ func TestStreamDeadlines(t *testing.T) {
 // MaxStreams bounds the streams of one connection: with two held open, a
 // third is not served.
 func TestMaxStreams(t *testing.T) {
-	p := newPeer(t, dcsyncgrpc.ServerConfig{MaxStreams: 2, FirstTimeout: time.Minute})
+	p := newPeer(t, dcgrpc.ServerConfig{MaxStreams: 2, FirstTimeout: time.Minute})
 	_, body := batch(t, 1)
 	if res, st, _ := exchange(t, p, envelope(t, "unicom", wiretest.Secret, body)); st != nil {
 		t.Fatalf("%v %v", res, st) // the connection knows the server's settings from here on
@@ -112,8 +112,8 @@ func TestMaxStreams(t *testing.T) {
 // held it until the stamp inside was checked.
 func TestUnauthenticatedStreamCostsNoBody(t *testing.T) {
 	var received payloads
-	withGate := newPeer(t, dcsyncgrpc.ServerConfig{}, grpc.StatsHandler(&received))
-	withoutGate := newPeerWith(t, dcsyncgrpc.ServerConfig{}, []grpc.ServerOption{grpc.MaxRecvMsgSize(8 << 20),
+	withGate := newPeer(t, dcgrpc.ServerConfig{}, grpc.StatsHandler(&received))
+	withoutGate := newPeerWith(t, dcgrpc.ServerConfig{}, []grpc.ServerOption{grpc.MaxRecvMsgSize(8 << 20),
 		grpc.StatsHandler(&received)})
 	_, body := batch(t, 1)
 	big, err := proto.Marshal(envelope(t, "unicom", wiretest.Secret, append(body, make([]byte, wire.DefaultMaxBody-len(body)-64)...)))
@@ -198,7 +198,7 @@ func (p *payloads) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Co
 
 func (p *payloads) HandleConn(context.Context, stats.ConnStats) {}
 
-const collectMethod = "/" + dcsyncgrpc.ServiceName + "/Collect"
+const collectMethod = "/" + dcgrpc.ServiceName + "/Collect"
 
 // rawCodec sends messages that are already marshaled ([]byte) as they are.
 type rawCodec struct{}

@@ -8,7 +8,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/dcsync/dcsync"
-	dcsyncgrpc "github.com/dcsync/dcsync/transport/grpc"
+	dcgrpc "github.com/dcsync/dcsync/transport/grpc"
 )
 
 // Two datacenters replicate over gRPC: telecom registers its Collector on
@@ -20,7 +20,7 @@ func Example() {
 
 	// telecom: the receiving side. It writes nothing here, so its own
 	// sender to unicom stays unused; it names unicom as a peer.
-	toUnicom, err := dcsyncgrpc.NewSender(dcsyncgrpc.SenderConfig{
+	toUnicom, err := dcgrpc.NewSender(dcgrpc.SenderConfig{
 		Target: "unicom.example:9090", From: "telecom", To: "unicom", Secret: secret,
 	})
 	if err != nil {
@@ -39,9 +39,9 @@ func Example() {
 		panic(err)
 	}
 	defer telecom.Close()
-	cfg := dcsyncgrpc.ServerConfig{Secrets: map[string][]byte{"unicom": secret}, RequireTo: true}
-	srv := grpc.NewServer(dcsyncgrpc.ServerOptions(cfg)...)
-	if err := dcsyncgrpc.Register(srv, telecom.Collector(), cfg); err != nil {
+	cfg := dcgrpc.ServerConfig{Secrets: map[string][]byte{"unicom": secret}, RequireTo: true}
+	srv := grpc.NewServer(dcgrpc.ServerOptions(cfg)...)
+	if err := dcgrpc.Register(srv, telecom.Collector(), cfg); err != nil {
 		panic(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -52,7 +52,7 @@ func Example() {
 	defer srv.Stop()
 
 	// unicom: the sending side.
-	toTelecom, err := dcsyncgrpc.NewSender(dcsyncgrpc.SenderConfig{
+	toTelecom, err := dcgrpc.NewSender(dcgrpc.SenderConfig{
 		Target: ln.Addr().String(), From: "unicom", To: "telecom", Secret: secret,
 	})
 	if err != nil {

@@ -16,21 +16,21 @@ import (
 	"github.com/dcsync/dcsync"
 	"github.com/dcsync/dcsync/internal/wire/wiregrpc"
 	"github.com/dcsync/dcsync/internal/wire/wiretest"
-	dcsyncgrpc "github.com/dcsync/dcsync/transport/grpc"
+	dcgrpc "github.com/dcsync/dcsync/transport/grpc"
 )
 
 // newSender returns a sender from unicom unless cfg says otherwise.
-func newSender(t *testing.T, cfg dcsyncgrpc.SenderConfig) *dcsyncgrpc.Sender {
+func newSender(t *testing.T, cfg dcgrpc.SenderConfig) *dcgrpc.Sender {
 	t.Helper()
 	wiretest.FromUnicom(&cfg.From, &cfg.Secret)
-	s, err := dcsyncgrpc.NewSender(cfg)
+	s, err := dcgrpc.NewSender(cfg)
 	return wiretest.Closing(t, s, err)
 }
 
 // Many Sends share one stream, their batches in flight together.
 func TestSenderPipelines(t *testing.T) {
-	p := newPeer(t, dcsyncgrpc.ServerConfig{Workers: 2})
-	s := newSender(t, dcsyncgrpc.SenderConfig{Target: p.addr, Compress: true})
+	p := newPeer(t, dcgrpc.ServerConfig{Workers: 2})
+	s := newSender(t, dcgrpc.SenderConfig{Target: p.addr, Compress: true})
 	var wg sync.WaitGroup
 	errs := make(chan error, 400)
 	for range 20 {
@@ -57,7 +57,7 @@ func TestSenderPipelines(t *testing.T) {
 // stream it ended is replaced.
 func TestSenderErrors(t *testing.T) {
 	wiretest.TestSenderErrors(t, transport{}, wiretest.SenderErrors{
-		Closed:       dcsyncgrpc.ErrClosed,
+		Closed:       dcgrpc.ErrClosed,
 		WrongSecret:  func(err error) bool { return status.Code(err) == codes.Unauthenticated },
 		ForgedOrigin: func(err error) bool { return status.Code(err) == codes.PermissionDenied },
 	})
@@ -90,7 +90,7 @@ func TestSenderFinalFailureInFlight(t *testing.T) {
 	ln := wiretest.Listen(t)
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Stop()
-	s := newSender(t, dcsyncgrpc.SenderConfig{Target: ln.Addr().String()})
+	s := newSender(t, dcgrpc.SenderConfig{Target: ln.Addr().String()})
 	errs := make(chan error, 2)
 	for range 2 {
 		go func() {
@@ -117,12 +117,12 @@ func TestSenderFinalFailureInFlight(t *testing.T) {
 
 func TestSenderTLS(t *testing.T) {
 	certs := wiretest.NewTLS(t)
-	p := newPeer(t, dcsyncgrpc.ServerConfig{}, grpc.Creds(credentials.NewTLS(certs.Server)))
+	p := newPeer(t, dcgrpc.ServerConfig{}, grpc.Creds(credentials.NewTLS(certs.Server)))
 	reqs, _ := batch(t, 5)
-	if err := newSender(t, dcsyncgrpc.SenderConfig{Target: p.addr, TLS: certs.Client}).Send(context.Background(), reqs); err != nil {
+	if err := newSender(t, dcgrpc.SenderConfig{Target: p.addr, TLS: certs.Client}).Send(context.Background(), reqs); err != nil {
 		t.Fatal(err)
 	}
-	for name, cfg := range map[string]dcsyncgrpc.SenderConfig{
+	for name, cfg := range map[string]dcgrpc.SenderConfig{
 		"no client certificate":     {Target: p.addr, TLS: certs.ClientNoCert},
 		"certificate of a stranger": {Target: p.addr, TLS: certs.Stranger},
 		"plaintext":                 {Target: p.addr},
@@ -143,12 +143,12 @@ func TestSenderTLS(t *testing.T) {
 }
 
 func TestSenderConfig(t *testing.T) {
-	for _, cfg := range []dcsyncgrpc.SenderConfig{
+	for _, cfg := range []dcgrpc.SenderConfig{
 		{From: "unicom", Secret: wiretest.Secret},
 		{Target: "x:1", Secret: wiretest.Secret},
 		{Target: "x:1", From: "unicom", Secret: []byte("short")},
 	} {
-		if _, err := dcsyncgrpc.NewSender(cfg); err == nil {
+		if _, err := dcgrpc.NewSender(cfg); err == nil {
 			t.Errorf("%+v accepted", cfg)
 		}
 	}

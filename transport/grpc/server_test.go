@@ -19,7 +19,7 @@ import (
 	"github.com/dcsync/dcsync/internal/wire"
 	"github.com/dcsync/dcsync/internal/wire/wiregrpc"
 	"github.com/dcsync/dcsync/internal/wire/wiretest"
-	dcsyncgrpc "github.com/dcsync/dcsync/transport/grpc"
+	dcgrpc "github.com/dcsync/dcsync/transport/grpc"
 )
 
 // peer is a receiving datacenter behind a gRPC server on loopback.
@@ -30,16 +30,16 @@ type peer struct {
 	conn  *grpc.ClientConn // a plain client connection, for raw streams
 }
 
-func newPeer(t *testing.T, cfg dcsyncgrpc.ServerConfig, opts ...grpc.ServerOption) *peer {
+func newPeer(t *testing.T, cfg dcgrpc.ServerConfig, opts ...grpc.ServerOption) *peer {
 	t.Helper()
 	if cfg.Secrets == nil {
 		cfg.Secrets = wiretest.Secrets()
 	}
-	return newPeerWith(t, cfg, append(dcsyncgrpc.ServerOptions(cfg), opts...))
+	return newPeerWith(t, cfg, append(dcgrpc.ServerOptions(cfg), opts...))
 }
 
 // newPeerWith is newPeer with the server's options opts only.
-func newPeerWith(t *testing.T, cfg dcsyncgrpc.ServerConfig, opts []grpc.ServerOption) *peer {
+func newPeerWith(t *testing.T, cfg dcgrpc.ServerConfig, opts []grpc.ServerOption) *peer {
 	t.Helper()
 	p := &peer{store: wiretest.NewStore()}
 	recv := wiretest.Receiver(t, p.store, nil)
@@ -48,7 +48,7 @@ func newPeerWith(t *testing.T, cfg dcsyncgrpc.ServerConfig, opts []grpc.ServerOp
 		cfg.Secrets = wiretest.Secrets()
 	}
 	srv := grpc.NewServer(opts...)
-	if err := dcsyncgrpc.Register(srv, recv.Collector(), cfg); err != nil {
+	if err := dcgrpc.Register(srv, recv.Collector(), cfg); err != nil {
 		t.Fatal(err)
 	}
 	ln := wiretest.Listen(t)
@@ -87,7 +87,7 @@ func openedAs(t *testing.T, ctx context.Context, from string, secret []byte) con
 		t.Fatal(err)
 	}
 	st := s.SignStream()
-	return metadata.NewOutgoingContext(ctx, dcsyncgrpc.OpeningMD(&st))
+	return metadata.NewOutgoingContext(ctx, dcgrpc.OpeningMD(&st))
 }
 
 // envelopeEnc is envelope for a body encoded as enc, which the MAC binds.
@@ -125,7 +125,7 @@ func exchange(t *testing.T, p *peer, env *wire.Envelope) (*wire.Results, *status
 }
 
 func TestServerAccepts(t *testing.T) {
-	p := newPeer(t, dcsyncgrpc.ServerConfig{})
+	p := newPeer(t, dcgrpc.ServerConfig{})
 	_, body := batch(t, 3)
 	env := envelope(t, "unicom", wiretest.Secret, body)
 	res, st, _ := exchange(t, p, env)
@@ -161,13 +161,13 @@ func TestServerAccepts(t *testing.T) {
 	}
 
 	hc := healthpb.NewHealthClient(p.conn)
-	for _, svc := range []string{"", dcsyncgrpc.ServiceName} {
+	for _, svc := range []string{"", dcgrpc.ServiceName} {
 		resp, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{Service: svc})
 		if err != nil || resp.Status != healthpb.HealthCheckResponse_SERVING {
 			t.Fatalf("health of %q: %v %v", svc, resp, err)
 		}
 	}
-	if dcsyncgrpc.ServiceName != wiregrpc.Replication_ServiceDesc.ServiceName {
+	if dcgrpc.ServiceName != wiregrpc.Replication_ServiceDesc.ServiceName {
 		t.Fatal("ServiceName differs from the generated service's")
 	}
 }
@@ -176,7 +176,7 @@ func TestServerAccepts(t *testing.T) {
 // and the batch's seq in the trailer, and applies nothing.
 func TestServerRefuses(t *testing.T) {
 	bad := wiretest.NewRefusals(t)
-	p := newPeer(t, dcsyncgrpc.ServerConfig{MaxBody: 64 << 10, MaxBatch: 10, MaxSkew: time.Minute, Logger: bad.Logger()})
+	p := newPeer(t, dcgrpc.ServerConfig{MaxBody: 64 << 10, MaxBatch: 10, MaxSkew: time.Minute, Logger: bad.Logger()})
 	good := bad.Good
 	replayed := envelope(t, "unicom", wiretest.Secret, good)
 	if res, st, _ := exchange(t, p, replayed); st != nil || res.Code != wire.Code_CODE_OK {
@@ -254,9 +254,9 @@ func TestServerRefuses(t *testing.T) {
 
 func TestReceiverNamed(t *testing.T) {
 	wiretest.TestReceiverNamed(t, func(tb testing.TB, store *wiretest.Store, requireTo bool) string {
-		cfg := dcsyncgrpc.ServerConfig{Secrets: wiretest.Secrets(), RequireTo: requireTo}
-		srv := grpc.NewServer(dcsyncgrpc.ServerOptions(cfg)...)
-		if err := dcsyncgrpc.Register(srv, wiretest.Receiver(tb, store, nil).Collector(), cfg); err != nil {
+		cfg := dcgrpc.ServerConfig{Secrets: wiretest.Secrets(), RequireTo: requireTo}
+		srv := grpc.NewServer(dcgrpc.ServerOptions(cfg)...)
+		if err := dcgrpc.Register(srv, wiretest.Receiver(tb, store, nil).Collector(), cfg); err != nil {
 			tb.Fatal(err)
 		}
 		ln := wiretest.Listen(tb)
@@ -264,7 +264,7 @@ func TestReceiverNamed(t *testing.T) {
 		tb.Cleanup(srv.Stop)
 		return ln.Addr().String()
 	}, func(tb testing.TB, addr, to string) dcsync.Sender {
-		s, err := dcsyncgrpc.NewSender(dcsyncgrpc.SenderConfig{Target: addr, From: "unicom", To: to, Secret: wiretest.Secret})
+		s, err := dcgrpc.NewSender(dcgrpc.SenderConfig{Target: addr, From: "unicom", To: to, Secret: wiretest.Secret})
 		return wiretest.Closing(tb, s, err)
 	})
 }

@@ -8,16 +8,16 @@ import (
 
 	"github.com/dcsync/dcsync"
 	"github.com/dcsync/dcsync/internal/wire/wiretest"
-	dcsyncgrpc "github.com/dcsync/dcsync/transport/grpc"
+	dcgrpc "github.com/dcsync/dcsync/transport/grpc"
 )
 
 // transport adapts this package to the shared tests and benchmarks.
 type transport struct{ workers int }
 
 func (tr transport) Serve(tb testing.TB, ln net.Listener, c dcsync.Collector, secrets map[string][]byte) func() {
-	cfg := dcsyncgrpc.ServerConfig{Secrets: secrets, Workers: tr.workers}
-	srv := grpc.NewServer(dcsyncgrpc.ServerOptions(cfg)...)
-	if err := dcsyncgrpc.Register(srv, c, cfg); err != nil {
+	cfg := dcgrpc.ServerConfig{Secrets: secrets, Workers: tr.workers}
+	srv := grpc.NewServer(dcgrpc.ServerOptions(cfg)...)
+	if err := dcgrpc.Register(srv, c, cfg); err != nil {
 		tb.Fatal(err)
 	}
 	go func() { _ = srv.Serve(ln) }()
@@ -26,7 +26,7 @@ func (tr transport) Serve(tb testing.TB, ln net.Listener, c dcsync.Collector, se
 }
 
 func (transport) Sender(tb testing.TB, addr, from string, secret []byte, compress bool) dcsync.Sender {
-	s, err := dcsyncgrpc.NewSender(dcsyncgrpc.SenderConfig{Target: addr, From: from, Secret: secret, Compress: compress})
+	s, err := dcgrpc.NewSender(dcgrpc.SenderConfig{Target: addr, From: from, Secret: secret, Compress: compress})
 	return wiretest.Closing(tb, s, err)
 }
 

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/dcsync/dcsync/internal/wire/wiretest"
-	dcsynchttp "github.com/dcsync/dcsync/transport/http"
+	dchttp "github.com/dcsync/dcsync/transport/http"
 )
 
 // shortBody is a body that delivers a few bytes of the Content-Length it
@@ -38,7 +38,7 @@ func (b *shortBody) Close() error { return nil }
 func TestDeclaredLengthNotAllocated(t *testing.T) {
 	store := wiretest.NewStore()
 	recv := wiretest.Receiver(t, store, nil)
-	h := dcsynchttp.NewHandler(recv.Collector(), dcsynchttp.HandlerConfig{Secrets: wiretest.Secrets()})
+	h := dchttp.NewHandler(recv.Collector(), dchttp.HandlerConfig{Secrets: wiretest.Secrets()})
 	signed := request{body: make([]byte, 300), sign: []byte("something else")}.build(t, "http://x/")
 	serve := func() int {
 		req := httptest.NewRequest(http.MethodPost, "/", nil)
@@ -78,7 +78,7 @@ func TestDeclaredLengthNotAllocated(t *testing.T) {
 // BodyTimeout: unauthenticated callers hold a connection for a bounded
 // time.
 func TestSlowBody(t *testing.T) {
-	p := newPeer(t, dcsynchttp.HandlerConfig{BodyTimeout: 200 * time.Millisecond, MaxBody: 64 << 10, MaxPending: 64 << 10})
+	p := newPeer(t, dchttp.HandlerConfig{BodyTimeout: 200 * time.Millisecond, MaxBody: 64 << 10, MaxPending: 64 << 10})
 	_, good := batch(t, 3)
 	req := request{body: good}.build(t, p.srv.URL)
 	open := func(length int) (net.Conn, *bufio.Reader) {
@@ -117,7 +117,7 @@ func TestSlowBody(t *testing.T) {
 func TestMaxPending(t *testing.T) {
 	store := wiretest.NewStore()
 	recv := wiretest.Receiver(t, store, nil)
-	h := dcsynchttp.NewHandler(recv.Collector(), dcsynchttp.HandlerConfig{Secrets: wiretest.Secrets(),
+	h := dchttp.NewHandler(recv.Collector(), dchttp.HandlerConfig{Secrets: wiretest.Secrets(),
 		MaxBody: 64 << 10, MaxPending: 90 << 10})
 	_, good := batch(t, 3)
 	signed := request{body: good}.build(t, "http://x/")
@@ -153,9 +153,9 @@ func TestMaxPending(t *testing.T) {
 
 // NewServer bounds every phase of a connection.
 func TestNewServer(t *testing.T) {
-	srv := dcsynchttp.NewServer(":0", http.NotFoundHandler())
+	srv := dchttp.NewServer(":0", http.NotFoundHandler())
 	if srv.ReadHeaderTimeout <= 0 || srv.ReadTimeout <= 0 || srv.WriteTimeout <= 0 || srv.IdleTimeout <= 0 ||
-		srv.MaxHeaderBytes <= 0 || srv.ReadTimeout < dcsynchttp.DefaultBodyTimeout || srv.WriteTimeout <= srv.ReadTimeout {
+		srv.MaxHeaderBytes <= 0 || srv.ReadTimeout < dchttp.DefaultBodyTimeout || srv.WriteTimeout <= srv.ReadTimeout {
 		t.Fatalf("%+v", srv)
 	}
 }

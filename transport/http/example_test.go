@@ -7,7 +7,7 @@ import (
 	"net/http"
 
 	"github.com/dcsync/dcsync"
-	dcsynchttp "github.com/dcsync/dcsync/transport/http"
+	dchttp "github.com/dcsync/dcsync/transport/http"
 )
 
 // Two datacenters replicate over HTTP: telecom serves its Collector with
@@ -19,7 +19,7 @@ func Example() {
 
 	// telecom: the receiving side. It writes nothing here, so its own
 	// sender to unicom stays unused; it names unicom as a peer.
-	toUnicom, err := dcsynchttp.NewSender(dcsynchttp.SenderConfig{
+	toUnicom, err := dchttp.NewSender(dchttp.SenderConfig{
 		URL: "http://unicom.example:8080/dcsync", From: "telecom", To: "unicom", Secret: secret,
 	})
 	if err != nil {
@@ -43,7 +43,7 @@ func Example() {
 		panic(err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/dcsync", dcsynchttp.NewHandler(telecom.Collector(), dcsynchttp.HandlerConfig{
+	mux.Handle("/dcsync", dchttp.NewHandler(telecom.Collector(), dchttp.HandlerConfig{
 		Secrets: map[string][]byte{"unicom": secret}, RequireTo: true,
 	}))
 	srv := &http.Server{Handler: mux}
@@ -51,7 +51,7 @@ func Example() {
 	defer srv.Close()
 
 	// unicom: the sending side.
-	toTelecom, err := dcsynchttp.NewSender(dcsynchttp.SenderConfig{
+	toTelecom, err := dchttp.NewSender(dchttp.SenderConfig{
 		URL: "http://" + ln.Addr().String() + "/dcsync", From: "unicom", To: "telecom", Secret: secret, Compress: true,
 	})
 	if err != nil {

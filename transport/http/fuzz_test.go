@@ -12,7 +12,7 @@ import (
 	"github.com/dcsync/dcsync/internal/auth"
 	"github.com/dcsync/dcsync/internal/wire"
 	"github.com/dcsync/dcsync/internal/wire/wiretest"
-	dcsynchttp "github.com/dcsync/dcsync/transport/http"
+	dchttp "github.com/dcsync/dcsync/transport/http"
 )
 
 // FuzzHandler posts arbitrary bodies, correctly signed so that they reach
@@ -31,7 +31,7 @@ func FuzzHandler(f *testing.F) {
 
 	store := wiretest.NewStore()
 	recv := wiretest.Receiver(f, store, nil)
-	h := dcsynchttp.NewHandler(recv.Collector(), dcsynchttp.HandlerConfig{Secrets: wiretest.Secrets(),
+	h := dchttp.NewHandler(recv.Collector(), dchttp.HandlerConfig{Secrets: wiretest.Secrets(),
 		MaxBody: 64 << 10, MaxBatch: 64, ReplayCache: 1 << 10})
 	signer, err := auth.NewSigner("unicom", wiretest.Secret)
 	if err != nil {
@@ -41,22 +41,22 @@ func FuzzHandler(f *testing.F) {
 		req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
 		switch kind % 3 {
 		case 0:
-			req.Header.Set("Content-Type", dcsynchttp.ContentTypeProto)
+			req.Header.Set("Content-Type", dchttp.ContentTypeProto)
 		case 1:
-			req.Header.Set("Content-Type", dcsynchttp.ContentTypeProto)
+			req.Header.Set("Content-Type", dchttp.ContentTypeProto)
 			req.Header.Set("Content-Encoding", "gzip")
 		case 2:
-			req.Header.Set("Content-Type", dcsynchttp.ContentTypeJSON)
+			req.Header.Set("Content-Type", dchttp.ContentTypeJSON)
 		}
 		signer.Encoding = ""
 		if kind%3 == 1 {
 			signer.Encoding = "gzip"
 		}
 		st := signer.Sign(body)
-		req.Header.Set(dcsynchttp.HeaderFrom, st.From)
-		req.Header.Set(dcsynchttp.HeaderTimestamp, itoa(st.Timestamp))
-		req.Header.Set(dcsynchttp.HeaderNonce, hexs(st.Nonce[:]))
-		req.Header.Set(dcsynchttp.HeaderSignature, hexs(st.Signature[:]))
+		req.Header.Set(dchttp.HeaderFrom, st.From)
+		req.Header.Set(dchttp.HeaderTimestamp, itoa(st.Timestamp))
+		req.Header.Set(dchttp.HeaderNonce, hexs(st.Nonce[:]))
+		req.Header.Set(dchttp.HeaderSignature, hexs(st.Signature[:]))
 		before := store.Count()
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, req)
@@ -89,18 +89,18 @@ func hexs(b []byte) string { return hex.EncodeToString(b) }
 // corpus runs with every go test.
 func FuzzHeaders(f *testing.F) {
 	nonce, sig := strings.Repeat("ab", 16), strings.Repeat("cd", 32)
-	f.Add("unicom", "1800000000000000000", nonce, sig, "", dcsynchttp.ContentTypeProto, "")
+	f.Add("unicom", "1800000000000000000", nonce, sig, "", dchttp.ContentTypeProto, "")
 	f.Add("unicom", "-9223372036854775808", nonce, sig, "telecom", "application/json; charset=utf-8", "gzip")
 	f.Add(strings.Repeat("u", 300), "x", "zz", "", strings.Repeat("t", 200), "text/plain;;=", "br")
 	f.Add("unicom", "+1", nonce+"00", sig[:62], "\x00", "application/x-protobuf; a=\"", "identity")
 	store := wiretest.NewStore()
 	recv := wiretest.Receiver(f, store, nil)
-	h := dcsynchttp.NewHandler(recv.Collector(), dcsynchttp.HandlerConfig{Secrets: wiretest.Secrets(), ReplayCache: 1 << 10})
+	h := dchttp.NewHandler(recv.Collector(), dchttp.HandlerConfig{Secrets: wiretest.Secrets(), ReplayCache: 1 << 10})
 	_, good := batch(f, 2)
 	f.Fuzz(func(t *testing.T, from, ts, nonce, sig, to, ctype, cenc string) {
 		req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(good))
-		for k, v := range map[string]string{dcsynchttp.HeaderFrom: from, dcsynchttp.HeaderTimestamp: ts,
-			dcsynchttp.HeaderNonce: nonce, dcsynchttp.HeaderSignature: sig, dcsynchttp.HeaderTo: to,
+		for k, v := range map[string]string{dchttp.HeaderFrom: from, dchttp.HeaderTimestamp: ts,
+			dchttp.HeaderNonce: nonce, dchttp.HeaderSignature: sig, dchttp.HeaderTo: to,
 			"Content-Type": ctype, "Content-Encoding": cenc} {
 			req.Header[k] = []string{v}
 		}
@@ -110,7 +110,7 @@ func FuzzHeaders(f *testing.F) {
 			t.Fatalf("status %d: %s", w.Code, w.Body)
 		}
 		f := wire.Proto
-		if fm, ok := dcsynchttp.FormatOf(ctype); ok {
+		if fm, ok := dchttp.FormatOf(ctype); ok {
 			f = fm
 		}
 		var res wire.Results

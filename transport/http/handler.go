@@ -241,7 +241,7 @@ const (
 // bound slow and idle clients yet fit the largest batch (see the Server*
 // constants), and headers bounded to 64 KiB. Serve it as usual:
 //
-//	srv := dcsynchttp.NewServer(":8080", mux)
+//	srv := dchttp.NewServer(":8080", mux)
 //	go srv.ListenAndServe() // or ListenAndServeTLS, or Serve(ln)
 //	defer srv.Shutdown(ctx)
 func NewServer(addr string, h http.Handler) *http.Server {

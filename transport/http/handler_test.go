@@ -21,7 +21,7 @@ import (
 	"github.com/dcsync/dcsync"
 	"github.com/dcsync/dcsync/internal/wire"
 	"github.com/dcsync/dcsync/internal/wire/wiretest"
-	dcsynchttp "github.com/dcsync/dcsync/transport/http"
+	dchttp "github.com/dcsync/dcsync/transport/http"
 )
 
 // peer is a receiving datacenter behind an httptest server.
@@ -30,14 +30,14 @@ type peer struct {
 	srv   *httptest.Server
 }
 
-func newPeer(t *testing.T, cfg dcsynchttp.HandlerConfig) *peer {
+func newPeer(t *testing.T, cfg dchttp.HandlerConfig) *peer {
 	t.Helper()
 	p := &peer{store: wiretest.NewStore()}
 	recv := wiretest.Receiver(t, p.store, nil)
 	if cfg.Secrets == nil {
 		cfg.Secrets = wiretest.Secrets()
 	}
-	p.srv = httptest.NewServer(dcsynchttp.NewHandler(recv.Collector(), cfg))
+	p.srv = httptest.NewServer(dchttp.NewHandler(recv.Collector(), cfg))
 	t.Cleanup(p.srv.Close)
 	return p
 }
@@ -72,7 +72,7 @@ func (r request) build(t *testing.T, url string) *http.Request {
 		r.nonce = hex.EncodeToString(n)
 	}
 	if r.contentType == "" {
-		r.contentType = dcsynchttp.ContentTypeProto
+		r.contentType = dchttp.ContentTypeProto
 	}
 	if r.sign == nil {
 		r.sign = r.body
@@ -89,13 +89,13 @@ func (r request) build(t *testing.T, url string) *http.Request {
 	if r.encoding != "" {
 		req.Header.Set("Content-Encoding", r.encoding)
 	}
-	req.Header.Set(dcsynchttp.HeaderFrom, r.from)
+	req.Header.Set(dchttp.HeaderFrom, r.from)
 	if r.to != "" {
-		req.Header.Set(dcsynchttp.HeaderTo, r.to)
+		req.Header.Set(dchttp.HeaderTo, r.to)
 	}
-	req.Header.Set(dcsynchttp.HeaderTimestamp, ts)
-	req.Header.Set(dcsynchttp.HeaderNonce, r.nonce)
-	req.Header.Set(dcsynchttp.HeaderSignature, hex.EncodeToString(mac.Sum(nil)))
+	req.Header.Set(dchttp.HeaderTimestamp, ts)
+	req.Header.Set(dchttp.HeaderNonce, r.nonce)
+	req.Header.Set(dchttp.HeaderSignature, hex.EncodeToString(mac.Sum(nil)))
 	return req
 }
 
@@ -131,7 +131,7 @@ func answer(t *testing.T, resp *http.Response) (int, *wire.Results) {
 func batch(t testing.TB, n int) ([]*dcsync.Request, []byte) { return wiretest.Batch(t, n) }
 
 func TestHandlerAccepts(t *testing.T) {
-	p := newPeer(t, dcsynchttp.HandlerConfig{})
+	p := newPeer(t, dchttp.HandlerConfig{})
 	_, body := batch(t, 3)
 	if code, res := do(t, request{body: body}.build(t, p.srv.URL)); code != 200 || res.Code != wire.Code_CODE_OK {
 		t.Fatalf("%d %v", code, res)
@@ -161,7 +161,7 @@ func TestHandlerAccepts(t *testing.T) {
 // applies nothing.
 func TestHandlerRefuses(t *testing.T) {
 	bad := wiretest.NewRefusals(t)
-	p := newPeer(t, dcsynchttp.HandlerConfig{MaxBody: 64 << 10, MaxBatch: 10, MaxSkew: time.Minute, Logger: bad.Logger()})
+	p := newPeer(t, dchttp.HandlerConfig{MaxBody: 64 << 10, MaxBatch: 10, MaxSkew: time.Minute, Logger: bad.Logger()})
 	good := bad.Good
 	replayed := request{body: good}.build(t, p.srv.URL)
 	replayed2 := replayed.Clone(context.Background())
@@ -204,8 +204,8 @@ func TestHandlerRefuses(t *testing.T) {
 		}
 	}
 	missing, _ := http.NewRequest(http.MethodPost, p.srv.URL, bytes.NewReader(good))
-	missing.Header.Set("Content-Type", dcsynchttp.ContentTypeProto)
-	if code, res := do(t, missing); code != 401 || !strings.Contains(res.Message, dcsynchttp.HeaderFrom) {
+	missing.Header.Set("Content-Type", dchttp.ContentTypeProto)
+	if code, res := do(t, missing); code != 401 || !strings.Contains(res.Message, dchttp.HeaderFrom) {
 		t.Errorf("unsigned: %d %q", code, res.Message)
 	}
 	put, _ := http.NewRequest(http.MethodPut, p.srv.URL, nil)
@@ -223,7 +223,7 @@ func TestHandlerRefuses(t *testing.T) {
 // A body cut off by the connection closing, and a body over the limit sent
 // without a length, are refused while reading.
 func TestHandlerRefusesWhileReading(t *testing.T) {
-	p := newPeer(t, dcsynchttp.HandlerConfig{MaxBody: 1 << 10})
+	p := newPeer(t, dchttp.HandlerConfig{MaxBody: 1 << 10})
 	_, good := batch(t, 3)
 	raw := func(t *testing.T, req *http.Request, body []byte, contentLength string) (int, *wire.Results) {
 		t.Helper()
@@ -264,7 +264,7 @@ func TestHandlerRefusesWhileReading(t *testing.T) {
 
 // One invalid request fails alone; the response says which.
 func TestHandlerPartial(t *testing.T) {
-	p := newPeer(t, dcsynchttp.HandlerConfig{})
+	p := newPeer(t, dchttp.HandlerConfig{})
 	reqs, _ := batch(t, 3)
 	reqs[1].Key = ""
 	body, _ := wire.Encode(nil, reqs, wire.Proto, wire.Encoding_ENCODING_IDENTITY)
@@ -279,12 +279,12 @@ func TestHandlerPartial(t *testing.T) {
 }
 
 func TestHandlerConfig(t *testing.T) {
-	for _, cfg := range []dcsynchttp.HandlerConfig{{}, {Secrets: map[string][]byte{"unicom": []byte("short")}}} {
+	for _, cfg := range []dchttp.HandlerConfig{{}, {Secrets: map[string][]byte{"unicom": []byte("short")}}} {
 		if cfg.Validate() == nil {
 			t.Errorf("%+v validated", cfg)
 		}
 	}
-	if err := (dcsynchttp.HandlerConfig{Secrets: wiretest.Secrets()}).Validate(); err != nil {
+	if err := (dchttp.HandlerConfig{Secrets: wiretest.Secrets()}).Validate(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() {
@@ -292,17 +292,17 @@ func TestHandlerConfig(t *testing.T) {
 			t.Fatal("NewHandler took an invalid config")
 		}
 	}()
-	dcsynchttp.NewHandler(nil, dcsynchttp.HandlerConfig{})
+	dchttp.NewHandler(nil, dchttp.HandlerConfig{})
 }
 
 func TestReceiverNamed(t *testing.T) {
 	wiretest.TestReceiverNamed(t, func(tb testing.TB, store *wiretest.Store, requireTo bool) string {
-		srv := httptest.NewServer(dcsynchttp.NewHandler(wiretest.Receiver(tb, store, nil).Collector(),
-			dcsynchttp.HandlerConfig{Secrets: wiretest.Secrets(), RequireTo: requireTo}))
+		srv := httptest.NewServer(dchttp.NewHandler(wiretest.Receiver(tb, store, nil).Collector(),
+			dchttp.HandlerConfig{Secrets: wiretest.Secrets(), RequireTo: requireTo}))
 		tb.Cleanup(srv.Close)
 		return srv.URL
 	}, func(tb testing.TB, url, to string) dcsync.Sender {
-		s, err := dcsynchttp.NewSender(dcsynchttp.SenderConfig{URL: url, From: "unicom", To: to, Secret: wiretest.Secret})
+		s, err := dchttp.NewSender(dchttp.SenderConfig{URL: url, From: "unicom", To: to, Secret: wiretest.Secret})
 		return wiretest.Closing(tb, s, err)
 	})
 }

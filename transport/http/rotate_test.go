@@ -12,7 +12,7 @@ import (
 
 	"github.com/dcsync/dcsync"
 	"github.com/dcsync/dcsync/internal/wire/wiretest"
-	dcsynchttp "github.com/dcsync/dcsync/transport/http"
+	dchttp "github.com/dcsync/dcsync/transport/http"
 )
 
 // switchSender hands batches to the sender it holds now: a sending
@@ -20,7 +20,7 @@ import (
 // answered first), without the Syncer noticing.
 type switchSender struct {
 	mu  sync.RWMutex // held shared by each Send
-	cur *dcsynchttp.Sender
+	cur *dchttp.Sender
 }
 
 func (s *switchSender) Send(ctx context.Context, reqs []*dcsync.Request) error {
@@ -30,7 +30,7 @@ func (s *switchSender) Send(ctx context.Context, reqs []*dcsync.Request) error {
 }
 
 // restart switches to next once the batches in flight are answered.
-func (s *switchSender) restart(next *dcsynchttp.Sender) {
+func (s *switchSender) restart(next *dchttp.Sender) {
 	s.mu.Lock()
 	s.cur = next
 	s.mu.Unlock()
@@ -46,15 +46,15 @@ func TestSecretRotationUnderLoad(t *testing.T) {
 	store := wiretest.NewStore()
 	recv := wiretest.Receiver(t, store, nil)
 	var handler atomic.Pointer[http.Handler]
-	serve := func(cfg dcsynchttp.HandlerConfig) {
-		h := dcsynchttp.NewHandler(recv.Collector(), cfg)
+	serve := func(cfg dchttp.HandlerConfig) {
+		h := dchttp.NewHandler(recv.Collector(), cfg)
 		handler.Store(&h)
 	}
-	serve(dcsynchttp.HandlerConfig{Secrets: map[string][]byte{"unicom": oldSecret}})
+	serve(dchttp.HandlerConfig{Secrets: map[string][]byte{"unicom": oldSecret}})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*handler.Load()).ServeHTTP(w, r) }))
 	t.Cleanup(srv.Close)
-	sender := func(secret []byte) *dcsynchttp.Sender {
-		s, err := dcsynchttp.NewSender(dcsynchttp.SenderConfig{URL: srv.URL, From: "unicom", Secret: secret})
+	sender := func(secret []byte) *dchttp.Sender {
+		s, err := dchttp.NewSender(dchttp.SenderConfig{URL: srv.URL, From: "unicom", Secret: secret})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -96,12 +96,12 @@ func TestSecretRotationUnderLoad(t *testing.T) {
 		}
 	}
 	progress("old secret")
-	serve(dcsynchttp.HandlerConfig{Secrets: map[string][]byte{"unicom": oldSecret},
+	serve(dchttp.HandlerConfig{Secrets: map[string][]byte{"unicom": oldSecret},
 		NextSecrets: map[string][]byte{"unicom": newSecret}})
 	progress("receivers accept the next secret")
 	sw.restart(sender(newSecret))
 	progress("senders switched")
-	serve(dcsynchttp.HandlerConfig{Secrets: map[string][]byte{"unicom": newSecret}})
+	serve(dchttp.HandlerConfig{Secrets: map[string][]byte{"unicom": newSecret}})
 	progress("old secret dropped")
 	close(stop)
 	wg.Wait()

@@ -15,14 +15,14 @@ import (
 
 	"github.com/dcsync/dcsync"
 	"github.com/dcsync/dcsync/internal/wire/wiretest"
-	dcsynchttp "github.com/dcsync/dcsync/transport/http"
+	dchttp "github.com/dcsync/dcsync/transport/http"
 )
 
 // newSender returns a sender from unicom unless cfg says otherwise.
-func newSender(t *testing.T, cfg dcsynchttp.SenderConfig) *dcsynchttp.Sender {
+func newSender(t *testing.T, cfg dchttp.SenderConfig) *dchttp.Sender {
 	t.Helper()
 	wiretest.FromUnicom(&cfg.From, &cfg.Secret)
-	s, err := dcsynchttp.NewSender(cfg)
+	s, err := dchttp.NewSender(cfg)
 	return wiretest.Closing(t, s, err)
 }
 
@@ -30,7 +30,7 @@ func TestSenderTLS(t *testing.T) {
 	certs := wiretest.NewTLS(t)
 	store := wiretest.NewStore()
 	recv := wiretest.Receiver(t, store, nil)
-	srv := httptest.NewUnstartedServer(dcsynchttp.NewHandler(recv.Collector(), dcsynchttp.HandlerConfig{Secrets: wiretest.Secrets()}))
+	srv := httptest.NewUnstartedServer(dchttp.NewHandler(recv.Collector(), dchttp.HandlerConfig{Secrets: wiretest.Secrets()}))
 	srv.TLS = certs.Server
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes are expected
 	srv.StartTLS()
@@ -40,10 +40,10 @@ func TestSenderTLS(t *testing.T) {
 	}
 
 	reqs, _ := batch(t, 5)
-	if err := newSender(t, dcsynchttp.SenderConfig{URL: srv.URL, TLS: certs.Client, Compress: true}).Send(context.Background(), reqs); err != nil {
+	if err := newSender(t, dchttp.SenderConfig{URL: srv.URL, TLS: certs.Client, Compress: true}).Send(context.Background(), reqs); err != nil {
 		t.Fatal(err)
 	}
-	for name, tc := range map[string]*dcsynchttp.SenderConfig{
+	for name, tc := range map[string]*dchttp.SenderConfig{
 		"no client certificate":     {URL: srv.URL, TLS: certs.ClientNoCert},
 		"certificate of a stranger": {URL: srv.URL, TLS: certs.Stranger},
 		"plaintext":                 {URL: strings.Replace(srv.URL, "https:", "http:", 1)},
@@ -64,7 +64,7 @@ func TestSenderTLS(t *testing.T) {
 // A refused batch fails for good; a forged origin says so.
 func TestSenderErrors(t *testing.T) {
 	wiretest.TestSenderErrors(t, transport{}, wiretest.SenderErrors{
-		Closed:       dcsynchttp.ErrClosed,
+		Closed:       dchttp.ErrClosed,
 		ForgedOrigin: func(err error) bool { return errors.Is(err, dcsync.ErrForgedOrigin) },
 	})
 }
@@ -77,7 +77,7 @@ func TestSenderProxyErrors(t *testing.T) {
 			http.Error(w, "<html>proxy says no</html>", status)
 		}))
 		reqs, _ := batch(t, 1)
-		err := newSender(t, dcsynchttp.SenderConfig{URL: proxy.URL}).Send(context.Background(), reqs)
+		err := newSender(t, dchttp.SenderConfig{URL: proxy.URL}).Send(context.Background(), reqs)
 		if err == nil || dcsync.IsPermanent(err) != permanent || !strings.Contains(err.Error(), fmt.Sprint(status)) {
 			t.Errorf("proxy %d: %v, want permanent=%v", status, err, permanent)
 		}
@@ -88,8 +88,8 @@ func TestSenderProxyErrors(t *testing.T) {
 // A batch over the peer's limits is split; the results of the parts are
 // merged back in order.
 func TestSenderSplits(t *testing.T) {
-	p := newPeer(t, dcsynchttp.HandlerConfig{MaxBatch: 10, MaxBody: 4096})
-	s := newSender(t, dcsynchttp.SenderConfig{URL: p.srv.URL, MaxBatch: 10, MaxBody: 4096})
+	p := newPeer(t, dchttp.HandlerConfig{MaxBatch: 10, MaxBody: 4096})
+	s := newSender(t, dchttp.SenderConfig{URL: p.srv.URL, MaxBatch: 10, MaxBody: 4096})
 	reqs, _ := batch(t, 35)
 	for i, r := range reqs {
 		if i%2 == 0 {
@@ -112,13 +112,13 @@ func TestSenderSplits(t *testing.T) {
 }
 
 func TestSenderConfig(t *testing.T) {
-	for _, cfg := range []dcsynchttp.SenderConfig{
+	for _, cfg := range []dchttp.SenderConfig{
 		{URL: "ftp://x", From: "unicom", Secret: wiretest.Secret},
 		{URL: "http://", From: "unicom", Secret: wiretest.Secret},
 		{URL: "http://x", Secret: wiretest.Secret},
 		{URL: "http://x", From: "unicom", Secret: []byte("short")},
 	} {
-		if _, err := dcsynchttp.NewSender(cfg); err == nil {
+		if _, err := dchttp.NewSender(cfg); err == nil {
 			t.Errorf("%+v accepted", cfg)
 		}
 	}
@@ -128,7 +128,7 @@ func TestSenderConfig(t *testing.T) {
 func TestSenderReusesConnections(t *testing.T) {
 	store := wiretest.NewStore()
 	recv := wiretest.Receiver(t, store, nil)
-	srv := httptest.NewUnstartedServer(dcsynchttp.NewHandler(recv.Collector(), dcsynchttp.HandlerConfig{Secrets: wiretest.Secrets()}))
+	srv := httptest.NewUnstartedServer(dchttp.NewHandler(recv.Collector(), dchttp.HandlerConfig{Secrets: wiretest.Secrets()}))
 	var conns atomic.Int32
 	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
@@ -137,7 +137,7 @@ func TestSenderReusesConnections(t *testing.T) {
 	}
 	srv.Start()
 	defer srv.Close()
-	s := newSender(t, dcsynchttp.SenderConfig{URL: srv.URL})
+	s := newSender(t, dchttp.SenderConfig{URL: srv.URL})
 	for range 50 {
 		reqs, _ := batch(t, 10)
 		if err := s.Send(context.Background(), reqs); err != nil {

@@ -7,21 +7,21 @@ import (
 
 	"github.com/dcsync/dcsync"
 	"github.com/dcsync/dcsync/internal/wire/wiretest"
-	dcsynchttp "github.com/dcsync/dcsync/transport/http"
+	dchttp "github.com/dcsync/dcsync/transport/http"
 )
 
 // transport adapts this package to the shared tests and benchmarks.
 type transport struct{}
 
 func (transport) Serve(tb testing.TB, ln net.Listener, c dcsync.Collector, secrets map[string][]byte) func() {
-	srv := &http.Server{Handler: dcsynchttp.NewHandler(c, dcsynchttp.HandlerConfig{Secrets: secrets})}
+	srv := &http.Server{Handler: dchttp.NewHandler(c, dchttp.HandlerConfig{Secrets: secrets})}
 	go func() { _ = srv.Serve(ln) }()
 	tb.Cleanup(func() { _ = srv.Close() })
 	return func() { _ = srv.Close() }
 }
 
 func (transport) Sender(tb testing.TB, addr, from string, secret []byte, compress bool) dcsync.Sender {
-	s, err := dcsynchttp.NewSender(dcsynchttp.SenderConfig{URL: "http://" + addr + "/", From: from,
+	s, err := dchttp.NewSender(dchttp.SenderConfig{URL: "http://" + addr + "/", From: from,
 		Secret: secret, Compress: compress})
 	return wiretest.Closing(tb, s, err)
 }

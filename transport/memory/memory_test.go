@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/dcsync/dcsync"
-	"github.com/dcsync/dcsync/transport/memory"
+	memtransport "github.com/dcsync/dcsync/transport/memory"
 )
 
 // collector records batches and fails the requests whose Key is "bad".
@@ -42,7 +42,7 @@ func batch(keys ...string) []*dcsync.Request {
 }
 
 func TestSenderDeliversCopies(t *testing.T) {
-	n := memory.NewNetwork(1)
+	n := memtransport.NewNetwork(1)
 	var c collector
 	s := n.Sender("a", "b")
 	if err := s.Send(context.Background(), batch("x")); err == nil {
@@ -63,20 +63,20 @@ func TestSenderDeliversCopies(t *testing.T) {
 }
 
 func TestFaults(t *testing.T) {
-	n := memory.NewNetwork(1)
+	n := memtransport.NewNetwork(1)
 	var c collector
 	n.Attach("b", &c)
 	s := n.Sender("a", "b")
 
-	n.SetFaults("a", "b", memory.Faults{Fail: 1})
-	if err := s.Send(context.Background(), batch("x")); !errors.Is(err, memory.ErrInjected) || len(c.batches) != 0 {
+	n.SetFaults("a", "b", memtransport.Faults{Fail: 1})
+	if err := s.Send(context.Background(), batch("x")); !errors.Is(err, memtransport.ErrInjected) || len(c.batches) != 0 {
 		t.Fatalf("Fail: %v, %d delivered", err, len(c.batches))
 	}
-	n.SetFaults("a", "b", memory.Faults{DropAck: 1})
-	if err := s.Send(context.Background(), batch("x")); !errors.Is(err, memory.ErrInjected) || len(c.batches) != 1 {
+	n.SetFaults("a", "b", memtransport.Faults{DropAck: 1})
+	if err := s.Send(context.Background(), batch("x")); !errors.Is(err, memtransport.ErrInjected) || len(c.batches) != 1 {
 		t.Fatalf("DropAck: %v, %d delivered", err, len(c.batches))
 	}
-	n.SetFaults("a", "b", memory.Faults{Duplicate: 1})
+	n.SetFaults("a", "b", memtransport.Faults{Duplicate: 1})
 	s.Send(context.Background(), batch("x"))
 	if len(c.batches) != 3 {
 		t.Fatalf("Duplicate: %d batches delivered, want 3", len(c.batches))
@@ -84,10 +84,10 @@ func TestFaults(t *testing.T) {
 }
 
 func TestReorderKeepsPerRequestResults(t *testing.T) {
-	n := memory.NewNetwork(7)
+	n := memtransport.NewNetwork(7)
 	var c collector
 	n.Attach("b", &c)
-	n.SetFaults("a", "b", memory.Faults{Reorder: 1})
+	n.SetFaults("a", "b", memtransport.Faults{Reorder: 1})
 	keys := []string{"k0", "k1", "bad", "k3", "k4", "k5", "k6", "k7"}
 	err := n.Sender("a", "b").Send(context.Background(), batch(keys...))
 	var be *dcsync.BatchError

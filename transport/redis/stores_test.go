@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/dcsync/dcsync"
-	auditmem "github.com/dcsync/dcsync/audit/memory"
+	memaudit "github.com/dcsync/dcsync/audit/memory"
 	"github.com/dcsync/dcsync/internal/testserver"
 )
 
@@ -270,7 +270,7 @@ func TestLockElectsOneReconciler(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := auditmem.New(0)
+	log := memaudit.New(0)
 	leaders := 0
 	for range 2 {
 		r, err := dcsync.NewReconciler(dcsync.ReconcilerConfig{DC: "unicom", Audit: log,
