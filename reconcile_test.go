@@ -48,7 +48,9 @@ func (c *cluster) repairsUnderFaults(n int, written map[string]bool) {
 	c.stores["telecom"].setFailRate(0.6)
 	maps.Copy(written, c.writeN(n, 50))
 	c.quiesce()
-	if c.sync["unicom"].Stats().ShipFailed == 0 || c.sync["telecom"].Stats().ApplyFailed == 0 {
+	// Whole-batch failures may all succeed from the retry queue; the
+	// requests telecom failed on every try are the reconciler's for sure.
+	if c.sync["telecom"].Stats().ApplyFailed == 0 {
 		c.t.Fatal("the faults did not bite; the test proves nothing")
 	}
 	c.net.SetFaultsBetween(memtransport.Faults{}, c.names...)
