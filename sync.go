@@ -233,8 +233,8 @@ func (s *Syncer) DC() string { return s.dc }
 //     covers an invalid request (ErrInvalid), a closed Syncer (ErrClosed),
 //     ctx ending while the audit log is full (ErrAuditFull) or its queue
 //     is (ErrAuditBusy), a failed journal append, and a failed local
-//     apply, the Processor's own error (or ErrPanic) wrapped, which is recorded rejected and never
-//     shipped. One exception: when the Journal fails to record the
+//     apply, the Processor's own error (or ErrPanic) wrapped, which is
+//     recorded rejected and never shipped. One exception: when the Journal fails to record the
 //     rejection, the error says so, and the write may be applied when the
 //     journal is recovered.
 //
