@@ -309,6 +309,7 @@ func (r *Reconciler) second(ctx context.Context, sec int64, peers []string, rep 
 		if err != nil {
 			return oldest, fmt.Errorf("dcsync: read trails: %w", err)
 		}
+		rep.Unreadable += page.Unreadable
 		if failing := r.repair(ctx, page.Trails, peers, applied, rep); !failing.IsZero() &&
 			(oldest.IsZero() || failing.Before(oldest)) {
 			oldest = failing
