@@ -172,19 +172,6 @@ type SetQuery struct {
 	From, To time.Time
 }
 
-// ErrAuditFull matches the error of an AuditLog's Append that has no room
-// left for new writes (process entries) but what holds writes not yet
-// complete everywhere. A Syncer holds the entries and tries again, and its
-// writers wait. It appends the entries of other stages, which complete the
-// writes a log holds, apart, and a store must take them even when full.
-var ErrAuditFull = errors.New("dcsync: audit log full of writes not yet complete")
-
-// ErrAuditBusy matches the error of a Write that was not taken because the
-// Syncer's audit queue (Config.AuditQueue records) stayed full until the
-// write's context ended: the AuditLog takes records slower than they come.
-// The write was applied nowhere; it may be written again.
-var ErrAuditBusy = errors.New("dcsync: audit queue full: the audit log takes records slower than writes come")
-
 // PeerDeclarer is implemented by an AuditLog that wants to know whom a
 // datacenter ships its writes to before any record says so: the memory
 // log, to tell when a write is complete everywhere. New declares its
@@ -305,6 +292,8 @@ type auditQueue struct {
 	full    atomic.Bool   // the log refuses entries: it is full of incomplete writes
 	fulls   atomic.Uint64 // times the log became full
 	waits   atomic.Uint64 // writes that waited for a full log
+	dropped atomic.Uint64 // records given up: the log failed to take them
+	held    atomic.Int64  // records the flusher holds for a full log
 	closed  atomic.Bool
 	flushed chan struct{} // closed when the flusher has exited
 }
@@ -493,6 +482,7 @@ func (q *auditQueue) run() {
 		if len(later) > 0 {
 			if err := q.log.Append(context.Background(), later); err != nil {
 				q.onErr(err)
+				q.dropped.Add(uint64(entryIDs(later)))
 			}
 		}
 		if len(held) > 0 {
@@ -507,11 +497,13 @@ func (q *auditQueue) run() {
 				}
 				if closed && time.Since(closedAt) >= fullWait {
 					q.onErr(fmt.Errorf("dcsync: %d audit records given up at close: %w", heldN, err))
+					q.dropped.Add(uint64(heldN))
 					held, heldN = nil, 0
 				}
 			default:
 				if err != nil {
 					q.onErr(err)
+					q.dropped.Add(uint64(heldN))
 				}
 				held, heldN, delay = nil, 0, time.Millisecond
 				q.full.Store(false)
@@ -526,6 +518,7 @@ func (q *auditQueue) run() {
 			sh.mu.Unlock()
 			clear(taken[i])
 		}
+		q.held.Store(int64(heldN))
 		q.busy.Store(len(held) > 0)
 		if closed && len(held) == 0 {
 			q.full.Store(false)
@@ -701,4 +694,37 @@ func (s *Syncer) auditWaits() uint64 {
 		return 0
 	}
 	return s.audit.waits.Load()
+}
+
+// depth returns how many records wait to be appended: queued, or held
+// while the log is full. Read at scrape time, never on the write path.
+func (q *auditQueue) depth() int {
+	if q == nil {
+		return 0
+	}
+	n := int(q.held.Load())
+	for i := range q.shards {
+		sh := &q.shards[i]
+		sh.mu.Lock()
+		n += sh.n
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// dropCount returns how many records the log failed to take.
+func (q *auditQueue) dropCount() uint64 {
+	if q == nil {
+		return 0
+	}
+	return q.dropped.Load()
+}
+
+// entryIDs returns the number of writes of entries.
+func entryIDs(entries []Entry) int {
+	n := 0
+	for _, e := range entries {
+		n += len(e.IDs)
+	}
+	return n
 }

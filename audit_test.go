@@ -3,6 +3,7 @@ package dcsync_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -57,7 +58,7 @@ func TestFullAuditLogPushesBackWithoutLosingWrites(t *testing.T) {
 		}
 		taken = append(taken, req.ID)
 	}
-	if !full || s.Stats().AuditFull == 0 || log.Stats().Refused == 0 {
+	if !full || s.Stats().AuditFull == 0 || s.Stats().AuditQueued == 0 || log.Stats().Refused == 0 {
 		t.Fatalf("no push back: full %v, syncer %+v, log %+v", full, s.Stats(), log.Stats())
 	}
 
@@ -84,6 +85,9 @@ func TestFullAuditLogPushesBackWithoutLosingWrites(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if st := s.Stats(); st.AuditQueued != 0 || st.AuditDropped != 0 {
+		t.Fatalf("after Flush: %d audit records queued, %d dropped, want none", st.AuditQueued, st.AuditDropped)
+	}
 	// Each write is delivered, or still in the log, body and all.
 	mu.Lock()
 	for _, id := range taken {
@@ -101,6 +105,35 @@ func TestFullAuditLogPushesBackWithoutLosingWrites(t *testing.T) {
 	}
 	if err := s.Write(ctx, &dcsync.Request{Key: "k", Op: "set"}); err != nil {
 		t.Fatalf("the log made no room once its writes were delivered: %v", err)
+	}
+}
+
+// failingLog is an AuditLog whose Append always fails.
+type failingLog struct{ dcsync.AuditLog }
+
+func (failingLog) Append(context.Context, []dcsync.Entry) error { return errors.New("disk gone") }
+
+// Records a log fails to take are counted in Stats.AuditDropped, and the
+// queue is empty once flushed.
+func TestAuditStatsCountDroppedRecords(t *testing.T) {
+	s, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: noop, Audit: failingLog{auditmem.New(0)},
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for range 10 {
+		if err := s.Write(context.Background(), &dcsync.Request{Key: "k", Op: "set"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.AuditDropped < 10 || st.AuditQueued != 0 {
+		t.Fatalf("dropped %d (want at least the 10 process records), queued %d", st.AuditDropped, st.AuditQueued)
 	}
 }
 

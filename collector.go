@@ -112,12 +112,6 @@ func (c collector) Collect(ctx context.Context, from string, reqs []*Request) (e
 	return nil
 }
 
-// ErrClockSkew is returned for a collected write whose version is further
-// ahead of the local clock than Config.MaxSkew allows. It is retryable: the
-// write is accepted once the local clock has caught up, or the sender's
-// clock is mended and the write resent.
-var ErrClockSkew = errors.New("dcsync: write's version too far ahead of the local clock")
-
 // claim validates req, merges its version into the local clock, and claims
 // it in the dedupe store.
 func (s *Syncer) claim(ctx context.Context, req *Request) (Claim, error) {

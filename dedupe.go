@@ -2,7 +2,6 @@ package dcsync
 
 import (
 	"context"
-	"errors"
 	"hash/maphash"
 	"sync"
 	"time"
@@ -19,11 +18,6 @@ const (
 	// InFlight: another worker is applying it right now; retry later.
 	InFlight
 )
-
-// ErrInFlight is returned for a write that another worker of the same
-// datacenter is applying at this moment. It is retryable: the retry will
-// find it applied.
-var ErrInFlight = errors.New("dcsync: write is being applied by another worker")
 
 // DedupeStore remembers which writes a datacenter has applied, so a write
 // delivered twice is applied once. All collectors of a datacenter share one

@@ -450,33 +450,3 @@ func (r *Reconciler) saveCheckpoint(ctx context.Context, t time.Time) error {
 	}
 	return nil
 }
-
-// MemoryLock is an in-process LeaderLock: reconcilers sharing one MemoryLock
-// elect one of them. The zero value is unlocked.
-type MemoryLock struct {
-	mu     sync.Mutex
-	holder string
-	until  time.Time
-}
-
-// Acquire implements LeaderLock.
-func (l *MemoryLock) Acquire(_ context.Context, token string, ttl time.Duration) (bool, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := time.Now()
-	if l.holder != "" && l.holder != token && now.Before(l.until) {
-		return false, nil
-	}
-	l.holder, l.until = token, now.Add(ttl)
-	return true, nil
-}
-
-// Release implements LeaderLock.
-func (l *MemoryLock) Release(_ context.Context, token string) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.holder == token {
-		l.holder = ""
-	}
-	return nil
-}

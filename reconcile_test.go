@@ -12,6 +12,7 @@ import (
 
 	"github.com/dcsync/dcsync"
 	auditmem "github.com/dcsync/dcsync/audit/memory"
+	"github.com/dcsync/dcsync/internal/memlock"
 	"github.com/dcsync/dcsync/transport/memory"
 )
 
@@ -37,12 +38,14 @@ func TestReconcilerRepairsFailedAndSilentDeliveries(t *testing.T) {
 }
 
 // repairsUnderFaults writes n writes per datacenter while half the sends
-// and 30% of telecom's applies fail, then lifts the faults, reconciles,
+// and 60% of telecom's applies fail, then lifts the faults, reconciles,
 // and checks that every datacenter holds them and the written ones.
 func (c *cluster) repairsUnderFaults(n int, written map[string]bool) {
 	c.t.Helper()
 	c.net.SetFaultsBetween(memory.Faults{Fail: 0.5}, c.names...)
-	c.stores["telecom"].setFailRate(0.3)
+	// Batches that fail whole wait in the queue and go again; requests
+	// the peer fails on each of their tries are left to the reconciler.
+	c.stores["telecom"].setFailRate(0.6)
 	maps.Copy(written, c.writeN(n, 50))
 	c.quiesce()
 	if c.sync["unicom"].Stats().ShipFailed == 0 || c.sync["telecom"].Stats().ApplyFailed == 0 {
@@ -171,7 +174,7 @@ func TestReconcilerKeepsFailingWritesInTheWindow(t *testing.T) {
 
 func TestOneReconcilerLeads(t *testing.T) {
 	c := newCluster(t, 1, "unicom", "telecom")
-	var lock dcsync.MemoryLock
+	var lock memlock.Lock
 	mk := func() *dcsync.Reconciler {
 		r, err := dcsync.NewReconciler(dcsync.ReconcilerConfig{DC: "unicom", Audit: c.audit, Lock: &lock,
 			Peers: map[string]dcsync.Sender{"telecom": c.net.Sender("unicom", "telecom")}})

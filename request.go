@@ -81,36 +81,6 @@ func or[T comparable](v, def T) T {
 	return v
 }
 
-// Errors returned for requests that can never succeed. All of them match
-// ErrInvalid with errors.Is, and IsPermanent reports true for them: a sender
-// does not retry them.
-var (
-	ErrInvalid       = errors.New("dcsync: invalid request")
-	ErrNilRequest    = fmt.Errorf("%w: nil request", ErrInvalid)
-	ErrEmptyKey      = fmt.Errorf("%w: empty key", ErrInvalid)
-	ErrInvalidID     = fmt.Errorf("%w: malformed ID", ErrInvalid)
-	ErrTooLarge      = fmt.Errorf("%w: over the size limit", ErrInvalid)
-	ErrNoVersion     = fmt.Errorf("%w: missing version", ErrInvalid)
-	ErrBatchTooLarge = fmt.Errorf("%w: batch over the size limit", ErrInvalid)
-)
-
-// Errors about who sent a batch. The whole batch is rejected and nothing of
-// it is applied.
-var (
-	ErrUnauthenticated = errors.New("dcsync: peer not authenticated")
-	ErrUnknownPeer     = fmt.Errorf("%w: unknown datacenter", ErrUnauthenticated)
-	ErrForgedOrigin    = fmt.Errorf("%w: request origin differs from sending datacenter", ErrUnauthenticated)
-)
-
-// ErrClosed is returned by operations on a closed Syncer.
-var ErrClosed = errors.New("dcsync: syncer closed")
-
-// IsPermanent reports whether err can never succeed on retry: an invalid
-// request or an unauthenticated peer. Everything else is worth retrying.
-func IsPermanent(err error) bool {
-	return errors.Is(err, ErrInvalid) || errors.Is(err, ErrUnauthenticated)
-}
-
 // validID reports whether id is 1 to 128 characters of letters, digits and
 // ".:_-" — a UUID, a ULID, or a host's own scheme, but nothing that could
 // break an audit query or a log line.
@@ -157,38 +127,6 @@ func (l Limits) validate(r *Request, stamped bool) error {
 		}
 	}
 	return nil
-}
-
-// BatchError reports which requests of a batch failed. The requests it does
-// not name succeeded, so a sender retries only the failed ones.
-type BatchError struct {
-	// Errs has one entry per request of the batch, nil where it succeeded.
-	Errs []error
-}
-
-// Error summarises the failures.
-func (e *BatchError) Error() string {
-	n, first := 0, error(nil)
-	for _, err := range e.Errs {
-		if err != nil {
-			if first == nil {
-				first = err
-			}
-			n++
-		}
-	}
-	return fmt.Sprintf("dcsync: %d of %d requests failed, first: %v", n, len(e.Errs), first)
-}
-
-// Unwrap returns the individual failures, so errors.Is matches any of them.
-func (e *BatchError) Unwrap() []error {
-	var errs []error
-	for _, err := range e.Errs {
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errs
 }
 
 // resultOf returns the error of request i of a batch whose delivery returned

@@ -24,14 +24,27 @@ type Sender interface {
 	Close() error
 }
 
-// ErrQueueFull is returned by Write when a peer's queue stayed full until the
-// context ended. The write was applied locally and recorded, so the
-// reconciler still delivers it.
-var ErrQueueFull = errors.New("dcsync: reship queue full")
+// Pipeliner is a Sender that keeps several batches in flight to its peer
+// and has them applied in order. The built-in Reship gives each lane a Pipe
+// of its own and keeps on it as many batches in flight as the peer's window
+// allows (see Delivery.Window); on a Sender that is not a Pipeliner, or
+// whose Pipe returns nil, a lane has one batch in flight at a time.
+type Pipeliner interface {
+	Sender
+	// Pipe returns an ordered way to the peer, or nil when the Sender
+	// cannot keep order: batches begun on one Pipe, one after the other,
+	// are applied by the peer in that order.
+	Pipe() Pipe
+}
 
-// ErrPeerDown is recorded for writes not sent because their peer failed
-// repeatedly; the reconciler delivers them once it is back.
-var ErrPeerDown = errors.New("dcsync: peer unavailable, left to the reconciler")
+// Pipe carries batches to one peer in order; see Pipeliner. A Pipe is used
+// by one goroutine at a time.
+type Pipe interface {
+	// Begin puts reqs on their way within ctx and returns once their
+	// place in the order is taken; wait then waits for the peer's answer
+	// and returns what Sender.Send would have.
+	Begin(ctx context.Context, reqs []*Request) (wait func() error)
+}
 
 // Delivery tunes the built-in Reship. The zero value of each field selects
 // its default.
@@ -39,13 +52,29 @@ type Delivery struct {
 	QueueSize int           // writes per peer waiting for or in a Send; default 65536
 	BatchSize int           // writes per Send; default 256
 	Linger    time.Duration // wait for a batch to fill; default 1ms, negative for none
-	// Workers is how many Sends per peer may be in flight at once, each
-	// from a lane of its own; default 2. Writes to one Key always take the
-	// same lane, so they reach the peer in the order they were written,
-	// retries and repairs aside (ordering by Version is what converges).
+	// Workers is how many lanes each peer's queue has, each with a worker
+	// of its own; default 2. Writes to one Key always take the same lane,
+	// so they reach the peer in the order they were written, retries and
+	// repairs aside (ordering by Version is what converges). Over a
+	// Pipeliner a lane keeps several batches in flight, as many as the
+	// window allows; over another Sender, one.
 	Workers int
+	// Window bounds the bytes of writes in flight to one peer, over all
+	// its lanes; default 16 MiB. Within it the window follows the link: it
+	// grows while the round trips stay close to the shortest seen and
+	// writes wait for room, and shrinks when they lengthen (the peer
+	// queues). A lane may always have one batch in flight. Carrying R
+	// writes/s of S bytes over a round trip T needs R·S·T bytes: 250,000
+	// writes/s of 300 bytes over 40 ms is 3 MB.
+	Window  int
 	Timeout time.Duration // bound of one Send; default 10s
 	Backoff Backoff       // retries of a failed Send
+	// Probe bounds the time between two tries of a peer marked down; its
+	// writes wait in its queue meanwhile and are re-sent, in order, as
+	// soon as a try succeeds. Default 1s. Negative keeps no retry queue:
+	// a batch that failed whole is left to the reconciler at once, and a
+	// peer marked down is tried again after Backoff.
+	Probe time.Duration
 }
 
 func (d Delivery) withDefaults() Delivery {
@@ -54,7 +83,9 @@ func (d Delivery) withDefaults() Delivery {
 	d.Linger = or(d.Linger, time.Millisecond)
 	d.Workers = or(d.Workers, 2)
 	d.Timeout = or(d.Timeout, 10*time.Second)
+	d.Window = or(d.Window, 16<<20)
 	d.Backoff = d.Backoff.withDefaults()
+	d.Probe = or(d.Probe, time.Second)
 	return d
 }
 
@@ -72,7 +103,17 @@ type shipper struct {
 // with a retryable error, and returns each request's final error (nil when
 // delivered). prior, when not nil, counts each request's earlier attempts,
 // so that the records number every attempt of a write.
-func (sh *shipper) ship(ctx context.Context, peer string, s Sender, reqs []*Request, prior []int) (errs []error) {
+func (sh *shipper) ship(ctx context.Context, peer string, s Sender, reqs []*Request, prior []int) []error {
+	errs, _ := sh.shipFrom(ctx, peer, s, reqs, prior, nil, sh.backoff.Attempts)
+	return errs
+}
+
+// shipFrom is ship with first, when not nil, waiting for the first try
+// (begun on a Pipe), and at most attempts tries. It also reports whether
+// the last try failed whole with a retryable error: the peer could not be
+// reached, or would not take the batch for now.
+func (sh *shipper) shipFrom(ctx context.Context, peer string, s Sender, reqs []*Request, prior []int,
+	first func() error, attempts int) (errs []error, down bool) {
 	if sh.obs != nil { // prior is the reconciler's
 		ctx = sh.obs.SendStart(ctx, Send{Peer: peer, Reqs: reqs, Repair: prior != nil})
 		defer func() { sh.obs.SendDone(ctx, Send{Peer: peer, Reqs: reqs, Repair: prior != nil}, errs) }()
@@ -84,9 +125,14 @@ func (sh *shipper) ship(ctx context.Context, peer string, s Sender, reqs []*Requ
 		index[i] = i
 	}
 	for try := 1; ; try++ {
-		tctx, cancel := context.WithTimeout(ctx, sh.timeout)
-		err := s.Send(tctx, pending)
-		cancel()
+		var err error
+		if try == 1 && first != nil {
+			err = first()
+		} else {
+			tctx, cancel := context.WithTimeout(ctx, sh.timeout)
+			err = s.Send(tctx, pending)
+			cancel()
+		}
 		now := time.Now()
 		recs := getRecords()
 		var retry []*Request
@@ -110,8 +156,10 @@ func (sh *shipper) ship(ctx context.Context, peer string, s Sender, reqs []*Requ
 		}
 		sh.record(*recs...)
 		putRecords(recs)
-		if len(retry) == 0 || try >= sh.backoff.Attempts || !wait.Sleep(ctx, sh.backoff.Delay(try)) {
-			return errs
+		var be *BatchError
+		down = err != nil && !IsPermanent(err) && !errors.As(err, &be)
+		if len(retry) == 0 || try >= attempts || !wait.Sleep(ctx, sh.backoff.Delay(try)) {
+			return errs, down
 		}
 		pending, index = retry, retryIndex
 	}

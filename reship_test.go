@@ -12,6 +12,7 @@ import (
 
 	"github.com/dcsync/dcsync"
 	auditmem "github.com/dcsync/dcsync/audit/memory"
+	"github.com/dcsync/dcsync/transport/memory"
 )
 
 func TestReshipRetriesOnlyFailedRequests(t *testing.T) {
@@ -189,14 +190,19 @@ func TestLanesKeepEachKeysOrder(t *testing.T) {
 	}
 }
 
-func TestPeerBackFromABlipIsSentToAgain(t *testing.T) {
+// blipPeer returns a peer that fails its first batch whole.
+func blipPeer() *recordingSender {
 	var calls atomic.Int32
-	peer := &recordingSender{send: func([]*dcsync.Request) error {
+	return &recordingSender{send: func([]*dcsync.Request) error {
 		if calls.Add(1) == 1 {
 			return errors.New("blip")
 		}
 		return nil
 	}}
+}
+
+func TestPeerBackFromABlipIsSentToAgain(t *testing.T) {
+	peer := blipPeer()
 	s, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: newStore(0, 1),
 		Peers: map[string]dcsync.Sender{"telecom": peer},
 		// One try a batch: the first batch fails whole and marks the peer
@@ -215,6 +221,181 @@ func TestPeerBackFromABlipIsSentToAgain(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(20 * time.Millisecond) // 20 times the longest the peer stays marked down
+	}
+	// The first write failed whole, waited in the queue and went again
+	// once the peer answered.
+	if st := s.Stats(); st.ShipFailed != 0 || st.Shipped != 2 {
+		t.Fatalf("stats %+v: want both writes shipped", st)
+	}
+	if got := peer.delivered(); len(got) != 2 {
+		t.Fatalf("peer got %v", got)
+	}
+}
+
+// missing counts the ids s has not applied.
+func (s *store) missing(ids []string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, id := range ids {
+		if s.applies[id] == 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// TestReturningPeerCatchesUp takes one of two peers down for 10 seconds
+// under a steady write load, with default Delivery settings and no
+// reconciler: the other peer gets every write meanwhile, and the one that
+// returns gets every write of the outage within 5 seconds of its return,
+// each key's writes in order.
+func TestReturningPeerCatchesUp(t *testing.T) {
+	const outage = 10 * time.Second
+	nw := memory.NewNetwork(1)
+	names := []string{"unicom", "telecom", "mobile"}
+	stores := map[string]*store{}
+	var origin *dcsync.Syncer
+	for _, dc := range names {
+		stores[dc] = newStore(0, 1)
+		s, err := dcsync.New(dcsync.Config{DC: dc, Peers: nw.Peers(dc, names...), Processor: stores[dc]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		nw.Attach(dc, s.Collector())
+		if dc == "unicom" {
+			origin = s
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var during []string
+	write := func(i int) string {
+		req := &dcsync.Request{Key: fmt.Sprint("k", i%50), Payload: []byte(strconv.Itoa(i))}
+		if err := origin.Write(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		return req.ID
+	}
+	i := 0
+	for range 50 { // before: connections up, the queue running
+		write(i)
+		i++
+	}
+	nw.SetFaults("unicom", "telecom", memory.Faults{Fail: 1})
+	tick := time.NewTicker(10 * time.Millisecond) // about 100 writes/s
+	for end := time.Now().Add(outage); time.Now().Before(end); i++ {
+		<-tick.C
+		during = append(during, write(i))
+	}
+	tick.Stop()
+	st := dcsync.PeerStates(origin)
+	if down := st["telecom"]; down.DownSince.IsZero() || down.Backlog == 0 || down.Oldest.IsZero() {
+		t.Fatalf("telecom at the end of its outage: %+v", down)
+	}
+	if up := st["mobile"]; !up.DownSince.IsZero() {
+		t.Fatalf("mobile: %+v", up)
+	}
+	nw.SetFaults("unicom", "telecom", memory.Faults{})
+	back := time.Now()
+	for stores["telecom"].missing(during) > 0 {
+		if time.Since(back) > 5*time.Second {
+			t.Fatalf("%d of the %d writes of the outage not applied 5s after the peer's return",
+				stores["telecom"].missing(during), len(during))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("%d writes of a %v outage applied %v after the return", len(during), outage, time.Since(back))
+	for stores["mobile"].missing(during) > 0 && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := stores["mobile"].missing(during); n > 0 {
+		t.Fatalf("the healthy peer misses %d writes", n)
+	}
+	if err := origin.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if back := dcsync.PeerStates(origin)["telecom"]; back.Backlog != 0 || !back.DownSince.IsZero() {
+		t.Fatalf("telecom once back: %+v", back)
+	}
+	if st := origin.Stats(); st.ShipFailed != 0 {
+		t.Fatalf("writes given up: %+v", st)
+	}
+	// Each key's last write wins everywhere: the re-sent writes came in
+	// order, and after the older ones.
+	for k, w := range stores["unicom"].values {
+		if got := stores["telecom"].values[k]; got == nil || got.ID != w.ID {
+			t.Fatalf("key %s: telecom holds %v, unicom %s", k, got, w.ID)
+		}
+	}
+}
+
+// TestSlowPeerDoesNotStarveTheOthers fills a hanging peer's queue: the
+// writes still reach the other peer, whichever order the peers are in.
+func TestSlowPeerDoesNotStarveTheOthers(t *testing.T) {
+	release := make(chan struct{})
+	slow := &recordingSender{send: func([]*dcsync.Request) error { <-release; return nil }}
+	fast := &recordingSender{}
+	s, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: newStore(0, 1),
+		Peers:    map[string]dcsync.Sender{"slow": slow, "fast": fast},
+		Delivery: dcsync.Delivery{QueueSize: 4, BatchSize: 1, Linger: -1, Workers: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := 0
+	for range 20 {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		if err := s.Write(ctx, &dcsync.Request{Key: "k"}); errors.Is(err, dcsync.ErrQueueFull) {
+			full++
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+	}
+	if full == 0 {
+		t.Fatal("the slow peer's queue never filled")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for len(fast.delivered()) < 20 && ctx.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	if n := len(fast.delivered()); n != 20 {
+		t.Fatalf("the fast peer got %d of 20 writes", n)
+	}
+	close(release)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNegativeProbeKeepsNoRetryQueue: with Delivery.Probe negative, a
+// batch that fails whole is left to the reconciler at once.
+func TestNegativeProbeKeepsNoRetryQueue(t *testing.T) {
+	peer := blipPeer()
+	s, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: newStore(0, 1),
+		Peers: map[string]dcsync.Sender{"telecom": peer},
+		Delivery: dcsync.Delivery{Linger: -1, Probe: -1,
+			Backoff: dcsync.Backoff{Initial: time.Millisecond, Max: time.Millisecond, Attempts: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Write(ctx, &dcsync.Request{Key: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	for s.Stats().ShipFailed == 0 { // the peer is marked down: Flush would not wait
+		time.Sleep(time.Millisecond)
+	}
+	if err := s.Write(ctx, &dcsync.Request{Key: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	for s.Stats().Shipped == 0 { // sent once the peer may be tried again
+		time.Sleep(time.Millisecond)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
 	}
 	if st := s.Stats(); st.ShipFailed != 1 || st.Shipped != 1 {
 		t.Fatalf("stats %+v: want the first write failed, the second shipped", st)

@@ -101,6 +101,9 @@ type Stats struct {
 
 	// Peers is the delivery status of each peer.
 	Peers map[string]PeerStats
+
+	AuditQueued  int    // audit records waiting for the AuditLog, queued or held while it is full
+	AuditDropped uint64 // audit records given up because the AuditLog failed to take them
 }
 
 // DefaultMaxSkew is Config.MaxSkew's default: how far ahead of the local
@@ -393,12 +396,14 @@ func (s *Syncer) Stats() Stats {
 		ApplyFailed: c.applyFailed.Load(), Duplicates: c.duplicates.Load(), Invalid: c.invalid.Load(),
 		Skewed: c.skewed.Load(), AuditFull: s.auditWaits(), RefusedUnauthenticated: c.refusedAuth.Load(),
 		RefusedInvalid: c.refusedInvalid.Load(), RefusedTooLarge: c.refusedLarge.Load(),
-		Peers: s.peerStats()}
+		Peers: s.peerStats(), AuditQueued: s.audit.depth(), AuditDropped: s.audit.dropCount()}
 }
 
 // Flush waits until every write queued for the peers has been sent or given
 // up, and every audit record has reached the AuditLog, or until ctx ends.
-// Writes and batches arriving meanwhile are waited for too.
+// Writes and batches arriving meanwhile are waited for too; writes waiting
+// in the queue of a peer that is down, to be re-sent once it answers, are
+// not.
 func (s *Syncer) Flush(ctx context.Context) error {
 	for {
 		if (s.queues == nil || s.queues.idle()) && s.audit.idle() {

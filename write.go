@@ -30,15 +30,6 @@ func (o writeOptions) need(peers int) int {
 	return max(o.quorum, 0)
 }
 
-// ErrNotReplicated is matched by every error of a Write that applied the
-// write here (or, with Config.ReshipApplies, handed it to the Reship): too
-// many peers failed to apply it for the requested quorum, the context
-// ended or the Syncer closed before they acknowledged it, or it could not
-// be queued for the peers (then the error also matches ErrQueueFull or
-// ErrClosed). The journal, the senders or the reconciler go on delivering
-// it; it must not be written again as a new write.
-var ErrNotReplicated = errors.New("dcsync: write not applied by enough peers")
-
 // waiter collects peer acknowledgements of one write.
 type waiter struct {
 	need, peers int

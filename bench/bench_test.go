@@ -7,14 +7,16 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // TestShortRun runs the command's short mode over every target this
 // machine can run, and checks that each one carried every write to the
 // peer and that the JSON report reads back whole. It asserts no timing:
 // the figures of a shared machine are not a test's business.
-func TestShortRun(t *testing.T) {
-	cfg := Config{ElasticURL: os.Getenv("DCSYNC_ELASTIC_URL")}
+// runShort runs cfg shortened and logs its table.
+func runShort(t *testing.T, cfg Config) *Report {
+	t.Helper()
 	cfg.shorten()
 	rep, err := Run(context.Background(), cfg)
 	if err != nil {
@@ -23,6 +25,12 @@ func TestShortRun(t *testing.T) {
 	var table bytes.Buffer
 	rep.WriteTable(&table)
 	t.Logf("\n%s", table.String())
+	return rep
+}
+
+func TestShortRun(t *testing.T) {
+	cfg := Config{ElasticURL: os.Getenv("DCSYNC_ELASTIC_URL")}
+	rep := runShort(t, cfg)
 
 	ran := 0
 	for _, res := range rep.Results {
@@ -66,13 +74,32 @@ func TestShortRun(t *testing.T) {
 	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatalf("JSON report does not read back: %v", err)
 	}
-	if len(back.Results) != len(rep.Results) || back.Config.N != cfg.N || back.Machine.Cores == 0 {
+	if len(back.Results) != len(rep.Results) || back.Config.N != rep.Config.N || back.Machine.Cores == 0 {
 		t.Errorf("JSON report read back as %d results, n %d, %d cores; want %d results, n %d",
-			len(back.Results), back.Config.N, back.Machine.Cores, len(rep.Results), cfg.N)
+			len(back.Results), back.Config.N, back.Machine.Cores, len(rep.Results), rep.Config.N)
 	}
 	for i, res := range back.Results {
 		if res.Name != rep.Results[i].Name || (res.Full == nil) != (rep.Results[i].Full == nil) {
 			t.Errorf("JSON result %d is %+v, want %+v", i, res, rep.Results[i])
+		}
+	}
+}
+
+// TestShortWAN runs the WAN phase briefly over HTTP and gRPC and checks
+// that every row ran, and that WaitAll across a 10 ms line takes at least
+// its round trip (a bound the line guarantees, not a timing assertion).
+func TestShortWAN(t *testing.T) {
+	cfg := Config{Only: []string{"wan/http", "wan/grpc"}, WAN: []time.Duration{0, 10 * time.Millisecond}}
+	rep := runShort(t, cfg)
+	if len(rep.Results) != 0 || len(rep.WAN) != 4 {
+		t.Fatalf("%d results and %d WAN rows, want 0 and 4", len(rep.Results), len(rep.WAN))
+	}
+	for _, w := range rep.WAN {
+		if len(w.Errors) > 0 || w.WritesPerSec <= 0 || w.LagP50 <= 0 || w.WaitAllP50 <= 0 {
+			t.Errorf("%+v", w)
+		}
+		if w.WaitAllP50 < 2*w.DelayMS {
+			t.Errorf("%s: WaitAll p50 %.1f ms across %v ms each way", w.Transport, w.WaitAllP50, w.DelayMS)
 		}
 	}
 }

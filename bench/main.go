@@ -12,12 +12,15 @@
 //
 // Targets:
 //
-//	dcsync/<transport>[+elastic]  memory, http, http-journal (http writing ahead to package journal), grpc, redis, redis-cluster; audit log in memory or Elasticsearch
+//	dcsync/<transport>[+elastic]  memory, http, http-journal (http writing ahead to package journal), grpc, redis, redis-cluster, kafka, kafka-fetch64k; audit log in memory or Elasticsearch
 //	watermill/redis               Watermill's Redis Streams pub/sub with a forwarder from A's Redis to B's
 //	handrolled/http-post          one HTTP POST per write, net/http client to net/http server
 //	ceiling/redis-xadd            redis-benchmark, pipelined XADD of the payload
 //	ceiling/nethttp               a net/http handler that only reads the body, fed dcsync-sized batches
 //	ceiling/grpc                  a client-streaming RPC that only receives dcsync-sized batches
+//	mirrormaker2/kafka            Kafka's MirrorMaker 2 copying a topic from unicom's broker to telecom's (-mm2)
+//	ceiling/kafka-produce         a franz-go producer alone, the Node's settings, dcsync's records to the peer's broker, writers waiting for acks
+//	ceiling/kafka-produce-async   the same, every record handed to the client at once
 //
 // Usage:
 //
@@ -62,9 +65,19 @@ type Config struct {
 	BatchSize int // dcsync Delivery.BatchSize; 0 for the library's default
 	Workers   int // dcsync Delivery.Workers, and the batches in flight of the RPC ceilings; 0 for the default
 
+	// The WAN phase: one-way delays (none: skipped), writes per full-speed
+	// phase, runs, and length of its lag phases.
+	WAN       []time.Duration
+	WANN      int
+	WANRuns   int
+	WANLagFor time.Duration
+
 	WatermillConsumers int    // subscribers per hop in the Watermill forwarder
 	RedisServer        string // redis-server binary
 	RedisBenchmark     string // redis-benchmark binary
+	KafkaA, KafkaB     string // bootstrap brokers of unicom's and telecom's Kafka; the Kafka rows need both
+	KafkaRun           string // scripts/kafka.sh's run directory, where the brokers' pids are
+	MirrorMaker        bool   // run the mirrormaker2/kafka row, which starts a JVM per phase
 }
 
 func (c *Config) withDefaults() {
@@ -78,9 +91,15 @@ func (c *Config) withDefaults() {
 	c.SustainFor = or(c.SustainFor, time.Minute)
 	c.Load = or(c.Load, 0.5)
 	c.Timeout = or(c.Timeout, 5*time.Minute)
+	c.WANN = or(c.WANN, 100_000)
+	c.WANRuns = or(c.WANRuns, 3)
+	c.WANLagFor = or(c.WANLagFor, 3*time.Second)
 	c.WatermillConsumers = or(c.WatermillConsumers, 4)
 	c.RedisServer = or(c.RedisServer, lookPath("DCSYNC_REDIS_SERVER", "redis-server"))
 	c.RedisBenchmark = or(c.RedisBenchmark, lookPath("DCSYNC_REDIS_BENCHMARK", "redis-benchmark"))
+	c.KafkaA = or(c.KafkaA, os.Getenv("DCSYNC_KAFKA_BROKERS_A"))
+	c.KafkaB = or(c.KafkaB, os.Getenv("DCSYNC_KAFKA_BROKERS_B"))
+	c.KafkaRun = or(c.KafkaRun, os.Getenv("DCSYNC_KAFKA_RUN"))
 }
 
 // or returns v, or def when v is the zero value.
@@ -94,7 +113,7 @@ func or[T comparable](v, def T) T {
 
 func main() {
 	var cfg Config
-	var only, jsonPath, mdPath string
+	var only, jsonPath, mdPath, wan string
 	var short, quiet bool
 	flag.IntVar(&cfg.N, "n", 200_000, "writes per full-speed phase")
 	flag.IntVar(&cfg.ElasticN, "elastic-n", 0, "writes per full-speed phase of the +elastic rows (default n/10)")
@@ -113,11 +132,32 @@ func main() {
 	flag.IntVar(&cfg.BatchSize, "batch", 0, "dcsync Delivery.BatchSize (0: library default)")
 	flag.IntVar(&cfg.Workers, "workers", 0, "dcsync Delivery.Workers, and batches in flight of the RPC ceilings (0: library default)")
 	flag.IntVar(&cfg.WatermillConsumers, "watermill-consumers", 4, "subscribers per hop of the Watermill forwarder")
+	flag.StringVar(&wan, "wan", "0,10ms,20ms,40ms", "one-way delays of the WAN phase, comma-separated; empty skips it")
+	flag.IntVar(&cfg.WANN, "wan-n", 100_000, "writes per full-speed phase of the WAN phase")
+	flag.IntVar(&cfg.WANRuns, "wan-runs", 3, "runs of the WAN phase, of which rows are medians")
+	flag.DurationVar(&cfg.WANLagFor, "wan-lag-for", 3*time.Second, "length of each lag phase of the WAN phase")
+	flag.StringVar(&cfg.KafkaA, "kafka-a", "", "unicom's Kafka brokers (default $DCSYNC_KAFKA_BROKERS_A)")
+	flag.StringVar(&cfg.KafkaB, "kafka-b", "", "telecom's Kafka brokers (default $DCSYNC_KAFKA_BROKERS_B)")
+	flag.BoolVar(&cfg.MirrorMaker, "mm2", false, "run the mirrormaker2/kafka row (Kafka's MirrorMaker 2, a JVM per phase)")
 	flag.StringVar(&jsonPath, "json", "", "write the results as JSON to this file")
 	flag.StringVar(&mdPath, "md", "", "write the table as Markdown to this file")
 	flag.BoolVar(&short, "short", false, "a quick run: 2000 writes, 1s at 1000 writes/s")
 	flag.BoolVar(&quiet, "q", false, "no progress line")
 	flag.Parse()
+	for _, d := range strings.Split(wan, ",") {
+		if d = strings.TrimSpace(d); d == "" {
+			continue
+		}
+		if d == "0" {
+			d = "0s"
+		}
+		v, err := time.ParseDuration(d)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "dcsync-bench: -wan:", err)
+			os.Exit(2)
+		}
+		cfg.WAN = append(cfg.WAN, v)
+	}
 	if short {
 		cfg.shorten()
 	}
@@ -161,6 +201,10 @@ func main() {
 // shorten makes c a run of seconds, for tests and smoke checks.
 func (c *Config) shorten() {
 	c.N, c.ElasticN, c.Rate, c.RateFor, c.Timeout = 2000, 1000, 1000, time.Second, 30*time.Second
+	c.WANN, c.WANRuns, c.WANLagFor = 2000, 1, time.Second
+	if len(c.WAN) > 2 {
+		c.WAN = []time.Duration{0, 20 * time.Millisecond}
+	}
 	c.Load = -1
 	c.SustainFor = -1
 	c.NoWarmES = true
@@ -203,6 +247,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if cfg.Progress != nil {
 			fmt.Fprintln(cfg.Progress, res.summary())
 		}
+	}
+	if len(cfg.WAN) > 0 && ctx.Err() == nil {
+		rep.WAN = runWAN(ctx, &cfg)
 	}
 	rep.finish()
 	return rep, ctx.Err()

@@ -32,6 +32,7 @@ type Report struct {
 	} `json:"config"`
 	Results []Result `json:"results"`
 	Ratios  []Ratio  `json:"ratios"`
+	WAN     []WANRow `json:"wan,omitempty"`
 }
 
 // Machine describes where the run happened.
@@ -305,6 +306,7 @@ func (r *Report) WriteTable(w io.Writer) {
 	for _, e := range errs {
 		fmt.Fprintln(w, "error:", e)
 	}
+	writeWAN(w, r.WAN, false)
 }
 
 // WriteMarkdown writes the same as WriteTable as Markdown, for
@@ -323,6 +325,7 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 	for _, e := range errs {
 		fmt.Fprintf(w, "- error: %s\n", e)
 	}
+	writeWAN(w, r.WAN, true)
 }
 
 // summary is a line telling how r went, for the progress output.

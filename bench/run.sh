@@ -4,11 +4,11 @@
 #   bench/run.sh [OUT_DIR] [dcsync-bench flags...]
 #
 # installs redis-server and redis-benchmark when missing, starts an
-# Elasticsearch node of its own (so that the node's CPU is this run's
-# alone), runs dcsync-bench with a CPU profile per target, and writes to
+# Elasticsearch node and two Kafka brokers of its own (so that their CPU is
+# this run's alone), runs dcsync-bench with a CPU profile per target, and writes to
 # OUT_DIR (default bench/results): results.json, table.md, profiles/,
 # top.txt, the top functions of each CPU profile, and heap.txt, what holds
-# the heap at the end of each full-speed phase. The node is stopped on exit.
+# the heap at the end of each full-speed phase. The servers are stopped on exit.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$(mkdir -p "${1:-$root/bench/results}" && cd "${1:-$root/bench/results}" && pwd)
@@ -16,11 +16,13 @@ shift || true
 
 # Servers of its own: each start runs new ones, and stop finds them by the
 # variables it exported.
-unset DCSYNC_ELASTIC_URL DCSYNC_ELASTIC_RUN DCSYNC_REDIS_RUN
+unset DCSYNC_ELASTIC_URL DCSYNC_ELASTIC_RUN DCSYNC_REDIS_RUN DCSYNC_KAFKA_RUN
 eval "$("$root/scripts/redis.sh" start)"
 trap '"$root/scripts/redis.sh" stop' EXIT
 eval "$("$root/scripts/elastic.sh" start)"
 trap '"$root/scripts/elastic.sh" stop; "$root/scripts/redis.sh" stop' EXIT
+eval "$("$root/scripts/kafka.sh" start)"
+trap '"$root/scripts/kafka.sh" stop; "$root/scripts/elastic.sh" stop; "$root/scripts/redis.sh" stop' EXIT
 
 cd "$root/bench"
 echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)" >&2

@@ -81,6 +81,7 @@ type env struct {
 	apply     func(payload []byte) // the peer's processor calls it
 	wire      *wireCounter         // replication traffic
 	auditWire *wireCounter         // audit log traffic
+	link      *link                // the WAN between the datacenters; nil on loopback
 
 	elasticOnce sync.Once // adds the Elasticsearch process to procs
 
@@ -236,7 +237,11 @@ func runPhase(ctx context.Context, cfg *Config, t target, rate float64) *Phase {
 
 	// A tenth of the writes, at most 10000, at full speed first: connections,
 	// consumer groups, JIT and heap settle before anything is measured.
-	if warm := min(n/10, 10000); warm > 0 {
+	warm := min(n/10, 10000)
+	if e.link != nil { // across a WAN the window grows for a few round trips first
+		warm = max(warm, min(n/2, 50000))
+	}
+	if warm > 0 {
 		wt := newTracker(warm)
 		cur.Store(wt)
 		if _, _, err := carry(ctx, cfg, sys, wt, 0, time.Now(), new(atomic.Int64)); err != nil {

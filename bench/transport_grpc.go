@@ -19,7 +19,11 @@ func (w *grpcWiring) config(_ context.Context, e *env, cfg dcsync.Config, other 
 		return cfg, err
 	}
 	w.other[cfg.DC] = other
-	s, err := dcsyncgrpc.NewSender(dcsyncgrpc.SenderConfig{Target: l.Addr().String(), From: cfg.DC, Secret: secret})
+	addr, err := e.peerAddr(l.Addr().String())
+	if err != nil {
+		return cfg, err
+	}
+	s, err := dcsyncgrpc.NewSender(dcsyncgrpc.SenderConfig{Target: addr, From: cfg.DC, Secret: secret})
 	if err != nil {
 		return cfg, err
 	}

@@ -18,7 +18,11 @@ func (w *httpWiring) config(_ context.Context, e *env, cfg dcsync.Config, other 
 		return cfg, err
 	}
 	w.other[cfg.DC] = other
-	s, err := dcsynchttp.NewSender(dcsynchttp.SenderConfig{URL: "http://" + l.Addr().String() + "/dcsync",
+	addr, err := e.peerAddr(l.Addr().String())
+	if err != nil {
+		return cfg, err
+	}
+	s, err := dcsynchttp.NewSender(dcsynchttp.SenderConfig{URL: "http://" + addr + "/dcsync",
 		From: cfg.DC, Secret: secret})
 	if err != nil {
 		return cfg, err

@@ -18,6 +18,7 @@ import (
 // library's defaults.
 type redisWiring struct {
 	clients map[string]*goredis.Client
+	addrs   map[string]string // of each datacenter's redis-server
 	nodeRunner
 }
 
@@ -41,9 +42,10 @@ func (w *redisWiring) client(ctx context.Context, e *env, dc string) (*goredis.C
 		return nil, err
 	}
 	if w.clients == nil {
-		w.clients, w.nodes = map[string]*goredis.Client{}, map[string]*dcsyncredis.Node{}
+		w.clients, w.nodes, w.addrs = map[string]*goredis.Client{}, map[string]*dcsyncredis.Node{}, map[string]string{}
 	}
 	w.clients[dc] = srv.client(e, goredis.Options{})
+	w.addrs[dc] = srv.addr
 	return w.clients[dc], nil
 }
 
@@ -55,6 +57,14 @@ func (w *redisWiring) config(ctx context.Context, e *env, cfg dcsync.Config, oth
 	remote, err := w.client(ctx, e, other)
 	if err != nil {
 		return cfg, err
+	}
+	if e.link != nil { // the reship workers reach the peer's Redis across the WAN
+		addr, err := e.peerAddr(w.addrs[other])
+		if err != nil {
+			return cfg, err
+		}
+		remote = goredis.NewClient(&goredis.Options{Addr: addr})
+		e.onClose(func() { remote.Close() })
 	}
 	node, err := dcsyncredis.NewNode(dcsyncredis.NodeConfig{DC: cfg.DC, Client: own,
 		Peers: map[string]goredis.UniversalClient{other: remote}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})

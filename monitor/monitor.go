@@ -11,6 +11,7 @@
 //
 //	mon := monitor.New("eu", []string{"us", "ap"})
 //	s, err := dcsync.New(dcsync.Config{DC: "eu", Observer: mon, ...})
+//	mon.AddSource(monitor.SyncerSource(s)) // exact backlog, refusals, audit queue
 //	rec, err := dcsync.NewReconciler(dcsync.ReconcilerConfig{DC: "eu", Observer: mon, ...})
 package monitor
 
@@ -99,8 +100,8 @@ func New(dc string, peers []string) *Monitor {
 	return m
 }
 
-// AddSource adds a Source to every Snapshot. Call it before the Monitor is
-// in use.
+// AddSource adds a Source to every Snapshot. Call it before the first
+// Snapshot (the Monitor may already observe a Syncer).
 func (m *Monitor) AddSource(s Source) { m.sources = append(m.sources, s) }
 
 // WriteStart implements dcsync.Observer.

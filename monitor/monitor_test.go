@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/dcsync/dcsync"
 	auditmem "github.com/dcsync/dcsync/audit/memory"
@@ -16,7 +17,13 @@ func TestMonitorFollowsPeers(t *testing.T) {
 	mesh.Down("c")
 	reqs := mesh.Write(t, "a", 20)
 
+	// The writes for c wait in a's queue, tried again whenever c is
+	// probed: wait until each was tried once.
 	s := mons["a"].Snapshot(context.Background())
+	for deadline := time.Now().Add(30 * time.Second); len(s.Failing) < 20 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+		s = mons["a"].Snapshot(context.Background())
+	}
 	if s.Written != 20 || s.Rejected != 0 {
 		t.Fatalf("written %d rejected %d, want 20 and 0", s.Written, s.Rejected)
 	}
@@ -24,7 +31,7 @@ func TestMonitorFollowsPeers(t *testing.T) {
 	if b.Down || b.Shipped != 20 || b.Failed != 0 || b.Backlog != 0 || b.InFlight != 0 {
 		t.Errorf("peer b: %+v", *b)
 	}
-	if !c.Down || c.DownSince.IsZero() || c.Shipped != 0 || c.Failed != 20 || c.LastError == "" {
+	if !c.Down || c.DownSince.IsZero() || c.Shipped != 0 || c.Failed < 20 || c.LastError == "" {
 		t.Errorf("peer c: %+v", *c)
 	}
 	if len(s.Failing) != 20 || s.Failing[0].Peer != "c" {
@@ -68,7 +75,7 @@ func TestMonitorFollowsPeers(t *testing.T) {
 		t.Fatal(err)
 	}
 	s = mons["a"].Snapshot(context.Background())
-	if c := s.Peer("c"); c.Down || c.Shipped != 20 || len(s.Failing) != 0 {
+	if c := s.Peer("c"); c.Down || c.Shipped < 20 || len(s.Failing) != 0 {
 		t.Errorf("after recovery: peer c %+v, failing %d", *c, len(s.Failing))
 	}
 	if len(s.Passes) != 1 || !s.Passes[0].Report.Leader {

@@ -25,6 +25,11 @@ type Snapshot struct {
 	Audit *Audit `json:"audit,omitempty"`
 	// DeadLetters are those of the MQ wiring, when a Source fills them.
 	DeadLetters []DeadLetter `json:"dead_letters,omitempty"`
+	// Refused counts, by reason ("unauthenticated", "invalid", "too_large":
+	// batches a transport refused whole; "clock_skew": writes whose version
+	// was too far ahead), what peers sent that was refused before it was
+	// collected, when SyncerSource fills it.
+	Refused map[string]uint64 `json:"refused,omitempty"`
 	// Problems are what a Source could not read.
 	Problems []string `json:"problems,omitempty"`
 }
@@ -41,9 +46,15 @@ type Peer struct {
 	Failed    uint64    `json:"failed"`   // deliveries given up, left to the reconciler
 	Repaired  uint64    `json:"repaired"` // deliveries of the reconciler the peer accepted
 	// Backlog is how many writes wait to be sent to the peer, or are on
-	// their way.
-	Backlog  uint64 `json:"backlog"`
-	InFlight int64  `json:"in_flight"` // batches being sent
+	// their way: exact with SyncerSource (the Syncer's PeerStats: its
+	// queue, or its Journal's unacknowledged writes when larger), else
+	// derived from the events observed, which may briefly count a write
+	// still in its first send.
+	Backlog uint64 `json:"backlog"`
+	// Oldest is the age of the oldest write of the Journal's backlog
+	// (with SyncerSource and a Journal).
+	Oldest   time.Duration `json:"oldest_ns,omitempty"`
+	InFlight int64         `json:"in_flight"` // batches being sent
 	// From the peer: writes collected, duplicates dropped, requests failed,
 	// batches rejected whole.
 	Collected  uint64 `json:"collected"`
@@ -83,13 +94,19 @@ type Pass struct {
 	Report dcsync.Report `json:"report"`
 }
 
-// Audit is the state of the audit log.
+// Audit is the state of the audit log. SyncerSource fills the Syncer's
+// side (its queue); the audit log's Source (audit/elastic's Log.Source) the
+// store's side.
 type Audit struct {
-	Appended uint64 `json:"appended"`
-	Indexed  uint64 `json:"indexed"`
-	Rejected uint64 `json:"rejected"`
-	Spooled  uint64 `json:"spooled"`
-	Pending  int64  `json:"spool_pending"` // records waiting in the spool
+	Appended   uint64 `json:"appended"`
+	Indexed    uint64 `json:"indexed"`
+	Rejected   uint64 `json:"rejected"`
+	Spooled    uint64 `json:"spooled"`
+	Pending    int64  `json:"spool_pending"`         // records waiting in the spool
+	SpoolBytes int64  `json:"spool_bytes,omitempty"` // size of the spool's files
+	Queued     int64  `json:"queued,omitempty"`      // records waiting in the Syncer's audit queue
+	Dropped    uint64 `json:"dropped,omitempty"`     // records the Syncer gave up: the log failed to take them
+	FullWaits  uint64 `json:"full_waits,omitempty"`  // writes that waited for a log full of incomplete writes
 }
 
 // DeadLetter is one dead letter of the MQ wiring.

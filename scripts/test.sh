@@ -10,7 +10,7 @@ cleanup() {
   for svc in "${started[@]}"; do scripts/$svc.sh stop || true; done
 }
 trap cleanup EXIT
-for svc in redis elastic chromium; do
+for svc in redis elastic chromium kafka; do
   if [ -x "scripts/$svc.sh" ]; then
     env_lines=$(scripts/$svc.sh start)
     eval "$env_lines"

@@ -678,13 +678,16 @@ type Stats struct {
 	Spooled  uint64 // documents written to the spool
 	Replayed uint64 // documents replayed from the spool
 	Pending  int64  // documents in the spool now
+	// PendingBytes is the size of the spool's files now.
+	PendingBytes int64
 }
 
 // Stats returns the counters since New.
 func (l *Log) Stats() Stats {
 	s := &l.stats
 	return Stats{Appended: s.appended.Load(), Indexed: s.indexed.Load(), Rejected: s.rejected.Load(),
-		Spooled: s.spooled.Load(), Replayed: s.replayed.Load(), Pending: l.spool.pending()}
+		Spooled: s.spooled.Load(), Replayed: s.replayed.Load(), Pending: l.spool.pending(),
+		PendingBytes: l.spool.bytes.Load()}
 }
 
 // Client returns the olivere client the Log uses.

@@ -14,6 +14,7 @@ import (
 	"github.com/dcsync/dcsync"
 	"github.com/dcsync/dcsync/audit/elastic"
 	"github.com/dcsync/dcsync/internal/testserver"
+	"github.com/dcsync/dcsync/monitor"
 	"github.com/dcsync/dcsync/transport/memory"
 )
 
@@ -90,15 +91,20 @@ func TestOutageSpoolsAndReplays(t *testing.T) {
 	if err := l.Flush(fctx); !errors.Is(err, elastic.ErrUnavailable) {
 		t.Fatalf("Flush during the outage: %v, want ErrUnavailable", err)
 	}
-	if s := l.Stats(); s.Pending == 0 || s.Spooled < 5000 {
+	if s := l.Stats(); s.Pending == 0 || s.PendingBytes == 0 || s.Spooled < 5000 {
 		t.Fatalf("nothing spooled during the outage: %+v", s)
+	}
+	var snap monitor.Snapshot
+	l.Source().Fill(ctx, &snap)
+	if s := l.Stats(); snap.Audit == nil || snap.Audit.Pending != s.Pending || snap.Audit.SpoolBytes != s.PendingBytes {
+		t.Fatalf("the monitor Source shows %+v, the Log %+v", snap.Audit, s)
 	}
 	p.Restore()
 	flushUntilBack(t, l)
 	if n := count(t, es, prefix, olivere.NewMatchAllQuery()); n != 6000 {
 		t.Fatalf("%d records in Elasticsearch, want 6000", n)
 	}
-	if s := l.Stats(); s.Pending != 0 || s.Replayed < 5000 || s.Rejected != 0 {
+	if s := l.Stats(); s.Pending != 0 || s.PendingBytes != 0 || s.Replayed < 5000 || s.Rejected != 0 {
 		t.Fatalf("after replay: %+v", s)
 	}
 }

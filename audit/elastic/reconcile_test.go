@@ -77,7 +77,7 @@ func reconcilerRepairs(t *testing.T, perDC bool) {
 	newSyncer := func(dc, peer string, proc dcsync.Processor, reship dcsync.Reship) *dcsync.Syncer {
 		s, err := dcsync.New(dcsync.Config{DC: dc, Peers: map[string]dcsync.Sender{peer: net.Sender(dc, peer)},
 			Processor: proc, Audit: logs[dc], Reship: reship, Logger: quiet,
-			Delivery: dcsync.Delivery{Backoff: dcsync.Backoff{Attempts: 1}}})
+			Delivery: dcsync.Delivery{Backoff: dcsync.Backoff{Attempts: 1}, Probe: -1}}) // failures are the reconciler's
 		if err != nil {
 			t.Fatal(err)
 		}

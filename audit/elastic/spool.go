@@ -29,6 +29,7 @@ type spool struct {
 	dirty   bool     // cur was written since its last sync
 	next    int      // sequence number of the next segment
 	n       atomic.Int64
+	bytes   atomic.Int64 // bytes of the segments
 }
 
 // maxSegment is the size past which writes start a new segment.
@@ -82,6 +83,7 @@ func openSpool(dir, prefix string) (*spool, error) {
 			return nil, fmt.Errorf("elastic: spool: %w", err)
 		}
 		s.n.Add(int64(len(pairEnds(b))))
+		s.bytes.Add(int64(len(b)))
 	}
 	return s, nil
 }
@@ -146,6 +148,7 @@ func (s *spool) writeLines(b []byte, n int) error {
 	s.curSize += len(b)
 	s.dirty = true
 	s.n.Add(int64(n))
+	s.bytes.Add(int64(len(b)))
 	return nil
 }
 
@@ -270,6 +273,7 @@ func (l *Log) replay(ctx context.Context) error {
 			return fmt.Errorf("elastic: spool: %w", err)
 		}
 		l.spool.n.Add(-int64(len(ends)))
+		l.spool.bytes.Add(-int64(len(b)))
 		l.stats.replayed.Add(uint64(len(ends)))
 	}
 	return nil

@@ -204,7 +204,6 @@ func TestReconcileDryRunAndLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer unicom.Close()
 	var ids []string
 	for i := range 4 {
 		req := &dcsync.Request{Key: fmt.Sprint("k", i), Op: "set"}
@@ -213,7 +212,9 @@ func TestReconcileDryRunAndLock(t *testing.T) {
 		}
 		ids = append(ids, req.ID)
 	}
-	if err := unicom.Flush(ctx); err != nil {
+	// Closing gives up the writes waiting for telecom, which is down: no
+	// probe of the Syncer's own adds records during the dry runs below.
+	if err := unicom.Close(); err != nil {
 		t.Fatal(err)
 	}
 	e.flush(t)

@@ -87,8 +87,13 @@ func printStatus(w io.Writer, st *admin.Status) {
 	}
 	tw.Flush()
 	if a := st.Audit; a != nil {
-		fmt.Fprintf(w, "\naudit: appended %d  indexed %d  rejected %d  spooled %d  in spool %d\n",
-			a.Appended, a.Indexed, a.Rejected, a.Spooled, a.Pending)
+		fmt.Fprintf(w, "\naudit: appended %d  indexed %d  rejected %d  spooled %d  in spool %d (%d bytes)"+
+			"  queued %d  dropped %d  full waits %d\n",
+			a.Appended, a.Indexed, a.Rejected, a.Spooled, a.Pending, a.SpoolBytes, a.Queued, a.Dropped, a.FullWaits)
+	}
+	if len(st.Refused) > 0 {
+		fmt.Fprintf(w, "refused from peers: unauthenticated %d  invalid %d  too large %d  clock skew %d\n",
+			st.Refused["unauthenticated"], st.Refused["invalid"], st.Refused["too_large"], st.Refused["clock_skew"])
 	}
 	if len(st.Passes) > 0 {
 		p := st.Passes[0]

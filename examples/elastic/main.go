@@ -75,9 +75,10 @@ func run(ctx context.Context, out io.Writer, o options) error {
 		stores[dc] = &store{applied: map[string]bool{}}
 		s, err := dcsync.New(dcsync.Config{DC: dc, Processor: stores[dc], Audit: audit, Logger: quiet,
 			Peers: map[string]dcsync.Sender{peerOf[dc]: network.Sender(dc, peerOf[dc])},
-			// No retry: a failed delivery is the reconciler's at once, and
-			// small batches make some of them fail in every run.
-			Delivery: dcsync.Delivery{BatchSize: 32, Backoff: dcsync.Backoff{Attempts: 1}}})
+			// No retry, no retry queue: a failed delivery is the
+			// reconciler's at once, and small batches make some of them
+			// fail in every run.
+			Delivery: dcsync.Delivery{BatchSize: 32, Backoff: dcsync.Backoff{Attempts: 1}, Probe: -1}})
 		if err != nil {
 			return err
 		}

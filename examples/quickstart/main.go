@@ -108,6 +108,7 @@ func run(ctx context.Context, out io.Writer, o options) error {
 		}
 		defer s.Close()
 		network.Attach(dc, s.Collector())
+		monitors[dc].AddSource(monitor.SyncerSource(s))
 		syncers[dc] = s
 	}
 	dbs["telecom"].failRate = o.applyFail

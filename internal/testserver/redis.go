@@ -5,12 +5,15 @@
 package testserver
 
 import (
+	"bufio"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -58,9 +61,13 @@ func (r *Redis) Start() {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", r.Addr(), 100*time.Millisecond)
+		dir, err := serverDir(r.Addr())
 		if err == nil {
-			c.Close()
+			if dir != r.dir {
+				// Another run's server took the port while this one was
+				// stopped: a test would talk to a stranger.
+				r.t.Fatalf("port %d is held by another redis-server (dir %s)", r.port, dir)
+			}
 			return
 		}
 		if time.Now().After(deadline) {
@@ -81,15 +88,48 @@ func (r *Redis) Stop() {
 	r.cmd = nil
 }
 
-// freePort asks the kernel for a free loopback port.
+// serverDir asks the redis-server at addr for its directory, with plain
+// RESP, so that Start knows the server answering is its own.
+func serverDir(addr string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte("*3\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n$3\r\ndir\r\n")); err != nil {
+		return "", err
+	}
+	// *2 $3 dir $<n> <dir>: the last line holds the directory.
+	rd := bufio.NewReader(c)
+	var last string
+	for range 5 {
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			return "", err
+		}
+		last = strings.TrimRight(line, "\r\n")
+	}
+	return last, nil
+}
+
+// freePort picks a free loopback port below the kernel's ephemeral range
+// (32768 and up on Linux), so that no outgoing connection nor another
+// run's "port 0" listener takes it while the server is stopped and
+// restarted on it.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
+	for range 1000 {
+		port := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port in 20000..31999")
+	return 0
 }
 
 // String describes the server for test logs.

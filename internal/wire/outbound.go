@@ -85,6 +85,9 @@ func (o *Outbound) Send(ctx context.Context, reqs []*dcsync.Request, send func(c
 	return &dcsync.BatchError{Errs: errs}
 }
 
+// Fits reports whether reqs go in one body, with no split.
+func (o *Outbound) Fits(reqs []*dcsync.Request) bool { return o.split(reqs) == len(reqs) }
+
 // split returns how many requests from the front of reqs fit one body: at
 // least one, at most MaxBatch, and no more than MaxBody bytes by an
 // estimate that errs on the large side.

@@ -36,8 +36,14 @@
 //	reconcile_last_pass_timestamp_seconds     end of the last pass that read the log
 //	reconcile_checkpoint_age_seconds          now minus the checkpoint (with Options.Checkpoints)
 //	failing_writes                            writes whose last delivery to some peer failed
-//	dedupe_entries                            (with Options.Dedupe)
-//	audit_records_total{result}, audit_spool_records   (with a monitor Source filling Snapshot.Audit)
+//	dedupe_entries                            (with Options.Dedupe or DedupeLen)
+//	audit_records_total{result}, audit_spool_records, audit_spool_bytes
+//	                                          the audit log's store (with audit/elastic's Log.Source)
+//	audit_queue_records                       records waiting in the Syncer's audit queue (with monitor.SyncerSource)
+//	audit_dropped_total                       audit records given up: the log failed to take them (ditto)
+//	audit_full_waits_total                    writes that waited for a log full of incomplete writes (ditto)
+//	refused_batches_total{reason}             batches a transport refused whole: unauthenticated, invalid, too_large (ditto)
+//	clock_skew_refused_total                  collected writes refused: version too far ahead (ditto)
 //	stream_length{stream}, stream_pending{stream}, dead_letters   (with Options.Streams)
 package prom
 
@@ -53,8 +59,12 @@ import (
 
 // Options adds optional sources of gauges. Every field may be nil.
 type Options struct {
-	// Dedupe returns the number of IDs the dedupe store remembers.
+	// Dedupe returns the number of IDs the dedupe store remembers
+	// (dcsync.MemoryDedupe's Len).
 	Dedupe func() int
+	// DedupeLen is Dedupe for a store that asks a server, bounded by
+	// Timeout (transport/redis's Dedupe.Len). Set one of the two.
+	DedupeLen func(ctx context.Context) (int, error)
 	// Streams reports the Redis streams of the MQ wiring.
 	Streams monitor.Streams
 	// Checkpoints and DC give the reconciler's checkpoint, for its age.
@@ -94,6 +104,7 @@ type Metrics struct {
 
 	backlog, up, downSince, failing, dedupe, checkpointAge, auditRecords, spool,
 	streamLen, streamPending, deadLetters *prometheus.Desc
+	spoolBytes, auditQueue, auditDropped, auditWaits, refusedBatches, skewed *prometheus.Desc
 }
 
 // New returns the Metrics of the datacenter mon follows; mon may be nil,
@@ -148,6 +159,13 @@ func New(mon *monitor.Monitor, opts Options) *Metrics {
 		streamLen:     desc("stream_length", "Entries in a stream of the MQ wiring.", "stream"),
 		streamPending: desc("stream_pending", "Entries of a stream delivered and not acknowledged.", "stream"),
 		deadLetters:   desc("dead_letters", "Entries given up into the dead-letter stream."),
+		spoolBytes:    desc("audit_spool_bytes", "Size of the audit log's spool files."),
+		auditQueue:    desc("audit_queue_records", "Audit records waiting in the Syncer's queue, or held while the log is full."),
+		auditDropped:  desc("audit_dropped_total", "Audit records given up because the audit log failed to take them."),
+		auditWaits:    desc("audit_full_waits_total", "Writes that waited because the audit log was full of incomplete writes."),
+		refusedBatches: desc("refused_batches_total",
+			"Batches a transport refused whole before collecting them, by reason.", "reason"),
+		skewed: desc("clock_skew_refused_total", "Collected writes refused because their version was too far ahead."),
 	}
 	return m
 }
@@ -281,7 +299,8 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 		c.Describe(ch)
 	}
 	for _, d := range []*prometheus.Desc{m.backlog, m.up, m.downSince, m.failing, m.dedupe, m.checkpointAge,
-		m.auditRecords, m.spool, m.streamLen, m.streamPending, m.deadLetters} {
+		m.auditRecords, m.spool, m.streamLen, m.streamPending, m.deadLetters,
+		m.spoolBytes, m.auditQueue, m.auditDropped, m.auditWaits, m.refusedBatches, m.skewed} {
 		ch <- d
 	}
 }
@@ -318,10 +337,32 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 				ch <- prometheus.MustNewConstMetric(m.auditRecords, prometheus.CounterValue, float64(r.n), r.name)
 			}
 			gauge(m.spool, float64(a.Pending))
+			gauge(m.spoolBytes, float64(a.SpoolBytes))
+		}
+		if s.Refused != nil { // SyncerSource filled the Syncer's side
+			counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+				ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+			}
+			for _, r := range []string{"unauthenticated", "invalid", "too_large"} {
+				counter(m.refusedBatches, s.Refused[r], r)
+			}
+			counter(m.skewed, s.Refused["clock_skew"])
+			if a := s.Audit; a != nil {
+				gauge(m.auditQueue, float64(a.Queued))
+				counter(m.auditDropped, a.Dropped)
+				counter(m.auditWaits, a.FullWaits)
+			}
 		}
 	}
-	if m.opts.Dedupe != nil {
+	switch {
+	case m.opts.Dedupe != nil:
 		gauge(m.dedupe, float64(m.opts.Dedupe()))
+	case m.opts.DedupeLen != nil:
+		if n, err := m.opts.DedupeLen(ctx); err != nil {
+			ch <- prometheus.NewInvalidMetric(m.dedupe, err)
+		} else {
+			gauge(m.dedupe, float64(n))
+		}
 	}
 	if m.opts.Checkpoints != nil {
 		if cp, err := m.opts.Checkpoints.Load(ctx, m.opts.DC); err == nil && !cp.IsZero() {

@@ -115,17 +115,46 @@ func (s *Sender) Send(ctx context.Context, reqs []*dcsync.Request) error {
 	return s.out.Send(ctx, reqs, s.send)
 }
 
+// Pipe implements dcsync.Pipeliner: the Sender's one stream carries the
+// batches in the order they were begun, and the peer's server (with
+// ServerConfig.Workers 1, the default) applies them in that order.
+func (s *Sender) Pipe() dcsync.Pipe { return s }
+
+// Begin implements dcsync.Pipe: it writes reqs on the stream and returns
+// a function that waits for their results. A batch over the limits is sent
+// in parts by the returned function instead, out of the pipe's order.
+func (s *Sender) Begin(ctx context.Context, reqs []*dcsync.Request) (wait func() error) {
+	if !s.out.Fits(reqs) {
+		return func() error { return s.Send(ctx, reqs) }
+	}
+	wait, err := s.begin(ctx, reqs)
+	if err != nil {
+		return func() error { return err }
+	}
+	return wait
+}
+
 // send streams one batch that fits the limits and waits for its results.
 func (s *Sender) send(ctx context.Context, reqs []*dcsync.Request) error {
-	st, err := s.stream(ctx)
+	wait, err := s.begin(ctx, reqs)
 	if err != nil {
 		return err
+	}
+	return wait()
+}
+
+// begin streams one batch that fits the limits and returns what waits for
+// its results.
+func (s *Sender) begin(ctx context.Context, reqs []*dcsync.Request) (func() error, error) {
+	st, err := s.stream(ctx)
+	if err != nil {
+		return nil, err
 	}
 	buf := wire.GetBuffer()
 	body, stamp, err := s.out.Seal((*buf)[:0], reqs)
 	if err != nil {
 		wire.PutBuffer(buf)
-		return err
+		return nil, err
 	}
 	env := &wire.Envelope{From: stamp.From, Timestamp: stamp.Timestamp, Nonce: stamp.Nonce[:],
 		Signature: stamp.Signature[:], Encoding: s.out.Encoding, Body: body}
@@ -137,17 +166,19 @@ func (s *Sender) send(ctx context.Context, reqs []*dcsync.Request) error {
 	*buf = body
 	wire.PutBuffer(buf)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	select {
-	case res := <-ch:
-		return wire.ErrorOf(res, len(reqs))
-	case <-st.done:
-		return st.errFor(seq)
-	case <-ctx.Done():
-		st.forget(seq)
-		return ctxErr(ctx)
-	}
+	return func() error {
+		select {
+		case res := <-ch:
+			return wire.ErrorOf(res, len(reqs))
+		case <-st.done:
+			return st.errFor(seq)
+		case <-ctx.Done():
+			st.forget(seq)
+			return ctxErr(ctx)
+		}
+	}, nil
 }
 
 // stream returns the open stream, opening one when there is none. The

@@ -37,3 +37,7 @@ func TestRestart(t *testing.T) { wiretest.TestRestart(t, transport{}) }
 func BenchmarkReplicate(b *testing.B) {
 	wiretest.BenchSuite(b, transport{}, dcsync.Delivery{BatchSize: 256, Workers: 4}, 100000)
 }
+
+func TestPipe(t *testing.T) { wiretest.TestPipe(t, transport{}) }
+
+func TestWindowGrows(t *testing.T) { wiretest.TestWindowGrows(t, transport{}) }

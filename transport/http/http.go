@@ -18,9 +18,11 @@
 // bounds the bytes of bodies not yet authenticated (HandlerConfig.MaxPending).
 // SECURITY.md in the repository has the threat model.
 //
-// The Syncer has dcsync.Delivery.Workers batches in flight per peer, two
-// by default; each holds a connection. On a link with a round trip of
-// milliseconds, set Workers to 4 or more.
+// The Sender is a dcsync.Pipeliner: each of the Syncer's lanes to the peer
+// (dcsync.Delivery.Workers, two by default) pipelines its batches on a
+// connection of its own, as many in flight as the peer's window allows, and
+// the handler answers them in order. The defaults fill a link of tens of
+// milliseconds; see docs/wan.md for the arithmetic.
 //
 // # Status codes
 //

@@ -44,13 +44,19 @@ type SenderConfig struct {
 }
 
 // Sender posts batches to one peer. It implements dcsync.Sender and is
-// safe for concurrent use; concurrent Sends use separate connections.
+// safe for concurrent use; concurrent Sends use separate connections. It
+// also implements dcsync.Pipeliner: each Pipe is a connection of its own on
+// which batches are pipelined (HTTP/1.1 pipelining), answered in order.
 type Sender struct {
 	url    string
 	client *http.Client
 	own    *http.Transport // the default client's, closed by Close
 	out    *wire.Outbound
+	tls    *tls.Config // of the pipes' connections
 	closed atomic.Bool
+
+	mu    sync.Mutex
+	pipes []*pipe // to close
 }
 
 // ErrClosed is returned by Send after Close.
@@ -66,7 +72,7 @@ func NewSender(cfg SenderConfig) (*Sender, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dcsync/transport/http: %w", err)
 	}
-	s := &Sender{url: cfg.URL, client: cfg.Client, out: out}
+	s := &Sender{url: cfg.URL, client: cfg.Client, out: out, tls: cfg.TLS}
 	if s.client == nil {
 		s.own = defaultTransport(cfg.TLS)
 		s.client = &http.Client{Transport: s.own}
@@ -102,21 +108,22 @@ func (s *Sender) Send(ctx context.Context, reqs []*dcsync.Request) error {
 	return s.out.Send(ctx, reqs, s.post)
 }
 
-// post sends one batch that fits the limits.
-func (s *Sender) post(ctx context.Context, reqs []*dcsync.Request) error {
+// request returns the signed POST of one batch that fits the limits; its
+// body is pooled, returned to the pool when closed.
+func (s *Sender) request(ctx context.Context, reqs []*dcsync.Request) (*http.Request, error) {
 	buf := wire.GetBuffer()
 	body, st, err := s.out.Seal((*buf)[:0], reqs)
 	*buf = body
 	if err != nil {
 		wire.PutBuffer(buf)
-		return err
+		return nil, err
 	}
 	rb := &pooledBody{buf: buf}
 	rb.r.Reset(body)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, rb)
 	if err != nil {
 		rb.Close()
-		return fmt.Errorf("dcsync/transport/http: %w", err)
+		return nil, fmt.Errorf("dcsync/transport/http: %w", err)
 	}
 	req.ContentLength = int64(len(body))
 	req.Header["Content-Type"] = []string{ContentTypeProto}
@@ -124,20 +131,35 @@ func (s *Sender) post(ctx context.Context, reqs []*dcsync.Request) error {
 		req.Header["Content-Encoding"] = []string{"gzip"}
 	}
 	setStamp(req.Header, &st)
+	return req, nil
+}
+
+// post sends one batch that fits the limits.
+func (s *Sender) post(ctx context.Context, reqs []*dcsync.Request) error {
+	req, err := s.request(ctx, reqs)
+	if err != nil {
+		return err
+	}
 	resp, err := s.client.Do(req)
 	if err != nil {
 		return fmt.Errorf("dcsync/transport/http: post to %s: %w", s.url, err)
 	}
+	return s.answer(resp, len(reqs))
+}
+
+// answer reads and closes the answer to a batch of n requests and returns
+// the batch's error.
+func (s *Sender) answer(resp *http.Response, n int) error {
 	defer resp.Body.Close()
 	// Results carry at most a short message per request.
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, int64(len(reqs))*4096+65536))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, int64(n)*4096+65536))
 	if err != nil {
 		return fmt.Errorf("dcsync/transport/http: reading answer of %s: %w", s.url, err)
 	}
 	if f, ok := formatOf(resp.Header.Get("Content-Type")); ok {
 		var res wire.Results
 		if wire.UnmarshalResults(raw, f, &res) == nil && (resp.StatusCode == http.StatusOK) == (res.Code == wire.Code_CODE_OK) {
-			return wrap(wire.ErrorOf(&res, len(reqs)), s.url)
+			return wrap(wire.ErrorOf(&res, n), s.url)
 		}
 	}
 	return errorOfStatus(resp.StatusCode, strconv.Quote(string(raw[:min(len(raw), 200)])))
@@ -188,6 +210,13 @@ func wrap(err error, url string) error {
 // default client. A Client given in SenderConfig is left alone.
 func (s *Sender) Close() error {
 	s.closed.Store(true)
+	s.mu.Lock()
+	pipes := s.pipes
+	s.pipes = nil
+	s.mu.Unlock()
+	for _, p := range pipes {
+		p.close()
+	}
 	if s.own != nil {
 		s.own.CloseIdleConnections()
 	}

@@ -208,3 +208,29 @@ func or[T comparable](v, def T) T {
 	}
 	return v
 }
+
+// Len returns how many IDs the Dedupe remembers, applied or claimed, in
+// the generations its lookups read: for a gauge (metrics/prom's
+// Options.DedupeLen). It asks Redis, a command per generation.
+func (d *Dedupe) Len(ctx context.Context) (int, error) {
+	gens := d.generations()
+	lens := make([]*goredis.IntCmd, len(gens))
+	marks := make([]*goredis.BoolCmd, len(gens))
+	_, err := d.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, g := range gens {
+			lens[i], marks[i] = p.HLen(ctx, g), p.HExists(ctx, g, dedupeMarks)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("redis: dedupe size: %w", err)
+	}
+	n := 0
+	for i := range gens {
+		n += int(lens[i].Val())
+		if marks[i].Val() {
+			n--
+		}
+	}
+	return n, nil
+}

@@ -44,8 +44,9 @@ type NodeConfig struct {
 	// BatchSize is the most requests a stream entry carries, and how many
 	// a worker hands on at once to the Collector or to Syncer.ApplyBatch;
 	// default 256. A worker reads up to BatchSize/8 entries at once (at
-	// least one); a reship worker sends all it read to the peer in one
-	// round trip, as entries of BatchSize. Keep it within the Syncer's
+	// least one); a reship worker reads up to BatchSize entries and sends
+	// all it read to the peer in one pipelined round trip, as entries of
+	// BatchSize. Keep it within the Syncer's
 	// Limits.MaxBatch.
 	BatchSize int
 	// Concurrency is how many requests of a batch an apply worker passes

@@ -308,3 +308,22 @@ func TestCheckpoints(t *testing.T) {
 		t.Errorf("another datacenter's checkpoint = %v, want zero", got)
 	}
 }
+
+func TestDedupeLen(t *testing.T) {
+	ctx := context.Background()
+	d := NewDedupe(newClient(t, testserver.StartRedis(t).Addr()), DedupeOptions{})
+	for i := range 5 {
+		id := fmt.Sprint("len-", i)
+		if _, err := d.Claim(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if i < 3 {
+			if err := d.Commit(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n, err := d.Len(ctx); err != nil || n != 5 {
+		t.Fatalf("Len = %d, %v; want 5 (3 applied, 2 claimed)", n, err)
+	}
+}

@@ -128,11 +128,22 @@ type worker struct {
 // BatchSize requests each.
 func (n *Node) readCount() int64 { return int64(max(1, n.cfg.BatchSize/8)) }
 
+// reads is how many new entries a worker of g reads at once. A reship
+// worker sends all it read in one pipelined round trip to the peer's Redis:
+// it reads up to BatchSize entries, so that across a WAN a round trip
+// carries what many batches of the outbound stream hold.
+func (g *group) reads() int64 {
+	if g.whole {
+		return int64(max(1, g.n.cfg.BatchSize))
+	}
+	return g.n.readCount()
+}
+
 // read handles the next batch of new entries, if any arrive within Block.
 // The acknowledgements of the last batch go first, in the same round trip.
 func (w *worker) read(ctx context.Context) error {
 	args := &goredis.XReadGroupArgs{Group: w.name, Consumer: w.consumer,
-		Streams: []string{w.stream, ">"}, Count: w.n.readCount(), Block: w.n.cfg.Block}
+		Streams: []string{w.stream, ">"}, Count: w.reads(), Block: w.n.cfg.Block}
 	var res []goredis.XStream
 	var err error
 	if len(w.acks) > 0 {

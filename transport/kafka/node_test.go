@@ -1,0 +1,48 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+func TestReplicatesBothWaysThroughFaults(t *testing.T) {
+	u, tc := pair(t, nil)
+	// Transient faults: some keys fail to apply in unicom once (retried,
+	// counting an attempt), and some fail as unavailable in telecom for as
+	// long as the test says (held, not counted).
+	flaky := errors.New("flaky store")
+	for i := range 5 {
+		tc.store.FailKey(fmt.Sprintf("u-%d", i), fmt.Errorf("%w", ErrUnavailable))
+		u.store.failOnce(fmt.Sprintf("t-%d", i), flaky)
+	}
+	done := make(chan []string)
+	go func() { done <- write(t, tc, "t", 300) }()
+	idsU := write(t, u, "u", 300)
+	idsT := <-done
+	// The shared keys are written on both sides, concurrently.
+	shared := make(chan []string)
+	go func() { shared <- write(t, tc, "s", 100) }()
+	idsU = append(idsU, write(t, u, "s", 100)...)
+	idsT = append(idsT, <-shared...)
+	if !within(time.Minute, func() bool { return tc.node.Stats().Stalled > 0 && u.node.Stats().Retried > 0 }) {
+		t.Fatalf("faults not met: %+v %+v", u.node.Stats(), tc.node.Stats())
+	}
+	for i := range 5 {
+		tc.store.FailKey(fmt.Sprintf("u-%d", i), nil)
+	}
+	all := append(append([]string{}, idsU...), idsT...)
+	converge(t, u, all)
+	converge(t, tc, all)
+	if du, dt := u.store.Digest(), tc.store.Digest(); du != dt {
+		t.Errorf("datacenters disagree: %d keys in unicom, digest %s; %d in telecom, digest %s",
+			u.store.Keys(), du, tc.store.Keys(), dt)
+	}
+	for _, d := range []*dc{u, tc} {
+		if dl, err := d.node.DeadLetters(context.Background(), 10); err != nil || len(dl) > 0 {
+			t.Errorf("%s dead-lettered %+v, %v", d.name, dl, err)
+		}
+	}
+}
