@@ -119,8 +119,21 @@ claim() {
   echo $$ >"$1/pid"                   # ours until the node writes its own
 }
 
+# tools installs a JDK and Maven from Debian's packages when missing.
+tools() {
+  local pkgs=() sudo=""
+  command -v java >/dev/null || [ -n "${ES_JAVA_HOME:-}" ] || pkgs+=(openjdk-17-jre-headless)
+  command -v mvn >/dev/null || pkgs+=(maven)
+  [ ${#pkgs[@]} -gt 0 ] || return 0
+  log "installing ${pkgs[*]} from Debian's packages"
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkgs[@]}" >&2
+}
+
 start() {
   local port kind zip dir jhome owner
+  tools
   read -r kind zip < <(fetch) || true
   [ -n "${zip:-}" ] || die "no distribution to run"
   dir=$CACHE/$kind

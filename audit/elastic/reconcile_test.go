@@ -77,7 +77,8 @@ func reconcilerRepairs(t *testing.T, perDC bool) {
 	newSyncer := func(dc, peer string, proc dcsync.Processor, reship dcsync.Reship) *dcsync.Syncer {
 		s, err := dcsync.New(dcsync.Config{DC: dc, Peers: map[string]dcsync.Sender{peer: net.Sender(dc, peer)},
 			Processor: proc, Audit: logs[dc], Reship: reship, Logger: quiet,
-			Delivery: dcsync.Delivery{Backoff: dcsync.Backoff{Attempts: 1}, Probe: -1}}) // failures are the reconciler's
+			Delivery: dcsync.Delivery{Probe: -1, // failures are the reconciler's
+				Backoff: dcsync.Backoff{Attempts: 1, Initial: time.Millisecond, Max: 10 * time.Millisecond}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -106,7 +107,15 @@ func reconcilerRepairs(t *testing.T, perDC bool) {
 	}
 	net.SetFaults("unicom", "telecom", memory.Faults{Fail: 1})
 	for i := range 20 {
+		failed := u.Stats().ShipFailed
 		write(u, fmt.Sprint("sent", i), "send failed")
+		// Flush does not wait for a peer marked down: wait for the try.
+		for deadline := time.Now().Add(time.Minute); u.Stats().ShipFailed == failed; {
+			if time.Now().After(deadline) {
+				t.Fatal("the delivery to a failing link was never tried")
+			}
+			time.Sleep(time.Millisecond)
+		}
 	}
 	net.SetFaults("unicom", "telecom", memory.Faults{})
 	telecom.setFailing(true)
