@@ -333,6 +333,22 @@ func (q *auditQueue) add(recs ...Record) {
 	for sh.n >= sh.limit && !q.closed.Load() {
 		sh.room.Wait()
 	}
+	q.put(sh, recs)
+}
+
+// addTo queues records in sh, which room chose, without waiting: the
+// shard may overrun its limit by the records of the writers that passed
+// room together.
+func (q *auditQueue) addTo(sh *auditShard, recs ...Record) {
+	if q == nil {
+		return
+	}
+	sh.mu.Lock()
+	q.put(sh, recs)
+}
+
+// put queues recs in sh, whose lock the caller holds, and unlocks it.
+func (q *auditQueue) put(sh *auditShard, recs []Record) {
 	wake := sh.n == 0
 	sh.n += len(recs)
 	for len(recs) > 0 {
@@ -348,6 +364,36 @@ func (q *auditQueue) add(recs ...Record) {
 		default:
 		}
 	}
+}
+
+// room waits until a shard has room for a write's records, or ctx ends,
+// and returns the shard for addTo. Write waits here, before the write is
+// applied, so that its wait honours ctx; what it adds after the apply then
+// never waits.
+func (q *auditQueue) room(ctx context.Context) (*auditShard, error) {
+	if q == nil {
+		return nil, nil
+	}
+	sh := &q.shards[rand.N(len(q.shards))]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.n < sh.limit || q.closed.Load() {
+		return sh, nil
+	}
+	q.waits.Add(1)
+	stop := context.AfterFunc(ctx, func() {
+		sh.mu.Lock()
+		sh.room.Broadcast()
+		sh.mu.Unlock()
+	})
+	defer stop()
+	for sh.n >= sh.limit && !q.closed.Load() {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %w", ErrAuditBusy, ctx.Err())
+		}
+		sh.room.Wait()
+	}
+	return sh, nil
 }
 
 // filling returns the block that takes the next record.

@@ -136,3 +136,63 @@ func TestAuditStatsCountDroppedRecords(t *testing.T) {
 		t.Fatalf("dropped %d (want at least the 10 process records), queued %d", st.AuditDropped, st.AuditQueued)
 	}
 }
+
+// slowLog is a memory log whose Append waits until gate is closed.
+type slowLog struct {
+	*memaudit.Log
+	gate chan struct{}
+}
+
+func (l slowLog) Append(ctx context.Context, entries []dcsync.Entry) error {
+	<-l.gate
+	return l.Log.Append(ctx, entries)
+}
+
+// A Write whose audit queue stays full, because the log does not take
+// records, fails with ErrAuditBusy when its context ends, before the write
+// is applied anywhere; the writes it took are all logged once the log
+// takes records again.
+func TestWriteHonoursContextWhenTheAuditQueueIsFull(t *testing.T) {
+	log := slowLog{Log: memaudit.New(0), gate: make(chan struct{})}
+	st := newStore(0, 1)
+	s, err := dcsync.New(dcsync.Config{DC: "unicom", Peers: map[string]dcsync.Sender{"telecom": &recordingSender{}},
+		Processor: st, Audit: log, AuditQueue: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var taken []string
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		req := &dcsync.Request{Key: "k", Op: "set"}
+		err := s.Write(ctx, req)
+		cancel()
+		if err == nil {
+			taken = append(taken, req.ID)
+			continue
+		}
+		if !errors.Is(err, dcsync.ErrAuditBusy) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("got %v, want ErrAuditBusy and the deadline", err)
+		}
+		st.mu.Lock()
+		n := st.applies[req.ID]
+		st.mu.Unlock()
+		if n != 0 {
+			t.Fatalf("the write refused with %v was applied", err)
+		}
+		break
+	}
+	close(log.gate)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := log.IDs(context.Background(), dcsync.SetQuery{Origin: "unicom", DC: "unicom", Stage: dcsync.StageProcess,
+		From: time.Now().Add(-time.Hour), To: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(ids)
+	slices.Sort(taken)
+	if !slices.Equal(ids, taken) {
+		t.Fatalf("logged %d process records, want the %d writes taken", len(ids), len(taken))
+	}
+}

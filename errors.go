@@ -15,6 +15,12 @@ import (
 // writes a log holds, apart, and a store must take them even when full.
 var ErrAuditFull = errors.New("dcsync: audit log full of writes not yet complete")
 
+// ErrAuditBusy matches the error of a Write that was not taken because the
+// Syncer's audit queue (Config.AuditQueue records) stayed full until the
+// write's context ended: the AuditLog takes records slower than they come.
+// The write was applied nowhere; it may be written again.
+var ErrAuditBusy = errors.New("dcsync: audit queue full: the audit log takes records slower than writes come")
+
 // ErrClockSkew is returned for a collected write whose version is further
 // ahead of the local clock than Config.MaxSkew allows. It is retryable: the
 // write is accepted once the local clock has caught up, or the sender's

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -310,6 +309,7 @@ func (r *Reconciler) second(ctx context.Context, sec int64, peers []string, rep 
 		if err != nil {
 			return oldest, fmt.Errorf("dcsync: read trails: %w", err)
 		}
+		rep.Unreadable += page.Unreadable
 		if failing := r.repair(ctx, page.Trails, peers, applied, rep); !failing.IsZero() &&
 			(oldest.IsZero() || failing.Before(oldest)) {
 			oldest = failing
@@ -346,10 +346,9 @@ func (r *Reconciler) countFuture(ctx context.Context, rep *Report) error {
 
 // isSkew reports whether a delivery failed because the peer found the
 // write's version too far ahead of its clock. Over the RPC transports the
-// refusal arrives as the peer's message.
-func isSkew(err error) bool {
-	return errors.Is(err, ErrClockSkew) || strings.Contains(err.Error(), ErrClockSkew.Error())
-}
+// refusal arrives as its own result code, which the senders map back to
+// ErrClockSkew.
+func isSkew(err error) bool { return errors.Is(err, ErrClockSkew) }
 
 // repair re-sends the writes of trails that some of peers misses, and
 // returns the written time of the oldest write it could not complete (zero

@@ -234,9 +234,10 @@ func (s *Syncer) DC() string { return s.dc }
 //     Reconciler go on delivering it: do not retry it as a new write.
 //   - any other error: the write was applied nowhere and will not be. That
 //     covers an invalid request (ErrInvalid), a closed Syncer (ErrClosed),
-//     a failed journal append, and a failed local apply, the Processor's
-//     own error (or ErrPanic) wrapped, which is recorded rejected and never
-//     shipped. One exception: when the Journal fails to record the
+//     ctx ending while the audit log is full (ErrAuditFull) or its queue
+//     is (ErrAuditBusy), a failed journal append, and a failed local
+//     apply, the Processor's own error (or ErrPanic) wrapped, which is
+//     recorded rejected and never shipped. One exception: when the Journal fails to record the
 //     rejection, the error says so, and the write may be applied when the
 //     journal is recovered.
 //
@@ -268,6 +269,10 @@ func (s *Syncer) Write(ctx context.Context, req *Request, opts ...WriteOption) (
 	if err := s.audit.wait(ctx, s.closing); err != nil { // the audit log is full of incomplete writes
 		return fmt.Errorf("dcsync: write not taken: %w", err)
 	}
+	shard, err := s.audit.room(ctx) // the audit queue is full: its log is slow
+	if err != nil {
+		return fmt.Errorf("dcsync: write not taken: %w", err)
+	}
 	if s.obs != nil {
 		ctx = s.obs.WriteStart(ctx, req)
 		defer func() { s.obs.WriteDone(ctx, req, err) }()
@@ -286,7 +291,7 @@ func (s *Syncer) Write(ctx context.Context, req *Request, opts ...WriteOption) (
 	if err := s.processLocal(ctx, req); err != nil {
 		s.stats.rejected.Add(1)
 		rec.Status, rec.Error = StatusFailed, err.Error()
-		s.audit.add(rec)
+		s.audit.addTo(shard, rec)
 		err = fmt.Errorf("dcsync: process %s: %w", req.ID, err)
 		if s.journal != nil {
 			if jerr := s.journal.Rejected(req.ID); jerr != nil {
@@ -300,7 +305,7 @@ func (s *Syncer) Write(ctx context.Context, req *Request, opts ...WriteOption) (
 	}
 	s.stats.written.Add(1)
 	rec.Request = req
-	s.audit.add(rec)
+	s.audit.addTo(shard, rec)
 
 	return s.queue(ctx, req, opts, true)
 }
@@ -332,10 +337,10 @@ func (s *Syncer) queue(ctx context.Context, req *Request, opts []WriteOption, ap
 	case err := <-w.done:
 		return err
 	case <-ctx.Done():
-		return fmt.Errorf("%w: %s not acknowledged by enough peers before the context ended: %w",
+		return fmt.Errorf("%w: %s applied here, not acknowledged by enough peers before the context ended: %w",
 			ErrNotReplicated, req.ID, ctx.Err())
 	case <-s.closing:
-		return fmt.Errorf("%w: %s not acknowledged by enough peers before the syncer closed: %w",
+		return fmt.Errorf("%w: %s applied here, not acknowledged by enough peers before the syncer closed: %w",
 			ErrNotReplicated, req.ID, ErrClosed)
 	}
 }

@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/url"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -20,90 +17,6 @@ import (
 	"github.com/dcsync/dcsync/monitor"
 	memtransport "github.com/dcsync/dcsync/transport/memory"
 )
-
-// proxy forwards a loopback port to Elasticsearch. Cut makes Elasticsearch
-// vanish for whoever uses the port, as a stopped server or a broken network
-// would: open connections drop and new ones are refused. Restore brings it
-// back on the same port.
-type proxy struct {
-	t      testing.TB
-	target string
-	addr   string
-
-	mu    sync.Mutex
-	ln    net.Listener
-	conns map[net.Conn]bool
-}
-
-func newProxy(t testing.TB, target string) *proxy {
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{t: t, target: u.Host, addr: "127.0.0.1:0", conns: map[net.Conn]bool{}}
-	p.Restore()
-	t.Cleanup(p.Cut)
-	return p
-}
-
-func (p *proxy) URL() string { return "http://" + p.addr }
-
-// Restore listens again.
-func (p *proxy) Restore() {
-	ln, err := net.Listen("tcp", p.addr)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.mu.Lock()
-	p.ln, p.addr = ln, ln.Addr().String()
-	p.mu.Unlock()
-	go p.accept(ln)
-}
-
-func (p *proxy) accept(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		up, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		if p.ln != ln { // cut meanwhile
-			p.mu.Unlock()
-			c.Close()
-			up.Close()
-			return
-		}
-		p.conns[c], p.conns[up] = true, true
-		p.mu.Unlock()
-		go pipe(c, up)
-		go pipe(up, c)
-	}
-}
-
-func pipe(dst, src net.Conn) {
-	_, _ = io.Copy(dst, src)
-	dst.Close()
-	src.Close()
-}
-
-// Cut closes the listener and every connection through it.
-func (p *proxy) Cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for c := range p.conns {
-		c.Close()
-	}
-	clear(p.conns)
-}
 
 // outageConfig makes a Log notice an outage and its end quickly.
 func outageConfig(url, spool string) esaudit.Config {
@@ -157,7 +70,7 @@ func records(n int, id string, written time.Time) []dcsync.Record {
 func TestOutageSpoolsAndReplays(t *testing.T) {
 	ctx := context.Background()
 	es := testserver.Elastic(t)
-	p := newProxy(t, es)
+	p := testserver.NewProxy(t, es)
 	prefix := testserver.IndexPrefix(t, es)
 	cfg := outageConfig(p.URL(), t.TempDir())
 	cfg.IndexPrefix = prefix
@@ -199,7 +112,7 @@ func TestOutageSpoolsAndReplays(t *testing.T) {
 func TestStartsWhileUnavailable(t *testing.T) {
 	ctx := context.Background()
 	es := testserver.Elastic(t)
-	p := newProxy(t, es)
+	p := testserver.NewProxy(t, es)
 	p.Cut()
 	prefix := testserver.IndexPrefix(t, es)
 	cfg := outageConfig(p.URL(), t.TempDir())
@@ -223,7 +136,7 @@ func TestStartsWhileUnavailable(t *testing.T) {
 func TestSpoolOutlivesTheLog(t *testing.T) {
 	ctx := context.Background()
 	es := testserver.Elastic(t)
-	p := newProxy(t, es)
+	p := testserver.NewProxy(t, es)
 	prefix := testserver.IndexPrefix(t, es)
 	cfg := outageConfig(p.URL(), t.TempDir())
 	cfg.IndexPrefix = prefix
@@ -252,7 +165,7 @@ func TestSpoolOutlivesTheLog(t *testing.T) {
 func TestOutageDuringWrites(t *testing.T) {
 	ctx := context.Background()
 	es := testserver.Elastic(t)
-	p := newProxy(t, es)
+	p := testserver.NewProxy(t, es)
 	prefix := testserver.IndexPrefix(t, es)
 	cfg := outageConfig(p.URL(), t.TempDir())
 	cfg.IndexPrefix = prefix
@@ -332,7 +245,7 @@ func TestDefaultSpoolOutlivesTheLog(t *testing.T) {
 	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // os.UserCacheDir's on Linux
 	ctx := context.Background()
 	es := testserver.Elastic(t)
-	p := newProxy(t, es)
+	p := testserver.NewProxy(t, es)
 	prefix := testserver.IndexPrefix(t, es)
 	cfg := outageConfig(p.URL(), "")
 	cfg.IndexPrefix, cfg.Logger = prefix, quiet

@@ -33,7 +33,9 @@ const (
 // second at a time: a document's writes share a second, so the documents
 // of the seconds it has read hold every record of their writes. A page
 // holds the trails of whole seconds, at least q.Limit of them when the
-// window has as many, and more when one second holds more.
+// window has as many, and more when one second holds more. A document
+// whose stored writes do not decode gives its records without their
+// Request, counted in TrailPage.Unreadable and logged.
 func (l *Log) Trails(ctx context.Context, q dcsync.TrailQuery) (dcsync.TrailPage, error) {
 	limit := q.Limit
 	if limit <= 0 {
@@ -61,7 +63,12 @@ func (l *Log) Trails(ctx context.Context, q dcsync.TrailQuery) (dcsync.TrailPage
 			d := &docs[i]
 			reqs, err := d.requests()
 			if err != nil {
-				return page, err
+				// Its records still say which writes reached which
+				// stage; the writes they carried are lost to the reader.
+				page.Unreadable += len(d.IDs)
+				l.log.Error("elastic: audit document unreadable", "origin", d.Origin, "stage", d.Stage,
+					"written", d.Written, "records", len(d.IDs), "err", err)
+				reqs = nil
 			}
 			for k := range d.IDs {
 				r := d.record(k, reqs)

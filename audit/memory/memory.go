@@ -538,6 +538,9 @@ func (l *Log) set(q dcsync.SetQuery, f func(*chunk, *entry)) {
 // records; later pages of the same window read from that grouping, so a
 // pass sees the records appended up to its first page, and later ones on
 // its next pass.
+//
+// TrailPage.Unreadable is always 0: the log decodes only what it encoded
+// itself, in this process's memory.
 func (l *Log) Trails(_ context.Context, q dcsync.TrailQuery) (dcsync.TrailPage, error) {
 	limit := q.Limit
 	if limit <= 0 {

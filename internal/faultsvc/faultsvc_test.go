@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dcsync/dcsync/internal/testserver"
 )
 
 // The fault suite: each datacenter is a faultsvc process of its own,
@@ -43,7 +45,7 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
-	code := m.Run()
+	code := testserver.ElasticMain(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -57,6 +59,7 @@ type datacenter struct {
 	t                  *testing.T
 	name, peer         string
 	transport, dir     string
+	args               []string // more flags
 	collector, control *net.TCPListener
 	peerAddr           string
 	cmd                *exec.Cmd
@@ -73,12 +76,12 @@ func listen(t *testing.T) *net.TCPListener {
 	return ln.(*net.TCPListener)
 }
 
-// pair returns the two datacenters over transport, started.
-func pair(t *testing.T, transport string) (a, b *datacenter) {
+// pair returns the two datacenters over transport, started with args.
+func pair(t *testing.T, transport string, args ...string) (a, b *datacenter) {
 	a = &datacenter{t: t, name: "unicom", peer: "telecom", transport: transport, dir: t.TempDir(),
-		collector: listen(t), control: listen(t)}
+		args: args, collector: listen(t), control: listen(t)}
 	b = &datacenter{t: t, name: "telecom", peer: "unicom", transport: transport, dir: t.TempDir(),
-		collector: listen(t), control: listen(t)}
+		args: args, collector: listen(t), control: listen(t)}
 	a.peerAddr, b.peerAddr = b.collector.Addr().String(), a.collector.Addr().String()
 	a.start()
 	b.start()
@@ -99,8 +102,8 @@ func (d *datacenter) start() {
 	defer cf.Close()
 	defer kf.Close()
 	d.stderr = &syncBuffer{}
-	d.cmd = exec.Command(binary, "-dc", d.name, "-peer", d.peer, "-peer-addr", d.peerAddr,
-		"-transport", d.transport, "-dir", d.dir)
+	d.cmd = exec.Command(binary, append([]string{"-dc", d.name, "-peer", d.peer, "-peer-addr", d.peerAddr,
+		"-transport", d.transport, "-dir", d.dir}, d.args...)...)
 	d.cmd.ExtraFiles = []*os.File{cf, kf}
 	d.cmd.Stderr = d.stderr
 	if err := d.cmd.Start(); err != nil {

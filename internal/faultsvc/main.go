@@ -13,6 +13,10 @@
 //	                          the ID of each as soon as Write returned nil
 //	GET  /state               {"applied": [IDs], "digest": "...", "shipFailed": N}
 //
+// With -elastic it logs its audit records to that Elasticsearch under
+// -index-prefix, spooling them in its directory while Elasticsearch is
+// unreachable; otherwise to memory.
+//
 // It logs "ready" to stderr once serving.
 package main
 
@@ -37,6 +41,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/dcsync/dcsync"
+	esaudit "github.com/dcsync/dcsync/audit/elastic"
 	memaudit "github.com/dcsync/dcsync/audit/memory"
 	"github.com/dcsync/dcsync/journal"
 	dcgrpc "github.com/dcsync/dcsync/transport/grpc"
@@ -49,6 +54,7 @@ var secret = []byte("faultsvc shared secret, for tests only")
 func main() {
 	var (
 		dc, peer, peerAddr, transport, dir, sync string
+		es, indexPrefix                          string
 	)
 	flag.StringVar(&dc, "dc", "", "this datacenter")
 	flag.StringVar(&peer, "peer", "", "the other datacenter")
@@ -56,16 +62,46 @@ func main() {
 	flag.StringVar(&transport, "transport", "http", "http or grpc")
 	flag.StringVar(&dir, "dir", "", "where the journal and the state live")
 	flag.StringVar(&sync, "sync", "interval", "journal fsync policy: always, interval or never")
+	flag.StringVar(&es, "elastic", "", "Elasticsearch URL of the audit log; empty for a memory log")
+	flag.StringVar(&indexPrefix, "index-prefix", "", "the audit log's index prefix in Elasticsearch")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, dc, peer, peerAddr, transport, dir, sync); err != nil {
+	audit, err := openAudit(ctx, es, indexPrefix, dir)
+	if err == nil {
+		err = run(ctx, dc, peer, peerAddr, transport, dir, sync, audit)
+		audit.Close()
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "faultsvc:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, dc, peer, peerAddr, transport, dir, syncPolicy string) error {
+// auditLog is the log of a faultsvc: elastic's or memory's.
+type auditLog interface {
+	dcsync.AuditLog
+	Close() error
+}
+
+// memoryLog is a memory log that needs no closing.
+type memoryLog struct{ *memaudit.Log }
+
+func (memoryLog) Close() error { return nil }
+
+// openAudit opens the audit log: in Elasticsearch at url, spooling under
+// dir, or in memory when url is empty. Outages are noticed and their ends
+// replayed within a fraction of a second, for the fault suite.
+func openAudit(ctx context.Context, url, prefix, dir string) (auditLog, error) {
+	if url == "" {
+		return memoryLog{memaudit.New(0)}, nil
+	}
+	return esaudit.New(ctx, esaudit.Config{URLs: []string{url}, IndexPrefix: prefix,
+		SpoolDir: dir + "/spool", FlushInterval: 50 * time.Millisecond, Retries: 1,
+		RetryWait: 10 * time.Millisecond, ReplayInterval: 100 * time.Millisecond, Timeout: 5 * time.Second})
+}
+
+func run(ctx context.Context, dc, peer, peerAddr, transport, dir, syncPolicy string, audit dcsync.AuditLog) error {
 	collectorLn, err := net.FileListener(os.NewFile(3, "collector"))
 	if err != nil {
 		return fmt.Errorf("collector listener: %w", err)
@@ -116,7 +152,6 @@ func run(ctx context.Context, dc, peer, peerAddr, transport, dir, syncPolicy str
 	if err != nil {
 		return err
 	}
-	audit := memaudit.New(0)
 	peers := map[string]dcsync.Sender{peer: sender}
 	backoff := dcsync.Backoff{Initial: 10 * time.Millisecond, Max: 200 * time.Millisecond, Attempts: 4}
 	// What the senders give up while the peer is down, the journal queues

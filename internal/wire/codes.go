@@ -21,6 +21,7 @@ var sentinels = []struct {
 	{Code_CODE_INVALID, dcsync.ErrInvalid},
 	{Code_CODE_IN_FLIGHT, dcsync.ErrInFlight},
 	{Code_CODE_CLOSED, dcsync.ErrClosed},
+	{Code_CODE_CLOCK_SKEW, dcsync.ErrClockSkew},
 }
 
 // CodeOf returns the code that carries err over the wire: CODE_OK for nil,

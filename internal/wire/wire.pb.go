@@ -96,21 +96,25 @@ const (
 	Code_CODE_FORGED_ORIGIN Code = 8
 	// The receiver is closing; retry, perhaps elsewhere.
 	Code_CODE_CLOSED Code = 9
+	// dcsync.ErrClockSkew: the write's version is further ahead of the
+	// receiver's clock than its MaxSkew allows; retried.
+	Code_CODE_CLOCK_SKEW Code = 10
 )
 
 // Enum value maps for Code.
 var (
 	Code_name = map[int32]string{
-		0: "CODE_OK",
-		1: "CODE_RETRY",
-		2: "CODE_IN_FLIGHT",
-		3: "CODE_INVALID",
-		4: "CODE_TOO_LARGE",
-		5: "CODE_BATCH_TOO_LARGE",
-		6: "CODE_UNAUTHENTICATED",
-		7: "CODE_UNKNOWN_PEER",
-		8: "CODE_FORGED_ORIGIN",
-		9: "CODE_CLOSED",
+		0:  "CODE_OK",
+		1:  "CODE_RETRY",
+		2:  "CODE_IN_FLIGHT",
+		3:  "CODE_INVALID",
+		4:  "CODE_TOO_LARGE",
+		5:  "CODE_BATCH_TOO_LARGE",
+		6:  "CODE_UNAUTHENTICATED",
+		7:  "CODE_UNKNOWN_PEER",
+		8:  "CODE_FORGED_ORIGIN",
+		9:  "CODE_CLOSED",
+		10: "CODE_CLOCK_SKEW",
 	}
 	Code_value = map[string]int32{
 		"CODE_OK":              0,
@@ -123,6 +127,7 @@ var (
 		"CODE_UNKNOWN_PEER":    7,
 		"CODE_FORGED_ORIGIN":   8,
 		"CODE_CLOSED":          9,
+		"CODE_CLOCK_SKEW":      10,
 	}
 )
 
@@ -580,7 +585,7 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\aresults\x18\x04 \x03(\v2\x16.dcsync.wire.v1.ResultR\aresults*4\n" +
 	"\bEncoding\x12\x15\n" +
 	"\x11ENCODING_IDENTITY\x10\x00\x12\x11\n" +
-	"\rENCODING_GZIP\x10\x01*\xd1\x01\n" +
+	"\rENCODING_GZIP\x10\x01*\xe6\x01\n" +
 	"\x04Code\x12\v\n" +
 	"\aCODE_OK\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -592,7 +597,9 @@ const file_internal_wire_wire_proto_rawDesc = "" +
 	"\x14CODE_UNAUTHENTICATED\x10\x06\x12\x15\n" +
 	"\x11CODE_UNKNOWN_PEER\x10\a\x12\x16\n" +
 	"\x12CODE_FORGED_ORIGIN\x10\b\x12\x0f\n" +
-	"\vCODE_CLOSED\x10\tB(Z&github.com/dcsync/dcsync/internal/wireb\x06proto3"
+	"\vCODE_CLOSED\x10\t\x12\x13\n" +
+	"\x0fCODE_CLOCK_SKEW\x10\n" +
+	"B(Z&github.com/dcsync/dcsync/internal/wireb\x06proto3"
 
 var (
 	file_internal_wire_wire_proto_rawDescOnce sync.Once
