@@ -417,19 +417,15 @@ func (sh *auditShard) filling() *[]Record {
 // A log full of incomplete writes refuses new writes (process entries,
 // ErrAuditFull): run holds them and tries them again with every flush,
 // backing off, while it goes on appending the entries of later stages,
-// which complete the writes the log holds. While it holds more records than
-// the queue's limit, it takes no more: writers wait in add, and Write in
-// wait, until the log takes them.
+// which complete the writes the log holds: it never stops draining the
+// shards, or the records that would complete the oldest writes could never
+// reach a full log. New writes wait in Write (wait) while the log is full.
 func (q *auditQueue) run() {
 	defer close(q.flushed)
 	taken := make([][]*[]Record, len(q.shards))
 	var all [][]Record
 	var held []Entry // process entries the log refused
 	heldN := 0
-	limit := 0
-	for i := range q.shards {
-		limit += q.shards[i].limit
-	}
 	delay := time.Millisecond
 	var closedAt time.Time
 	for {
@@ -446,30 +442,28 @@ func (q *auditQueue) run() {
 		closed := q.closed.Load()
 		q.busy.Store(true)
 		var p packer
-		if heldN < limit || closed {
-			for i := range q.shards {
-				sh := &q.shards[i]
-				sh.mu.Lock()
-				taken[i], sh.blocks = sh.blocks, taken[i][:0]
-				sh.n = 0
-				sh.room.Broadcast()
-				sh.mu.Unlock()
-			}
-			all = all[:0]
-			for _, blocks := range taken {
-				for _, b := range blocks {
-					all = append(all, *b)
-				}
-			}
-			p.add(all...)
-			for _, blocks := range taken {
-				for _, b := range blocks {
-					clear(*b) // drop references to requests
-					*b = (*b)[:0]
-				}
-			}
-			clear(all)
+		for i := range q.shards {
+			sh := &q.shards[i]
+			sh.mu.Lock()
+			taken[i], sh.blocks = sh.blocks, taken[i][:0]
+			sh.n = 0
+			sh.room.Broadcast()
+			sh.mu.Unlock()
 		}
+		all = all[:0]
+		for _, blocks := range taken {
+			for _, b := range blocks {
+				all = append(all, *b)
+			}
+		}
+		p.add(all...)
+		for _, blocks := range taken {
+			for _, b := range blocks {
+				clear(*b) // drop references to requests
+				*b = (*b)[:0]
+			}
+		}
+		clear(all)
 		var later []Entry
 		for _, e := range p.entries {
 			if e.Stage == StageProcess {
