@@ -239,9 +239,13 @@ func (l *Log) room(n int, size int64) bool {
 	return true
 }
 
-// drop drops the oldest chunk.
+// drop drops the oldest chunk. The ok reship and apply records in it whose
+// writes' process records are in later chunks — they can arrive first: the
+// queue appends later stages while a full log holds process entries back —
+// are appended again, or those writes could never be seen complete.
 func (l *Log) drop() {
 	old := l.chunks[0]
+	carry := l.completions(old)
 	l.chunks = slices.Delete(l.chunks, 0, 1)
 	l.held -= len(old.writes)
 	l.bytes -= old.size()
@@ -250,6 +254,56 @@ func (l *Log) drop() {
 		old.entries, old.writes, old.arena = old.entries[:0], old.writes[:0], old.arena[:0]
 		l.spare = old
 	}
+	k := 0
+	for i := range carry {
+		d := &carry[i]
+		l.append(d, &k)
+		// Counted once already, when first logged.
+		k = l.count([3]uint32{l.names.of(d.DC), l.names.of(string(d.Stage)), l.names.of(string(d.Status))}, k, -len(d.IDs))
+	}
+}
+
+// completions returns, as entries, the ok reship and apply records of c
+// whose writes have their ok process records in a later chunk.
+func (l *Log) completions(c *chunk) []dcsync.Entry {
+	process, ok := l.names.of(string(dcsync.StageProcess)), l.names.of(string(dcsync.StatusOK))
+	apply, reship := l.names.of(string(dcsync.StageApply)), l.names.of(string(dcsync.StageReship))
+	var later map[string]bool // process writes of the later chunks, built when needed
+	var out []dcsync.Entry
+	for i := range c.entries {
+		e := &c.entries[i]
+		if e.status != ok || (e.stage != apply && e.stage != reship) {
+			continue
+		}
+		if later == nil {
+			later = map[string]bool{}
+			for _, d := range l.chunks[1:] {
+				for j := range d.entries {
+					if de := &d.entries[j]; de.stage == process && de.status == ok {
+						for _, w := range d.of(de) {
+							later[d.id(&w)] = true
+						}
+					}
+				}
+			}
+		}
+		var d *dcsync.Entry
+		for _, w := range c.of(e) {
+			id := c.id(&w)
+			if !later[id] {
+				continue
+			}
+			if d == nil {
+				out = append(out, dcsync.Entry{DC: l.names.list[e.dc], Origin: l.names.list[e.origin],
+					Stage: dcsync.Stage(l.names.list[e.stage]), Status: dcsync.StatusOK, Target: l.names.list[e.target],
+					Attempt: int(e.attempt), Time: time.Unix(0, e.time)})
+				d = &out[len(out)-1]
+			}
+			d.IDs = append(d.IDs, id)
+			d.Written = append(d.Written, time.Unix(0, w.written))
+		}
+	}
+	return out
 }
 
 // size is what c holds, as entrySize counts it.
