@@ -193,7 +193,7 @@ func (l *Log) Append(_ context.Context, entries []dcsync.Entry) error {
 			size += entrySize(&entries[i])
 		}
 	}
-	if !l.room(n, size) {
+	if !l.room(n, size, entries) {
 		l.refused++
 		return fmt.Errorf("memory: %w: it holds %d records in %d bytes, and its oldest writes are not applied everywhere yet",
 			dcsync.ErrAuditFull, l.held, l.bytes)
@@ -226,7 +226,7 @@ func entrySize(d *dcsync.Entry) int64 {
 // may while it is within its bounds, so that it exceeds them by at most
 // one Append (and the records that complete writes it holds), and a batch
 // larger than the log is not refused forever.
-func (l *Log) room(n int, size int64) bool {
+func (l *Log) room(n int, size int64, incoming []dcsync.Entry) bool {
 	if n == 0 {
 		return true
 	}
@@ -234,18 +234,19 @@ func (l *Log) room(n int, size int64) bool {
 		if len(l.chunks) == 0 || !l.complete(l.chunks[0]) {
 			return l.held <= l.maxRecords && l.bytes <= l.maxBytes
 		}
-		l.drop()
+		l.drop(incoming)
 	}
 	return true
 }
 
 // drop drops the oldest chunk. The ok reship and apply records in it whose
-// writes' process records are in later chunks — they can arrive first: the
-// queue appends later stages while a full log holds process entries back —
-// are appended again, or those writes could never be seen complete.
-func (l *Log) drop() {
+// writes' process records are in later chunks or among the incoming
+// entries, which drop makes room for — they can arrive first: the queue
+// appends later stages while a full log holds process entries back — are
+// appended again, or those writes could never be seen complete.
+func (l *Log) drop(incoming []dcsync.Entry) {
 	old := l.chunks[0]
-	carry := l.completions(old)
+	carry := l.completions(old, incoming)
 	l.chunks = slices.Delete(l.chunks, 0, 1)
 	l.held -= len(old.writes)
 	l.bytes -= old.size()
@@ -264,28 +265,63 @@ func (l *Log) drop() {
 }
 
 // completions returns, as entries, the ok reship and apply records of c
-// whose writes have their ok process records in a later chunk.
-func (l *Log) completions(c *chunk) []dcsync.Entry {
+// whose writes have their ok process records in a later chunk or in
+// incoming. Only the
+// later chunks and entries whose writes overlap those records' in time are
+// read: a drop costs about what it drops, however much the log holds.
+func (l *Log) completions(c *chunk, incoming []dcsync.Entry) []dcsync.Entry {
 	process, ok := l.names.of(string(dcsync.StageProcess)), l.names.of(string(dcsync.StatusOK))
 	apply, reship := l.names.of(string(dcsync.StageApply)), l.names.of(string(dcsync.StageReship))
-	var later map[string]bool // process writes of the later chunks, built when needed
-	var out []dcsync.Entry
+	later := map[string]bool{} // the IDs of those records: true once a later process record is found
+	var lo, hi int64
 	for i := range c.entries {
 		e := &c.entries[i]
 		if e.status != ok || (e.stage != apply && e.stage != reship) {
 			continue
 		}
-		if later == nil {
-			later = map[string]bool{}
-			for _, d := range l.chunks[1:] {
-				for j := range d.entries {
-					if de := &d.entries[j]; de.stage == process && de.status == ok {
-						for _, w := range d.of(de) {
-							later[d.id(&w)] = true
-						}
-					}
+		if len(later) == 0 || e.minWritten < lo {
+			lo = e.minWritten
+		}
+		if len(later) == 0 || e.maxWritten > hi {
+			hi = e.maxWritten
+		}
+		for _, w := range c.of(e) {
+			later[c.id(&w)] = false
+		}
+	}
+	if len(later) == 0 {
+		return nil
+	}
+	for _, d := range l.chunks[1:] {
+		if d.maxWritten < lo || d.minWritten > hi {
+			continue
+		}
+		for j := range d.entries {
+			de := &d.entries[j]
+			if de.stage != process || de.status != ok || de.maxWritten < lo || de.minWritten > hi {
+				continue
+			}
+			for _, w := range d.of(de) {
+				if _, want := later[string(d.bytes(w.id))]; want {
+					later[string(d.bytes(w.id))] = true
 				}
 			}
+		}
+	}
+	for i := range incoming {
+		if d := &incoming[i]; d.Stage == dcsync.StageProcess && d.Status == dcsync.StatusOK {
+			for _, id := range d.IDs {
+				if _, want := later[id]; want {
+					later[id] = true
+				}
+			}
+		}
+	}
+	var out []dcsync.Entry
+	for i := range c.entries {
+		e := &c.entries[i]
+		if e.status != ok || (e.stage != apply && e.stage != reship) {
+			continue
 		}
 		var d *dcsync.Entry
 		for _, w := range c.of(e) {
