@@ -49,6 +49,85 @@ func (c collector) Collect(ctx context.Context, from string, reqs []*Request) (e
 		s.stats.invalid.Add(1)
 		return err
 	}
+	var errs []error
+	errs, dups = s.collect(ctx, reqs, s.dedupe, nil)
+	if errs != nil {
+		return &BatchError{Errs: errs}
+	}
+	return nil
+}
+
+// collectHop is the collect hop of the MQ wirings, package hop's Collect:
+// Collect with its requests admitted one by one — a request that is nil or
+// claims another origin than from fails alone, and the rest flow on —
+// claimed in claims (the Syncer's DedupeStore when nil), and, when next is
+// set, handed to next instead of the Processor. It returns each request's
+// error.
+func (s *Syncer) collectHop(ctx context.Context, from string, reqs []*Request, claims DedupeStore,
+	next func(context.Context, []*Request) []error) (errs []error) {
+	errs = make([]error, len(reqs))
+	dups := 0
+	if s.obs != nil {
+		ctx = s.obs.CollectStart(ctx, from, reqs)
+		defer func() { s.obs.CollectDone(ctx, from, reqs, collectResult(batchError(errs), dups)) }()
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return fill(errs, ErrClosed)
+	}
+	if err := s.admitPeer(from); err != nil {
+		s.stats.invalid.Add(1)
+		return fill(errs, err)
+	}
+	if claims == nil {
+		claims = s.dedupe
+	}
+	admitted := reqs
+	var at []int // admitted[k] is reqs[at[k]], when some were refused
+	for i, req := range reqs {
+		err := admitRequest(from, i, req)
+		if err != nil && at == nil {
+			admitted, at = make([]*Request, 0, len(reqs)), make([]int, 0, len(reqs))
+			for k := range i {
+				admitted, at = append(admitted, reqs[k]), append(at, k)
+			}
+		}
+		switch {
+		case err != nil:
+			s.stats.invalid.Add(1)
+			errs[i] = err
+		case at != nil:
+			admitted, at = append(admitted, req), append(at, i)
+		}
+	}
+	results, dups := s.collect(ctx, admitted, claims, next)
+	for k, err := range results {
+		if at != nil {
+			k = at[k]
+		}
+		errs[k] = err
+	}
+	return errs
+}
+
+// batchError returns errs as a *BatchError, or nil when none is set.
+func batchError(errs []error) error {
+	for _, err := range errs {
+		if err != nil {
+			return &BatchError{Errs: errs}
+		}
+	}
+	return nil
+}
+
+// collect validates and claims each of reqs, admitted, in claims, applies
+// the claimed ones through the Processor, or hands them to next when it is
+// set, commits or releases their claims, and records the batch. It returns
+// each request's error, nil when none failed, and how many it dropped as
+// duplicates.
+func (s *Syncer) collect(ctx context.Context, reqs []*Request, claims DedupeStore,
+	next func(context.Context, []*Request) []error) ([]error, int) {
 	recs := getRecords()
 	defer putRecords(recs)
 	var errs []error
@@ -58,11 +137,12 @@ func (c collector) Collect(ctx context.Context, from string, reqs []*Request) (e
 		}
 		errs[i] = err
 	}
+	dups := 0
 	now := time.Now()
 	var claimed []*Request
 	var at []int // claimed[k] is reqs[at[k]]
 	for i, req := range reqs {
-		claim, err := s.claim(ctx, req)
+		claim, err := s.claim(ctx, claims, req)
 		switch {
 		case err != nil:
 			fail(i, err)
@@ -81,10 +161,13 @@ func (c collector) Collect(ctx context.Context, from string, reqs []*Request) (e
 	}
 	var done, undone []string
 	stage := StageApply
-	if s.handoff != nil {
-		stage = StageCollect // the apply stage is the handoff's workers' to record
+	var results []error
+	if next != nil {
+		stage = StageCollect // the apply stage is the next hop's to record
+		results = s.handOff(ctx, next, claimed)
+	} else {
+		results = s.apply(ctx, claimed)
 	}
-	results := s.process(ctx, claimed)
 	applied := time.Now()
 	for k, req := range claimed {
 		err := results[k]
@@ -103,18 +186,15 @@ func (c collector) Collect(ctx context.Context, from string, reqs []*Request) (e
 			done = append(done, req.ID)
 		}
 	}
-	s.commit(ctx, done)
-	s.release(ctx, undone)
+	s.commit(ctx, claims, done)
+	s.release(ctx, claims, undone)
 	s.audit.add(*recs...)
-	if errs != nil {
-		return &BatchError{Errs: errs}
-	}
-	return nil
+	return errs, dups
 }
 
 // claim validates req, merges its version into the local clock, and claims
 // it in the dedupe store.
-func (s *Syncer) claim(ctx context.Context, req *Request) (Claim, error) {
+func (s *Syncer) claim(ctx context.Context, claims DedupeStore, req *Request) (Claim, error) {
 	if err := s.limits.validate(req, true); err != nil {
 		s.stats.invalid.Add(1)
 		return 0, err
@@ -122,7 +202,7 @@ func (s *Syncer) claim(ctx context.Context, req *Request) (Claim, error) {
 	if err := s.observe(req.Version); err != nil {
 		return 0, err
 	}
-	claim, err := s.dedupe.Claim(ctx, req.ID)
+	claim, err := claims.Claim(ctx, req.ID)
 	if err != nil {
 		return 0, fmt.Errorf("dcsync: dedupe claim %s: %w", req.ID, err)
 	}
@@ -133,7 +213,7 @@ func (s *Syncer) claim(ctx context.Context, req *Request) (Claim, error) {
 // local writes order after it, unless it is further ahead than MaxSkew
 // (ErrClockSkew, retryable) or beyond the clock's range (ErrInvalid). Every
 // path that takes a version from outside goes through it: the Collector,
-// ApplyBatch (the MQ wiring's apply stream) and so the reconciler's
+// the collect and apply hops (package hop) and so the reconciler's
 // re-sends, which a peer collects.
 func (s *Syncer) observe(version uint64) error {
 	skew := s.maxSkew
@@ -185,90 +265,110 @@ func (s *Syncer) refusal(msg string, args ...any) {
 // process that has collected nothing yet — orders after it.
 func (s *Syncer) Observe(version uint64) { s.clock.Observe(version) }
 
-// process applies (or hands off) reqs and returns each one's error.
-func (s *Syncer) process(ctx context.Context, reqs []*Request) []error {
-	if s.handoff != nil {
-		return s.apply(ctx, s.handoff, false, reqs)
-	}
-	return s.apply(ctx, s.proc, true, reqs)
-}
-
-// apply passes reqs to target, in one call when it takes batches, and
-// returns each one's error. applying says target is the Processor (not
-// the handoff), whose outcomes the stats count.
-func (s *Syncer) apply(ctx context.Context, target Processor, applying bool, reqs []*Request) []error {
+// handOff passes reqs, claimed, to next, the MQ wirings' next hop, and
+// returns each one's error.
+func (s *Syncer) handOff(ctx context.Context, next func(context.Context, []*Request) []error, reqs []*Request) []error {
 	errs := make([]error, len(reqs))
 	if len(reqs) == 0 {
 		return errs
 	}
-	if applying && s.obs != nil {
+	var got []error
+	err := s.guard(reqs[0].ID, func() error {
+		got = next(ctx, reqs)
+		if got != nil && len(got) != len(reqs) {
+			return fmt.Errorf("%d results for %d requests", len(got), len(reqs))
+		}
+		return nil
+	})
+	for i, req := range reqs {
+		e := err
+		if e == nil && got != nil {
+			e = got[i]
+		}
+		if e != nil {
+			errs[i] = fmt.Errorf("dcsync: hand off %s: %w", req.ID, e)
+		}
+	}
+	return errs
+}
+
+// apply applies reqs through the Processor, in one call when it takes
+// batches, and returns each one's error.
+func (s *Syncer) apply(ctx context.Context, reqs []*Request) []error {
+	errs := make([]error, len(reqs))
+	if len(reqs) == 0 {
+		return errs
+	}
+	if s.obs != nil {
 		ctx = s.obs.ApplyStart(ctx, reqs)
 		defer func() { s.obs.ApplyDone(ctx, reqs, errs) }()
 	}
-	if bp, ok := target.(BatchProcessor); ok && len(reqs) > 1 {
+	if bp, ok := s.proc.(BatchProcessor); ok && len(reqs) > 1 {
 		err := s.guard(reqs[0].ID, func() error { return bp.ProcessBatch(ctx, reqs) })
 		for i := range reqs {
 			errs[i] = resultOf(err, i)
 		}
 	} else {
 		for i, req := range reqs {
-			errs[i] = s.guard(req.ID, func() error { return target.Process(ctx, req) })
+			errs[i] = s.guard(req.ID, func() error { return s.proc.Process(ctx, req) })
 		}
-	}
-	verb := "hand off"
-	if applying {
-		verb = "apply"
 	}
 	failed := 0
 	for i, err := range errs {
 		if err != nil {
 			failed++
-			errs[i] = fmt.Errorf("dcsync: %s %s: %w", verb, reqs[i].ID, err)
+			errs[i] = fmt.Errorf("dcsync: apply %s: %w", reqs[i].ID, err)
 		}
 	}
-	if applying {
-		s.stats.applied.Add(uint64(len(reqs) - failed))
-		s.stats.applyFailed.Add(uint64(failed))
-	}
+	s.stats.applied.Add(uint64(len(reqs) - failed))
+	s.stats.applyFailed.Add(uint64(failed))
 	return errs
 }
 
 // admit checks what makes a whole batch unacceptable: an unknown sender, too
 // many requests, a missing request, or a request claiming another origin.
 func (s *Syncer) admit(from string, reqs []*Request) error {
-	if _, ok := s.peers[from]; !ok {
-		return fmt.Errorf("%w: %q is not a peer of %s", ErrUnknownPeer, from, s.dc)
+	if err := s.admitPeer(from); err != nil {
+		return err
 	}
 	if len(reqs) > s.limits.MaxBatch {
 		return fmt.Errorf("%w: %d requests, limit %d", ErrBatchTooLarge, len(reqs), s.limits.MaxBatch)
 	}
 	for i, req := range reqs {
-		if req == nil {
-			return fmt.Errorf("request %d: %w", i, ErrNilRequest)
-		}
-		if req.Origin != from {
-			return fmt.Errorf("%w: request %s has origin %q, sent by %q", ErrForgedOrigin, req.ID, req.Origin, from)
+		if err := admitRequest(from, i, req); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// Apply applies a collected write through the Processor and records the
-// apply stage. The MQ wiring's processor workers call it for writes that
-// the Collector handed off; it is safe to call again for the same write.
-func (s *Syncer) Apply(ctx context.Context, req *Request) error {
-	if err := s.ApplyBatch(ctx, []*Request{req}); err != nil {
-		return resultOf(err, 0)
+// admitPeer refuses a sender that is not a peer.
+func (s *Syncer) admitPeer(from string) error {
+	if _, ok := s.peers[from]; !ok {
+		return fmt.Errorf("%w: %q is not a peer of %s", ErrUnknownPeer, from, s.dc)
 	}
 	return nil
 }
 
-// ApplyBatch is Apply for a batch, in one call when the Processor is a
-// BatchProcessor. A write that originated here, written ahead through a
-// Reship that applies (Config.ReshipApplies), is recorded as processed
-// here, with the request for the reconciler, as Write records it. It returns nil, a *BatchError naming the writes that
-// failed, or an error for the whole batch.
-func (s *Syncer) ApplyBatch(ctx context.Context, reqs []*Request) error {
+// admitRequest refuses request i of a batch sent by from when it is
+// missing or claims another origin.
+func admitRequest(from string, i int, req *Request) error {
+	if req == nil {
+		return fmt.Errorf("request %d: %w", i, ErrNilRequest)
+	}
+	if req.Origin != from {
+		return fmt.Errorf("%w: request %s has origin %q, sent by %q", ErrForgedOrigin, req.ID, req.Origin, from)
+	}
+	return nil
+}
+
+// applyBatch is the local and apply hops of the MQ wirings, package hop's
+// Apply: it validates reqs and applies them through the Processor, in one
+// call when it is a BatchProcessor, and returns each one's error. A write
+// that originated here, written ahead through a WriteAheadReship, is
+// recorded as processed here, with the request for the reconciler, as
+// Write records it; another write gets an apply record.
+func (s *Syncer) applyBatch(ctx context.Context, reqs []*Request) []error {
 	errs := make([]error, len(reqs))
 	valid := make([]*Request, 0, len(reqs))
 	at := make([]int, 0, len(reqs))
@@ -283,29 +383,24 @@ func (s *Syncer) ApplyBatch(ctx context.Context, reqs []*Request) error {
 		}
 		valid, at = append(valid, req), append(at, i)
 	}
-	results := s.apply(ctx, s.proc, true, valid)
+	results := s.apply(ctx, valid)
 	recs := getRecords()
 	defer putRecords(recs)
 	now := time.Now()
 	for k, req := range valid {
 		errs[at[k]] = results[k]
-		if req.Origin == s.dc { // written ahead (Config.ReshipApplies)
+		if req.Origin == s.dc { // written ahead
 			*recs = append(*recs, s.processed(req, now, results[k]))
 			continue
 		}
 		*recs = append(*recs, s.record(req, StageApply, now, results[k]))
 	}
 	s.audit.add(*recs...)
-	for _, err := range errs {
-		if err != nil {
-			return &BatchError{Errs: errs}
-		}
-	}
-	return nil
+	return errs
 }
 
 // processed returns the process record of req, written here and applied
-// by ApplyBatch, and counts it as Write would rather than as a collected
+// by applyBatch, and counts it as Write would rather than as a collected
 // write (apply counted it so: ^0 takes one back).
 func (s *Syncer) processed(req *Request, at time.Time, err error) Record {
 	r := s.record(req, StageProcess, at, err)
@@ -333,9 +428,9 @@ func (s *Syncer) record(req *Request, stage Stage, at time.Time, err error) Reco
 // commit remembers an applied write. A failure is only logged: the write is
 // applied, and a redelivery applying it again is what an idempotent
 // processor tolerates, so it is not worth failing the write over.
-func (s *Syncer) commit(ctx context.Context, ids []string) {
+func (s *Syncer) commit(ctx context.Context, claims DedupeStore, ids []string) {
 	for _, id := range ids {
-		if err := s.dedupe.Commit(ctx, id); err != nil {
+		if err := claims.Commit(ctx, id); err != nil {
 			s.log.Warn("dcsync: dedupe commit failed", "dc", s.dc, "id", id, "err", err)
 		}
 	}
@@ -343,9 +438,9 @@ func (s *Syncer) commit(ctx context.Context, ids []string) {
 
 // release gives up the claims of writes whose apply failed, so a retry
 // may claim them.
-func (s *Syncer) release(ctx context.Context, ids []string) {
+func (s *Syncer) release(ctx context.Context, claims DedupeStore, ids []string) {
 	for _, id := range ids {
-		if err := s.dedupe.Release(ctx, id); err != nil {
+		if err := claims.Release(ctx, id); err != nil {
 			s.log.Warn("dcsync: dedupe release failed", "dc", s.dc, "id", id, "err", err)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dcsync/dcsync"
 	memaudit "github.com/dcsync/dcsync/audit/memory"
+	"github.com/dcsync/dcsync/hop"
 )
 
 // stamped returns a write as it arrives from origin.
@@ -114,28 +115,32 @@ func TestCollectRetriesAFailedApply(t *testing.T) {
 	}
 }
 
+// The collect hop hands accepted writes to the next hop, once, and the
+// apply hop applies them.
 func TestCollectHandsOff(t *testing.T) {
 	st, queued := newStore(0, 1), newStore(0, 2)
-	s, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: st, Handoff: queued,
-		Peers: map[string]dcsync.Sender{"telecom": &recordingSender{}}})
-	if err != nil {
-		t.Fatal(err)
+	s := newSyncer(t, st, map[string]dcsync.Sender{"telecom": &recordingSender{}}, nil)
+	next := func(ctx context.Context, reqs []*dcsync.Request) []error {
+		for _, r := range reqs {
+			queued.Process(ctx, r)
+		}
+		return nil
 	}
-	defer s.Close()
 	req := stamped("telecom", "a", 1<<20)
+	stages := hop.Of(s)
 	for range 2 {
-		if err := s.Collector().Collect(context.Background(), "telecom", []*dcsync.Request{req}); err != nil {
+		if err := hop.Err(stages.Collect(context.Background(), "telecom", []*dcsync.Request{req}, nil, next)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if queued.applies["a"] != 1 || len(st.applies) != 0 {
 		t.Fatalf("handoff %v, processor %v", queued.applies, st.applies)
 	}
-	if err := s.Apply(context.Background(), req); err != nil || st.applies["a"] != 1 {
-		t.Fatalf("Apply: %v, %v", err, st.applies)
+	if errs := stages.Apply(context.Background(), []*dcsync.Request{req}); errs[0] != nil || st.applies["a"] != 1 {
+		t.Fatalf("Apply: %v, %v", errs, st.applies)
 	}
-	if err := s.Apply(context.Background(), stamped("telecom", "", 1)); !errors.Is(err, dcsync.ErrInvalidID) {
-		t.Fatalf("Apply of an invalid write: %v", err)
+	if errs := stages.Apply(context.Background(), []*dcsync.Request{stamped("telecom", "", 1)}); !errors.Is(errs[0], dcsync.ErrInvalidID) {
+		t.Fatalf("Apply of an invalid write: %v", errs)
 	}
 }
 
@@ -310,14 +315,13 @@ func TestObserveOrdersLaterWritesAfterWhatWasRead(t *testing.T) {
 	}
 }
 
-func TestApplyBatch(t *testing.T) {
+func TestApplyHop(t *testing.T) {
 	bs := &batchStore{store: newStore(0, 1)}
 	s := newSyncer(t, bs, nil, nil)
 	batch := []*dcsync.Request{stamped("telecom", "a", 1<<20), stamped("telecom", "bad id", 1<<20), stamped("telecom", "c", 1<<20)}
-	err := s.ApplyBatch(context.Background(), batch)
-	var be *dcsync.BatchError
-	if !errors.As(err, &be) || be.Errs[0] != nil || !errors.Is(be.Errs[1], dcsync.ErrInvalidID) || be.Errs[2] != nil {
-		t.Fatalf("got %v", err)
+	errs := hop.Of(s).Apply(context.Background(), batch)
+	if errs[0] != nil || !errors.Is(errs[1], dcsync.ErrInvalidID) || errs[2] != nil {
+		t.Fatalf("got %v", errs)
 	}
 	if bs.batches != 1 || bs.applies["a"] != 1 || bs.applies["c"] != 1 || s.Stats().Applied != 2 {
 		t.Fatalf("%d batch calls, applies %v, stats %+v", bs.batches, bs.applies, s.Stats())

@@ -111,7 +111,7 @@ var ErrQueueFull = errors.New("dcsync: reship queue full")
 var ErrPeerDown = errors.New("dcsync: peer unavailable, left to the reconciler")
 
 // ErrNotReplicated is matched by every error of a Write that applied the
-// write here (or, with Config.ReshipApplies, handed it to the Reship): too
+// write here (or, with a WriteAheadReship, handed it to the Reship): too
 // many peers failed to apply it for the requested quorum, the context
 // ended or the Syncer closed before they acknowledged it, or it could not
 // be queued for the peers (then the error also matches ErrQueueFull or

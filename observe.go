@@ -30,7 +30,8 @@ type Observer interface {
 	// has an error matching nothing of this package.
 	WriteDone(ctx context.Context, req *Request, err error)
 	// SendStart is called before a batch of writes of this datacenter is
-	// sent to a peer: by the built-in Reship, Forward, or a Reconciler.
+	// sent to a peer: by the built-in Reship, the reship hop of an MQ wiring
+	// (package hop), or a Reconciler.
 	SendStart(ctx context.Context, b Send) context.Context
 	// SendDone reports each request's final outcome of the batch, nil where
 	// the peer accepted it. Requests not sent because the peer is marked
@@ -42,7 +43,8 @@ type Observer interface {
 	// CollectDone reports what became of the batch.
 	CollectDone(ctx context.Context, from string, reqs []*Request, res CollectResult)
 	// ApplyStart is called before collected writes are applied here by the
-	// Processor, by Collect or by ApplyBatch (the MQ wiring's workers).
+	// Processor, by Collect or by the apply hops of an MQ wiring (package
+	// hop).
 	ApplyStart(ctx context.Context, reqs []*Request) context.Context
 	// ApplyDone reports each write's outcome, nil where applied.
 	ApplyDone(ctx context.Context, reqs []*Request, errs []error)

@@ -15,6 +15,25 @@ type Reship interface {
 	Reship(ctx context.Context, req *Request) error
 }
 
+// WriteAheadReship is a Reship that is the write-ahead log of the writes
+// it takes: its own workers apply each write here (package hop's Apply) as
+// they ship it to the peers. Write checks Config.Reship for it, as net/http
+// checks a ResponseWriter for http.Flusher: given one, Write hands the
+// write over without applying it, and returns once the Reship has it. A
+// write is then never applied here and not queued for the peers, and an
+// error from Write means it was applied nowhere (see Syncer.Write). The
+// MQ wirings' Nodes (transport/redis, transport/kafka) are ones.
+//
+// It is a property of the Reship rather than a Config flag because only
+// the Reship knows whether its workers apply: a flag could promise it of a
+// Reship that never applies — its writes would be applied nowhere — or be
+// left off one that does, applying every write twice.
+type WriteAheadReship interface {
+	Reship
+	// WritesAhead marks the promise above; it is never called.
+	WritesAhead()
+}
+
 // Sender delivers batches to one remote datacenter; each transport
 // implements it. Send returns nil when the peer has accepted every request,
 // a *BatchError naming the requests that failed when some did, and any other
@@ -90,7 +109,8 @@ func (d Delivery) withDefaults() Delivery {
 }
 
 // shipper sends batches to peers with retries and records every attempt.
-// The built-in Reship, Syncer.Forward and the Reconciler share it.
+// The built-in Reship, the reship hop (package hop) and the Reconciler
+// share it.
 type shipper struct {
 	dc      string
 	timeout time.Duration

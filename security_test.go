@@ -7,11 +7,12 @@ import (
 	"time"
 
 	"github.com/dcsync/dcsync"
+	"github.com/dcsync/dcsync/hop"
 )
 
 // A peer sending a version of 2^64-1, or one dated a year ahead, is refused
 // by default on every path that observes versions — the Collector and
-// ApplyBatch — counted, and leaves the clock where it was: later local
+// the apply hop (package hop) — counted, and leaves the clock where it was: later local
 // writes still win over what was there.
 func TestVersionsAheadRefused(t *testing.T) {
 	st := newStore(0, 1)
@@ -24,8 +25,7 @@ func TestVersionsAheadRefused(t *testing.T) {
 		if err == nil {
 			t.Fatalf("collect of version %d accepted", v)
 		}
-		err = s.ApplyBatch(ctx, []*dcsync.Request{stamped("telecom", "a-"+id, v)})
-		if err == nil {
+		if errs := hop.Of(s).Apply(ctx, []*dcsync.Request{stamped("telecom", "a-"+id, v)}); errs[0] == nil {
 			t.Fatalf("apply of version %d accepted", v)
 		}
 	}

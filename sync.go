@@ -27,24 +27,14 @@ type Config struct {
 	// Reconciler can repair this datacenter's writes.
 	Audit AuditLog
 	// Reship ships local writes to the peers; nil selects the built-in
-	// bounded queues over Peers, tuned by Delivery.
+	// bounded queues over Peers, tuned by Delivery. A WriteAheadReship
+	// (the MQ wirings' Nodes) makes Write write-ahead through it.
 	Reship Reship
-	// ReshipApplies makes Write write-ahead through Reship: Write hands the
-	// write to Reship and returns once Reship has it, without calling the
-	// Processor; Reship's own workers apply it here later with ApplyBatch,
-	// as they ship it to the peers. A durable Reship (the MQ wiring of
-	// transport/redis, which sets it) then never leaves a write applied
-	// here and not queued for the peers, and an error from Write means the
-	// write was applied nowhere.
-	ReshipApplies bool
 	// Delivery tunes the built-in Reship.
 	Delivery Delivery
 	// Dedupe remembers applied writes; nil selects a MemoryDedupe. Share one
 	// store between all collectors of a datacenter.
 	Dedupe DedupeStore
-	// Handoff, when set, receives collected writes instead of the Processor:
-	// a durable queue whose workers call Syncer.Apply (the MQ wiring).
-	Handoff Processor
 	// Limits bounds accepted writes and batches.
 	Limits Limits
 	// MaxSkew refuses collected and applied writes whose version is more
@@ -70,8 +60,8 @@ type Config struct {
 	// holds from before a crash (see Journal and docs/durability.md).
 	// Without one, a write applied here and not yet shipped is lost to
 	// the peers if the process dies, until a Reconciler finds its trail.
-	// With ReshipApplies the Reship is the write-ahead log and the Journal
-	// is not written. The Syncer does not close it.
+	// With a WriteAheadReship the Reship is the write-ahead log and the
+	// Journal is not written. The Syncer does not close it.
 	Journal Journal
 	// JournalRedrive is, with a Journal, how long a write may stay
 	// unacknowledged by a peer before it is queued for it again, and how
@@ -116,7 +106,6 @@ type Syncer struct {
 	dc      string
 	peers   map[string]Sender
 	proc    Processor
-	handoff Processor
 	dedupe  DedupeStore
 	limits  Limits
 	maxSkew time.Duration
@@ -125,7 +114,7 @@ type Syncer struct {
 	audit   *auditQueue
 	reship  Reship
 	queues  *queueReship // the built-in Reship, nil when Config.Reship is set
-	ahead   bool         // Config.ReshipApplies
+	ahead   bool         // the Reship is a WriteAheadReship
 	ship    *shipper
 	obs     Observer
 	journal Journal
@@ -171,7 +160,6 @@ func New(cfg Config) (*Syncer, error) {
 		dc:      cfg.DC,
 		peers:   cfg.Peers,
 		proc:    cfg.Processor,
-		handoff: cfg.Handoff,
 		dedupe:  cfg.Dedupe,
 		limits:  cfg.Limits.withDefaults(),
 		maxSkew: or(cfg.MaxSkew, DefaultMaxSkew),
@@ -196,7 +184,7 @@ func New(cfg Config) (*Syncer, error) {
 	d := cfg.Delivery.withDefaults()
 	s.ship = &shipper{dc: s.dc, timeout: d.Timeout, backoff: d.Backoff, record: s.audit.add, obs: s.obs}
 	s.reship = cfg.Reship
-	s.ahead = cfg.ReshipApplies && cfg.Reship != nil
+	_, s.ahead = cfg.Reship.(WriteAheadReship)
 	if s.reship == nil {
 		s.queues = newQueueReship(cfg.Peers, d, s.ship, s.delivered, s.closing)
 		s.reship = s.queues
@@ -246,7 +234,7 @@ func (s *Syncer) DC() string { return s.dc }
 // otherwise is applied nowhere; without a Journal it may be applied here
 // only, until a Reconciler repairs it from its trail.
 //
-// With Config.ReshipApplies, Write returns once the Reship has the write,
+// With a WriteAheadReship, Write returns once the Reship has the write,
 // and the Reship's workers apply it here later, as they ship it: an error
 // then means the write was applied nowhere, unless it wraps ctx's error
 // (the Reship may have taken it; writing it again with the same ID is
@@ -278,7 +266,7 @@ func (s *Syncer) Write(ctx context.Context, req *Request, opts ...WriteOption) (
 		defer func() { s.obs.WriteDone(ctx, req, err) }()
 	}
 	if s.ahead {
-		return s.queue(ctx, req, opts, false) // Reship's workers apply it (ApplyBatch)
+		return s.queue(ctx, req, opts, false) // the Reship's workers apply it (package hop)
 	}
 	// The version's clock reading dates the record: one clock read a write.
 	rec := Record{ID: req.ID, DC: s.dc, Origin: s.dc, Stage: StageProcess, Status: StatusOK,
@@ -325,7 +313,7 @@ func (s *Syncer) queue(ctx context.Context, req *Request, opts []WriteOption, ap
 	}
 	if err := s.reship.Reship(ctx, req); err != nil {
 		if !applied {
-			return err // applied nowhere, as ReshipApplies says
+			return err // applied nowhere, as WriteAheadReship says
 		}
 		return fmt.Errorf("%w: %s applied here, not queued for the peers: %w", ErrNotReplicated, req.ID, err)
 	}
@@ -345,23 +333,30 @@ func (s *Syncer) queue(ctx context.Context, req *Request, opts []WriteOption, ap
 	}
 }
 
-// Forward sends reqs, written here, to peer through its Sender, retrying
-// with the Delivery backoff and recording every attempt, and returns nil
-// or a *BatchError with each request's final error. The MQ wiring's reship
-// workers call it; Write's built-in Reship does the same internally.
-func (s *Syncer) Forward(ctx context.Context, peer string, reqs []*Request) error {
-	sender, ok := s.peers[peer]
+// forward delivers reqs, written here, to peer through sender, or through
+// the peer's own Sender when sender is nil, retrying with the Delivery
+// backoff and recording every attempt, and returns each request's final
+// error: package hop's Ship, the MQ wirings' reship hop. Write's built-in
+// Reship does the same internally.
+func (s *Syncer) forward(ctx context.Context, peer string, sender Sender, reqs []*Request) []error {
+	own, ok := s.peers[peer]
 	if !ok {
-		return fmt.Errorf("%w: %q", ErrUnknownPeer, peer)
+		return fill(make([]error, len(reqs)), fmt.Errorf("%w: %q", ErrUnknownPeer, peer))
+	}
+	if sender == nil {
+		sender = own
 	}
 	errs := s.ship.ship(ctx, peer, sender, reqs, nil)
 	s.delivered(peer, reqs, errs)
-	for _, err := range errs {
-		if err != nil {
-			return &BatchError{Errs: errs}
-		}
+	return errs
+}
+
+// fill sets every element of errs to err and returns errs.
+func fill(errs []error, err error) []error {
+	for i := range errs {
+		errs[i] = err
 	}
-	return nil
+	return errs
 }
 
 // delivered counts the outcome of deliveries to peer and wakes writers

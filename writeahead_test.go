@@ -9,10 +9,11 @@ import (
 
 	"github.com/dcsync/dcsync"
 	memaudit "github.com/dcsync/dcsync/audit/memory"
+	"github.com/dcsync/dcsync/hop"
 )
 
-// queueReship is a Reship that only queues, as a durable outbox would, or
-// fails.
+// queueReship is a WriteAheadReship that only queues, as a durable outbox
+// would, or fails.
 type queueReship struct {
 	mu     sync.Mutex
 	queued []*dcsync.Request
@@ -29,10 +30,13 @@ func (q *queueReship) Reship(_ context.Context, req *dcsync.Request) error {
 	return nil
 }
 
-// With ReshipApplies, Write only hands the write to the Reship; the
-// Reship's workers apply it through ApplyBatch, which records it as
+// WritesAhead makes it a dcsync.WriteAheadReship.
+func (q *queueReship) WritesAhead() {}
+
+// With a WriteAheadReship, Write only hands the write to the Reship; the
+// Reship's workers apply it through the apply hop, which records it as
 // processed here, with the request for the reconciler.
-func TestReshipAppliesWritesAhead(t *testing.T) {
+func TestWriteAheadReship(t *testing.T) {
 	var applied []string
 	proc := dcsync.ProcessorFunc(func(_ context.Context, r *dcsync.Request) error {
 		applied = append(applied, r.ID)
@@ -40,7 +44,7 @@ func TestReshipAppliesWritesAhead(t *testing.T) {
 	})
 	q := &queueReship{}
 	audit := memaudit.New(0)
-	s, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: proc, Audit: audit, Reship: q, ReshipApplies: true,
+	s, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: proc, Audit: audit, Reship: q,
 		Peers: map[string]dcsync.Sender{"telecom": &recordingSender{}}})
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +64,7 @@ func TestReshipAppliesWritesAhead(t *testing.T) {
 	if len(applied) != 0 || len(q.queued) != 1 || q.queued[0] != req {
 		t.Fatalf("Write applied %v and queued %v; want nothing applied, the write queued", applied, q.queued)
 	}
-	if err := s.ApplyBatch(ctx, q.queued); err != nil { // the Reship's worker
+	if err := hop.Err(hop.Of(s).Apply(ctx, q.queued)); err != nil { // the Reship's worker
 		t.Fatal(err)
 	}
 	if len(applied) != 1 || applied[0] != req.ID {
