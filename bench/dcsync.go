@@ -23,7 +23,7 @@ var secret = []byte("dcsync-bench-shared-secret-0123456789")
 // small adapter implementing it; a fresh one serves each phase.
 type wiring interface {
 	// config completes the Config of cfg.DC, whose one peer is other:
-	// Peers, and for the MQ wiring Reship, Handoff and Dedupe.
+	// Peers, and for the MQ wiring Reship and Dedupe.
 	config(ctx context.Context, e *env, cfg dcsync.Config, other string) (dcsync.Config, error)
 	// start makes s reachable by its peer and starts what it needs.
 	start(ctx context.Context, e *env, s *dcsync.Syncer) error

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dcsync/dcsync/health"
+	"github.com/dcsync/dcsync/hop"
 	"github.com/dcsync/dcsync/internal/obstest"
 	"github.com/dcsync/dcsync/monitor"
 	memtransport "github.com/dcsync/dcsync/transport/memory"
@@ -53,7 +54,7 @@ func TestReadyFollowsPeer(t *testing.T) {
 		t.Fatalf("all peers up: %d %q", code, body)
 	}
 	mesh.Down("c")
-	if err := mesh.Syncers["a"].Forward(context.Background(), "c", reqs); err == nil {
+	if err := hop.Err(hop.Of(mesh.Syncers["a"]).Ship(context.Background(), "c", nil, reqs)); err == nil {
 		t.Fatal("forward to a peer down succeeded")
 	}
 	code, body := get(t, srv.URL+"/readyz")
@@ -64,7 +65,7 @@ func TestReadyFollowsPeer(t *testing.T) {
 		t.Errorf("healthz %d while not ready", code)
 	}
 	mesh.Net.SetFaults("a", "c", memtransport.Faults{})
-	if err := mesh.Syncers["a"].Forward(context.Background(), "c", reqs); err != nil {
+	if err := hop.Err(hop.Of(mesh.Syncers["a"]).Ship(context.Background(), "c", nil, reqs)); err != nil {
 		t.Fatal(err)
 	}
 	if code, body := get(t, srv.URL+"/readyz"); code != http.StatusOK {

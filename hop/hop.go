@@ -26,6 +26,7 @@ package hop
 
 import (
 	"context"
+	"errors"
 
 	"github.com/dcsync/dcsync"
 	"github.com/dcsync/dcsync/internal/stages"
@@ -111,4 +112,23 @@ func Err(errs []error) error {
 		}
 	}
 	return nil
+}
+
+// Errs returns the error of each of n requests of a batch whose call
+// returned err — a Sender's Send, a BatchProcessor's ProcessBatch — the
+// inverse of Err: all nil, the errors of a *dcsync.BatchError of n, or
+// err for each.
+func Errs(err error, n int) []error {
+	errs := make([]error, n)
+	var be *dcsync.BatchError
+	switch {
+	case err == nil:
+	case errors.As(err, &be) && len(be.Errs) == n:
+		copy(errs, be.Errs)
+	default:
+		for i := range errs {
+			errs[i] = err
+		}
+	}
+	return errs
 }

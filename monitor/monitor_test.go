@@ -8,6 +8,7 @@ import (
 
 	"github.com/dcsync/dcsync"
 	memaudit "github.com/dcsync/dcsync/audit/memory"
+	"github.com/dcsync/dcsync/hop"
 	"github.com/dcsync/dcsync/internal/obstest"
 	memtransport "github.com/dcsync/dcsync/transport/memory"
 )
@@ -71,7 +72,7 @@ func TestMonitorFollowsPeers(t *testing.T) {
 	if _, err := rec.RunOnce(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if err := mesh.Syncers["a"].Forward(context.Background(), "c", reqs); err != nil {
+	if err := hop.Err(hop.Of(mesh.Syncers["a"]).Ship(context.Background(), "c", nil, reqs)); err != nil {
 		t.Fatal(err)
 	}
 	s = mons["a"].Snapshot(context.Background())

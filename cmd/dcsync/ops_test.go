@@ -122,7 +122,6 @@ func TestDeadLetters(t *testing.T) {
 	var failing atomic.Bool
 	failing.Store(true)
 	s, err := dcsync.New(dcsync.Config{DC: "eu", Peers: map[string]dcsync.Sender{"us": memtransport.NewNetwork(1).Sender("eu", "us")},
-		Handoff: node.Handoff(),
 		Processor: dcsync.ProcessorFunc(func(context.Context, *dcsync.Request) error {
 			if failing.Load() {
 				return fmt.Errorf("%w: refused by the test", dcsync.ErrInvalid)
@@ -140,7 +139,8 @@ func TestDeadLetters(t *testing.T) {
 	for i := range 3 {
 		reqs = append(reqs, &dcsync.Request{ID: fmt.Sprintf("req-%d", i), Origin: "us", Key: "k", Op: "set", Version: uint64(1 + i)})
 	}
-	if err := s.Collector().Collect(ctx, "us", reqs); err != nil {
+	// Collected from us: the collect hop hands them to the apply stream.
+	if err := node.Handoff().ProcessBatch(ctx, reqs); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(2 * time.Minute)

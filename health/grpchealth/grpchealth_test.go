@@ -12,6 +12,7 @@ import (
 
 	"github.com/dcsync/dcsync/health"
 	"github.com/dcsync/dcsync/health/grpchealth"
+	"github.com/dcsync/dcsync/hop"
 	"github.com/dcsync/dcsync/internal/obstest"
 	memtransport "github.com/dcsync/dcsync/transport/memory"
 )
@@ -61,7 +62,7 @@ func TestStatusChanges(t *testing.T) {
 	reqs := mesh.Write(t, "a", 2)
 	await(healthpb.HealthCheckResponse_NOT_SERVING)
 	mesh.Net.SetFaults("a", "b", memtransport.Faults{})
-	if err := mesh.Syncers["a"].Forward(ctx, "b", reqs); err != nil {
+	if err := hop.Err(hop.Of(mesh.Syncers["a"]).Ship(ctx, "b", nil, reqs)); err != nil {
 		t.Fatal(err)
 	}
 	await(healthpb.HealthCheckResponse_SERVING)

@@ -18,11 +18,11 @@ import (
 // deferred holds what the collect hop would write to Redis request by
 // request — dedupe claims and commits, adds to the apply stream — so that a
 // batch costs two round trips and a few commands whatever its size: one
-// pipeline of HMGETs of the batch's IDs before dcsync's Collector runs;
-// after it, one pipeline of scripts, each adding up to maxScriptBatch
-// accepted writes to the apply stream, in entries of up to BatchSize, and
-// marking them applied. The
-// acknowledgement of the inbound entries goes with the worker's next read.
+// pipeline of HMGETs of the batch's IDs before the collect hop runs; after
+// it, one pipeline of scripts, each adding up to maxScriptBatch accepted
+// writes to the apply stream, in entries of up to BatchSize, and marking
+// them applied. The acknowledgement of the inbound entries goes with the
+// worker's next read.
 // A write is never marked applied without being in the apply stream (the
 // script adds first, and Redis refuses a script's first write, not a later
 // one, when out of memory), nor acknowledged before: the acknowledgement
@@ -38,9 +38,13 @@ import (
 // outside a Node) is dropped too, and that collector hands it off, or fails
 // it to its sender, which retries.
 //
-// A worker puts it in the context of the Collect call; the Node's Dedupe and
-// Handoff find it there. Only writes claimed through this batch's Dedupe are
-// deferred, so a Handoff paired with another DedupeStore writes through.
+// A collect worker makes one per batch (prefetch) when the Syncer claims in
+// the Node's Dedupe, and passes it to the collect hop (package hop) as the
+// batch's claims — a dcsync.DedupeStore over the Dedupe — and to the next
+// hop that hands writes to the apply stream (Node.next). Only writes
+// claimed through it are deferred; another claim, commit or release goes
+// to the Dedupe, and a write claimed so is added to the apply stream at
+// once.
 type deferred struct {
 	dedupe *Dedupe
 	max    int                        // requests per apply entry
@@ -64,21 +68,17 @@ type slot struct {
 
 type pendingAdd struct{ id, raw string }
 
-type deferredKey struct{}
+var _ dcsync.DedupeStore = (*deferred)(nil)
 
-func deferredFrom(ctx context.Context) *deferred {
-	b, _ := ctx.Value(deferredKey{}).(*deferred)
-	return b
-}
-
-// prefetch reads what the store knows of the IDs of reqs in one pipeline
-// and returns a context in which d's Claim answers from it, and the Handoff
-// and Commit defer their writes: an ID marked applied is Applied, one
-// claimed by a collector outside a Node is InFlight, another is Claimed.
-// The claim takes effect only when the batch is written. When the reads
-// fail, the context answers nothing ahead and each Claim goes to Redis.
-func (d *Dedupe) prefetch(ctx context.Context, reqs []*dcsync.Request, max int) (context.Context, *deferred) {
-	b := &deferred{dedupe: d, max: max, raw: rawFrom(ctx), gens: d.generations()}
+// prefetch reads what the store knows of the IDs of reqs, which came in the
+// encodings raw holds, in one pipeline, and returns the batch, whose Claim
+// answers from it, and whose Commit and add defer their writes: an ID
+// marked applied is Applied, one claimed by a collector outside a Node is
+// InFlight, another is Claimed. The claim takes effect only when the batch
+// is written. When the reads fail, the batch answers nothing ahead and
+// each Claim goes to Redis.
+func (d *Dedupe) prefetch(ctx context.Context, reqs []*dcsync.Request, raw map[*dcsync.Request]string, max int) *deferred {
+	b := &deferred{dedupe: d, max: max, raw: raw, gens: d.generations()}
 	ids := make([]any, len(reqs)) // boxed once for both lookups
 	for i, req := range reqs {
 		ids[i] = req.ID
@@ -131,7 +131,34 @@ func (d *Dedupe) prefetch(ctx context.Context, reqs []*dcsync.Request, max int) 
 			b.slots[req.ID] = &slots[i]
 		}
 	}
-	return context.WithValue(ctx, deferredKey{}, b), b
+	return b
+}
+
+// Claim implements dcsync.DedupeStore: from what the batch read, or from
+// the Dedupe for an ID it did not.
+func (b *deferred) Claim(ctx context.Context, id string) (dcsync.Claim, error) {
+	if c, ok := b.claim(id); ok {
+		return c, nil
+	}
+	return b.dedupe.Claim(ctx, id)
+}
+
+// Commit implements dcsync.DedupeStore: deferred to the batch's writing
+// for a claim of the batch, else in the Dedupe.
+func (b *deferred) Commit(ctx context.Context, id string) error {
+	if b.commit(id) {
+		return nil
+	}
+	return b.dedupe.Commit(ctx, id)
+}
+
+// Release implements dcsync.DedupeStore: nothing to write for a claim of
+// the batch, which was never written, else in the Dedupe.
+func (b *deferred) Release(ctx context.Context, id string) error {
+	if b.release(id) {
+		return nil
+	}
+	return b.dedupe.Release(ctx, id)
 }
 
 // claimedUntil returns the deadline of a claim's field value, 0 when it is

@@ -1,7 +1,6 @@
 package redis
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -48,9 +47,9 @@ const maxShortFrames = 16
 var ErrMalformed = errors.New("redis: malformed stream entry")
 
 // entryValues returns the fields of the stream entry that carries req
-// alone.
-func entryValues(ctx context.Context, req *dcsync.Request) []any {
-	return []any{fieldID, req.ID, fieldRequest, encodingOf(rawFrom(ctx), req)}
+// alone, in the encoding raw holds for it if any.
+func entryValues(raw map[*dcsync.Request]string, req *dcsync.Request) []any {
+	return []any{fieldID, req.ID, fieldRequest, encodingOf(raw, req)}
 }
 
 // batchValues returns the fields of the stream entry that carries count
@@ -69,9 +68,9 @@ func appendRequestFrame(b []byte, req *dcsync.Request) []byte {
 }
 
 // encodeBatch returns the frames of reqs, for batchValues, in a buffer
-// from getBlob.
-func encodeBatch(ctx context.Context, reqs []*dcsync.Request) []byte {
-	raw := rawFrom(ctx)
+// from getBlob: for a request read from a stream, the encoding it came in,
+// which raw holds, rather than encoded again.
+func encodeBatch(raw map[*dcsync.Request]string, reqs []*dcsync.Request) []byte {
 	n := 0
 	for _, req := range reqs {
 		if r, ok := raw[req]; ok {
@@ -121,20 +120,6 @@ func encodingOf(raw map[*dcsync.Request]string, req *dcsync.Request) string {
 		return r
 	}
 	return string(encode(req))
-}
-
-type rawKey struct{}
-
-// withRaw returns a context in which rawFrom finds the encodings of
-// requests decoded from stream entries.
-func withRaw(ctx context.Context, raw map[*dcsync.Request]string) context.Context {
-	return context.WithValue(ctx, rawKey{}, raw)
-}
-
-// rawFrom returns the encodings withRaw put in ctx, or nil.
-func rawFrom(ctx context.Context) map[*dcsync.Request]string {
-	raw, _ := ctx.Value(rawKey{}).(map[*dcsync.Request]string)
-	return raw
 }
 
 // encode returns the compact binary form of req: a version byte, then

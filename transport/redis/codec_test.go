@@ -1,7 +1,6 @@
 package redis
 
 import (
-	"context"
 	"errors"
 	"reflect"
 	"testing"
@@ -20,7 +19,7 @@ func TestCodecRoundTrip(t *testing.T) {
 		sampleRequest(),
 		{ID: "a", Origin: "b", Key: "k", Version: 1}, // no op, payload or header
 	} {
-		values := entryValues(context.Background(), req)
+		values := entryValues(nil, req)
 		fields := map[string]any{}
 		for i := 0; i < len(values); i += 2 {
 			v := values[i+1]
@@ -86,9 +85,8 @@ func FuzzDecode(f *testing.F) {
 }
 
 func TestBatchCodec(t *testing.T) {
-	ctx := context.Background()
 	reqs := []*dcsync.Request{sampleRequest(), {ID: "a", Origin: "b", Key: "k", Version: 1}}
-	values := batchValues(len(reqs), encodeBatch(ctx, reqs))
+	values := batchValues(len(reqs), encodeBatch(nil, reqs))
 	fields := map[string]any{fieldCount: "2", fieldBatch: string(values[3].([]byte))}
 	frames, err := decodeFrames(fields)
 	if err != nil || len(frames) != 2 {

@@ -52,7 +52,8 @@ const dedupeMarks = "#marks"
 // ClaimTTL. Lookups read the current generation and its neighbours, so
 // processes whose clocks differ a little agree. A hash field costs Redis
 // much less than a key with its own expiry, and a Node's collect hop marks
-// a whole batch applied in one script (see deferred). Create it with
+// a whole batch applied in one script, through a view of the store that
+// answers the batch's claims from one read (see deferred). Create it with
 // NewDedupe.
 type Dedupe struct {
 	client goredis.UniversalClient
@@ -144,11 +145,6 @@ return 1`)
 
 // Claim implements dcsync.DedupeStore with one script.
 func (d *Dedupe) Claim(ctx context.Context, id string) (dcsync.Claim, error) {
-	if b := deferredFrom(ctx); b != nil && b.dedupe == d {
-		if c, ok := b.claim(id); ok {
-			return c, nil
-		}
-	}
 	n, err := claimScript.Run(ctx, d.client, d.generations(), id, d.opts.ClaimTTL.Milliseconds(), d.genTTL()).Int()
 	if err != nil {
 		return 0, fmt.Errorf("redis: dedupe claim: %w", err)
@@ -164,9 +160,6 @@ func (d *Dedupe) Claim(ctx context.Context, id string) (dcsync.Claim, error) {
 
 // Commit implements dcsync.DedupeStore.
 func (d *Dedupe) Commit(ctx context.Context, id string) error {
-	if b := deferredFrom(ctx); b != nil && b.dedupe == d && b.commit(id) {
-		return nil
-	}
 	if err := commitScript.Run(ctx, d.client, d.generations(), id, d.genTTL()).Err(); err != nil {
 		return fmt.Errorf("redis: dedupe commit: %w", err)
 	}
@@ -175,9 +168,6 @@ func (d *Dedupe) Commit(ctx context.Context, id string) error {
 
 // Release implements dcsync.DedupeStore.
 func (d *Dedupe) Release(ctx context.Context, id string) error {
-	if b := deferredFrom(ctx); b != nil && b.dedupe == d && b.release(id) {
-		return nil // the claim was never written
-	}
 	if err := releaseClaimScript.Run(ctx, d.client, d.generations(), id).Err(); err != nil {
 		return fmt.Errorf("redis: dedupe release: %w", err)
 	}

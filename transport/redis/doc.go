@@ -10,13 +10,13 @@
 // Each datacenter has its own Redis. A write entering datacenter A goes
 //
 //	Syncer.Write     →   A:outbound        (Node.Reship: Write returns once it is here)
-//	local workers    →   A's Processor     (group "@local" on A:outbound; Syncer.ApplyBatch)
-//	reship workers   →   B:inbound:A       (one consumer group per peer on A:outbound)
-//	collect workers  →   B:apply           (dcsync's Collector: authenticate, validate, dedupe)
-//	apply workers    →   B's Processor     (Syncer.ApplyBatch)
+//	local workers    →   A's Processor     (group "@local" on A:outbound; hop.Stages.Apply)
+//	reship workers   →   B:inbound:A       (one consumer group per peer on A:outbound; hop.Stages.Ship)
+//	collect workers  →   B:apply           (hop.Stages.Collect: authenticate, validate, dedupe)
+//	apply workers    →   B's Processor     (hop.Stages.Apply)
 //
 // The write is written ahead: Write only adds it to A's outbound stream
-// (dcsync.Config.ReshipApplies), and A applies it as its peers do, from a
+// (the Node is a dcsync.WriteAheadReship), and A applies it as its peers do, from a
 // consumer group of that stream. So a write is never applied in A without
 // being durably queued for the peers, whatever process dies when, and an
 // error from Write means the write was applied nowhere (unless it wraps the
@@ -43,7 +43,7 @@
 // per round trip; a reship worker forwards what it read to the peer's
 // inbound stream as entries of up to BatchSize requests, in one round
 // trip; a collect worker hands the writes it accepted on as entries of the
-// apply stream; an apply worker applies a batch with Syncer.ApplyBatch. So
+// apply stream; an apply worker applies a batch with hop.Stages.Apply. So
 // a hop costs Redis one add, one delivery and one acknowledgement per batch
 // rather than per request.
 //
@@ -52,8 +52,10 @@
 // dead-lettered, so each hop is at least once, and a write in A's outbound
 // stream survives the crash of any process. The acknowledgement goes with
 // the worker's next read, in the same round trip. The collect hop reads the
-// batch's IDs from the dedupe store in one pipeline before dcsync's
-// Collector runs; afterwards scripts, in one pipeline, add the accepted
+// batch's IDs from the dedupe store in one pipeline before the collect hop
+// (hop.Stages.Collect) runs, and passes it a view of the store that
+// answers the batch's claims from that read, with a next hop that defers
+// its adds to the apply stream; afterwards scripts, in one pipeline, add the accepted
 // writes to the apply stream and mark them applied (only those no other
 // collector marked meanwhile), and only once they have succeeded are the
 // entries acknowledged.
@@ -80,7 +82,12 @@
 //	syncer, err := dcsync.New(node.Wire(dcsync.Config{Processor: cache, Audit: audit}))
 //	go node.Run(ctx, syncer)
 //
-// Writes go through syncer.Write as with any other wiring. A peer counts as
+// Writes go through syncer.Write as with any other wiring. The workers
+// drive the Syncer through package hop, one batch at a time, each stage
+// with what it needs of the batch as arguments: the encodings the requests
+// were read in ride in a per-batch Sender (the reship hop forwards them as
+// they came) and in the collect hop's next hop; the batch's dedupe read,
+// in its claims. A peer counts as
 // having acknowledged a write (for dcsync.WaitAll and dcsync.WaitQuorum)
 // once the write is in its inbound stream, and only when a reship worker of
 // the writing process delivered it.

@@ -102,9 +102,9 @@ func TestMalformedEntriesAreDeadLettered(t *testing.T) {
 	// Well formed, but rejected for good by the collector: it claims an
 	// origin other than the stream it came in, or lacks a version.
 	forged := &dcsync.Request{ID: "forged-1", Origin: "telecom", Key: "k", Version: 1}
-	add(tc.client, inbound, entryValues(ctx, forged)...)
+	add(tc.client, inbound, entryValues(nil, forged)...)
 	unversioned := &dcsync.Request{ID: "unversioned-1", Origin: "unicom", Key: "k"}
-	add(tc.client, inbound, entryValues(ctx, unversioned)...)
+	add(tc.client, inbound, entryValues(nil, unversioned)...)
 
 	ids := write(t, u, "ok", 100)
 	converge(t, tc, ids)

@@ -8,7 +8,7 @@ import (
 )
 
 // lanes is the Processor that Wire installs over one that is not a
-// dcsync.BatchProcessor, so that Syncer.ApplyBatch hands it a batch at a
+// dcsync.BatchProcessor, so that the apply hops hand it a batch at a
 // time and it applies the batch in up to n calls at once, each lane with
 // the requests of some keys, in stream order. A batch then costs the
 // Syncer one call (its validation, records and stats) rather than one per

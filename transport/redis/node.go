@@ -15,6 +15,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/dcsync/dcsync"
+	"github.com/dcsync/dcsync/hop"
 )
 
 // NodeConfig wires a Node. DC and Client are required; the zero value of
@@ -42,7 +43,7 @@ type NodeConfig struct {
 	// Workers is how many consumers each hop runs per stream; default 2.
 	Workers int
 	// BatchSize is the most requests a stream entry carries, and how many
-	// a worker hands on at once to the Collector or to Syncer.ApplyBatch;
+	// a worker hands on at once to a stage of package hop;
 	// default 256. A worker reads up to BatchSize/8 entries at once (at
 	// least one); a reship worker reads up to BatchSize entries and sends
 	// all it read to the peer in one pipelined round trip, as entries of
@@ -97,7 +98,7 @@ type NodeConfig struct {
 // durable outbox of its datacenter's writes (the dcsync.Reship: once Reship
 // returns, the write is in the outbound stream), it provides the Senders
 // that add writes to the peers' inbound streams and the Handoff that adds
-// collected writes to the apply stream, and Run runs the workers that move
+// writes to the apply stream, and Run runs the workers that move
 // entries from one stream to the next:
 //
 //	Write ─▶ <dc>:outbound ─local workers─▶ Processor
@@ -206,8 +207,9 @@ func readTimeout(client goredis.UniversalClient) time.Duration {
 }
 
 // Wire returns cfg with this Node's parts installed: the peers' Senders,
-// the outbox as Reship, the apply stream as Handoff, and, when cfg.Dedupe
-// is nil, the Redis dedupe store. A Processor that is not a
+// the Node as Reship (a dcsync.WriteAheadReship: Write returns once the
+// write is in the outbound stream, and the local group applies it), and,
+// when cfg.Dedupe is nil, the Redis dedupe store. A Processor that is not a
 // dcsync.BatchProcessor is wrapped in one that applies a batch
 // Concurrency requests at once (see NodeConfig.Concurrency); writes of
 // Syncer.Write reach it unchanged. DC is set when empty.
@@ -215,8 +217,6 @@ func (n *Node) Wire(cfg dcsync.Config) dcsync.Config {
 	cfg.DC = or(cfg.DC, n.cfg.DC)
 	cfg.Peers = n.Senders()
 	cfg.Reship = n
-	cfg.ReshipApplies = true // the local group applies: see Reship
-	cfg.Handoff = n.Handoff()
 	if _, batch := cfg.Processor.(dcsync.BatchProcessor); !batch && cfg.Processor != nil && n.cfg.Concurrency > 1 {
 		cfg.Processor = lanes{cfg.Processor, n.cfg.Concurrency}
 	}
@@ -228,58 +228,65 @@ func (n *Node) Wire(cfg dcsync.Config) dcsync.Config {
 
 // Reship implements dcsync.Reship: it adds req to the outbound stream and
 // returns once Redis has it. The writes of concurrent calls go together, in
-// one entry (see outbox). Wire sets dcsync.Config.ReshipApplies, so this is
-// all Syncer.Write does: the workers of the stream's local group apply the
-// write here, and those of each peer's group ship it, so a write is
+// one entry (see outbox). The Node is a dcsync.WriteAheadReship, so this
+// is all Syncer.Write does: the workers of the stream's local group apply
+// the write here, and those of each peer's group ship it, so a write is
 // applied here only once it is durably queued for the peers.
 func (n *Node) Reship(ctx context.Context, req *dcsync.Request) error {
 	return n.out.add(ctx, req)
 }
 
+// WritesAhead makes the Node a dcsync.WriteAheadReship: the workers of
+// the outbound stream's local group apply the writes it takes.
+func (n *Node) WritesAhead() {}
+
+var _ dcsync.WriteAheadReship = (*Node)(nil)
+
 // localGroup is the consumer group of the outbound stream whose workers
 // apply this datacenter's own writes; its name is no datacenter's.
 const localGroup = "@local"
 
-// Handoff returns the Processor that adds collected writes to the apply
-// stream, for dcsync.Config.Handoff. It is a dcsync.BatchProcessor: a batch
-// costs one entry.
+// Handoff returns the Processor that adds writes to the apply stream,
+// whose workers apply them here: what the collect hop hands accepted
+// writes to, and a way to re-drive dead letters of the apply hop. It is a
+// dcsync.BatchProcessor: a batch costs one entry per BatchSize requests.
 func (n *Node) Handoff() dcsync.BatchProcessor { return handoff{n} }
 
 type handoff struct{ n *Node }
 
-// Process adds req to the apply stream, or, while the Node's collect hop
-// runs the Collector, defers that to the acknowledgement of req's entry.
+// Process adds req to the apply stream.
 func (h handoff) Process(ctx context.Context, req *dcsync.Request) error {
 	return h.ProcessBatch(ctx, []*dcsync.Request{req})
 }
 
 // ProcessBatch adds reqs to the apply stream, as one entry per BatchSize
-// requests, or defers that as Process does.
+// requests.
 func (h handoff) ProcessBatch(ctx context.Context, reqs []*dcsync.Request) error {
-	b := deferredFrom(ctx)
-	var direct []*dcsync.Request
-	var at []int
-	for i, req := range reqs {
-		if b == nil || !b.add(req) {
-			direct, at = append(direct, req), append(at, i)
+	return addBatch(ctx, h.n.cfg.Client, h.n.apply, reqs, h.n.cfg.BatchSize, nil)
+}
+
+// next returns the collect hop's next hop for a batch that came in the
+// encodings raw holds: it adds writes to the apply stream in those
+// encodings, deferring those claimed through later, when set, to the
+// batch's writing before its acknowledgement (see deferred).
+func (n *Node) next(raw map[*dcsync.Request]string, later *deferred) hop.Next {
+	return func(ctx context.Context, reqs []*dcsync.Request) []error {
+		var direct []*dcsync.Request
+		var at []int
+		for i, req := range reqs {
+			if later == nil || !later.add(req) {
+				direct, at = append(direct, req), append(at, i)
+			}
 		}
-	}
-	if len(direct) == 0 {
-		return nil
-	}
-	err := addBatch(ctx, h.n.cfg.Client, h.n.apply, direct, h.n.cfg.BatchSize)
-	var be *dcsync.BatchError
-	if err == nil || len(direct) == len(reqs) {
-		return err
-	}
-	errs := make([]error, len(reqs))
-	for k, i := range at {
-		errs[i] = err
-		if errors.As(err, &be) {
-			errs[i] = be.Errs[k]
+		if len(direct) == 0 {
+			return nil
 		}
+		errs := make([]error, len(reqs))
+		for k, err := range hop.Errs(addBatch(ctx, n.cfg.Client, n.apply, direct, n.cfg.BatchSize, raw), len(direct)) {
+			errs[at[k]] = err
+		}
+		return errs
 	}
-	return &dcsync.BatchError{Errs: errs}
 }
 
 // outbox adds the writes of concurrent Reship calls to the outbound stream
@@ -423,22 +430,42 @@ var _ dcsync.Sender = (*Sender)(nil)
 // error when the whole batch failed, and a *dcsync.BatchError when only
 // some entries did.
 func (s *Sender) Send(ctx context.Context, reqs []*dcsync.Request) error {
+	return s.send(ctx, reqs, nil)
+}
+
+// send is Send of requests some of which came in the encodings raw holds:
+// those go to the peer as they came.
+func (s *Sender) send(ctx context.Context, reqs []*dcsync.Request, raw map[*dcsync.Request]string) error {
 	return s.n.replicated(ctx, s.client, s.stream, func(c adder) error {
-		return addBatch(ctx, c, s.stream, reqs, s.max)
+		return addBatch(ctx, c, s.stream, reqs, s.max, raw)
 	})
 }
 
+// rawSender is a Sender for one batch read from the outbound stream, the
+// reship hop's: it forwards the requests in the encodings they were read
+// in, which raw holds, rather than encoding them again.
+type rawSender struct {
+	*Sender
+	raw map[*dcsync.Request]string
+}
+
+// Send implements dcsync.Sender.
+func (s rawSender) Send(ctx context.Context, reqs []*dcsync.Request) error {
+	return s.send(ctx, reqs, s.raw)
+}
+
 // addBatch adds reqs to stream in client's server, max requests an entry,
-// in one round trip, and returns nil, a *dcsync.BatchError naming the
-// requests of the entries that failed, or, when every add failed, the
-// error.
-func addBatch(ctx context.Context, client adder, stream string, reqs []*dcsync.Request, max int) error {
+// in one round trip, in the encodings raw holds for those read from a
+// stream, and returns nil, a *dcsync.BatchError naming the requests of the
+// entries that failed, or, when every add failed, the error.
+func addBatch(ctx context.Context, client adder, stream string, reqs []*dcsync.Request, max int,
+	raw map[*dcsync.Request]string) error {
 	if len(reqs) == 0 {
 		return nil
 	}
 	max = or(max, 256)
 	if len(reqs) <= max {
-		blob := encodeBatch(ctx, reqs)
+		blob := encodeBatch(raw, reqs)
 		err := client.XAdd(ctx, &goredis.XAddArgs{Stream: stream, Values: batchValues(len(reqs), blob)}).Err()
 		putBlob(blob)
 		if err != nil {
@@ -450,7 +477,7 @@ func addBatch(ctx context.Context, client adder, stream string, reqs []*dcsync.R
 	cmds, err := client.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for start := 0; start < len(reqs); start += max {
 			chunk := reqs[start:min(start+max, len(reqs))]
-			blobs = append(blobs, encodeBatch(ctx, chunk))
+			blobs = append(blobs, encodeBatch(raw, chunk))
 			p.XAdd(ctx, &goredis.XAddArgs{Stream: stream, Values: batchValues(len(chunk), blobs[len(blobs)-1])})
 		}
 		return nil
@@ -528,38 +555,36 @@ func (n *Node) Run(ctx context.Context, s *dcsync.Syncer) error {
 }
 
 // groups returns the consumer groups on this datacenter's streams, with
-// what their workers do.
+// what their workers do: the stages of s, one batch at a time (package
+// hop).
 func (n *Node) groups(s *dcsync.Syncer) []*group {
 	var gs []*group
-	collector := s.Collector()
+	st := hop.Of(s)
+	// The collect hop claims a batch through one read of the Node's
+	// Dedupe (see deferred), when that is the Syncer's store.
+	defers := st.Dedupe() == dcsync.DedupeStore(n.dedupe)
+	senders := n.Senders()
 	for peer, c := range n.cfg.Peers {
+		sender := senders[peer].(*Sender)
 		gs = append(gs, &group{n: n, stream: n.outbound, name: peer, hop: "reship:" + peer,
-			handle: func(ctx context.Context, reqs []*dcsync.Request) []error {
-				return split(s.Forward(ctx, peer, reqs), len(reqs))
+			handle: func(ctx context.Context, reqs []*dcsync.Request, raw map[*dcsync.Request]string, _ *deferred) []error {
+				return st.Ship(ctx, peer, rawSender{sender, raw}, reqs)
 			},
 			probe: func(ctx context.Context) error { return c.Ping(ctx).Err() },
 			whole: true,
 		})
 		gs = append(gs, &group{n: n, stream: n.inbound(n.cfg.DC, peer), name: "collect", hop: "collect:" + peer,
-			handle: func(ctx context.Context, reqs []*dcsync.Request) []error {
-				err := collector.Collect(ctx, peer, reqs)
-				var be *dcsync.BatchError
-				if len(reqs) > 1 && dcsync.IsPermanent(err) && !errors.As(err, &be) {
-					// One bad request rejects a whole batch (a forged
-					// origin); collect one by one to find it.
-					errs := make([]error, len(reqs))
-					for i, req := range reqs {
-						errs[i] = split(collector.Collect(ctx, peer, []*dcsync.Request{req}), 1)[0]
-					}
-					return errs
+			handle: func(ctx context.Context, reqs []*dcsync.Request, raw map[*dcsync.Request]string, later *deferred) []error {
+				if later == nil {
+					return st.Collect(ctx, peer, reqs, nil, n.next(raw, nil))
 				}
-				return split(err, len(reqs))
+				return st.Collect(ctx, peer, reqs, later, n.next(raw, later))
 			},
-			defers: true,
+			defers: defers,
 		})
 	}
-	apply := func(ctx context.Context, reqs []*dcsync.Request) []error {
-		return split(s.ApplyBatch(ctx, reqs), len(reqs))
+	apply := func(ctx context.Context, reqs []*dcsync.Request, _ map[*dcsync.Request]string, _ *deferred) []error {
+		return st.Apply(ctx, reqs)
 	}
 	gs = append(gs, &group{n: n, stream: n.outbound, name: localGroup, hop: "local", handle: apply})
 	gs = append(gs, &group{n: n, stream: n.apply, name: "apply", hop: "apply", handle: apply,
@@ -569,21 +594,4 @@ func (n *Node) groups(s *dcsync.Syncer) []*group {
 		onDead: func(ctx context.Context, ids []string) error { return n.dedupe.forget(ctx, ids...) },
 	})
 	return gs
-}
-
-// split returns the error of each of n requests of a batch whose delivery
-// returned err: all nil, the BatchError's own, or err for each.
-func split(err error, n int) []error {
-	errs := make([]error, n)
-	var be *dcsync.BatchError
-	switch {
-	case err == nil:
-	case errors.As(err, &be) && len(be.Errs) == n:
-		copy(errs, be.Errs)
-	default:
-		for i := range errs {
-			errs[i] = err
-		}
-	}
-	return errs
 }

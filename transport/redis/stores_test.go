@@ -10,6 +10,7 @@ import (
 
 	"github.com/dcsync/dcsync"
 	memaudit "github.com/dcsync/dcsync/audit/memory"
+	"github.com/dcsync/dcsync/hop"
 	"github.com/dcsync/dcsync/internal/testserver"
 )
 
@@ -71,16 +72,16 @@ func TestDedupeBatchDefersToAcknowledgement(t *testing.T) {
 		t.Fatal(err)
 	}
 	reqs := []*dcsync.Request{{ID: "new"}, {ID: "old"}, {ID: "new"}}
-	bctx, b := d.prefetch(ctx, reqs, 256)
+	b := d.prefetch(ctx, reqs, nil, 256)
 	for i, want := range []dcsync.Claim{dcsync.Claimed, dcsync.Applied, dcsync.InFlight} {
-		if got, err := d.Claim(bctx, reqs[i].ID); err != nil || got != want {
+		if got, err := b.Claim(ctx, reqs[i].ID); err != nil || got != want {
 			t.Errorf("claim %d of the batch = %v, %v; want %v", i, got, err, want)
 		}
 	}
-	if err := (handoff{&Node{}}).ProcessBatch(bctx, reqs[:1]); err != nil {
+	if err := hop.Err((&Node{}).next(nil, b)(ctx, reqs[:1])); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Commit(bctx, "new"); err != nil {
+	if err := b.Commit(ctx, "new"); err != nil {
 		t.Fatal(err)
 	}
 	// Deferred: nothing in Redis until the batch is written.
@@ -89,16 +90,16 @@ func TestDedupeBatchDefersToAcknowledgement(t *testing.T) {
 			t.Fatalf("before the batch is written, %s holds the ID", gen)
 		}
 	}
-	if c, _ := d.Claim(bctx, "new"); c != dcsync.Applied {
+	if c, _ := b.Claim(ctx, "new"); c != dcsync.Applied {
 		t.Errorf("within the batch, a committed ID claims %v, want Applied", c)
 	}
 	// Another collector's batch with the same write, written first, wins:
 	// the write is handed off once.
-	rival, rb := d.prefetch(ctx, reqs[:1], 256)
-	if c, _ := d.Claim(rival, "new"); c != dcsync.Claimed {
+	rb := d.prefetch(ctx, reqs[:1], nil, 256)
+	if c, _ := rb.Claim(ctx, "new"); c != dcsync.Claimed {
 		t.Fatalf("rival claims %v, want Claimed", c)
 	}
-	if err := (handoff{&Node{}}).ProcessBatch(rival, reqs[:1]); err != nil {
+	if err := hop.Err((&Node{}).next(nil, rb)(ctx, reqs[:1])); err != nil {
 		t.Fatal(err)
 	}
 	for _, batch := range []*deferred{rb, b} {
@@ -124,13 +125,13 @@ func TestDedupeBatchDefersToAcknowledgement(t *testing.T) {
 	// in entries of up to max.
 	handOff := func(reqs []*dcsync.Request, max int) *deferred {
 		t.Helper()
-		bctx, b := d.prefetch(ctx, reqs, max)
+		b := d.prefetch(ctx, reqs, nil, max)
 		for _, req := range reqs {
-			if c, _ := d.Claim(bctx, req.ID); c != dcsync.Claimed {
+			if c, _ := b.Claim(ctx, req.ID); c != dcsync.Claimed {
 				t.Fatalf("claim of %s = %v", req.ID, c)
 			}
 		}
-		if err := (handoff{&Node{}}).ProcessBatch(bctx, reqs); err != nil {
+		if err := hop.Err((&Node{}).next(nil, b)(ctx, reqs)); err != nil {
 			t.Fatal(err)
 		}
 		return b

@@ -22,15 +22,19 @@ type group struct {
 	stream string
 	name   string
 	hop    string // names the hop in consumer names, logs and dead letters
-	// handle hands reqs on to the next hop and returns each one's error.
-	handle func(ctx context.Context, reqs []*dcsync.Request) []error
+	// handle hands reqs on to the next hop and returns each one's error;
+	// raw holds the encodings they were read in, and later, when set (see
+	// defers), the batch's claims and hand-offs deferred to its
+	// acknowledgement.
+	handle func(ctx context.Context, reqs []*dcsync.Request, raw map[*dcsync.Request]string, later *deferred) []error
 	// probe, when set, checks that the next hop is back before a stalled
 	// batch is retried, so an outage costs pings rather than failed sends.
 	probe func(ctx context.Context) error
 	// onDead, when set, is told the request IDs dead-lettered.
 	onDead func(ctx context.Context, ids []string) error
-	// defers says that handle runs dcsync's Collector over the Node's Dedupe
-	// and Handoff, whose writes are then deferred to the acknowledgement.
+	// defers says that handle runs the collect hop over the Node's Dedupe
+	// and apply stream, whose writes are then deferred to the
+	// acknowledgement.
 	defers bool
 	// whole says that handle takes every request read at once, rather
 	// than BatchSize at a time: a Sender adds them as entries of
@@ -403,10 +407,9 @@ func (w *worker) handleAll(ctx context.Context, live []*item) *deferred {
 		reqs[i] = it.req
 		raw[it.req] = it.raw
 	}
-	ctx = withRaw(ctx, raw)
 	var later *deferred
 	if w.defers {
-		ctx, later = w.n.dedupe.prefetch(ctx, reqs, w.n.cfg.BatchSize)
+		later = w.n.dedupe.prefetch(ctx, reqs, raw, w.n.cfg.BatchSize)
 	}
 	size := w.n.cfg.BatchSize
 	if w.whole {
@@ -414,7 +417,7 @@ func (w *worker) handleAll(ctx context.Context, live []*item) *deferred {
 	}
 	for start := 0; start < len(live); start += size {
 		end := min(start+size, len(live))
-		for i, err := range w.handle(ctx, reqs[start:end]) {
+		for i, err := range w.handle(ctx, reqs[start:end], raw, later) {
 			it := live[start+i]
 			it.err, it.out = err, classify(err)
 		}
