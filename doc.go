@@ -54,5 +54,8 @@
 // Transports live in transport/memory, transport/http, transport/grpc and
 // transport/redis (Redis Streams, the MQ wiring); audit stores in
 // audit/memory and audit/elastic. Switching wiring is a change of Config in
-// main(), not of the write path.
+// main(), not of the write path. The MQ wirings (transport/redis,
+// transport/kafka), whose own workers carry writes between durable queues,
+// drive a Syncer one batch at a time through package hop, and are
+// WriteAheadReships.
 package dcsync
