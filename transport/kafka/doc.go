@@ -8,10 +8,10 @@
 // Each datacenter has its own cluster. A write entering datacenter A goes
 //
 //	Syncer.Write      →  A.outbound         (Node.Reship: Write returns once every in-sync replica has it)
-//	local group       →  A's Processor      (Syncer.ApplyBatch: A applies its own writes from the topic)
-//	reship group      →  B.inbound.A        (one group per peer on A.outbound; Syncer.Forward)
-//	collect group     →  B.apply            (dcsync's Collector: authenticate, validate, dedupe)
-//	apply group       →  B's Processor      (Syncer.ApplyBatch)
+//	local group       →  A's Processor      (hop.Stages.Apply: A applies its own writes from the topic)
+//	reship group      →  B.inbound.A        (one group per peer on A.outbound; hop.Stages.Ship)
+//	collect group     →  B.apply            (hop.Stages.Collect: authenticate, validate, dedupe)
+//	apply group       →  B's Processor      (hop.Stages.Apply)
 //
 // with topics "<Prefix>.<dc>.outbound", "<Prefix>.<dc>.inbound.<origin>",
 // "<Prefix>.<dc>.apply" and "<Prefix>.<dc>.dead", and groups
@@ -71,8 +71,9 @@
 // inbound topic, and only when a reship worker of the writing process
 // delivered it.
 //
-// The dcsync hooks the Node uses are Config.Reship with
-// Config.ReshipApplies, Config.Handoff, Syncer.Forward, Syncer.Collector
-// and Syncer.ApplyBatch; all but Wire go through one internal interface
-// (core.go), so a batch-native core API replaces them in one place.
+// The Node drives the Syncer through package hop, one batch at a time:
+// the reship groups through hop.Stages.Ship, the collect group through
+// Collect (whose next hop produces to the apply topic), and the local and
+// apply groups through Apply; Wire installs it as the Syncer's Reship, a
+// dcsync.WriteAheadReship.
 package kafka

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dcsync/dcsync"
+	"github.com/dcsync/dcsync/hop"
 	"github.com/dcsync/dcsync/internal/testserver"
 	"github.com/dcsync/dcsync/transport/transporttest"
 )
@@ -114,7 +115,7 @@ func TestWorkerProcessKilledMidBatch(t *testing.T) {
 	for i, r := range reqs {
 		ids[i] = r.ID
 	}
-	if err := (handoff{node}).ProcessBatch(ctx, reqs); err != nil {
+	if err := hop.Err(node.handOff(ctx, reqs)); err != nil {
 		t.Fatal(err)
 	}
 

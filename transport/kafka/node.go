@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/dcsync/dcsync"
+	"github.com/dcsync/dcsync/hop"
 )
 
 // NodeConfig wires a Node. DC and Brokers are required; the zero value of
@@ -49,7 +50,7 @@ type NodeConfig struct {
 	// together, than its topics have partitions.
 	Workers int
 	// BatchSize is the most records a worker polls and hands on at once
-	// (to Syncer.Forward, the Collector or Syncer.ApplyBatch); default
+	// (to a stage of package hop); default
 	// 1024. Larger batches cost the brokers fewer requests per write.
 	// Keep it within the Syncer's Limits.MaxBatch.
 	BatchSize int
@@ -92,7 +93,7 @@ type NodeConfig struct {
 // outbox of its datacenter's writes (the dcsync.Reship: once Reship
 // returns, the write is in the outbound topic, acknowledged by all in-sync
 // replicas), it provides the Senders that produce writes to the peers'
-// inbound topics and the Handoff that produces collected writes to the
+// inbound topics, its collect group produces collected writes to the
 // apply topic, and Run runs the consumer groups that move records from one
 // topic to the next:
 //
@@ -205,18 +206,16 @@ func (n *Node) inbound(dc, origin string) string {
 // group returns the name of a consumer group on this datacenter's cluster.
 func (n *Node) group(name string) string { return n.cfg.Prefix + "." + n.cfg.DC + "." + name }
 
-// Wire returns cfg with this Node's parts installed: the peers' Senders,
-// the Node as Reship with dcsync.Config.ReshipApplies (Write returns once
-// the write is in the outbound topic; the local group applies it), and
-// the apply topic as Handoff. DC is set when empty. cfg.Dedupe is left as
+// Wire returns cfg with this Node's parts installed: the peers' Senders
+// and the Node as Reship (a dcsync.WriteAheadReship: Write returns once
+// the write is in the outbound topic, and the local group applies it).
+// DC is set when empty. cfg.Dedupe is left as
 // given: with several processes per datacenter, give them one shared store
 // (the in-memory default is per process).
 func (n *Node) Wire(cfg dcsync.Config) dcsync.Config {
 	cfg.DC = or(cfg.DC, n.cfg.DC)
 	cfg.Peers = n.Senders()
 	cfg.Reship = n
-	cfg.ReshipApplies = true
-	cfg.Handoff = handoff{n}
 	return cfg
 }
 
@@ -263,8 +262,8 @@ func (n *Node) create(ctx context.Context, cl *kgo.Client, topics ...string) err
 }
 
 // Reship implements dcsync.Reship: it produces req to the outbound topic
-// and returns once every in-sync replica has it. Wire sets
-// dcsync.Config.ReshipApplies, so this is all Syncer.Write does: the local
+// and returns once every in-sync replica has it. The Node is a
+// dcsync.WriteAheadReship, so this is all Syncer.Write does: the local
 // group applies the write here, and each peer's reship group ships it, so
 // a write is applied anywhere only once it is durably queued for every
 // datacenter. Records of concurrent calls go to the broker together.
@@ -277,6 +276,12 @@ func (n *Node) Reship(ctx context.Context, req *dcsync.Request) error {
 	}
 	return nil
 }
+
+// WritesAhead makes the Node a dcsync.WriteAheadReship: the local group's
+// workers apply the writes it takes.
+func (n *Node) WritesAhead() {}
+
+var _ dcsync.WriteAheadReship = (*Node)(nil)
 
 // produce produces reqs to topic through cl and waits for the brokers'
 // acknowledgements. It returns nil, a *dcsync.BatchError naming the
@@ -314,18 +319,10 @@ func produce(ctx context.Context, cl *kgo.Client, topic string, reqs []*dcsync.R
 	return &dcsync.BatchError{Errs: errs}
 }
 
-// handoff is the Processor that produces collected writes to the apply
-// topic, for dcsync.Config.Handoff.
-type handoff struct{ n *Node }
-
-// Process produces req to the apply topic.
-func (h handoff) Process(ctx context.Context, req *dcsync.Request) error {
-	return produce(ctx, h.n.local, h.n.apply, []*dcsync.Request{req})
-}
-
-// ProcessBatch produces reqs to the apply topic, together.
-func (h handoff) ProcessBatch(ctx context.Context, reqs []*dcsync.Request) error {
-	return produce(ctx, h.n.local, h.n.apply, reqs)
+// handOff produces collected writes to the apply topic, together: the
+// collect hop's next hop.
+func (n *Node) handOff(ctx context.Context, reqs []*dcsync.Request) []error {
+	return hop.Errs(produce(ctx, n.local, n.apply, reqs), len(reqs))
 }
 
 // Senders returns, per peer, the dcsync.Sender that produces writes to the
@@ -399,9 +396,8 @@ func (n *Node) Run(ctx context.Context, s *dcsync.Syncer) error {
 			return ctx.Err()
 		}
 	}
-	c := newCore(s)
 	var wg sync.WaitGroup
-	for _, h := range n.hops(c) {
+	for _, h := range n.hops(hop.Of(s)) {
 		for i := range n.cfg.Workers {
 			wg.Go(func() { n.work(ctx, h, i) })
 		}
@@ -410,18 +406,19 @@ func (n *Node) Run(ctx context.Context, s *dcsync.Syncer) error {
 	return ctx.Err()
 }
 
-// hops returns the hops that read from this datacenter's cluster.
-func (n *Node) hops(c core) []*hop {
-	apply := func(ctx context.Context, _ string, reqs []*dcsync.Request) error { return c.apply(ctx, reqs) }
-	hs := []*hop{{name: "local", group: n.group("local"), topics: []string{n.outbound}, handle: apply}}
+// hops returns the hops that read from this datacenter's cluster, each
+// running one of st, the Syncer's stages, a batch at a time.
+func (n *Node) hops(st hop.Stages) []*stage {
+	apply := func(ctx context.Context, _ string, reqs []*dcsync.Request) []error { return st.Apply(ctx, reqs) }
+	hs := []*stage{{name: "local", group: n.group("local"), topics: []string{n.outbound}, handle: apply}}
 	var inbound []string
 	from := map[string]string{}
 	for peer := range n.cfg.Peers {
-		hs = append(hs, &hop{name: "reship:" + peer, group: n.group("reship." + peer), topics: []string{n.outbound},
-			handle: func(ctx context.Context, _ string, reqs []*dcsync.Request) error {
-				return c.forward(ctx, peer, reqs)
+		hs = append(hs, &stage{name: "reship:" + peer, group: n.group("reship." + peer), topics: []string{n.outbound},
+			handle: func(ctx context.Context, _ string, reqs []*dcsync.Request) []error {
+				return st.Ship(ctx, peer, nil, reqs)
 			},
-			// Forward retried already; what it could not deliver waits for
+			// Ship retried already; what it could not deliver waits for
 			// the peer's cluster, however long it is away.
 			stallAll: true,
 		})
@@ -430,9 +427,12 @@ func (n *Node) hops(c core) []*hop {
 		from[t] = peer
 	}
 	if len(inbound) > 0 {
-		hs = append(hs, &hop{name: "collect", group: n.group("collect"), topics: inbound, from: from, handle: c.collect})
+		hs = append(hs, &stage{name: "collect", group: n.group("collect"), topics: inbound, from: from,
+			handle: func(ctx context.Context, from string, reqs []*dcsync.Request) []error {
+				return st.Collect(ctx, from, reqs, nil, n.handOff)
+			}})
 	}
-	hs = append(hs, &hop{name: "apply", group: n.group("apply"), topics: []string{n.apply}, handle: apply})
+	hs = append(hs, &stage{name: "apply", group: n.group("apply"), topics: []string{n.apply}, handle: apply})
 	return hs
 }
 

@@ -13,16 +13,16 @@ import (
 	"github.com/dcsync/dcsync/internal/wait"
 )
 
-// hop is a consumer group on this datacenter's cluster and what its
-// workers do with the requests they poll.
-type hop struct {
+// stage is a consumer group on this datacenter's cluster, one hop of the
+// writes, and what its workers do with the requests they poll.
+type stage struct {
 	name   string            // "local", "reship:<peer>", "collect", "apply": logs, dead letters
 	group  string            // consumer group
 	topics []string          // topics it consumes
 	from   map[string]string // collect: the sending datacenter by topic
 	// handle hands reqs (sent by from, at the collect hop) on, and returns
-	// nil, a *dcsync.BatchError with each one's error, or the batch's.
-	handle func(ctx context.Context, from string, reqs []*dcsync.Request) error
+	// each one's error.
+	handle func(ctx context.Context, from string, reqs []*dcsync.Request) []error
 	// stallAll retries every failure that is not permanent without
 	// counting attempts.
 	stallAll bool
@@ -38,7 +38,7 @@ func sleep(ctx context.Context, d time.Duration) bool { return wait.Sleep(ctx, d
 // BlockRebalanceOnPoll), and when the worker stops. A crash loses at most
 // the commits of the last CommitInterval: those records are handed on
 // again, and the collector's dedupe drops them.
-func (n *Node) work(ctx context.Context, h *hop, i int) {
+func (n *Node) work(ctx context.Context, h *stage, i int) {
 	opts := append([]kgo.Opt{kgo.SeedBrokers(n.cfg.Brokers...), kgo.ConsumerGroup(h.group), kgo.ConsumeTopics(h.topics...),
 		kgo.AutoCommitMarks(), kgo.AutoCommitInterval(n.cfg.CommitInterval), kgo.BlockRebalanceOnPoll(), kgo.FetchMaxWait(n.cfg.Block),
 		kgo.FetchMinBytes(n.cfg.FetchMinBytes), kgo.SessionTimeout(n.cfg.SessionTimeout), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -101,7 +101,7 @@ type pending struct {
 // handle hands recs on through h until each is done or dead-lettered, and
 // reports false when ctx ended (or the Syncer closed) first. Records go on
 // in groups by topic (the collect hop's sender), in poll order.
-func (n *Node) handle(ctx context.Context, h *hop, recs []*kgo.Record) bool {
+func (n *Node) handle(ctx context.Context, h *stage, recs []*kgo.Record) bool {
 	var dead []pending
 	byTopic := map[string][]*pending{}
 	var order []string
@@ -128,7 +128,7 @@ func (n *Node) handle(ctx context.Context, h *hop, recs []*kgo.Record) bool {
 
 // through hands ps on until each is done or given up, and returns those
 // given up. It reports false when it had to stop first.
-func (n *Node) through(ctx context.Context, h *hop, from string, ps []*pending) ([]pending, bool) {
+func (n *Node) through(ctx context.Context, h *stage, from string, ps []*pending) ([]pending, bool) {
 	var given []pending
 	reqs := make([]*dcsync.Request, 0, len(ps))
 	for round := 1; len(ps) > 0; round++ {
@@ -136,17 +136,11 @@ func (n *Node) through(ctx context.Context, h *hop, from string, ps []*pending) 
 		for _, p := range ps {
 			reqs = append(reqs, p.req)
 		}
-		err := h.handle(ctx, from, reqs)
-		var be *dcsync.BatchError
-		if !errors.As(err, &be) || len(be.Errs) != len(ps) {
-			be = nil
-		}
+		errs := h.handle(ctx, from, reqs)
 		left := ps[:0]
 		stalled := false
 		for k, p := range ps {
-			if p.err = err; be != nil {
-				p.err = be.Errs[k]
-			}
+			p.err = errs[k]
 			switch classify(p.err, h.stallAll) {
 			case done:
 				continue
@@ -185,7 +179,7 @@ func (n *Node) through(ctx context.Context, h *hop, from string, ps []*pending) 
 
 // bury produces dead letters to the dead-letter topic, retrying until the
 // broker has them, and reports false when ctx ended first.
-func (n *Node) bury(ctx context.Context, h *hop, dead []pending) bool {
+func (n *Node) bury(ctx context.Context, h *stage, dead []pending) bool {
 	if len(dead) == 0 {
 		return true
 	}
