@@ -70,10 +70,12 @@ func (st Stages) Ship(ctx context.Context, peer string, sender dcsync.Sender, re
 // sent by from, with three differences that suit a queue's worker. Each
 // request is admitted on its own: one that is nil or claims another origin
 // than from fails alone (permanently: ErrForgedOrigin, ErrNilRequest), and
-// the rest flow on, where the Collector refuses the whole batch. Requests
-// are claimed in claims, the Syncer's DedupeStore when nil: a transport
-// may pass a view of the store that answers a batch's claims from one read
-// and writes its commits with the hand-off. And when next is set, the
+// the rest flow on, where the Collector refuses the whole batch (nor is
+// the batch held to Limits.MaxBatch: the worker bounds what it reads).
+// Requests are claimed in claims, the Syncer's DedupeStore when nil: a
+// transport may pass a view of the store that answers a batch's claims
+// from one read and writes its commits with the hand-off. And when next is
+// set, the
 // accepted writes go to next instead of the Processor: the collect hop
 // records a collect record for them, and the apply hop, which applies
 // them, the apply record. A claim is committed only for a write that next
