@@ -69,7 +69,7 @@ func (c *claims) Release(ctx context.Context, id string) error {
 }
 
 // syncer returns a Syncer of "unicom" with peer "telecom" reached by peer.
-func syncer(t *testing.T, proc dcsync.Processor, peer dcsync.Sender, audit dcsync.AuditLog) *dcsync.Syncer {
+func syncer(t testing.TB, proc dcsync.Processor, peer dcsync.Sender, audit dcsync.AuditLog) *dcsync.Syncer {
 	t.Helper()
 	s, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: proc, Audit: audit,
 		Peers: map[string]dcsync.Sender{"telecom": peer}})
