@@ -529,7 +529,13 @@ func (l *Log) tail() *chunk {
 	c := l.spare
 	l.spare = nil
 	if c == nil {
-		c = &chunk{writes: make([]write, 0, l.chunkSize), arena: make([]byte, 0, min(l.chunkSize*64, l.chunkBytes))}
+		// As large as the last chunk's arena grew: growing one by append
+		// copies it over and over, and faults in every new block.
+		size := l.chunkSize * 64
+		if n := len(l.chunks); n > 0 {
+			size = max(size, cap(l.chunks[n-1].arena))
+		}
+		c = &chunk{writes: make([]write, 0, l.chunkSize), arena: make([]byte, 0, min(size, l.chunkBytes))}
 	}
 	l.chunks = append(l.chunks, c)
 	return c
