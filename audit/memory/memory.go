@@ -225,12 +225,18 @@ func entrySize(d *dcsync.Entry) int64 {
 // records of size bytes fit, and reports whether the log may take them: it
 // may while it is within its bounds, so that it exceeds them by at most
 // one Append (and the records that complete writes it holds), and a batch
-// larger than the log is not refused forever.
+// larger than the log is not refused forever. Each chunk it started with
+// is dropped once at most: once they are all gone, what is left are the
+// records carried for incoming, which complete the writes it brings and
+// go with them later, so incoming is taken.
 func (l *Log) room(n int, size int64, incoming []dcsync.Entry) bool {
 	if n == 0 {
 		return true
 	}
-	for l.held+n > l.maxRecords || l.bytes+size > l.maxBytes {
+	for left := len(l.chunks); l.held+n > l.maxRecords || l.bytes+size > l.maxBytes; left-- {
+		if left == 0 {
+			return true
+		}
 		if len(l.chunks) == 0 || !l.complete(l.chunks[0]) {
 			return l.held <= l.maxRecords && l.bytes <= l.maxBytes
 		}
@@ -529,7 +535,13 @@ func (l *Log) tail() *chunk {
 	c := l.spare
 	l.spare = nil
 	if c == nil {
-		c = &chunk{writes: make([]write, 0, l.chunkSize), arena: make([]byte, 0, min(l.chunkSize*64, l.chunkBytes))}
+		// As large as the last chunk's arena grew: growing one by append
+		// copies it over and over, and faults in every new block.
+		size := l.chunkSize * 64
+		if n := len(l.chunks); n > 0 {
+			size = max(size, cap(l.chunks[n-1].arena))
+		}
+		c = &chunk{writes: make([]write, 0, l.chunkSize), arena: make([]byte, 0, min(size, l.chunkBytes))}
 	}
 	l.chunks = append(l.chunks, c)
 	return c

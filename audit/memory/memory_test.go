@@ -215,3 +215,42 @@ func TestFullLogDropsOnlyCompleteWrites(t *testing.T) {
 		t.Fatalf("stats %+v", s)
 	}
 }
+
+// A full log's Syncer holds process entries back and appends the records
+// of later stages: when the held batch comes, the completions that reached
+// the log before it are kept for it, however many they are, and the batch
+// is taken in one Append, not refused or looped on.
+func TestCompletionsThatCameFirstAreKeptForTheirWrites(t *testing.T) {
+	ctx := context.Background()
+	l := memaudit.NewConfig(memaudit.Config{MaxRecords: 16}) // chunks of 2 records
+	l.DeclarePeers("a", []string{"b"})
+	var shipped, processed []dcsync.Record
+	for i := range 40 { // more than the log holds
+		at := t0.Add(time.Duration(i) * time.Millisecond)
+		r := rec(fmt.Sprint("w", i), "a", "a", dcsync.StageReship, at)
+		r.Target = "b"
+		shipped = append(shipped, r)
+		processed = append(processed, rec(r.ID, "a", "a", dcsync.StageProcess, at))
+	}
+	if err := l.Append(ctx, dcsync.PackRecords(shipped)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Append(ctx, dcsync.PackRecords(processed)); err != nil {
+		t.Fatalf("the held writes were refused: %v", err)
+	}
+	for _, id := range []string{"w0", "w39"} {
+		if r := l.Records(id); len(r) != 2 {
+			t.Fatalf("trail of %s: %v, want its process and reship records", id, r)
+		}
+	}
+	// Complete, they make room for the next writes (the first Append may
+	// carry the completions once more, past the process records).
+	for i := 40; i < 42; i++ {
+		if err := l.Append(ctx, dcsync.PackRecords([]dcsync.Record{rec(fmt.Sprint("w", i), "a", "a", dcsync.StageProcess, t0.Add(time.Second))})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := l.Stats(); s.Records > 16+2 {
+		t.Fatalf("stats %+v: complete writes were not dropped", s)
+	}
+}
