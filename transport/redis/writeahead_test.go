@@ -38,8 +38,10 @@ func TestFailedWriteIsAppliedNowhere(t *testing.T) {
 			t.Errorf("%s applied the write whose Write failed", d.name)
 		}
 	}
-	if st := u.sync.Stats(); st.Written != 100 {
-		t.Errorf("unicom counts %d writes, want 100", st.Written)
+	// At least once: an entry claimed again on a loaded machine (its apply
+	// outlasting ClaimIdle) is applied, and counted, again.
+	if st := u.sync.Stats(); st.Written < 100 {
+		t.Errorf("unicom counts %d writes, want 100 or more", st.Written)
 	}
 }
 
