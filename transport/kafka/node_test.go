@@ -46,3 +46,19 @@ func TestReplicatesBothWaysThroughFaults(t *testing.T) {
 		}
 	}
 }
+
+// A Block franz-go would refuse (under 10ms) is refused by NewNode, not
+// left to consumers that never start.
+func TestNewNodeRefusesShortBlock(t *testing.T) {
+	cfg := NodeConfig{DC: "unicom", Brokers: []string{"127.0.0.1:1"}, Block: 5 * time.Millisecond}
+	if n, err := NewNode(cfg); err == nil {
+		n.Close()
+		t.Fatal("NewNode took a Block of 5ms")
+	}
+	cfg.Block = minBlock
+	n, err := NewNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Close()
+}
