@@ -68,17 +68,17 @@ type NodeConfig struct {
 	// worker fetches every Block: Gather makes batches larger only under
 	// load.
 	FetchMinBytes int32
-	// Gather is how long a worker lets records gather after handing on a
-	// batch of 8 records or more, but fewer than BatchSize, before it
-	// polls again; default 5ms, negative for never. A poll that finds 8
-	// records shows them coming faster than a hop hands them on: waiting
-	// makes each hop's next fetch, produce and commit carry Gather's worth
-	// more records (at 20,000 writes/s, 100 more), so the brokers' CPU,
-	// which bounds the path, carries about 1.7 times the writes (see
-	// BENCHMARKS.md), for up to Gather of lag per hop under load. At low
-	// rates (1000 writes/s and a hop's cycle of a few ms: 1 to 3 records a
-	// poll) no worker waits, and the lag is as without it. A full batch
-	// is a backlog, and goes on at once.
+	// Gather is how long a worker lets records gather before it polls
+	// again, under load only; default 5ms, negative for never. A worker
+	// waits when the records of its last poll came at a rate that brings
+	// 16 or more in one Gather (3200 a second with 5ms) and did not fill
+	// BatchSize (a backlog goes on at once). The brokers' CPU bounds the
+	// path, and a fetch or produce costs it far more than a record in it:
+	// waiting makes each hop's next fetch, produce and commit carry
+	// Gather's worth more records (at 20,000 writes/s, 100 more), and
+	// the brokers carry about twice the writes (see BENCHMARKS.md), for up
+	// to Gather of lag per hop under load. At 1000 writes/s no worker
+	// waits, and the lag is as without it.
 	Gather time.Duration
 	// CommitInterval is how often a worker commits the offsets of the
 	// records it has handed on; default 100ms. Offsets are committed only

@@ -61,8 +61,11 @@ func (n *Node) work(ctx context.Context, h *hop, i int) {
 		cl.Close()
 	}()
 	fails := 0
+	var polled time.Time // when the last poll returned
 	for ctx.Err() == nil {
 		fetches := cl.PollRecords(ctx, n.cfg.BatchSize)
+		since := time.Since(polled)
+		polled = time.Now()
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			return
 		}
@@ -87,16 +90,28 @@ func (n *Node) work(ctx context.Context, h *hop, i int) {
 			n.stats.committed.Add(uint64(len(recs)))
 		}
 		cl.AllowRebalance()
-		if n.cfg.Gather > 0 && len(recs) >= gatherFrom && len(recs) < n.cfg.BatchSize {
-			sleep(ctx, n.cfg.Gather) // under load: a larger next batch (NodeConfig.Gather)
+		if n.gather(len(recs), since) {
+			sleep(ctx, n.cfg.Gather) // under load: a larger next batch
 		}
 	}
 }
 
-// gatherFrom is the least batch after which a worker waits for Gather: a
-// sign of load, which a hop at 1000 writes/s (1 to 3 records a poll)
-// does not give.
-const gatherFrom = 8
+// gatherFrom is how many records must come in one Gather, at the rate of
+// the last poll's, for a worker to wait: with the default 5ms, 3200
+// records a second on a hop.
+const gatherFrom = 16
+
+// gather reports whether a worker that polled k records, since after its
+// previous poll, waits Gather before polling again (NodeConfig.Gather):
+// only when records come at a rate that brings gatherFrom of them in one
+// Gather, and the batch was not full (a backlog goes on at once). The
+// rate counts the time since the previous poll, a wait included, and not
+// only the batch's size: on a machine that stalls the worker, a light
+// load's batch after the stall is large, but its rate is not, so a wait
+// that overran does not make the next batch large enough for another.
+func (n *Node) gather(k int, since time.Duration) bool {
+	return n.cfg.Gather > 0 && k < n.cfg.BatchSize && time.Duration(k)*n.cfg.Gather >= gatherFrom*since
+}
 
 // pending is a polled record on its way through a hop.
 type pending struct {
