@@ -70,8 +70,8 @@ type NodeConfig struct {
 	FetchMinBytes int32
 	// Gather is how long a worker lets records gather before it polls
 	// again, under load only; default 5ms, negative for never. A worker
-	// waits when the records of its last poll came at a rate that brings
-	// 16 or more in one Gather (3200 a second with 5ms) and did not fill
+	// waits when its last poll brought 16 records or more, at a rate that
+	// brings 16 in one Gather (3200 a second with 5ms), and did not fill
 	// BatchSize (a backlog goes on at once). The brokers' CPU bounds the
 	// path, and a fetch or produce costs it far more than a record in it:
 	// waiting makes each hop's next fetch, produce and commit carry

@@ -80,6 +80,7 @@ func TestGatherOnlyUnderLoad(t *testing.T) {
 		want  bool
 	}{
 		{"1000 writes/s, a poll every 2ms", 2, 2 * ms, false},
+		{"1000 writes/s, a buffered fetch", 3, ms / 4, false},
 		{"1000 writes/s after a 40ms stall", 40, 40 * ms, false},
 		{"1000 writes/s after an overrun wait", 12, 12 * ms, false},
 		{"20,000 writes/s, a 3ms cycle", 60, 3 * ms, true},
