@@ -78,8 +78,9 @@ type NodeConfig struct {
 	// Gather's worth more records (at 20,000 writes/s, 100 more): a write
 	// costs the brokers about 40% less CPU, and the path carries 37% of a
 	// lone producer's writes against 25% (medians, see BENCHMARKS.md),
-	// for up to Gather of lag per hop under load. At 1000 writes/s no
-	// worker waits, and the lag is as without it.
+	// for up to twice Gather of lag per hop under load (the wait, and the
+	// fetch buffered before it). At 1000 writes/s no worker waits, and
+	// the lag is as without it.
 	Gather time.Duration
 	// CommitInterval is how often a worker commits the offsets of the
 	// records it has handed on; default 100ms. Offsets are committed only
