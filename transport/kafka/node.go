@@ -76,7 +76,7 @@ type NodeConfig struct {
 	// path, and a fetch or produce costs it far more than a record in it:
 	// waiting makes each hop's next fetch, produce and commit carry
 	// Gather's worth more records (at 20,000 writes/s, 100 more): a write
-	// costs the brokers about 40% less CPU, and the path carries 37% of a
+	// costs the brokers about 40% less CPU, and the path carries 35% of a
 	// lone producer's writes against 25% (medians, see BENCHMARKS.md),
 	// for up to twice Gather of lag per hop under load (the wait, and the
 	// fetch buffered before it). At 1000 writes/s no worker waits, and
