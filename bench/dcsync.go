@@ -47,6 +47,8 @@ var transports = []transport{
 	{"redis", needRedis, func() wiring { return &redisWiring{} }},
 	{"redis-cluster", needRedisCluster, func() wiring { return &redisClusterWiring{} }},
 	{"kafka", needKafka, func() wiring { return &kafkaWiring{} }},
+	// The defaults before Gather: every hop polls again at once.
+	{"kafka-nogather", needKafka, func() wiring { return &kafkaWiring{gather: -1} }},
 	// Fewer, larger fetches: up to 10ms of lag per hop for less broker CPU.
 	{"kafka-fetch64k", needKafka, func() wiring { return &kafkaWiring{minBytes: 64 << 10, block: 10 * time.Millisecond} }},
 }

@@ -84,10 +84,11 @@ func kafkaPhase(e *env, once *sync.Once, prefix *string) string {
 
 // kafkaWiring joins the Syncers with transport/kafka: each datacenter's
 // Node on its own broker, on the library's defaults but for the fetch
-// settings, when set.
+// settings and Gather, when set.
 type kafkaWiring struct {
 	minBytes int32         // NodeConfig.FetchMinBytes
 	block    time.Duration // NodeConfig.Block
+	gather   time.Duration // NodeConfig.Gather
 
 	once   sync.Once
 	prefix string
@@ -101,7 +102,7 @@ func (w *kafkaWiring) config(ctx context.Context, e *env, cfg dcsync.Config, oth
 	prefix := kafkaPhase(e, &w.once, &w.prefix)
 	node, err := dckafka.NewNode(dckafka.NodeConfig{DC: cfg.DC, Brokers: kafkaBrokers(e.cfg, cfg.DC),
 		Peers: map[string][]string{other: kafkaBrokers(e.cfg, other)}, Prefix: prefix,
-		FetchMinBytes: w.minBytes, Block: w.block, ClientOptions: []kgo.Opt{kgo.Dialer(e.wire.dial)}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		FetchMinBytes: w.minBytes, Block: w.block, Gather: w.gather, ClientOptions: []kgo.Opt{kgo.Dialer(e.wire.dial)}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return cfg, err
 	}

@@ -284,3 +284,24 @@ type StreamStat struct {
 	Pending     int64  // entries delivered to a consumer and not acknowledged
 	DeadLetters int64  // entries given up into the dead-letter stream
 }
+
+// Topics reports the Kafka topics of the MQ wiring and how far behind each
+// hop's consumer group is, for metrics/prom's gauges; transport/kafka's
+// Node implements it.
+type Topics interface {
+	TopicStats(ctx context.Context) ([]TopicStat, error)
+}
+
+// TopicStat is the state of one hop of the Kafka wiring: a topic, and the
+// consumer group that reads it. Names are bounded sets of labels.
+type TopicStat struct {
+	Topic string // "outbound", "inbound:<peer>", "apply", "dead"
+	Hop   string // the group reading it: "local", "reship:<peer>", "collect", "apply"; "" for "dead"
+	// Records is how many records the topic keeps, over all partitions.
+	Records int64
+	// Lag is how many of them the hop's group has not committed: records
+	// waiting for the hop, or on their way through it.
+	Lag int64
+	// DeadLetters is, for "dead", its Records.
+	DeadLetters int64
+}

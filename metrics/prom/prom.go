@@ -45,6 +45,7 @@
 //	refused_batches_total{reason}             batches a transport refused whole: unauthenticated, invalid, too_large (ditto)
 //	clock_skew_refused_total                  collected writes refused: version too far ahead (ditto)
 //	stream_length{stream}, stream_pending{stream}, dead_letters   (with Options.Streams)
+//	topic_records{topic}, topic_lag{topic,hop}, dead_letters      (with Options.Topics)
 package prom
 
 import (
@@ -67,10 +68,13 @@ type Options struct {
 	DedupeLen func(ctx context.Context) (int, error)
 	// Streams reports the Redis streams of the MQ wiring.
 	Streams monitor.Streams
+	// Topics reports the Kafka topics of the MQ wiring and the lag of
+	// each hop (transport/kafka's Node).
+	Topics monitor.Topics
 	// Checkpoints and DC give the reconciler's checkpoint, for its age.
 	Checkpoints dcsync.CheckpointStore
 	DC          string
-	// Timeout bounds what a scrape waits for Streams and Checkpoints;
+	// Timeout bounds what a scrape waits for Streams, Topics and Checkpoints;
 	// default 5s.
 	Timeout time.Duration
 	// LagBuckets are the buckets of replication_lag_seconds; default 1ms
@@ -103,7 +107,7 @@ type Metrics struct {
 	lastPass           prometheus.Gauge
 
 	backlog, up, downSince, failing, dedupe, checkpointAge, auditRecords, spool,
-	streamLen, streamPending, deadLetters *prometheus.Desc
+	streamLen, streamPending, deadLetters, topicRecords, topicLag *prometheus.Desc
 	spoolBytes, auditQueue, auditDropped, auditWaits, refusedBatches, skewed *prometheus.Desc
 }
 
@@ -158,7 +162,9 @@ func New(mon *monitor.Monitor, opts Options) *Metrics {
 		spool:         desc("audit_spool_records", "Audit records waiting in the spool."),
 		streamLen:     desc("stream_length", "Entries in a stream of the MQ wiring.", "stream"),
 		streamPending: desc("stream_pending", "Entries of a stream delivered and not acknowledged.", "stream"),
-		deadLetters:   desc("dead_letters", "Entries given up into the dead-letter stream."),
+		deadLetters:   desc("dead_letters", "Entries given up into the dead-letter stream or topic."),
+		topicRecords:  desc("topic_records", "Records in a Kafka topic of the MQ wiring.", "topic"),
+		topicLag:      desc("topic_lag", "Records of a Kafka topic that the consumer group of a hop has not committed.", "topic", "hop"),
 		spoolBytes:    desc("audit_spool_bytes", "Size of the audit log's spool files."),
 		auditQueue:    desc("audit_queue_records", "Audit records waiting in the Syncer's queue, or held while the log is full."),
 		auditDropped:  desc("audit_dropped_total", "Audit records given up because the audit log failed to take them."),
@@ -299,7 +305,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 		c.Describe(ch)
 	}
 	for _, d := range []*prometheus.Desc{m.backlog, m.up, m.downSince, m.failing, m.dedupe, m.checkpointAge,
-		m.auditRecords, m.spool, m.streamLen, m.streamPending, m.deadLetters,
+		m.auditRecords, m.spool, m.streamLen, m.streamPending, m.deadLetters, m.topicRecords, m.topicLag,
 		m.spoolBytes, m.auditQueue, m.auditDropped, m.auditWaits, m.refusedBatches, m.skewed} {
 		ch <- d
 	}
@@ -371,18 +377,39 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.NewInvalidMetric(m.checkpointAge, err)
 		}
 	}
+	var dead int64
+	read := false // dead letters read from some wiring
 	if m.opts.Streams != nil {
-		stats, err := m.opts.Streams.StreamStats(ctx)
-		if err != nil {
+		if stats, err := m.opts.Streams.StreamStats(ctx); err != nil {
 			ch <- prometheus.NewInvalidMetric(m.streamLen, err)
-			return
+		} else {
+			read = true
+			for _, st := range stats {
+				gauge(m.streamLen, float64(st.Length), st.Stream)
+				gauge(m.streamPending, float64(st.Pending), st.Stream)
+				dead += st.DeadLetters
+			}
 		}
-		var dead int64
-		for _, st := range stats {
-			gauge(m.streamLen, float64(st.Length), st.Stream)
-			gauge(m.streamPending, float64(st.Pending), st.Stream)
-			dead += st.DeadLetters
+	}
+	if m.opts.Topics != nil {
+		if stats, err := m.opts.Topics.TopicStats(ctx); err != nil {
+			ch <- prometheus.NewInvalidMetric(m.topicLag, err)
+		} else {
+			read = true
+			seen := map[string]bool{} // a topic read by several hops
+			for _, st := range stats {
+				if !seen[st.Topic] {
+					seen[st.Topic] = true
+					gauge(m.topicRecords, float64(st.Records), st.Topic)
+				}
+				if st.Hop != "" {
+					gauge(m.topicLag, float64(st.Lag), st.Topic, st.Hop)
+				}
+				dead += st.DeadLetters
+			}
 		}
+	}
+	if read {
 		gauge(m.deadLetters, float64(dead))
 	}
 }

@@ -61,7 +61,7 @@ dcsync_dedupe_entries 7
 # HELP dcsync_stream_length Entries in a stream of the MQ wiring.
 # TYPE dcsync_stream_length gauge
 dcsync_stream_length{stream="out:a"} 3
-# HELP dcsync_dead_letters Entries given up into the dead-letter stream.
+# HELP dcsync_dead_letters Entries given up into the dead-letter stream or topic.
 # TYPE dcsync_dead_letters gauge
 dcsync_dead_letters 2
 `

@@ -46,3 +46,53 @@ func TestReplicatesBothWaysThroughFaults(t *testing.T) {
 		}
 	}
 }
+
+// A Block franz-go would refuse (under 10ms) is refused by NewNode, not
+// left to consumers that never start.
+func TestNewNodeRefusesShortBlock(t *testing.T) {
+	cfg := NodeConfig{DC: "unicom", Brokers: []string{"127.0.0.1:1"}, Block: 5 * time.Millisecond}
+	if n, err := NewNode(cfg); err == nil {
+		n.Close()
+		t.Fatal("NewNode took a Block of 5ms")
+	}
+	cfg.Block = minBlock
+	n, err := NewNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Close()
+}
+
+// A worker waits Gather only when records come fast enough to fill the
+// wait with gatherFrom of them, judged by their rate since the previous
+// poll, and never after a full batch.
+func TestGatherOnlyUnderLoad(t *testing.T) {
+	n, err := NewNode(NodeConfig{DC: "unicom", Brokers: []string{"127.0.0.1:1"}, BatchSize: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	ms := time.Millisecond
+	for _, c := range []struct {
+		what  string
+		k     int
+		since time.Duration
+		want  bool
+	}{
+		{"1000 writes/s, a poll every 2ms", 2, 2 * ms, false},
+		{"1000 writes/s, a buffered fetch", 3, ms / 4, false},
+		{"1000 writes/s after a 40ms stall", 40, 40 * ms, false},
+		{"1000 writes/s after an overrun wait", 12, 12 * ms, false},
+		{"20,000 writes/s, a 3ms cycle", 60, 3 * ms, true},
+		{"20,000 writes/s after a wait", 160, 8 * ms, true},
+		{"a full batch: a backlog", 1024, 10 * ms, false},
+	} {
+		if got := n.gather(c.k, c.since); got != c.want {
+			t.Errorf("%s (%d records in %v): gather %v, want %v", c.what, c.k, c.since, got, c.want)
+		}
+	}
+	n.cfg.Gather = -1
+	if n.gather(160, 8*ms) {
+		t.Error("a negative Gather waited")
+	}
+}
