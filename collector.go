@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/dcsync/dcsync/internal/hlc"
@@ -15,7 +16,8 @@ import (
 // request is applied (or was applied before), a *BatchError naming the
 // requests that failed when some did, and an error matching
 // ErrUnauthenticated or ErrInvalid when the whole batch is rejected, in
-// which case nothing of it is applied.
+// which case nothing of it is applied. The requests (not the slice) may be
+// kept after Collect returns, for the audit log: do not modify them.
 type Collector interface {
 	Collect(ctx context.Context, from string, reqs []*Request) error
 }
@@ -86,6 +88,8 @@ func (c collector) Collect(ctx context.Context, from string, reqs []*Request) (e
 	}
 	results := s.process(ctx, claimed)
 	applied := time.Now()
+	// When every apply succeeded, their records are one batch item.
+	batch := stage == StageApply && !slices.ContainsFunc(results, func(err error) bool { return err != nil })
 	for k, req := range claimed {
 		err := results[k]
 		// An apply record says the write was collected too; a handoff's
@@ -93,7 +97,7 @@ func (c collector) Collect(ctx context.Context, from string, reqs []*Request) (e
 		if stage == StageCollect {
 			*recs = append(*recs, s.record(req, StageCollect, now, nil))
 		}
-		if err != nil || stage == StageApply {
+		if err != nil || stage == StageApply && !batch {
 			*recs = append(*recs, s.record(req, stage, applied, err))
 		}
 		if err != nil {
@@ -106,6 +110,10 @@ func (c collector) Collect(ctx context.Context, from string, reqs []*Request) (e
 	s.commit(ctx, done)
 	s.release(ctx, undone)
 	s.audit.add(*recs...)
+	if batch {
+		s.audit.addBatch(Record{DC: s.dc, Origin: from, Stage: StageApply, Status: StatusOK, Attempt: 1,
+			Time: applied}, claimed)
+	}
 	if errs != nil {
 		return &BatchError{Errs: errs}
 	}

@@ -236,11 +236,15 @@ func (l *Log) room(n int, size int64, incoming []dcsync.Entry) bool {
 	}
 	for l.held+n > l.maxRecords || l.bytes+size > l.maxBytes {
 		if len(l.chunks) == 0 || !l.complete(l.chunks[0]) {
-			return l.held <= l.maxRecords && l.bytes <= l.maxBytes
+			break
 		}
+		held := l.held
 		l.drop(incoming)
+		if l.held >= held { // it carried all it dropped: completions of incoming, more than the log holds
+			break
+		}
 	}
-	return true
+	return l.held+n <= l.maxRecords && l.bytes+size <= l.maxBytes || l.held <= l.maxRecords && l.bytes <= l.maxBytes
 }
 
 // drop drops the oldest chunk. The ok reship and apply records in it whose
