@@ -338,12 +338,17 @@ func (q *auditQueue) add(recs ...Record) {
 	if q == nil || len(recs) == 0 {
 		return
 	}
+	q.put(q.roomy(), recs)
+}
+
+// roomy returns a shard picked at random, locked, once it has room.
+func (q *auditQueue) roomy() *auditShard {
 	sh := &q.shards[rand.N(len(q.shards))]
 	sh.mu.Lock()
 	for sh.n >= sh.limit && !q.closed.Load() {
 		sh.room.Wait()
 	}
-	q.put(sh, recs)
+	return sh
 }
 
 // addBatch queues the records of rec's stage for each of reqs, rec with
@@ -352,11 +357,7 @@ func (q *auditQueue) addBatch(rec Record, reqs []*Request) {
 	if q == nil || len(reqs) == 0 {
 		return
 	}
-	sh := &q.shards[rand.N(len(q.shards))]
-	sh.mu.Lock()
-	for sh.n >= sh.limit && !q.closed.Load() {
-		sh.room.Wait()
-	}
+	sh := q.roomy()
 	wake := sh.n == 0
 	sh.n += len(reqs)
 	sh.batches = append(sh.batches, auditBatch{rec, reqs})
