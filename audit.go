@@ -299,13 +299,23 @@ type auditQueue struct {
 }
 
 type auditShard struct {
-	mu     sync.Mutex
-	limit  int
-	n      int         // records waiting
-	blocks []*[]Record // waiting, the last one filling
-	free   []*[]Record // appended blocks, for reuse
-	room   sync.Cond   // signalled when the flusher takes the blocks
-	_      [64]byte    // keeps shards' locks on cache lines of their own
+	mu      sync.Mutex
+	limit   int
+	n       int          // records waiting, those of batches included
+	blocks  []*[]Record  // waiting, the last one filling
+	batches []auditBatch // waiting
+	free    []*[]Record  // appended blocks, for reuse
+	room    sync.Cond    // signalled when the flusher takes the blocks
+	_       [64]byte     // keeps shards' locks on cache lines of their own
+}
+
+// auditBatch is the ok records of one stage of a batch of writes, alike
+// but for each write's ID and Written time, which come from reqs. The
+// queue holds it as one item, and the packer expands it: a batch's stage
+// costs no Record per write. reqs must not change once queued.
+type auditBatch struct {
+	rec  Record // ID, Written and Request unset
+	reqs []*Request
 }
 
 // auditBlock is the number of records of a block: a few hundred kilobytes.
@@ -325,15 +335,44 @@ func newAuditQueue(log AuditLog, limit int, linger time.Duration, onErr func(err
 
 // add queues records; it blocks while the queue is full.
 func (q *auditQueue) add(recs ...Record) {
-	if q == nil {
+	if q == nil || len(recs) == 0 {
 		return
 	}
+	q.put(q.roomy(), recs)
+}
+
+// roomy returns a shard picked at random, locked, once it has room.
+func (q *auditQueue) roomy() *auditShard {
 	sh := &q.shards[rand.N(len(q.shards))]
 	sh.mu.Lock()
 	for sh.n >= sh.limit && !q.closed.Load() {
 		sh.room.Wait()
 	}
-	q.put(sh, recs)
+	return sh
+}
+
+// addBatch queues the records of rec's stage for each of reqs, rec with
+// each one's ID and Written time; it blocks while the queue is full.
+func (q *auditQueue) addBatch(rec Record, reqs []*Request) {
+	if q == nil || len(reqs) == 0 {
+		return
+	}
+	sh := q.roomy()
+	wake := sh.n == 0
+	sh.n += len(reqs)
+	sh.batches = append(sh.batches, auditBatch{rec, reqs})
+	sh.mu.Unlock()
+	if wake {
+		q.signal()
+	}
+}
+
+// signal wakes the flusher.
+func (q *auditQueue) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
 }
 
 // addTo queues records in sh, which room chose, without waiting: the
@@ -359,10 +398,7 @@ func (q *auditQueue) put(sh *auditShard, recs []Record) {
 	}
 	sh.mu.Unlock()
 	if wake {
-		select {
-		case q.wake <- struct{}{}:
-		default:
-		}
+		q.signal()
 	}
 }
 
@@ -423,7 +459,9 @@ func (sh *auditShard) filling() *[]Record {
 func (q *auditQueue) run() {
 	defer close(q.flushed)
 	taken := make([][]*[]Record, len(q.shards))
+	takenBatches := make([][]auditBatch, len(q.shards))
 	var all [][]Record
+	var batches []auditBatch
 	var held []Entry // process entries the log refused
 	heldN := 0
 	delay := time.Millisecond
@@ -446,17 +484,22 @@ func (q *auditQueue) run() {
 			sh := &q.shards[i]
 			sh.mu.Lock()
 			taken[i], sh.blocks = sh.blocks, taken[i][:0]
+			takenBatches[i], sh.batches = sh.batches, takenBatches[i][:0]
 			sh.n = 0
 			sh.room.Broadcast()
 			sh.mu.Unlock()
 		}
-		all = all[:0]
-		for _, blocks := range taken {
+		all, batches = all[:0], batches[:0]
+		for i, blocks := range taken {
 			for _, b := range blocks {
 				all = append(all, *b)
 			}
+			batches = append(batches, takenBatches[i]...)
+			clear(takenBatches[i]) // drop references to requests
 		}
 		p.add(all...)
+		p.addBatches(batches)
+		clear(batches)
 		for _, blocks := range taken {
 			for _, b := range blocks {
 				clear(*b) // drop references to requests
@@ -596,6 +639,46 @@ type packer struct {
 	at      []int32         // scratch: the entry of each record being added
 }
 
+// grow makes room in every entry for the records assigned to it, so that
+// filling them appends in place.
+func (p *packer) grow() {
+	for i := range p.entries {
+		e, n := &p.entries[i], p.n[i]
+		if cap(e.IDs) < n {
+			e.IDs = append(make([]string, 0, n), e.IDs...)
+			e.Written = append(make([]time.Time, 0, n), e.Written...)
+		}
+	}
+}
+
+// addBatches packs the records of batches, as add packs records.
+func (p *packer) addBatches(batches []auditBatch) {
+	if len(batches) == 0 {
+		return
+	}
+	if p.open == nil {
+		p.open, p.lastAt = map[packKey]int{}, -1
+	}
+	at := p.at[:0]
+	for i := range batches {
+		b := &batches[i]
+		for _, req := range b.reqs {
+			at = append(at, int32(p.assignOK(&b.rec, req.Time().Unix())))
+		}
+	}
+	p.at = at
+	p.grow()
+	k := 0
+	for i := range batches {
+		for _, req := range batches[i].reqs {
+			e := &p.entries[at[k]]
+			k++
+			e.IDs = append(e.IDs, req.ID)
+			e.Written = append(e.Written, req.Time())
+		}
+	}
+}
+
 type packKey struct {
 	dc, origin, target string
 	stage              Stage
@@ -628,13 +711,7 @@ func (p *packer) add(blocks ...[]Record) {
 		}
 	}
 	p.at = at
-	for i := range p.entries {
-		e, n := &p.entries[i], p.n[i]
-		if cap(e.IDs) < n {
-			e.IDs = append(make([]string, 0, n), e.IDs...)
-			e.Written = append(make([]time.Time, 0, n), e.Written...)
-		}
-	}
+	p.grow()
 	k := 0
 	for _, recs := range blocks {
 		for i := range recs {
@@ -664,8 +741,13 @@ func (p *packer) assign(r *Record) int {
 		p.n = append(p.n, 1)
 		return len(p.entries) - 1
 	}
+	return p.assignOK(r, r.Written.Unix())
+}
+
+// assignOK is assign for an ok record of a write accepted in second.
+func (p *packer) assignOK(r *Record, second int64) int {
 	k := packKey{dc: r.DC, origin: r.Origin, target: r.Target, stage: r.Stage, attempt: r.Attempt,
-		second: r.Written.Unix()}
+		second: second}
 	at, ok := p.lastAt, p.lastAt >= 0 && k == p.last
 	if !ok {
 		at, ok = p.open[k]

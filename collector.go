@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/dcsync/dcsync/internal/hlc"
@@ -15,7 +16,8 @@ import (
 // request is applied (or was applied before), a *BatchError naming the
 // requests that failed when some did, and an error matching
 // ErrUnauthenticated or ErrInvalid when the whole batch is rejected, in
-// which case nothing of it is applied.
+// which case nothing of it is applied. The requests (not the slice) may be
+// kept after Collect returns, for the audit log: do not modify them.
 type Collector interface {
 	Collect(ctx context.Context, from string, reqs []*Request) error
 }
@@ -169,6 +171,8 @@ func (s *Syncer) collect(ctx context.Context, reqs []*Request, claims DedupeStor
 		results = s.apply(ctx, claimed)
 	}
 	applied := time.Now()
+	// When every apply succeeded, their records are one batch item.
+	batch := stage == StageApply && !slices.ContainsFunc(results, func(err error) bool { return err != nil })
 	for k, req := range claimed {
 		err := results[k]
 		// An apply record says the write was collected too; a handoff's
@@ -176,7 +180,7 @@ func (s *Syncer) collect(ctx context.Context, reqs []*Request, claims DedupeStor
 		if stage == StageCollect {
 			*recs = append(*recs, s.record(req, StageCollect, now, nil))
 		}
-		if err != nil || stage == StageApply {
+		if err != nil || stage == StageApply && !batch {
 			*recs = append(*recs, s.record(req, stage, applied, err))
 		}
 		if err != nil {
@@ -189,6 +193,10 @@ func (s *Syncer) collect(ctx context.Context, reqs []*Request, claims DedupeStor
 	s.commit(ctx, claims, done)
 	s.release(ctx, claims, undone)
 	s.audit.add(*recs...)
+	if batch && len(claimed) > 0 {
+		s.audit.addBatch(Record{DC: s.dc, Origin: claimed[0].Origin, Stage: StageApply, Status: StatusOK, Attempt: 1,
+			Time: applied}, claimed)
+	}
 	return errs, dups
 }
 

@@ -90,9 +90,8 @@ type dedupeKey [2]uint64
 // DefaultDedupeEntries is the default MemoryDedupe.MaxEntries.
 const DefaultDedupeEntries = 1 << 22
 
-// shard returns the shard and key of id, locked, rotated if due, and the
-// time now, after base.
-func (m *MemoryDedupe) shard(id string) (*dedupeShard, dedupeKey, int64) {
+// shard returns the shard and key of id, locked.
+func (m *MemoryDedupe) shard(id string) (*dedupeShard, dedupeKey) {
 	m.init.Do(func() {
 		m.seeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
 		m.base = time.Now()
@@ -106,20 +105,21 @@ func (m *MemoryDedupe) shard(id string) (*dedupeShard, dedupeKey, int64) {
 	})
 	k := dedupeKey{maphash.String(m.seeds[0], id), maphash.String(m.seeds[1], id)}
 	sh := &m.shards[k[0]%dedupeShards]
-	now := int64(time.Since(m.base)) // the monotonic clock: cheaper than Now
 	sh.mu.Lock()
+	return sh, k
+}
+
+// Claim implements DedupeStore. It alone reads the clock and rotates the
+// shard when due: Commit and Release follow a Claim.
+func (m *MemoryDedupe) Claim(_ context.Context, id string) (Claim, error) {
+	sh, k := m.shard(id)
+	defer sh.mu.Unlock()
+	now := int64(time.Since(m.base)) // the monotonic clock: cheaper than Now
 	if len(sh.cur) >= m.half || now-sh.rotated >= int64(m.Retention) {
 		// The new map grows a table at a time: sized whole, making it
 		// would hold up the shard for the milliseconds it takes.
 		sh.old, sh.cur, sh.rotated = sh.cur, make(map[dedupeKey]int64, min(len(sh.cur), 1<<10)), now
 	}
-	return sh, k, now
-}
-
-// Claim implements DedupeStore.
-func (m *MemoryDedupe) Claim(_ context.Context, id string) (Claim, error) {
-	sh, k, now := m.shard(id)
-	defer sh.mu.Unlock()
 	v, ok := sh.cur[k]
 	if !ok {
 		v, ok = sh.old[k]
@@ -136,7 +136,7 @@ func (m *MemoryDedupe) Claim(_ context.Context, id string) (Claim, error) {
 
 // Commit implements DedupeStore.
 func (m *MemoryDedupe) Commit(_ context.Context, id string) error {
-	sh, k, _ := m.shard(id)
+	sh, k := m.shard(id)
 	sh.cur[k] = dedupeApplied // shadows an in-flight mark in the older generation
 	sh.mu.Unlock()
 	return nil
@@ -144,7 +144,7 @@ func (m *MemoryDedupe) Commit(_ context.Context, id string) error {
 
 // Release implements DedupeStore.
 func (m *MemoryDedupe) Release(_ context.Context, id string) error {
-	sh, k, _ := m.shard(id)
+	sh, k := m.shard(id)
 	delete(sh.cur, k)
 	delete(sh.old, k)
 	sh.mu.Unlock()

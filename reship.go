@@ -116,7 +116,10 @@ type shipper struct {
 	timeout time.Duration
 	backoff Backoff
 	record  func(...Record)
-	obs     Observer // nil for none
+	// batch, when set, records the ok records of a whole batch's first
+	// try at once (see auditQueue.addBatch).
+	batch func(rec Record, reqs []*Request)
+	obs   Observer // nil for none
 }
 
 // ship delivers reqs to peer through s, retrying the requests that failed
@@ -154,6 +157,14 @@ func (sh *shipper) shipFrom(ctx context.Context, peer string, s Sender, reqs []*
 			cancel()
 		}
 		now := time.Now()
+		if err == nil && prior == nil && sh.batch != nil && sameOrigin(pending) { // every request delivered
+			sh.batch(Record{DC: sh.dc, Origin: pending[0].Origin, Stage: StageReship, Status: StatusOK,
+				Target: peer, Attempt: try, Time: now}, pending)
+			for _, i := range index {
+				errs[i] = nil // of an earlier try
+			}
+			return errs, false
+		}
 		recs := getRecords()
 		var retry []*Request
 		var retryIndex []int
@@ -183,4 +194,14 @@ func (sh *shipper) shipFrom(ctx context.Context, peer string, s Sender, reqs []*
 		}
 		pending, index = retry, retryIndex
 	}
+}
+
+// sameOrigin reports whether reqs, at least one, entered in one datacenter.
+func sameOrigin(reqs []*Request) bool {
+	for _, r := range reqs {
+		if r.Origin != reqs[0].Origin {
+			return false
+		}
+	}
+	return len(reqs) > 0
 }

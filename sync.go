@@ -182,7 +182,7 @@ func New(cfg Config) (*Syncer, error) {
 		})
 	}
 	d := cfg.Delivery.withDefaults()
-	s.ship = &shipper{dc: s.dc, timeout: d.Timeout, backoff: d.Backoff, record: s.audit.add, obs: s.obs}
+	s.ship = &shipper{dc: s.dc, timeout: d.Timeout, backoff: d.Backoff, record: s.audit.add, batch: s.audit.addBatch, obs: s.obs}
 	s.reship = cfg.Reship
 	_, s.ahead = cfg.Reship.(WriteAheadReship)
 	if s.reship == nil {

@@ -80,6 +80,7 @@ func targets(cfg *Config) []target {
 			ts = append(ts, dcsyncTarget(t, a))
 		}
 	}
+	ts = append(ts, memory3Target)
 	return append(ts, watermillTarget, httpPostTarget, xaddCeiling, httpCeiling, grpcCeiling, kafkaCeiling, kafkaAsyncCeiling, mirrorMakerTarget)
 }
 
@@ -105,7 +106,14 @@ type dcsyncSystem struct {
 	w       wiring
 	origin  *dcsync.Syncer
 	peer    *dcsync.Syncer
+	others  []*dcsync.Syncer              // more peers of origin (dcsync/memory-3dc)
 	flushes []func(context.Context) error // of the audit logs
+	check   func() error                  // after a flush, when set: did every delivery succeed
+}
+
+// syncers returns every Syncer of d, the origin first.
+func (d *dcsyncSystem) syncers() []*dcsync.Syncer {
+	return append([]*dcsync.Syncer{d.origin, d.peer}, d.others...)
 }
 
 func startDcsync(ctx context.Context, e *env, w wiring, a auditStore) (system, error) {
@@ -150,7 +158,7 @@ func (d *dcsyncSystem) write(ctx context.Context, seq int, payload []byte) error
 
 // flush waits until every audit record of the phase is stored.
 func (d *dcsyncSystem) flush(ctx context.Context) error {
-	for _, s := range []*dcsync.Syncer{d.origin, d.peer} {
+	for _, s := range d.syncers() {
 		if err := s.Flush(ctx); err != nil {
 			return err
 		}
@@ -159,6 +167,9 @@ func (d *dcsyncSystem) flush(ctx context.Context) error {
 		if err := f(ctx); err != nil {
 			return err
 		}
+	}
+	if d.check != nil {
+		return d.check()
 	}
 	return nil
 }
@@ -169,7 +180,7 @@ func (d *dcsyncSystem) flush(ctx context.Context) error {
 func (d *dcsyncSystem) close() error {
 	d.w.stop()
 	var errs []error
-	for _, s := range []*dcsync.Syncer{d.origin, d.peer} {
+	for _, s := range d.syncers() {
 		if s != nil {
 			errs = append(errs, s.Close())
 		}

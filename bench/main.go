@@ -13,6 +13,7 @@
 // Targets:
 //
 //	dcsync/<transport>[+elastic]  memory, http, http-journal (http writing ahead to package journal), grpc, redis, redis-cluster, kafka, kafka-nogather, kafka-fetch64k; audit log in memory or Elasticsearch
+//	dcsync/memory-3dc             dcsync/memory with a third datacenter: unicom ships every write to two peers
 //	watermill/redis               Watermill's Redis Streams pub/sub with a forwarder from A's Redis to B's
 //	handrolled/http-post          one HTTP POST per write, net/http client to net/http server
 //	ceiling/redis-xadd            redis-benchmark, pipelined XADD of the payload

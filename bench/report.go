@@ -133,6 +133,7 @@ var ratios = []struct {
 	{"dcsync over Redis Streams vs pipelined XADD (redis-benchmark)", "dcsync/redis", "ceiling/redis-xadd", 0},
 	{"Watermill forwarder vs pipelined XADD (redis-benchmark)", "watermill/redis", "ceiling/redis-xadd", 0},
 	{"dcsync in memory vs over HTTP", "dcsync/memory", "dcsync/http", 0},
+	{"dcsync in memory, 3 datacenters vs 2", "dcsync/memory-3dc", "dcsync/memory", 0},
 	{"dcsync over Redis Cluster (Replicas 1) vs over one Redis a datacenter", "dcsync/redis-cluster", "dcsync/redis", 0},
 }
 

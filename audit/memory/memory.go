@@ -78,9 +78,13 @@ type Log struct {
 	mu     sync.Mutex
 	chunks []*chunk // oldest first; the last one takes appends
 	spare  *chunk   // a dropped chunk's storage, for the next one
-	names  names
-	kinds  []kindCount // records appended, by kind
-	snaps  []*snapshot // windows being paged through, newest last
+	// arenaHint is the arena bytes the last chunk filled: a new chunk's
+	// arena is allocated that large (and an eighth), not grown a copy at
+	// a time, each growth a fresh allocation whose pages fault in.
+	arenaHint int
+	names     names
+	kinds     []kindCount // records appended, by kind
+	snaps     []*snapshot // windows being paged through, newest last
 }
 
 // maxSnapshots bounds the windows paged through at once, one per
@@ -529,19 +533,18 @@ func (l *Log) count(kind [3]uint32, hint, n int) int {
 // tail returns the chunk that takes the next records, starting a new one
 // when the last is full.
 func (l *Log) tail() *chunk {
-	if n := len(l.chunks); n > 0 && len(l.chunks[n-1].writes) < l.chunkSize && len(l.chunks[n-1].arena) < l.chunkBytes {
-		return l.chunks[n-1]
+	if n := len(l.chunks); n > 0 {
+		last := l.chunks[n-1]
+		if len(last.writes) < l.chunkSize && len(last.arena) < l.chunkBytes {
+			return last
+		}
+		l.arenaHint = len(last.arena)
 	}
 	c := l.spare
 	l.spare = nil
 	if c == nil {
-		// As large as the last chunk's arena grew: growing one by append
-		// copies it over and over, and faults in every new block.
-		size := l.chunkSize * 64
-		if n := len(l.chunks); n > 0 {
-			size = max(size, cap(l.chunks[n-1].arena))
-		}
-		c = &chunk{writes: make([]write, 0, l.chunkSize), arena: make([]byte, 0, min(size, l.chunkBytes))}
+		c = &chunk{writes: make([]write, 0, l.chunkSize),
+			arena: make([]byte, 0, min(max(l.chunkSize*64, l.arenaHint+l.arenaHint/8), l.chunkBytes))}
 	}
 	l.chunks = append(l.chunks, c)
 	return c
