@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -21,10 +22,17 @@ import (
 
 // source is an entry as stored in Elasticsearch, as searches decode it;
 // appendSource encodes it. Times are pointers: a zero time is left out.
-// Written is the earliest of the entry's writes, and X what is stored but
-// not indexed: how many writes (N), the sum of their IDs' dcsync.IDHash
-// (H), each write's written time as nanoseconds after Written (W), and the
-// requests of a process entry, as a batch of internal/wire (B).
+// Written and Last are the earliest and the latest of the entry's writes:
+// a trace finds the documents of a dcsync ID by them (see Records). IDs are
+// indexed keywords, only for the writes a trace cannot find by time (see
+// timeID). X is what is stored but not indexed: how many writes (N), the
+// sum of their IDs' dcsync.IDHash (H), the writes packed (P: every ID and
+// its written time, see appendPacked), and the requests of a process
+// entry, as a batch of internal/wire (B).
+//
+// Documents of template version 3 and before have no P: IDs lists every
+// write, packed by appendID, and W their written times as nanoseconds after
+// Written. unpack reads both shapes into IDs and W.
 type source struct {
 	DC      string        `json:"dc"`
 	Origin  string        `json:"origin"`
@@ -34,16 +42,19 @@ type source struct {
 	Attempt int           `json:"attempt"`
 	Error   string        `json:"error,omitempty"`
 	Written *time.Time    `json:"written,omitempty"`
+	Last    *time.Time    `json:"last,omitempty"`
 	Time    *time.Time    `json:"time,omitempty"`
-	IDs     []string      `json:"ids"`
+	IDs     []string      `json:"ids,omitempty"`
 	X       stored        `json:"x"`
+	lost    int           // writes of a document whose P did not decode: unpack's error
 }
 
 // stored is the part of a document Elasticsearch keeps but does not index.
 type stored struct {
 	N int     `json:"n"`
 	H uint64  `json:"h"`
-	W []int64 `json:"w"`
+	P []byte  `json:"p,omitempty"`
+	W []int64 `json:"w,omitempty"`
 	B []byte  `json:"b,omitempty"`
 }
 
@@ -63,32 +74,35 @@ func (e *encoder) appendSource(b []byte, d *dcsync.Entry, first time.Time) ([]by
 	if d.Error != "" {
 		b = appendField(b, `,"error":`, d.Error)
 	}
-	b = e.written.appendField(b, `,"written":`, first)
-	b = e.time.appendField(b, `,"time":`, d.Time)
-	b = append(b, `,"ids":[`...)
-	var sum uint64
-	for i, id := range d.IDs {
-		if i > 0 {
-			b = append(b, ',')
+	e.keywords = e.appendPacked(e.packed[:0], e.keywords[:0], d, first)
+	last := first
+	for _, w := range d.Written {
+		if w.After(last) {
+			last = w
 		}
-		b = appendID(b, id)
+	}
+	b = e.written.appendField(b, `,"written":`, first)
+	b = e.written.appendField(b, `,"last":`, last)
+	b = e.time.appendField(b, `,"time":`, d.Time)
+	if len(e.keywords) > 0 {
+		b = append(b, `,"ids":[`...)
+		for i, k := range e.keywords {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendID(b, d.IDs[k])
+		}
+		b = append(b, ']')
+	}
+	var sum uint64
+	for _, id := range d.IDs {
 		sum += dcsync.IDHash(id)
 	}
-	b = strconv.AppendInt(append(b, `],"x":{"n":`...), int64(len(d.IDs)), 10)
+	b = strconv.AppendInt(append(b, `,"x":{"n":`...), int64(len(d.IDs)), 10)
 	b = strconv.AppendUint(append(b, `,"h":`...), sum, 10)
-	b = append(b, `,"w":[`...)
-	base := first.UnixNano()
-	for i := range d.IDs {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		var w int64
-		if i < len(d.Written) {
-			w = d.Written[i].UnixNano() - base
-		}
-		b = strconv.AppendInt(b, w, 10)
-	}
-	b = append(b, ']')
+	b = append(b, `,"p":"`...)
+	b = base64.StdEncoding.AppendEncode(b, e.packed)
+	b = append(b, '"')
 	if reqs := requests(d); reqs != nil {
 		e.body = e.body[:0]
 		var err error
@@ -100,6 +114,188 @@ func (e *encoder) appendSource(b []byte, d *dcsync.Entry, first time.Time) ([]by
 		b = append(b, '"')
 	}
 	return append(b, '}', '}'), nil
+}
+
+// The kinds of a packed write, the low two bits of its header.
+const (
+	// packTimeID is a UUIDv7 accepted at the start of its timestamp's
+	// millisecond, as every ID dcsync makes (the ID's timestamp and the
+	// write's Written time are both its version's millisecond): the header
+	// holds the zigzag of its millisecond less the previous time ID's (or
+	// the document's first write's), and the ID's other 10 bytes follow.
+	packTimeID = iota
+	// packTimeIDAt is a UUIDv7 accepted later within its timestamp's
+	// millisecond: as packTimeID, then the uvarint of the nanoseconds into
+	// that millisecond it was accepted at.
+	packTimeIDAt
+	// packUUID is any other canonical UUID: the header holds the zigzag of
+	// its written time less the previous write's, in nanoseconds, and its
+	// 16 bytes follow.
+	packUUID
+	// packString is any other ID: the header as packUUID's, then the
+	// uvarint of its length and its bytes.
+	packString
+)
+
+// appendPacked appends to p the writes of d, one after the other, each a
+// uvarint header whose low two bits are its kind (packTimeID...) and what
+// that kind says follows, and returns the indices of the writes a trace
+// cannot find by time (packUUID, packString), appended to keywords. An ID
+// dcsync made costs 11 bytes, 15 in base64, where its keyword cost 26 and
+// its written time 2 to 10 more; the times are deltas from first, the
+// earliest written, which the document stores.
+func (e *encoder) appendPacked(p []byte, keywords []int, d *dcsync.Entry, first time.Time) []int {
+	prevNs := unixNano(first)
+	prevMs := floorDiv(prevNs, 1e6)
+	for i, id := range d.IDs {
+		var w time.Time
+		if i < len(d.Written) {
+			w = d.Written[i]
+		}
+		ns := unixNano(w)
+		if u, ms, ok := timeID(id, w); ok {
+			at := ns - ms*1e6
+			kind := uint64(packTimeID)
+			if at != 0 {
+				kind = packTimeIDAt
+			}
+			p = binary.AppendUvarint(p, zigzag(ms-prevMs)<<2|kind)
+			p = append(p, u[6:]...)
+			if at != 0 {
+				p = binary.AppendUvarint(p, uint64(at))
+			}
+			prevMs, prevNs = ms, ns
+			continue
+		}
+		keywords = append(keywords, i)
+		if u, ok := canonicalUUID(id); ok {
+			p = binary.AppendUvarint(p, zigzag(ns-prevNs)<<2|packUUID)
+			p = append(p, u[:]...)
+		} else {
+			p = binary.AppendUvarint(p, zigzag(ns-prevNs)<<2|packString)
+			p = append(binary.AppendUvarint(p, uint64(len(id))), id...)
+		}
+		prevNs = ns
+	}
+	e.packed = p
+	return keywords
+}
+
+// timeID reports whether a trace finds the write of id, accepted at w,
+// by time: id is a canonical UUIDv7 and w falls in the millisecond of its
+// timestamp, ms. Every ID dcsync makes is (see Request.Time); a user's own
+// UUIDv7, taken at another time, is not, and keeps a keyword.
+func timeID(id string, w time.Time) (u uuid.UUID, ms int64, ok bool) {
+	if w.IsZero() {
+		return u, 0, false
+	}
+	if u, ok = canonicalUUID(id); !ok || u.Version() != 7 || u.Variant() != uuid.RFC4122 {
+		return u, 0, false
+	}
+	ms = uuidMs(u)
+	ns := w.UnixNano()
+	return u, ms, ns >= ms*1e6 && ns-ms*1e6 < 1e6
+}
+
+// uuidMs returns the 48-bit millisecond timestamp of a UUIDv7.
+func uuidMs(u uuid.UUID) int64 {
+	return int64(binary.BigEndian.Uint64(u[0:8]) >> 16)
+}
+
+// unpack reads the writes of s — the IDs of P, or of IDs in a document
+// of template version 3 — into IDs, every write's, and W, their written
+// times after Written. A P that does not decode is an error: the document
+// is unreadable.
+func (s *source) unpack() error {
+	if len(s.X.P) == 0 {
+		for k, id := range s.IDs {
+			s.IDs[k] = unpackID(id)
+		}
+		return nil
+	}
+	var base int64
+	if s.Written != nil {
+		base = unixNano(*s.Written)
+	}
+	p := s.X.P
+	n := min(s.X.N, len(p)) // a write takes a byte at least
+	ids, ws := make([]string, 0, max(n, 0)), make([]int64, 0, max(n, 0))
+	prevNs, prevMs := base, floorDiv(base, 1e6)
+	next := func() (uint64, bool) {
+		v, k := binary.Uvarint(p)
+		if k <= 0 {
+			return 0, false
+		}
+		p = p[k:]
+		return v, true
+	}
+	for len(p) > 0 {
+		h, ok := next()
+		if !ok {
+			return errPacked
+		}
+		var id string
+		switch h & 3 {
+		case packTimeID, packTimeIDAt:
+			ms := prevMs + unzigzag(h>>2)
+			if ms < 0 || ms >= 1<<48 || len(p) < 10 {
+				return errPacked
+			}
+			var u uuid.UUID
+			binary.BigEndian.PutUint64(u[0:8], uint64(ms)<<16)
+			copy(u[6:], p[:10])
+			p = p[10:]
+			at := uint64(0)
+			if h&3 == packTimeIDAt {
+				if at, ok = next(); !ok || at >= 1e6 {
+					return errPacked
+				}
+			}
+			id, prevMs, prevNs = u.String(), ms, ms*1e6+int64(at)
+		case packUUID:
+			if len(p) < 16 {
+				return errPacked
+			}
+			id, prevNs = uuid.UUID(p[:16]).String(), prevNs+unzigzag(h>>2)
+			p = p[16:]
+		default:
+			size, ok := next()
+			if !ok || size > uint64(len(p)) {
+				return errPacked
+			}
+			id, prevNs = string(p[:size]), prevNs+unzigzag(h>>2)
+			p = p[size:]
+		}
+		ids, ws = append(ids, id), append(ws, prevNs-base)
+	}
+	if len(ids) != s.X.N {
+		return fmt.Errorf("%w: %d writes, document says %d", errPacked, len(ids), s.X.N)
+	}
+	s.IDs, s.X.W = ids, ws
+	return nil
+}
+
+// errPacked is the error of a document whose packed writes do not decode.
+var errPacked = errors.New("elastic: stored writes do not decode")
+
+func zigzag(v int64) uint64   { return uint64(v<<1) ^ uint64(v>>63) }
+func unzigzag(v uint64) int64 { return int64(v>>1) ^ -int64(v&1) }
+
+// unixNano returns t in Unix nanoseconds, 0 for the zero time (which
+// documents leave out).
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && a < 0 {
+		q--
+	}
+	return q
 }
 
 // requests returns the requests of d, one per write, or nil when it
@@ -230,12 +426,12 @@ func appendEscaped(b []byte, s string) []byte {
 func (s *source) written(i int) time.Time {
 	var base int64
 	if s.Written != nil {
-		base = s.Written.UnixNano()
+		base = unixNano(*s.Written)
 	}
 	if i < len(s.X.W) {
 		base += s.X.W[i]
 	}
-	if base == 0 && s.Written == nil {
+	if base == 0 && (s.Written == nil || s.Written.IsZero()) {
 		return time.Time{}
 	}
 	return time.Unix(0, base)
@@ -257,7 +453,7 @@ func (s *source) record(i int, reqs []*dcsync.Request) dcsync.Record {
 
 // requests decodes the requests s stores, or returns nil.
 func (s *source) requests() ([]*dcsync.Request, error) {
-	if len(s.X.B) == 0 {
+	if len(s.X.B) == 0 || len(s.IDs) == 0 {
 		return nil, nil
 	}
 	reqs, err := wire.Decode(s.X.B, wire.Proto, wire.Encoding_ENCODING_IDENTITY, len(s.X.B), len(s.IDs))
@@ -279,9 +475,10 @@ func dayIndex(prefix string, t time.Time) string {
 // encoder turns records into bulk lines, reusing its buffers; a Log keeps a
 // pool of them for its goroutines.
 type encoder struct {
-	prefix        string
-	key, body     []byte
-	written, time clock
+	prefix            string
+	key, body, packed []byte
+	keywords          []int // the writes of the document being encoded that keep a keyword
+	written, time     clock
 }
 
 // appendPair appends the bulk lines of d, the action and the source, each

@@ -2,6 +2,7 @@ package elastic
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -36,6 +37,9 @@ func TestAppendSourceRoundTrips(t *testing.T) {
 		}
 		var src source
 		if err := json.Unmarshal(b, &src); err != nil {
+			t.Fatal(err)
+		}
+		if err := src.unpack(); err != nil {
 			t.Fatal(err)
 		}
 		reqs, err := src.requests()
@@ -75,6 +79,9 @@ func TestEntriesSplitBySecond(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := json.Unmarshal([]byte(lines[3]), &second); err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(first.unpack(), second.unpack()); err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(first.IDs, []string{"x", "z"}) || !slices.Equal(second.IDs, []string{"y"}) ||
