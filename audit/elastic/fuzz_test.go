@@ -23,7 +23,7 @@ func FuzzSource(f *testing.F) {
 			Error: "bad\x00", Attempt: 3, Written: w, Time: w},
 	} {
 		d := dcsync.PackRecords([]dcsync.Record{r})[0]
-		doc, err := e.appendSource(nil, &d, w)
+		doc, err := e.appendSource(nil, &d, w, idSum(d.IDs))
 		if err != nil {
 			f.Fatal(err)
 		}

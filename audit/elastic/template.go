@@ -87,7 +87,7 @@ func (l *Log) install(ctx context.Context) error {
 	// A daily index made by an earlier template (today's, at an upgrade)
 	// would refuse the fields added since under its strict mapping: add
 	// them. Adding fields to a mapping is always allowed.
-	if _, err := l.client.PutMapping().Index(l.prefix+"-*").AllowNoIndices(true).
+	if _, err := l.client.PutMapping().Index(l.prefix + "-*").AllowNoIndices(true).
 		BodyJson(map[string]any{"properties": recordMapping["properties"]}).Do(ctx); err != nil {
 		return fmt.Errorf("elastic: update mappings of %s-*: %w", l.prefix, err)
 	}

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/olivere/elastic/v7"
 
 	"github.com/dcsync/dcsync"
@@ -278,7 +277,7 @@ func (l *Log) IDs(ctx context.Context, q dcsync.SetQuery) ([]string, error) {
 // write of a document written before template version 4.
 func (l *Log) Records(ctx context.Context, id string) ([]dcsync.Record, error) {
 	find := elastic.NewBoolQuery().Should(elastic.NewTermQuery("ids", packID(id))).MinimumNumberShouldMatch(1)
-	if u, ok := canonicalUUID(id); ok && u.Version() == 7 && u.Variant() == uuid.RFC4122 {
+	if u, ok := canonicalUUID(id); ok && isV7(u) {
 		ms := time.UnixMilli(uuidMs(u))
 		find.Should(elastic.NewBoolQuery().Filter(
 			elastic.NewRangeQuery("written").Gte(formatTime(ms.Truncate(time.Second))).Lt(formatTime(ms.Add(time.Millisecond))),
