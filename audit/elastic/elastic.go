@@ -23,9 +23,13 @@
 // Records live in daily indices named IndexPrefix-YYYY.MM.DD after the day
 // (UTC) their write was accepted at its origin, so all records of a write
 // share an index, behind the alias IndexPrefix. An index template gives them
-// an explicit, strict mapping: keywords for the request ID, datacenters,
-// stage, status and target, an integer attempt, date_nanos times, and the
-// request stored but not indexed. Indices are sorted by (written, id).
+// an explicit, strict mapping: keywords for the datacenters, stage, status
+// and target, an integer attempt, date_nanos times — among them the first
+// and last written time of an entry's writes —, and stored but not indexed,
+// the writes packed (an ID dcsync makes in 11 bytes) and the requests of a
+// process entry. A trace finds the IDs dcsync makes, UUIDv7s of their
+// write's millisecond, by those times; any other ID is also a keyword.
+// Indices are sorted by written.
 //
 // # Reading
 //

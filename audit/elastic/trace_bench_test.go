@@ -43,7 +43,11 @@ func BenchmarkTrace(b *testing.B) {
 	}
 	defer l.Close()
 	if os.Getenv("DCSYNC_TRACE_KEEP") == "" {
-		defer func() { _, _ = l.client.DeleteIndex(prefix + "-*").Do(context.Background()) }()
+		defer func() {
+			ctx := context.Background()
+			_, _ = l.client.DeleteIndex(prefix+"-*", l.checkpointIndex()).Do(ctx)
+			_, _ = l.client.IndexDeleteIndexTemplate(prefix).Do(ctx)
+		}()
 	}
 	gen := traceWrites{start: time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC), rate: 20_000}
 	docs := gen.docs(n, batch)
