@@ -285,21 +285,7 @@ func digestsAndIDs(t *testing.T, s Store) {
 	l := s.write(t, recs, []dcsync.Record{bad})
 
 	q := dcsync.SetQuery{DC: "b", Origin: "a", Stage: dcsync.StageApply, From: from, To: to}
-	digests, err := l.Digests(context.Background(), q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if wantD := dcsync.SetDigests(want, wantWritten, from, to); !slices.Equal(digests, wantD) {
-		t.Fatalf("digests %+v, want %+v", digests, wantD)
-	}
-	ids, err := l.IDs(context.Background(), q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	slices.Sort(ids)
-	if !slices.Equal(ids, want) {
-		t.Fatalf("IDs %v, want %v", ids, want)
-	}
+	checkSet(t, l, q, want, wantWritten)
 	q.Status = dcsync.StatusFailed
 	q.From, q.To = t0, t0.Add(time.Minute)
 	if ids, err := l.IDs(context.Background(), q); err != nil || !slices.Equal(ids, []string{"bad"}) {
@@ -417,27 +403,33 @@ func keepsEveryKindOfID(t *testing.T, s Store) {
 	}
 	// A window that cuts a second, to the nanosecond.
 	from, to := time.UnixMilli(ms+100).Add(time.Nanosecond), time.UnixMilli(ms+900)
-	q := dcsync.SetQuery{DC: "b", Origin: "a", Stage: dcsync.StageApply, From: from, To: to}
+	checkSet(t, l, dcsync.SetQuery{DC: "b", Origin: "a", Stage: dcsync.StageApply, From: from, To: to}, want, wantWritten)
+}
+
+// checkSet checks what Digests and IDs return for q against ids, written
+// at written: the writes of q's kind, some of them outside its window.
+func checkSet(t *testing.T, l dcsync.AuditLog, q dcsync.SetQuery, ids []string, written []time.Time) {
+	t.Helper()
 	digests, err := l.Digests(context.Background(), q)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if wantD := dcsync.SetDigests(want, wantWritten, from, to); !slices.Equal(digests, wantD) {
-		t.Fatalf("digests %+v, want %+v", digests, wantD)
+	if want := dcsync.SetDigests(ids, written, q.From, q.To); !slices.Equal(digests, want) {
+		t.Fatalf("digests %+v, want %+v", digests, want)
 	}
-	ids, err := l.IDs(context.Background(), q)
+	var want []string
+	for i, id := range ids {
+		if w := written[i]; !w.Before(q.From) && w.Before(q.To) {
+			want = append(want, id)
+		}
+	}
+	got, err := l.IDs(context.Background(), q)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wantIDs []string
-	for i, id := range want {
-		if w := wantWritten[i]; !w.Before(from) && w.Before(to) {
-			wantIDs = append(wantIDs, id)
-		}
-	}
-	slices.Sort(ids)
-	slices.Sort(wantIDs)
-	if len(wantIDs) == 0 || !slices.Equal(ids, wantIDs) {
-		t.Fatalf("IDs %q, want %q", ids, wantIDs)
+	slices.Sort(got)
+	slices.Sort(want)
+	if len(want) == 0 || !slices.Equal(got, want) {
+		t.Fatalf("IDs %q, want %q", got, want)
 	}
 }
