@@ -125,12 +125,13 @@ const (
 	// millisecond: as packTimeID, then the uvarint of the nanoseconds into
 	// that millisecond it was accepted at.
 	packTimeIDAt
-	// packUUID is any other canonical UUID: the header holds the zigzag of
-	// its written time less the previous write's, in nanoseconds, and its
-	// 16 bytes follow.
+	// packUUID is any other canonical UUID: the header is the kind alone,
+	// then the zigzag uvarint of its written time less the previous
+	// write's, in nanoseconds (a delta from a zero time would not fit in
+	// the header's 62 bits), and its 16 bytes.
 	packUUID
-	// packString is any other ID: the header as packUUID's, then the
-	// uvarint of its length and its bytes.
+	// packString is any other ID: as packUUID, but the uvarint of its
+	// length and its bytes in place of the 16 bytes.
 	packString
 )
 
@@ -167,10 +168,10 @@ func (e *encoder) appendPacked(p []byte, keywords []int, d *dcsync.Entry, first 
 		}
 		keywords = append(keywords, i)
 		if isUUID {
-			p = binary.AppendUvarint(p, zigzag(ns-prevNs)<<2|packUUID)
+			p = binary.AppendUvarint(append(p, packUUID), zigzag(ns-prevNs))
 			p = append(p, u[:]...)
 		} else {
-			p = binary.AppendUvarint(p, zigzag(ns-prevNs)<<2|packString)
+			p = binary.AppendUvarint(append(p, packString), zigzag(ns-prevNs))
 			p = append(binary.AppendUvarint(p, uint64(len(id))), id...)
 		}
 		prevNs = ns
@@ -252,17 +253,22 @@ func (s *source) unpack() error {
 			}
 			id, prevMs, prevNs = u.String(), ms, ms*1e6+int64(at)
 		case packUUID:
-			if len(p) < 16 {
+			delta, ok := next()
+			if !ok || len(p) < 16 {
 				return errPacked
 			}
-			id, prevNs = uuid.UUID(p[:16]).String(), prevNs+unzigzag(h>>2)
+			id, prevNs = uuid.UUID(p[:16]).String(), prevNs+unzigzag(delta)
 			p = p[16:]
 		default:
-			size, ok := next()
+			delta, ok := next()
+			var size uint64
+			if ok {
+				size, ok = next()
+			}
 			if !ok || size > uint64(len(p)) {
 				return errPacked
 			}
-			id, prevNs = string(p[:size]), prevNs+unzigzag(h>>2)
+			id, prevNs = string(p[:size]), prevNs+unzigzag(delta)
 			p = p[size:]
 		}
 		ids, ws = append(ids, id), append(ws, prevNs-base)

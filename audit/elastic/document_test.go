@@ -205,14 +205,23 @@ func TestPackedWritesRoundTrip(t *testing.T) {
 	if e.appendPacked(nil, nil, &one, time.UnixMilli(ms)); len(e.packed) != 11 {
 		t.Errorf("an ID dcsync makes packs in %d bytes, want 11", len(e.packed))
 	}
-	for _, bad := range [][]byte{{0x80}, {packTimeID, 1, 2}, {packString, 9, 'a'}, {packUUID, 1}, {packTimeIDAt, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0xff, 0xff, 0x7f}} {
+	for _, bad := range [][]byte{{0x80}, {packTimeID, 1, 2}, {packString, 0, 9, 'a'}, {packString, 0x80}, {packUUID, 0, 1}, {packTimeIDAt, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0xff, 0xff, 0x7f}} {
 		s := source{X: stored{N: 1, P: bad}}
 		if err := s.unpack(); err == nil {
 			t.Errorf("%v unpacked as %q", bad, s.IDs)
 		}
 	}
-	if s := (source{X: stored{N: 2, P: []byte{packString, 1, 'a'}}}); s.unpack() == nil {
+	if s := (source{X: stored{N: 2, P: []byte{packString, 0, 1, 'a'}}}); s.unpack() == nil {
 		t.Error("a count that differs from the writes packed was accepted")
+	}
+	// An entry whose writes have no written time but one, far ahead: its
+	// delta from the zero time (the document's first) still packs.
+	far := time.Date(2262, 1, 1, 0, 0, 0, 1, time.UTC)
+	mixed := dcsync.Entry{IDs: []string{"a", "b"}, Written: []time.Time{{}, far}}
+	e.appendPacked(nil, nil, &mixed, time.Time{})
+	s := source{Last: &far, X: stored{N: 2, P: e.packed}}
+	if err := s.unpack(); err != nil || !s.written(0).IsZero() || !s.written(1).Equal(far) {
+		t.Errorf("mixed times read back as %v %v, %v", s.written(0), s.written(1), err)
 	}
 }
 
