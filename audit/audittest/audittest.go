@@ -13,6 +13,7 @@ package audittest
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"maps"
 	"slices"
@@ -29,6 +30,10 @@ type Store struct {
 	// Flush makes every record appended to l so far readable by Trails;
 	// nil when Append does.
 	Flush func(t *testing.T, l dcsync.AuditLog)
+	// Records, when set, returns every record of the write id in l, as a
+	// trace (`dcsync trace`) reads them: the tests then check that a
+	// write is traceable whatever its ID looks like.
+	Records func(t *testing.T, l dcsync.AuditLog, id string) []dcsync.Record
 }
 
 // Run runs every test of the package against s, each on a log of its own.
@@ -42,6 +47,7 @@ func Run(t *testing.T, s Store) {
 		{"RecordsRoundTrip", recordsRoundTrip},
 		{"UnpacksBatchEntries", unpacksBatchEntries},
 		{"DigestsAndIDsSelectAKindInAWindow", digestsAndIDs},
+		{"KeepsEveryKindOfID", keepsEveryKindOfID},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.test(t, s) })
 	}
@@ -279,21 +285,7 @@ func digestsAndIDs(t *testing.T, s Store) {
 	l := s.write(t, recs, []dcsync.Record{bad})
 
 	q := dcsync.SetQuery{DC: "b", Origin: "a", Stage: dcsync.StageApply, From: from, To: to}
-	digests, err := l.Digests(context.Background(), q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if wantD := dcsync.SetDigests(want, wantWritten, from, to); !slices.Equal(digests, wantD) {
-		t.Fatalf("digests %+v, want %+v", digests, wantD)
-	}
-	ids, err := l.IDs(context.Background(), q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	slices.Sort(ids)
-	if !slices.Equal(ids, want) {
-		t.Fatalf("IDs %v, want %v", ids, want)
-	}
+	checkSet(t, l, q, want, wantWritten)
 	q.Status = dcsync.StatusFailed
 	q.From, q.To = t0, t0.Add(time.Minute)
 	if ids, err := l.IDs(context.Background(), q); err != nil || !slices.Equal(ids, []string{"bad"}) {
@@ -301,5 +293,143 @@ func digestsAndIDs(t *testing.T, s Store) {
 	}
 	if d, err := l.Digests(context.Background(), q); err != nil || len(d) != 1 || d[0].Count != 1 {
 		t.Fatalf("failed digests %+v, %v", d, err)
+	}
+}
+
+// uuidV7 returns a canonical UUIDv7 of millisecond ms whose other bits
+// are made of n, as dcsync's own IDs are made of a write's version.
+func uuidV7(ms int64, n uint64) string {
+	var u [16]byte
+	binary.BigEndian.PutUint64(u[0:8], uint64(ms)<<16|0x7000|n&0x0fff)
+	binary.BigEndian.PutUint64(u[8:16], (n*0x9e3779b97f4a7c15)>>2|1<<63)
+	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+}
+
+// keepsEveryKindOfID: whatever a write's ID looks like — a UUIDv7 of its
+// own millisecond, as dcsync makes them, or accepted later within it; a
+// UUIDv7 of another time, a UUIDv4 or an upper-case UUID, as a user may
+// set; any other string — its trail, written time, digests and IDs come
+// back exact, and, with Records, its trace finds its every record. A
+// store may keep dcsync's IDs more compactly than the others (as
+// audit/elastic does), but must find them all.
+func keepsEveryKindOfID(t *testing.T, s Store) {
+	ms := t0.Add(9 * time.Second).UnixMilli() // one second before midnight
+	type write struct {
+		id string
+		w  time.Time
+	}
+	var writes []write
+	for i := range 40 {
+		m := ms + int64(i%20)*100 // seconds 9 and 10 (across midnight), out of order
+		at := time.UnixMilli(m)
+		switch i % 8 {
+		case 0, 1, 2:
+			writes = append(writes, write{uuidV7(m, uint64(i)), at})
+		case 3:
+			writes = append(writes, write{uuidV7(m, uint64(i)), at.Add(123456 * time.Nanosecond)})
+		case 4:
+			writes = append(writes, write{uuidV7(m-3600_000, uint64(i)), at}) // the user's clock
+		case 5:
+			writes = append(writes, write{fmt.Sprintf("%08x-1234-4abc-8def-%012x", i, i), at.Add(7 * time.Nanosecond)})
+		case 6:
+			writes = append(writes, write{fmt.Sprintf("%08X-1234-7ABC-8DEF-%012X", i, i), at})
+		default:
+			writes = append(writes, write{fmt.Sprintf("order-%d/ü \"~%d\"", i, i), at.Add(time.Duration(i))})
+		}
+	}
+	var recs, applied []dcsync.Record
+	var want []string
+	var wantWritten []time.Time
+	for i, w := range writes {
+		p := rec(w.id, "a", "a", dcsync.StageProcess, w.w)
+		p.Request = &dcsync.Request{ID: w.id, Origin: "a", Key: "k", Op: "set", Payload: []byte(w.id), Version: uint64(i + 1)}
+		recs = append(recs, p)
+		if i%5 != 0 {
+			applied = append(applied, rec(w.id, "b", "a", dcsync.StageApply, w.w))
+			want, wantWritten = append(want, w.id), append(wantWritten, w.w)
+		}
+	}
+	failed := rec(writes[1].id, "b", "a", dcsync.StageApply, writes[1].w)
+	failed.Status, failed.Error, failed.Attempt = dcsync.StatusFailed, "boom", 2
+	l := s.write(t, recs, applied, []dcsync.Record{failed})
+
+	got := map[string]dcsync.Trail{}
+	pages(t, l, dcsync.TrailQuery{Origin: "a", From: t0, To: t0.Add(time.Minute), Limit: 7}, func(tr dcsync.Trail) {
+		got[tr.ID] = tr
+	})
+	for i, w := range writes {
+		tr, ok := got[w.id]
+		nrec := 1
+		if i%5 != 0 {
+			nrec++
+		}
+		if i == 1 {
+			nrec++
+		}
+		if !ok || len(tr.Records) != nrec {
+			t.Fatalf("trail of %q: %+v, want %d records", w.id, tr, nrec)
+		}
+		for _, r := range tr.Records {
+			if !r.Written.Equal(w.w) {
+				t.Fatalf("%q written %v, want %v", w.id, r.Written, w.w)
+			}
+		}
+		if src := tr.Source(); src == nil || src.ID != w.id || string(src.Payload) != w.id {
+			t.Fatalf("trail of %q has source %+v", w.id, src)
+		}
+		if tr.Applied("b") != (i%5 != 0) {
+			t.Fatalf("trail of %q applied in b: %v", w.id, tr.Applied("b"))
+		}
+		if s.Records == nil {
+			continue
+		}
+		traced := s.Records(t, l, w.id)
+		if len(traced) != len(tr.Records) {
+			t.Fatalf("trace of %q: %d records, want %d: %+v", w.id, len(traced), len(tr.Records), traced)
+		}
+		for k := range traced {
+			if !slices.ContainsFunc(tr.Records, func(r dcsync.Record) bool { return SameRecord(r, traced[k]) }) {
+				t.Fatalf("trace of %q: record %+v not in its trail %+v", w.id, traced[k], tr.Records)
+			}
+		}
+	}
+	if len(got) != len(writes) {
+		t.Fatalf("%d trails, want %d", len(got), len(writes))
+	}
+	if s.Records != nil {
+		if recs := s.Records(t, l, uuidV7(ms, 4095)); len(recs) != 0 {
+			t.Fatalf("trace of an ID never written: %+v", recs)
+		}
+	}
+	// A window that cuts a second, to the nanosecond.
+	from, to := time.UnixMilli(ms+100).Add(time.Nanosecond), time.UnixMilli(ms+900)
+	checkSet(t, l, dcsync.SetQuery{DC: "b", Origin: "a", Stage: dcsync.StageApply, From: from, To: to}, want, wantWritten)
+}
+
+// checkSet checks what Digests and IDs return for q against ids, written
+// at written: the writes of q's kind, some of them outside its window.
+func checkSet(t *testing.T, l dcsync.AuditLog, q dcsync.SetQuery, ids []string, written []time.Time) {
+	t.Helper()
+	digests, err := l.Digests(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := dcsync.SetDigests(ids, written, q.From, q.To); !slices.Equal(digests, want) {
+		t.Fatalf("digests %+v, want %+v", digests, want)
+	}
+	var want []string
+	for i, id := range ids {
+		if w := written[i]; !w.Before(q.From) && w.Before(q.To) {
+			want = append(want, id)
+		}
+	}
+	got, err := l.IDs(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if len(want) == 0 || !slices.Equal(got, want) {
+		t.Fatalf("IDs %q, want %q", got, want)
 	}
 }

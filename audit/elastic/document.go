@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -21,10 +22,17 @@ import (
 
 // source is an entry as stored in Elasticsearch, as searches decode it;
 // appendSource encodes it. Times are pointers: a zero time is left out.
-// Written is the earliest of the entry's writes, and X what is stored but
-// not indexed: how many writes (N), the sum of their IDs' dcsync.IDHash
-// (H), each write's written time as nanoseconds after Written (W), and the
-// requests of a process entry, as a batch of internal/wire (B).
+// Written and Last are the earliest and the latest of the entry's writes:
+// a trace finds the documents of a dcsync ID by them (see Records). IDs are
+// indexed keywords, only for the writes a trace cannot find by time (see
+// timeID). X is what is stored but not indexed: how many writes (N), the
+// sum of their IDs' dcsync.IDHash (H), the writes packed (P: every ID and
+// its written time, see appendPacked), and the requests of a process
+// entry, as a batch of internal/wire (B).
+//
+// Documents of template version 3 and before have no P: IDs lists every
+// write, packed by appendID, and W their written times as nanoseconds after
+// Written. unpack reads both shapes into IDs and W.
 type source struct {
 	DC      string        `json:"dc"`
 	Origin  string        `json:"origin"`
@@ -34,24 +42,28 @@ type source struct {
 	Attempt int           `json:"attempt"`
 	Error   string        `json:"error,omitempty"`
 	Written *time.Time    `json:"written,omitempty"`
+	Last    *time.Time    `json:"last,omitempty"`
 	Time    *time.Time    `json:"time,omitempty"`
-	IDs     []string      `json:"ids"`
+	IDs     []string      `json:"ids,omitempty"`
 	X       stored        `json:"x"`
+	lost    int           // writes of a document whose P did not decode: unpack's error
 }
 
 // stored is the part of a document Elasticsearch keeps but does not index.
 type stored struct {
 	N int     `json:"n"`
 	H uint64  `json:"h"`
-	W []int64 `json:"w"`
+	P []byte  `json:"p,omitempty"`
+	W []int64 `json:"w,omitempty"`
 	B []byte  `json:"b,omitempty"`
 }
 
 // appendSource appends the source document of d, as encoding/json would
 // encode its source, but written by hand: Append encodes every entry, and
 // encoding/json spent more than the rest of it together. The writes of d
-// must share a second (split does that); first is the earliest written.
-func (e *encoder) appendSource(b []byte, d *dcsync.Entry, first time.Time) ([]byte, error) {
+// must share a second (split does that); first is the earliest written and
+// sum is idSum(d.IDs).
+func (e *encoder) appendSource(b []byte, d *dcsync.Entry, first time.Time, sum uint64) ([]byte, error) {
 	b = appendField(b, `{"dc":`, d.DC)
 	b = appendField(b, `,"origin":`, d.Origin)
 	b = appendField(b, `,"stage":`, string(d.Stage))
@@ -63,32 +75,31 @@ func (e *encoder) appendSource(b []byte, d *dcsync.Entry, first time.Time) ([]by
 	if d.Error != "" {
 		b = appendField(b, `,"error":`, d.Error)
 	}
+	e.keywords = e.appendPacked(e.packed[:0], e.keywords[:0], d, first)
+	last := first
+	for _, w := range d.Written {
+		if w.After(last) {
+			last = w
+		}
+	}
 	b = e.written.appendField(b, `,"written":`, first)
+	b = e.written.appendField(b, `,"last":`, last)
 	b = e.time.appendField(b, `,"time":`, d.Time)
-	b = append(b, `,"ids":[`...)
-	var sum uint64
-	for i, id := range d.IDs {
-		if i > 0 {
-			b = append(b, ',')
+	if len(e.keywords) > 0 {
+		b = append(b, `,"ids":[`...)
+		for i, k := range e.keywords {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendID(b, d.IDs[k])
 		}
-		b = appendID(b, id)
-		sum += dcsync.IDHash(id)
+		b = append(b, ']')
 	}
-	b = strconv.AppendInt(append(b, `],"x":{"n":`...), int64(len(d.IDs)), 10)
+	b = strconv.AppendInt(append(b, `,"x":{"n":`...), int64(len(d.IDs)), 10)
 	b = strconv.AppendUint(append(b, `,"h":`...), sum, 10)
-	b = append(b, `,"w":[`...)
-	base := first.UnixNano()
-	for i := range d.IDs {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		var w int64
-		if i < len(d.Written) {
-			w = d.Written[i].UnixNano() - base
-		}
-		b = strconv.AppendInt(b, w, 10)
-	}
-	b = append(b, ']')
+	b = append(b, `,"p":"`...)
+	b = base64.StdEncoding.AppendEncode(b, e.packed)
+	b = append(b, '"')
 	if reqs := requests(d); reqs != nil {
 		e.body = e.body[:0]
 		var err error
@@ -100,6 +111,196 @@ func (e *encoder) appendSource(b []byte, d *dcsync.Entry, first time.Time) ([]by
 		b = append(b, '"')
 	}
 	return append(b, '}', '}'), nil
+}
+
+// The kinds of a packed write, the low two bits of its header.
+const (
+	// packTimeID is a UUIDv7 accepted at the start of its timestamp's
+	// millisecond, as every ID dcsync makes (the ID's timestamp and the
+	// write's Written time are both its version's millisecond): the header
+	// holds the zigzag of its millisecond less the previous time ID's (or
+	// the document's first write's), and the ID's other 10 bytes follow.
+	packTimeID = iota
+	// packTimeIDAt is a UUIDv7 accepted later within its timestamp's
+	// millisecond: as packTimeID, then the uvarint of the nanoseconds into
+	// that millisecond it was accepted at.
+	packTimeIDAt
+	// packUUID is any other canonical UUID: the header is the kind alone,
+	// then the zigzag uvarint of its written time less the previous
+	// write's, in nanoseconds (a delta from a zero time would not fit in
+	// the header's 62 bits), and its 16 bytes.
+	packUUID
+	// packString is any other ID: as packUUID, but the uvarint of its
+	// length and its bytes in place of the 16 bytes.
+	packString
+)
+
+// appendPacked appends to p the writes of d, one after the other, each a
+// uvarint header whose low two bits are its kind (packTimeID...) and what
+// that kind says follows, and returns the indices of the writes a trace
+// cannot find by time (packUUID, packString), appended to keywords. An ID
+// dcsync made costs 11 bytes, 15 in base64, where its keyword cost 26 and
+// its written time 2 to 10 more; the times are deltas from first, the
+// earliest written, which the document stores.
+func (e *encoder) appendPacked(p []byte, keywords []int, d *dcsync.Entry, first time.Time) []int {
+	prevNs := unixNano(first)
+	prevMs := floorDiv(prevNs, 1e6)
+	for i, id := range d.IDs {
+		var w time.Time
+		if i < len(d.Written) {
+			w = d.Written[i]
+		}
+		ns := unixNano(w)
+		u, isUUID := canonicalUUID(id)
+		if ms, ok := timeID(u, isUUID, w); ok {
+			at := ns - ms*1e6
+			kind := uint64(packTimeID)
+			if at != 0 {
+				kind = packTimeIDAt
+			}
+			p = binary.AppendUvarint(p, zigzag(ms-prevMs)<<2|kind)
+			p = append(p, u[6:]...)
+			if at != 0 {
+				p = binary.AppendUvarint(p, uint64(at))
+			}
+			prevMs, prevNs = ms, ns
+			continue
+		}
+		keywords = append(keywords, i)
+		if isUUID {
+			p = binary.AppendUvarint(append(p, packUUID), zigzag(ns-prevNs))
+			p = append(p, u[:]...)
+		} else {
+			p = binary.AppendUvarint(append(p, packString), zigzag(ns-prevNs))
+			p = append(binary.AppendUvarint(p, uint64(len(id))), id...)
+		}
+		prevNs = ns
+	}
+	e.packed = p
+	return keywords
+}
+
+// timeID reports whether a trace finds a write accepted at w by time, and
+// the millisecond it looks in: its ID is a canonical UUID (isUUID), u, of
+// version 7, and w falls in the millisecond of its timestamp. Every ID
+// dcsync makes does (see Request.Time); a user's own UUIDv7, taken at
+// another time, does not, and keeps a keyword.
+func timeID(u uuid.UUID, isUUID bool, w time.Time) (ms int64, ok bool) {
+	if !isUUID || w.IsZero() || !isV7(u) {
+		return 0, false
+	}
+	ms = uuidMs(u)
+	ns := w.UnixNano()
+	return ms, ns >= ms*1e6 && ns-ms*1e6 < 1e6
+}
+
+// isV7 reports whether u is an RFC 9562 UUID of version 7.
+func isV7(u uuid.UUID) bool { return u[6]>>4 == 7 && u[8]>>6 == 2 }
+
+// uuidMs returns the 48-bit millisecond timestamp of a UUIDv7.
+func uuidMs(u uuid.UUID) int64 {
+	return int64(binary.BigEndian.Uint64(u[0:8]) >> 16)
+}
+
+// unpack reads the writes of s — the IDs of P, or of IDs in a document
+// of template version 3 — into IDs, every write's, and W, their written
+// times after Written. A P that does not decode is an error: the document
+// is unreadable.
+func (s *source) unpack() error {
+	if len(s.X.P) == 0 {
+		for k, id := range s.IDs {
+			s.IDs[k] = unpackID(id)
+		}
+		return nil
+	}
+	var base int64
+	if s.Written != nil {
+		base = unixNano(*s.Written)
+	}
+	p := s.X.P
+	n := min(s.X.N, len(p)) // a write takes a byte at least
+	ids, ws := make([]string, 0, max(n, 0)), make([]int64, 0, max(n, 0))
+	prevNs, prevMs := base, floorDiv(base, 1e6)
+	next := func() (uint64, bool) {
+		v, k := binary.Uvarint(p)
+		if k <= 0 {
+			return 0, false
+		}
+		p = p[k:]
+		return v, true
+	}
+	for len(p) > 0 {
+		h, ok := next()
+		if !ok {
+			return errPacked
+		}
+		var id string
+		switch h & 3 {
+		case packTimeID, packTimeIDAt:
+			ms := prevMs + unzigzag(h>>2)
+			if ms < 0 || ms >= 1<<48 || len(p) < 10 {
+				return errPacked
+			}
+			var u uuid.UUID
+			binary.BigEndian.PutUint64(u[0:8], uint64(ms)<<16)
+			copy(u[6:], p[:10])
+			p = p[10:]
+			at := uint64(0)
+			if h&3 == packTimeIDAt {
+				if at, ok = next(); !ok || at >= 1e6 {
+					return errPacked
+				}
+			}
+			id, prevMs, prevNs = u.String(), ms, ms*1e6+int64(at)
+		case packUUID:
+			delta, ok := next()
+			if !ok || len(p) < 16 {
+				return errPacked
+			}
+			id, prevNs = uuid.UUID(p[:16]).String(), prevNs+unzigzag(delta)
+			p = p[16:]
+		default:
+			delta, ok := next()
+			var size uint64
+			if ok {
+				size, ok = next()
+			}
+			if !ok || size > uint64(len(p)) {
+				return errPacked
+			}
+			id, prevNs = string(p[:size]), prevNs+unzigzag(delta)
+			p = p[size:]
+		}
+		ids, ws = append(ids, id), append(ws, prevNs-base)
+	}
+	if len(ids) != s.X.N {
+		return fmt.Errorf("%w: %d writes, document says %d", errPacked, len(ids), s.X.N)
+	}
+	s.IDs, s.X.W = ids, ws
+	return nil
+}
+
+// errPacked is the error of a document whose packed writes do not decode.
+var errPacked = errors.New("elastic: stored writes do not decode")
+
+func zigzag(v int64) uint64   { return uint64(v<<1) ^ uint64(v>>63) }
+func unzigzag(v uint64) int64 { return int64(v>>1) ^ -int64(v&1) }
+
+// unixNano returns t in Unix nanoseconds, 0 for the zero time (which
+// documents leave out).
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && a < 0 {
+		q--
+	}
+	return q
 }
 
 // requests returns the requests of d, one per write, or nil when it
@@ -230,12 +431,12 @@ func appendEscaped(b []byte, s string) []byte {
 func (s *source) written(i int) time.Time {
 	var base int64
 	if s.Written != nil {
-		base = s.Written.UnixNano()
+		base = unixNano(*s.Written)
 	}
 	if i < len(s.X.W) {
 		base += s.X.W[i]
 	}
-	if base == 0 && s.Written == nil {
+	if base == 0 && (s.Written == nil || s.Written.IsZero()) {
 		return time.Time{}
 	}
 	return time.Unix(0, base)
@@ -257,7 +458,7 @@ func (s *source) record(i int, reqs []*dcsync.Request) dcsync.Record {
 
 // requests decodes the requests s stores, or returns nil.
 func (s *source) requests() ([]*dcsync.Request, error) {
-	if len(s.X.B) == 0 {
+	if len(s.X.B) == 0 || len(s.IDs) == 0 {
 		return nil, nil
 	}
 	reqs, err := wire.Decode(s.X.B, wire.Proto, wire.Encoding_ENCODING_IDENTITY, len(s.X.B), len(s.IDs))
@@ -279,9 +480,10 @@ func dayIndex(prefix string, t time.Time) string {
 // encoder turns records into bulk lines, reusing its buffers; a Log keeps a
 // pool of them for its goroutines.
 type encoder struct {
-	prefix        string
-	key, body     []byte
-	written, time clock
+	prefix            string
+	key, body, packed []byte
+	keywords          []int // the writes of the document being encoded that keep a keyword
+	written, time     clock
 }
 
 // appendPair appends the bulk lines of d, the action and the source, each
@@ -300,10 +502,11 @@ func (e *encoder) appendPair(b []byte, d *dcsync.Entry) ([]byte, int, error) {
 		b = append(append(b, e.prefix...), '-') // the prefix needs no escaping: New checks it
 		b = e.written.appendDay(b, first)
 		b = append(b, `","_id":"`...)
-		b = e.appendDocID(b, &part)
+		sum := idSum(part.IDs)
+		b = e.appendDocID(b, &part, sum)
 		b = append(b, `"}}`+"\n"...)
 		var err error
-		if b, err = e.appendSource(b, &part, first); err != nil {
+		if b, err = e.appendSource(b, &part, first, sum); err != nil {
 			return b, n, err
 		}
 		b = append(b, '\n')
@@ -349,20 +552,25 @@ func split(d *dcsync.Entry) []dcsync.Entry {
 	return parts
 }
 
-// appendDocID appends the document ID of d, named after everything that
+// idSum returns the sum of the IDHash of ids, which documents store.
+func idSum(ids []string) uint64 {
+	var sum uint64
+	for _, id := range ids {
+		sum += dcsync.IDHash(id)
+	}
+	return sum
+}
+
+// appendDocID appends the document ID of d (whose idSum is sum), named after everything that
 // tells two entries apart — its kind, time, first and last write, number
 // of writes and the sum of their IDHash — so an entry appended twice —
 // replayed from the spool, retried by a bulk request — is stored once. It
 // starts with the first request ID, packed: IDs that share a prefix
 // (UUIDv7s, ordered by time) make Elasticsearch's duplicate check on
 // indexing cheaper than random IDs would.
-func (e *encoder) appendDocID(b []byte, d *dcsync.Entry) []byte {
+func (e *encoder) appendDocID(b []byte, d *dcsync.Entry, sum uint64) []byte {
 	k := e.key[:0]
 	first, last := d.IDs[0], d.IDs[len(d.IDs)-1]
-	var sum uint64
-	for _, id := range d.IDs {
-		sum += dcsync.IDHash(id)
-	}
 	for _, s := range [...]string{d.DC, d.Origin, string(d.Stage), string(d.Status), d.Target, first, last} {
 		k = append(binary.BigEndian.AppendUint64(k, uint64(len(s))), s...)
 	}
@@ -415,19 +623,36 @@ func unpackID(k string) string {
 }
 
 // canonicalUUID parses id when it is a UUID in its canonical, lower-case
-// form, which u.String() gives back.
-func canonicalUUID(id string) (uuid.UUID, bool) {
-	if len(id) != 36 {
-		return uuid.UUID{}, false
+// form, which u.String() gives back. It is on the encoder's path for every
+// write and stage, so it reads the hex digits itself: uuid.Parse, behind a
+// scan for upper case, cost a third of encoding a document.
+func canonicalUUID(id string) (u uuid.UUID, ok bool) {
+	if len(id) != 36 || id[8] != '-' || id[13] != '-' || id[18] != '-' || id[23] != '-' {
+		return u, false
 	}
-	for i := 0; i < len(id); i++ {
-		if c := id[i]; 'A' <= c && c <= 'Z' {
+	for i, at := range uuidDigits {
+		hi, lo := lowerHex[id[at]], lowerHex[id[at+1]]
+		if hi|lo == 0xff {
 			return uuid.UUID{}, false
 		}
+		u[i] = hi<<4 | lo
 	}
-	u, err := uuid.Parse(id)
-	return u, err == nil
+	return u, true
 }
+
+// uuidDigits are where each byte's two hex digits start in a canonical UUID.
+var uuidDigits = [16]int{0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34}
+
+// lowerHex maps a lower-case hex digit to its value, anything else to 0xff.
+var lowerHex = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for i, c := range "0123456789abcdef" {
+		t[c] = byte(i)
+	}
+	return t
+}()
 
 // chunk is a run of records ready for the bulk API: an action line and a
 // source line per record, each followed by a newline, exactly as a bulk body

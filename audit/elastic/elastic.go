@@ -23,9 +23,13 @@
 // Records live in daily indices named IndexPrefix-YYYY.MM.DD after the day
 // (UTC) their write was accepted at its origin, so all records of a write
 // share an index, behind the alias IndexPrefix. An index template gives them
-// an explicit, strict mapping: keywords for the request ID, datacenters,
-// stage, status and target, an integer attempt, date_nanos times, and the
-// request stored but not indexed. Indices are sorted by (written, id).
+// an explicit, strict mapping: keywords for the datacenters, stage, status
+// and target, an integer attempt, date_nanos times — among them the first
+// and last written time of an entry's writes —, and stored but not indexed,
+// the writes packed (an ID dcsync makes in 11 bytes) and the requests of a
+// process entry. A trace finds the IDs dcsync makes, UUIDv7s of their
+// write's millisecond, by those times; any other ID is also a keyword.
+// Indices are sorted by written.
 //
 // # Reading
 //
@@ -80,13 +84,16 @@ type Config struct {
 	// Replicas is the number of replicas of each shard; zero means none,
 	// right for a single node. Set 1 or more on a cluster.
 	Replicas int
-	// RefreshInterval is how often new records become searchable. Zero
-	// leaves it to Elasticsearch: every second while the indices are
-	// searched, and not at all once no search came for 30s — the next search
-	// then waits for the refresh it triggers, so it still sees every record
-	// indexed before it. The reconciler searches once a minute, so about
-	// half the refreshes, and the small segments they leave to merge, are
-	// spared.
+	// RefreshInterval is how often new records become searchable; default
+	// 1s. A negative value leaves it to Elasticsearch: every second while
+	// the indices are searched, and not at all once no search came for
+	// 30s — the next search then waits for the refresh it triggers, which
+	// makes searchable everything indexed since the last one. Under a
+	// steady load that is seconds of work the search waits for: with the
+	// bench's sustained phase over HTTP, the last records became
+	// searchable 3.9 to 7 s after the last write at 5,000 to 20,000
+	// writes/s, against 0.1 to 0.5 s at up to 40,000 writes/s with 1s
+	// (load 13 to 40; BENCHMARKS.md).
 	RefreshInterval time.Duration
 	// TranslogDurability is the daily indices' index.translog.durability.
 	// "request", the default, has Elasticsearch fsync its translog before it
@@ -148,6 +155,7 @@ func (c Config) withDefaults() Config {
 	}
 	c.IndexPrefix = or(c.IndexPrefix, "dcsync-audit")
 	c.Shards = or(c.Shards, 1)
+	c.RefreshInterval = or(c.RefreshInterval, time.Second)
 	c.TranslogDurability = or(c.TranslogDurability, "request")
 	c.Workers = or(c.Workers, 2)
 	c.FlushActions = or(c.FlushActions, 1000)

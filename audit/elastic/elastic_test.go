@@ -68,6 +68,13 @@ func TestConformance(t *testing.T) {
 	audittest.Run(t, audittest.Store{
 		Open:  func(t *testing.T) dcsync.AuditLog { return newLog(t, esaudit.Config{}) },
 		Flush: func(t *testing.T, l dcsync.AuditLog) { flush(t, l.(*esaudit.Log)) },
+		Records: func(t *testing.T, l dcsync.AuditLog, id string) []dcsync.Record {
+			recs, err := l.(*esaudit.Log).Records(context.Background(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return recs
+		},
 	})
 }
 

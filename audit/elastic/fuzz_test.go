@@ -23,7 +23,7 @@ func FuzzSource(f *testing.F) {
 			Error: "bad\x00", Attempt: 3, Written: w, Time: w},
 	} {
 		d := dcsync.PackRecords([]dcsync.Record{r})[0]
-		doc, err := e.appendSource(nil, &d, w)
+		doc, err := e.appendSource(nil, &d, w, idSum(d.IDs))
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -33,7 +33,7 @@ func FuzzSource(f *testing.F) {
 	f.Add([]byte(`{"ids":["a","b"],"x":{"w":[5,6,7],"b":"AAAA"}}`))
 	f.Fuzz(func(t *testing.T, doc []byte) {
 		var s source
-		if json.Unmarshal(doc, &s) != nil {
+		if json.Unmarshal(doc, &s) != nil || s.unpack() != nil {
 			return
 		}
 		reqs, _ := s.requests() // a body that does not decode is an error, not a panic

@@ -9,15 +9,17 @@ import (
 
 // templateVersion changes whenever the template does, so an operator can
 // tell which one an index was made with.
-const templateVersion = 3
+const templateVersion = 4
 
 // recordMapping is the explicit mapping of an entry's document: keywords
-// to filter on, the request IDs among them, dates with the nanoseconds Go
-// keeps, and the rest — count, hash sum and written times of the writes,
-// and the requests of a process entry — stored but not indexed.
-// dynamic=strict turns a field the mapping does not know into an indexing
-// error rather than a silent new field. The IDs keep no doc values: they
-// are only searched by term, never sorted or aggregated on.
+// to filter on, dates with the nanoseconds Go keeps — the first and last
+// written of its writes, by which a trace finds the IDs dcsync makes —, the
+// request IDs a trace cannot find by time as keywords, and the rest —
+// count, hash sum, the writes packed, and the requests of a process entry —
+// stored but not indexed. dynamic=strict turns a field the mapping does
+// not know into an indexing error rather than a silent new field. The IDs
+// keep no doc values: they are only searched by term, never sorted or
+// aggregated on.
 var recordMapping = map[string]any{
 	"dynamic": "strict",
 	"properties": map[string]any{
@@ -29,6 +31,7 @@ var recordMapping = map[string]any{
 		"attempt": map[string]any{"type": "integer"},
 		"error":   map[string]any{"type": "text"},
 		"written": map[string]any{"type": "date_nanos"},
+		"last":    map[string]any{"type": "date_nanos"},
 		"time":    map[string]any{"type": "date_nanos"},
 		"ids":     map[string]any{"type": "keyword", "doc_values": false},
 		"x":       map[string]any{"type": "object", "enabled": false},
@@ -80,6 +83,13 @@ var checkpointMapping = map[string]any{
 func (l *Log) install(ctx context.Context) error {
 	if _, err := l.client.IndexPutIndexTemplate(l.prefix).BodyJson(l.template()).Do(ctx); err != nil {
 		return fmt.Errorf("elastic: put index template %s: %w", l.prefix, err)
+	}
+	// A daily index made by an earlier template (today's, at an upgrade)
+	// would refuse the fields added since under its strict mapping: add
+	// them. Adding fields to a mapping is always allowed.
+	if _, err := l.client.PutMapping().Index(l.prefix + "-*").AllowNoIndices(true).
+		BodyJson(map[string]any{"properties": recordMapping["properties"]}).Do(ctx); err != nil {
+		return fmt.Errorf("elastic: update mappings of %s-*: %w", l.prefix, err)
 	}
 	index := l.checkpointIndex()
 	exists, err := l.client.IndexExists(index).Do(ctx)

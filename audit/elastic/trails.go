@@ -61,6 +61,7 @@ func (l *Log) Trails(ctx context.Context, q dcsync.TrailQuery) (dcsync.TrailPage
 		}
 		for i := range docs {
 			d := &docs[i]
+			page.Unreadable += d.lost
 			reqs, err := d.requests()
 			if err != nil {
 				// Its records still say which writes reached which
@@ -229,7 +230,7 @@ func (l *Log) Digests(ctx context.Context, q dcsync.SetQuery) ([]dcsync.Digest, 
 // matching filter written in [lo, hi) whose own written time is in
 // [from, to).
 func (l *Log) writes(ctx context.Context, filter elastic.Query, lo, hi, from, to time.Time) ([]string, []time.Time, error) {
-	docs, err := l.all(ctx, filter, lo, hi, []string{"written", "ids", "x.w"})
+	docs, err := l.all(ctx, filter, lo, hi, []string{"written", "ids", "x.n", "x.p", "x.w"})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -264,12 +265,26 @@ func (l *Log) IDs(ctx context.Context, q dcsync.SetQuery) ([]string, error) {
 }
 
 // Records returns every record of one write, from every datacenter, in the
-// order they happened: one term query on the documents' IDs. It reads every
-// daily index: it is for operators tracing a request, not for the
-// reconciler.
+// order they happened, with one search. It reads every daily index: it is
+// for operators tracing a request, not for the reconciler.
+//
+// A write whose ID is a UUIDv7 accepted in the millisecond of its
+// timestamp — every ID dcsync makes — is found by time: its documents are
+// those whose writes, all of one second, began in that second before the
+// millisecond ended (written, which the indices are sorted on) and ended
+// at or after it began (last); Records then picks the write out of their
+// packed IDs. Any other ID is found by its keyword (ids), as is every
+// write of a document written before template version 4.
 func (l *Log) Records(ctx context.Context, id string) ([]dcsync.Record, error) {
+	find := elastic.NewBoolQuery().Should(elastic.NewTermQuery("ids", packID(id))).MinimumNumberShouldMatch(1)
+	if u, ok := canonicalUUID(id); ok && isV7(u) {
+		ms := time.UnixMilli(uuidMs(u))
+		find.Should(elastic.NewBoolQuery().Filter(
+			elastic.NewRangeQuery("written").Gte(formatTime(ms.Truncate(time.Second))).Lt(formatTime(ms.Add(time.Millisecond))),
+			elastic.NewRangeQuery("last").Gte(formatTime(ms))))
+	}
 	docs, err := l.search(ctx, []string{l.prefix + "-*"}, elastic.NewSearchSource().
-		Query(elastic.NewBoolQuery().Filter(elastic.NewTermQuery("ids", packID(id)))).
+		Query(elastic.NewBoolQuery().Filter(find)).
 		Size(maxHits).TrackTotalHits(false))
 	if err != nil {
 		return nil, err
@@ -328,15 +343,20 @@ func (l *Log) search(ctx context.Context, indices []string, s *elastic.SearchSou
 	if l.visited != nil {
 		l.visited.Add(result.Profile.visited())
 	}
-	docs := make([]source, len(result.Hits.Hits))
+	docs := make([]source, 0, len(result.Hits.Hits))
 	for i := range result.Hits.Hits {
-		docs[i] = result.Hits.Hits[i].Source
-		if docs[i].Written == nil {
-			docs[i].Written = &time.Time{}
+		d := result.Hits.Hits[i].Source
+		if err := d.unpack(); err != nil {
+			// Its writes are lost to the reader: say so, count them
+			// where a page can, and read on.
+			l.log.Error("elastic: audit document unreadable", "origin", d.Origin, "stage", d.Stage,
+				"written", d.Written, "records", d.X.N, "err", err)
+			d.IDs, d.X.W, d.lost = nil, nil, max(d.X.N, 1)
 		}
-		for k, id := range docs[i].IDs {
-			docs[i].IDs[k] = unpackID(id)
+		if d.Written == nil {
+			d.Written = &time.Time{}
 		}
+		docs = append(docs, d)
 	}
 	return docs, nil
 }

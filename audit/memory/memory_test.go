@@ -21,7 +21,8 @@ func rec(id, dc, origin string, stage dcsync.Stage, written time.Time) dcsync.Re
 }
 
 func TestConformance(t *testing.T) {
-	audittest.Run(t, audittest.Store{Open: func(*testing.T) dcsync.AuditLog { return memaudit.New(0) }})
+	audittest.Run(t, audittest.Store{Open: func(*testing.T) dcsync.AuditLog { return memaudit.New(0) },
+		Records: func(_ *testing.T, l dcsync.AuditLog, id string) []dcsync.Record { return l.(*memaudit.Log).Records(id) }})
 }
 
 func TestLogDropsOldestWritesPastItsBound(t *testing.T) {
