@@ -51,12 +51,9 @@ func (c collector) Collect(ctx context.Context, from string, reqs []*Request) (e
 		s.stats.invalid.Add(1)
 		return err
 	}
-	var errs []error
-	errs, dups = s.collect(ctx, reqs, s.dedupe, nil)
-	if errs != nil {
-		return &BatchError{Errs: errs}
-	}
-	return nil
+	errs, n := s.collect(ctx, reqs, s.dedupe, nil)
+	dups = n
+	return batchError(errs)
 }
 
 // collectHop is the collect hop of the MQ wirings, package hop's Collect:
