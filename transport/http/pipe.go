@@ -70,12 +70,20 @@ func (p *pipe) Begin(ctx context.Context, reqs []*dcsync.Request) (wait func() e
 	if s.closed.Load() {
 		return func() error { return ErrClosed }
 	}
-	if !s.out.Fits(reqs) {
+	// Uncompressed, the limits are checked on the encoded batch: exact,
+	// and cheaper than estimating first. A compressed batch's limit is on
+	// its size decompressed, which only the estimate tells.
+	gzipped := s.out.Encoding != wire.Encoding_ENCODING_IDENTITY
+	if gzipped && !s.out.Fits(reqs) {
 		return func() error { return s.Send(ctx, reqs) }
 	}
 	buf, st, err := s.seal(reqs)
 	if err != nil {
 		return func() error { return err }
+	}
+	if len(reqs) > s.out.MaxBatch || len(*buf) > s.out.MaxBody {
+		wire.PutBuffer(buf)
+		return func() error { return s.Send(ctx, reqs) }
 	}
 	cl := &call{n: len(reqs), res: make(chan error, 1)}
 	p.mu.Lock()
