@@ -1,9 +1,10 @@
 package wire
 
 import (
+	"encoding/binary"
 	"fmt"
-	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -225,20 +226,34 @@ func decodeRequest(msg []byte, r *dcsync.Request) error {
 			off += vl
 		}
 	}
-	if hasPayload {
-		r.Payload = append([]byte{}, payload...)
-	}
 	// Copy every string field into one string and slice it; headers are
-	// map entries whose key and value are sliced the same way.
-	var sb strings.Builder
-	sb.Grow(strLen)
+	// map entries whose key and value are sliced the same way. A small
+	// payload shares that allocation, ahead of the strings: one allocation
+	// a request, and a string kept longer than its request keeps at most
+	// smallPayload bytes more alive.
+	var mem []byte
+	switch {
+	case hasPayload && len(payload) <= smallPayload:
+		mem = make([]byte, len(payload), len(payload)+strLen)
+		copy(mem, payload)
+		r.Payload = mem[:len(payload):len(payload)] // appending to it must not reach the strings
+	case hasPayload:
+		r.Payload = append([]byte{}, payload...)
+		fallthrough
+	default:
+		mem = make([]byte, 0, strLen)
+	}
+	strs := len(mem)
 	for _, f := range fields {
-		sb.Write(msg[f.from:f.to])
+		mem = append(mem, msg[f.from:f.to]...)
 	}
 	if headers > 0 {
-		eachHeader(msg, func(e []byte) { sb.Write(e) })
+		eachHeader(msg, func(e []byte) { mem = append(mem, e...) })
 	}
-	all := sb.String()
+	// The bytes after the payload are never written again: they become
+	// the strings.
+	all := unsafe.String(unsafe.SliceData(mem[strs:]), len(mem)-strs)
+	ascii := isASCII(all) // then every string is valid UTF-8
 	pos := 0
 	if headers > 0 {
 		hpos := 0 // the headers follow the other strings in all
@@ -260,7 +275,7 @@ func decodeRequest(msg []byte, r *dcsync.Request) error {
 	for _, f := range fields {
 		s := all[pos : pos+f.to-f.from]
 		pos += len(s)
-		if !utf8.ValidString(s) {
+		if !ascii && !utf8.ValidString(s) {
 			return errMalformed("string field is not UTF-8", 0)
 		}
 		switch f.num {
@@ -275,6 +290,26 @@ func decodeRequest(msg []byte, r *dcsync.Request) error {
 		}
 	}
 	return nil
+}
+
+// smallPayload is the largest payload decodeRequest allocates together
+// with the request's strings.
+const smallPayload = 1024
+
+// isASCII reports whether s is all ASCII, eight bytes at a time.
+func isASCII(s string) bool {
+	for len(s) >= 8 {
+		if binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s), 8))&0x8080808080808080 != 0 {
+			return false
+		}
+		s = s[8:]
+	}
+	for i := range len(s) {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // eachHeader calls f with the encoding of each header entry of a request
