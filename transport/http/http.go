@@ -141,6 +141,9 @@ var stampHeaders = [...]string{HeaderFrom, HeaderTo, HeaderTimestamp, HeaderNonc
 
 // formatOf returns the wire format of a Content-Type.
 func formatOf(contentType string) (wire.Format, bool) {
+	if contentType == ContentTypeProto { // what senders send: no parsing
+		return wire.Proto, true
+	}
 	mt, _, err := mime.ParseMediaType(contentType)
 	if err != nil {
 		return 0, false
