@@ -14,8 +14,9 @@ import (
 // A hand-written codec for Batch, the hot path of both transports. It
 // reads and writes exactly the wire.proto schema — TestCodecMatchesProto
 // and FuzzDecode hold it to proto.Marshal and proto.Unmarshal — but goes
-// straight between bytes and dcsync.Request: no intermediate messages, two
-// allocations per request (its strings, its payload) instead of seven.
+// straight between bytes and dcsync.Request: no intermediate messages, one
+// allocation per request (its strings and, when small, its payload; a
+// large payload has one of its own) instead of seven.
 
 // Field numbers of Request in wire.proto.
 const (
