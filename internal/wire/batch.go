@@ -3,6 +3,7 @@ package wire
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"unicode/utf8"
 	"unsafe"
 
@@ -32,23 +33,18 @@ const (
 	fieldBatch   = 1 // Batch.requests
 )
 
-// appendBatch appends reqs serialized as a Batch.
+// appendBatch appends reqs serialized as a Batch. It sizes each request
+// once, and grows b a request at a time (rarely: b is usually a pooled
+// buffer with room).
 func appendBatch(b []byte, reqs []*dcsync.Request) []byte {
 	for _, r := range reqs {
+		n := requestSize(r)
+		b = slices.Grow(b, 1+protowire.SizeVarint(uint64(n))+n)
 		b = protowire.AppendTag(b, fieldBatch, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(requestSize(r)))
+		b = protowire.AppendVarint(b, uint64(n))
 		b = appendRequest(b, r)
 	}
 	return b
-}
-
-// batchSize returns the size of reqs serialized as a Batch.
-func batchSize(reqs []*dcsync.Request) int {
-	n := 0
-	for _, r := range reqs {
-		n += 1 + protowire.SizeBytes(requestSize(r))
-	}
-	return n
 }
 
 func requestSize(r *dcsync.Request) int {
