@@ -129,7 +129,7 @@ func decodeBatch(b []byte, n int) ([]*dcsync.Request, error) {
 		}
 		b = b[tl:]
 		if num == fieldBatch && typ == protowire.BytesType {
-			msg, ml := protowire.ConsumeBytes(b)
+			msg, ml := consumeBytes(b)
 			if ml < 0 {
 				return nil, errMalformed("request", ml)
 			}
@@ -151,13 +151,27 @@ func decodeBatch(b []byte, n int) ([]*dcsync.Request, error) {
 }
 
 // consumeTag is protowire.ConsumeTag refusing, as protobuf-go does, field
-// numbers above the largest valid one.
+// numbers above the largest valid one. A one-byte tag (fields 1 to 15,
+// all of wire.proto's) is read inline.
 func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
+	if len(b) > 0 && b[0] < 0x80 && b[0]>>3 != 0 {
+		return protowire.Number(b[0] >> 3), protowire.Type(b[0] & 7), 1
+	}
 	num, typ, n := protowire.ConsumeTag(b)
 	if n >= 0 && num > protowire.MaxValidNumber {
 		return 0, 0, -1
 	}
 	return num, typ, n
+}
+
+// consumeBytes is protowire.ConsumeBytes, reading a length under 128
+// inline.
+func consumeBytes(b []byte) ([]byte, int) {
+	if len(b) > 0 && b[0] < 0x80 && int(b[0]) < len(b) {
+		n := int(b[0])
+		return b[1 : 1+n : 1+n], 1 + n
+	}
+	return protowire.ConsumeBytes(b)
 }
 
 // span is where a string field's bytes are, to be copied into one string.
@@ -182,7 +196,7 @@ func decodeRequest(msg []byte, r *dcsync.Request) error {
 		off += tl
 		switch {
 		case num >= fieldID && num <= fieldOp && typ == protowire.BytesType:
-			v, vl := protowire.ConsumeBytes(msg[off:])
+			v, vl := consumeBytes(msg[off:])
 			if vl < 0 {
 				return errMalformed("string", vl)
 			}
@@ -194,7 +208,7 @@ func decodeRequest(msg []byte, r *dcsync.Request) error {
 			// Headers take no span: a request of many tiny entries must
 			// cost a small multiple of its size, so they are found again
 			// below rather than remembered here.
-			v, vl := protowire.ConsumeBytes(msg[off:])
+			v, vl := consumeBytes(msg[off:])
 			if vl < 0 {
 				return errMalformed("string", vl)
 			}
@@ -202,7 +216,7 @@ func decodeRequest(msg []byte, r *dcsync.Request) error {
 			headers++
 			off += vl
 		case num == fieldPayload && typ == protowire.BytesType:
-			v, vl := protowire.ConsumeBytes(msg[off:])
+			v, vl := consumeBytes(msg[off:])
 			if vl < 0 {
 				return errMalformed("payload", vl)
 			}
@@ -316,7 +330,7 @@ func eachHeader(msg []byte, f func(entry []byte)) {
 		num, typ, tl := consumeTag(msg[off:])
 		off += tl
 		if num == fieldHeader && typ == protowire.BytesType {
-			v, vl := protowire.ConsumeBytes(msg[off:])
+			v, vl := consumeBytes(msg[off:])
 			f(v)
 			off += vl
 			continue
@@ -336,7 +350,7 @@ func decodeEntry(b []byte, s string, r *dcsync.Request) error {
 		}
 		off += tl
 		if (num == fieldMapKey || num == fieldMapVal) && typ == protowire.BytesType {
-			val, vl := protowire.ConsumeBytes(b[off:])
+			val, vl := consumeBytes(b[off:])
 			if vl < 0 {
 				return errMalformed("header", vl)
 			}
