@@ -40,7 +40,13 @@ func TestSenderTLS(t *testing.T) {
 	}
 
 	reqs, _ := batch(t, 5)
-	if err := newSender(t, dchttp.SenderConfig{URL: srv.URL, TLS: certs.Client, Compress: true}).Send(context.Background(), reqs); err != nil {
+	s := newSender(t, dchttp.SenderConfig{URL: srv.URL, TLS: certs.Client, Compress: true})
+	if err := s.Send(context.Background(), reqs); err != nil {
+		t.Fatal(err)
+	}
+	// A pipe's hand-written requests, head and body, over TLS.
+	reqs, _ = batch(t, 5)
+	if err := s.Pipe().Begin(context.Background(), reqs)(); err != nil {
 		t.Fatal(err)
 	}
 	for name, tc := range map[string]*dchttp.SenderConfig{
@@ -56,8 +62,8 @@ func TestSenderTLS(t *testing.T) {
 			t.Logf("%s: %v", name, err)
 		}
 	}
-	if n := store.Count(); n != 5 {
-		t.Fatalf("%d applied, want 5", n)
+	if n := store.Count(); n != 10 {
+		t.Fatalf("%d applied, want 10", n)
 	}
 }
 
