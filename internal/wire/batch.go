@@ -52,6 +52,9 @@ func requestSize(r *dcsync.Request) int {
 	if r.Version != 0 {
 		n += 1 + protowire.SizeVarint(r.Version)
 	}
+	if len(r.Header) == 0 {
+		return n // ranging over even a nil map costs an iterator
+	}
 	for k, v := range r.Header {
 		n += 1 + protowire.SizeBytes(entrySize(k, v))
 	}
@@ -95,6 +98,9 @@ func appendRequest(b []byte, r *dcsync.Request) []byte {
 	if r.Version != 0 {
 		b = protowire.AppendTag(b, fieldVersion, protowire.VarintType)
 		b = protowire.AppendVarint(b, r.Version)
+	}
+	if len(r.Header) == 0 {
+		return b
 	}
 	for k, v := range r.Header {
 		b = protowire.AppendTag(b, fieldHeader, protowire.BytesType)
