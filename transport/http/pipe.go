@@ -21,7 +21,9 @@ import (
 // waiting for the answers before it, and net/http's server, like any
 // HTTP/1.1 server, handles a connection's requests one after the other and
 // answers them in order. It returns nil when the Sender uses a Client given
-// in SenderConfig, whose connections it does not control.
+// in SenderConfig, whose connections it does not control, or when the URL's
+// host or a datacenter name is not printable ASCII: a pipe writes its
+// requests itself and escapes nothing.
 func (s *Sender) Pipe() dcsync.Pipe {
 	if s.own == nil || s.head == nil {
 		return nil

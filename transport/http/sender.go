@@ -116,8 +116,8 @@ func (s *Sender) Send(ctx context.Context, reqs []*dcsync.Request) error {
 	return s.out.Send(ctx, reqs, s.post)
 }
 
-// seal encodes and signs one batch that fits the limits into a pooled
-// buffer, which the caller returns to the pool.
+// seal encodes and signs one batch into a pooled buffer, which the caller
+// returns to the pool.
 func (s *Sender) seal(reqs []*dcsync.Request) (*[]byte, auth.Stamp, error) {
 	buf := wire.GetBuffer()
 	body, st, err := s.out.Seal((*buf)[:0], reqs)
