@@ -40,11 +40,12 @@ func TestSenderTLS(t *testing.T) {
 	}
 
 	reqs, _ := batch(t, 5)
-	s := newSender(t, dchttp.SenderConfig{URL: srv.URL, TLS: certs.Client, Compress: true})
+	s := newSender(t, dchttp.SenderConfig{URL: srv.URL, To: "telecom", TLS: certs.Client, Compress: true})
 	if err := s.Send(context.Background(), reqs); err != nil {
 		t.Fatal(err)
 	}
-	// A pipe's hand-written requests, head and body, over TLS.
+	// A pipe's hand-written requests over TLS, Dcsync-To and
+	// Content-Encoding included (the stamp binds both).
 	reqs, _ = batch(t, 5)
 	if err := s.Pipe().Begin(context.Background(), reqs)(); err != nil {
 		t.Fatal(err)
