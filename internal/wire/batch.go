@@ -1,9 +1,11 @@
 package wire
 
 import (
+	"encoding/binary"
 	"fmt"
-	"strings"
+	"slices"
 	"unicode/utf8"
+	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -13,8 +15,9 @@ import (
 // A hand-written codec for Batch, the hot path of both transports. It
 // reads and writes exactly the wire.proto schema — TestCodecMatchesProto
 // and FuzzDecode hold it to proto.Marshal and proto.Unmarshal — but goes
-// straight between bytes and dcsync.Request: no intermediate messages, two
-// allocations per request (its strings, its payload) instead of seven.
+// straight between bytes and dcsync.Request: no intermediate messages, one
+// allocation per request (its strings and, when small, its payload; a
+// large payload has one of its own) instead of seven.
 
 // Field numbers of Request in wire.proto.
 const (
@@ -30,29 +33,27 @@ const (
 	fieldBatch   = 1 // Batch.requests
 )
 
-// appendBatch appends reqs serialized as a Batch.
+// appendBatch appends reqs serialized as a Batch. It sizes each request
+// once, and grows b a request at a time (rarely: b is usually a pooled
+// buffer with room).
 func appendBatch(b []byte, reqs []*dcsync.Request) []byte {
 	for _, r := range reqs {
+		n := requestSize(r)
+		b = slices.Grow(b, 1+protowire.SizeVarint(uint64(n))+n)
 		b = protowire.AppendTag(b, fieldBatch, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(requestSize(r)))
+		b = protowire.AppendVarint(b, uint64(n))
 		b = appendRequest(b, r)
 	}
 	return b
-}
-
-// batchSize returns the size of reqs serialized as a Batch.
-func batchSize(reqs []*dcsync.Request) int {
-	n := 0
-	for _, r := range reqs {
-		n += 1 + protowire.SizeBytes(requestSize(r))
-	}
-	return n
 }
 
 func requestSize(r *dcsync.Request) int {
 	n := stringSize(r.ID) + stringSize(r.Origin) + stringSize(r.Key) + stringSize(r.Op) + bytesSize(len(r.Payload))
 	if r.Version != 0 {
 		n += 1 + protowire.SizeVarint(r.Version)
+	}
+	if len(r.Header) == 0 {
+		return n // ranging over even a nil map costs an iterator
 	}
 	for k, v := range r.Header {
 		n += 1 + protowire.SizeBytes(entrySize(k, v))
@@ -98,6 +99,9 @@ func appendRequest(b []byte, r *dcsync.Request) []byte {
 		b = protowire.AppendTag(b, fieldVersion, protowire.VarintType)
 		b = protowire.AppendVarint(b, r.Version)
 	}
+	if len(r.Header) == 0 {
+		return b
+	}
 	for k, v := range r.Header {
 		b = protowire.AppendTag(b, fieldHeader, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(entrySize(k, v)))
@@ -131,7 +135,7 @@ func decodeBatch(b []byte, n int) ([]*dcsync.Request, error) {
 		}
 		b = b[tl:]
 		if num == fieldBatch && typ == protowire.BytesType {
-			msg, ml := protowire.ConsumeBytes(b)
+			msg, ml := consumeBytes(b)
 			if ml < 0 {
 				return nil, errMalformed("request", ml)
 			}
@@ -153,13 +157,27 @@ func decodeBatch(b []byte, n int) ([]*dcsync.Request, error) {
 }
 
 // consumeTag is protowire.ConsumeTag refusing, as protobuf-go does, field
-// numbers above the largest valid one.
+// numbers above the largest valid one. A one-byte tag (fields 1 to 15,
+// all of wire.proto's) is read inline.
 func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
+	if len(b) > 0 && b[0] < 0x80 && b[0]>>3 != 0 {
+		return protowire.Number(b[0] >> 3), protowire.Type(b[0] & 7), 1
+	}
 	num, typ, n := protowire.ConsumeTag(b)
 	if n >= 0 && num > protowire.MaxValidNumber {
 		return 0, 0, -1
 	}
 	return num, typ, n
+}
+
+// consumeBytes is protowire.ConsumeBytes, reading a length under 128
+// inline.
+func consumeBytes(b []byte) ([]byte, int) {
+	if len(b) > 0 && b[0] < 0x80 && int(b[0]) < len(b) {
+		n := int(b[0])
+		return b[1 : 1+n : 1+n], 1 + n
+	}
+	return protowire.ConsumeBytes(b)
 }
 
 // span is where a string field's bytes are, to be copied into one string.
@@ -184,7 +202,7 @@ func decodeRequest(msg []byte, r *dcsync.Request) error {
 		off += tl
 		switch {
 		case num >= fieldID && num <= fieldOp && typ == protowire.BytesType:
-			v, vl := protowire.ConsumeBytes(msg[off:])
+			v, vl := consumeBytes(msg[off:])
 			if vl < 0 {
 				return errMalformed("string", vl)
 			}
@@ -196,7 +214,7 @@ func decodeRequest(msg []byte, r *dcsync.Request) error {
 			// Headers take no span: a request of many tiny entries must
 			// cost a small multiple of its size, so they are found again
 			// below rather than remembered here.
-			v, vl := protowire.ConsumeBytes(msg[off:])
+			v, vl := consumeBytes(msg[off:])
 			if vl < 0 {
 				return errMalformed("string", vl)
 			}
@@ -204,7 +222,7 @@ func decodeRequest(msg []byte, r *dcsync.Request) error {
 			headers++
 			off += vl
 		case num == fieldPayload && typ == protowire.BytesType:
-			v, vl := protowire.ConsumeBytes(msg[off:])
+			v, vl := consumeBytes(msg[off:])
 			if vl < 0 {
 				return errMalformed("payload", vl)
 			}
@@ -225,20 +243,34 @@ func decodeRequest(msg []byte, r *dcsync.Request) error {
 			off += vl
 		}
 	}
-	if hasPayload {
-		r.Payload = append([]byte{}, payload...)
-	}
 	// Copy every string field into one string and slice it; headers are
-	// map entries whose key and value are sliced the same way.
-	var sb strings.Builder
-	sb.Grow(strLen)
+	// map entries whose key and value are sliced the same way. A small
+	// payload shares that allocation, ahead of the strings: one allocation
+	// a request, and a string kept longer than its request keeps at most
+	// smallPayload bytes more alive.
+	var mem []byte
+	switch {
+	case hasPayload && len(payload) <= smallPayload:
+		mem = make([]byte, len(payload), len(payload)+strLen)
+		copy(mem, payload)
+		r.Payload = mem[:len(payload):len(payload)] // appending to it must not reach the strings
+	case hasPayload:
+		r.Payload = append([]byte{}, payload...)
+		fallthrough
+	default:
+		mem = make([]byte, 0, strLen)
+	}
+	strs := len(mem)
 	for _, f := range fields {
-		sb.Write(msg[f.from:f.to])
+		mem = append(mem, msg[f.from:f.to]...)
 	}
 	if headers > 0 {
-		eachHeader(msg, func(e []byte) { sb.Write(e) })
+		eachHeader(msg, func(e []byte) { mem = append(mem, e...) })
 	}
-	all := sb.String()
+	// The bytes after the payload are never written again: they become
+	// the strings.
+	all := unsafe.String(unsafe.SliceData(mem[strs:]), len(mem)-strs)
+	ascii := isASCII(all) // then every string is valid UTF-8
 	pos := 0
 	if headers > 0 {
 		hpos := 0 // the headers follow the other strings in all
@@ -260,7 +292,7 @@ func decodeRequest(msg []byte, r *dcsync.Request) error {
 	for _, f := range fields {
 		s := all[pos : pos+f.to-f.from]
 		pos += len(s)
-		if !utf8.ValidString(s) {
+		if !ascii && !utf8.ValidString(s) {
 			return errMalformed("string field is not UTF-8", 0)
 		}
 		switch f.num {
@@ -277,6 +309,26 @@ func decodeRequest(msg []byte, r *dcsync.Request) error {
 	return nil
 }
 
+// smallPayload is the largest payload decodeRequest allocates together
+// with the request's strings.
+const smallPayload = 1024
+
+// isASCII reports whether s is all ASCII, eight bytes at a time.
+func isASCII(s string) bool {
+	for len(s) >= 8 {
+		if binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s), 8))&0x8080808080808080 != 0 {
+			return false
+		}
+		s = s[8:]
+	}
+	for i := range len(s) {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
 // eachHeader calls f with the encoding of each header entry of a request
 // that decodeRequest's first pass found well-formed.
 func eachHeader(msg []byte, f func(entry []byte)) {
@@ -284,7 +336,7 @@ func eachHeader(msg []byte, f func(entry []byte)) {
 		num, typ, tl := consumeTag(msg[off:])
 		off += tl
 		if num == fieldHeader && typ == protowire.BytesType {
-			v, vl := protowire.ConsumeBytes(msg[off:])
+			v, vl := consumeBytes(msg[off:])
 			f(v)
 			off += vl
 			continue
@@ -304,7 +356,7 @@ func decodeEntry(b []byte, s string, r *dcsync.Request) error {
 		}
 		off += tl
 		if (num == fieldMapKey || num == fieldMapVal) && typ == protowire.BytesType {
-			val, vl := protowire.ConsumeBytes(b[off:])
+			val, vl := consumeBytes(b[off:])
 			if vl < 0 {
 				return errMalformed("header", vl)
 			}

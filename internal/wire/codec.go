@@ -47,9 +47,6 @@ func encode(dst []byte, reqs []*dcsync.Request, f Format) ([]byte, error) {
 	if f == JSON {
 		return marshal(dst, toBatch(reqs), f)
 	}
-	if n := batchSize(reqs); cap(dst)-len(dst) < n {
-		dst = append(make([]byte, 0, len(dst)+n), dst...)
-	}
 	return appendBatch(dst, reqs), nil
 }
 

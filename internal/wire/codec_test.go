@@ -64,9 +64,6 @@ func TestCodecMatchesProto(t *testing.T) {
 	for _, n := range []int{0, 1, 2, 17, 300} {
 		reqs := randomRequests(rng, n)
 		ours := appendBatch(nil, reqs)
-		if len(ours) != batchSize(reqs) {
-			t.Fatalf("batchSize %d, encoded %d", batchSize(reqs), len(ours))
-		}
 		var pb Batch
 		if err := proto.Unmarshal(ours, &pb); err != nil {
 			t.Fatal(err)
@@ -105,6 +102,38 @@ func TestEncodeDecode(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// A small payload shares its allocation with the request's strings:
+// appending to it, or writing it over, leaves them alone. The second
+// request's header key is the only non-ASCII string, and the third's
+// payload is too large to share.
+func TestDecodeSharedAllocation(t *testing.T) {
+	want := []*dcsync.Request{
+		{ID: "id-1", Origin: "unicom", Key: "k1", Op: "set", Payload: []byte("small")},
+		{ID: "id-2", Origin: "unicom", Key: "k2", Payload: []byte{}, Header: map[string]string{"ключ": "v"}},
+		{ID: "id-3", Origin: "unicom", Key: "k3", Payload: make([]byte, smallPayload+1)},
+	}
+	body := appendBatch(nil, want)
+	got, err := decodeBatch(body, len(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range got {
+		r.Payload = append(r.Payload, "appended and over the strings"...)
+		for j := range r.Payload {
+			r.Payload[j] = 'x'
+		}
+		if r.ID != want[i].ID || r.Origin != "unicom" || r.Key != want[i].Key || r.Op != want[i].Op || len(r.Header) != len(want[i].Header) {
+			t.Errorf("request %d became %+v", i, r)
+		}
+	}
+	if got[1].Header["ключ"] != "v" {
+		t.Errorf("header %v", got[1].Header)
+	}
+	if !isASCII("0123456789abcdef-x") || isASCII("0123456789abcdé") || isASCII("é") {
+		t.Error("isASCII")
 	}
 }
 

@@ -59,6 +59,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 
 	"github.com/dcsync/dcsync"
@@ -92,6 +93,42 @@ func setStamp(h http.Header, st *auth.Stamp) {
 	}
 }
 
+// pipeHead returns the request line and the fixed headers of a pipe's
+// POSTs to u, or nil when the host or a name is not printable ASCII.
+func pipeHead(u *url.URL, from, to string, enc wire.Encoding) []byte {
+	for _, s := range []string{u.Host, u.RequestURI(), from, to} {
+		for i := range len(s) {
+			if s[i] < ' ' || s[i] > '~' {
+				return nil
+			}
+		}
+	}
+	b := fmt.Appendf(nil, "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: dcsync\r\nContent-Type: %s\r\n%s: %s\r\n",
+		u.RequestURI(), u.Host, ContentTypeProto, HeaderFrom, from)
+	if to != "" {
+		b = fmt.Appendf(b, "%s: %s\r\n", HeaderTo, to)
+	}
+	if enc == wire.Encoding_ENCODING_GZIP {
+		b = append(b, "Content-Encoding: gzip\r\n"...)
+	}
+	return b
+}
+
+// appendHead appends the request line and headers of a pipe's POST of a
+// body of n bytes signed by st, as setStamp and net/http would write them.
+func (s *Sender) appendHead(b []byte, n int, st *auth.Stamp) []byte {
+	b = append(b, s.head...)
+	b = append(b, "Content-Length: "...)
+	b = strconv.AppendInt(b, int64(n), 10)
+	b = append(b, "\r\n"+HeaderTimestamp+": "...)
+	b = strconv.AppendInt(b, st.Timestamp, 10)
+	b = append(b, "\r\n"+HeaderNonce+": "...)
+	b = hex.AppendEncode(b, st.Nonce[:])
+	b = append(b, "\r\n"+HeaderSignature+": "...)
+	b = hex.AppendEncode(b, st.Signature[:])
+	return append(b, "\r\n\r\n"...)
+}
+
 // stampOf reads the stamp from h, whatever h holds: every field is
 // bounded before it is kept.
 func stampOf(h http.Header) (auth.Stamp, error) {
@@ -104,6 +141,9 @@ var stampHeaders = [...]string{HeaderFrom, HeaderTo, HeaderTimestamp, HeaderNonc
 
 // formatOf returns the wire format of a Content-Type.
 func formatOf(contentType string) (wire.Format, bool) {
+	if contentType == ContentTypeProto { // what senders send: no parsing
+		return wire.Proto, true
+	}
 	mt, _, err := mime.ParseMediaType(contentType)
 	if err != nil {
 		return 0, false

@@ -21,9 +21,11 @@ import (
 // waiting for the answers before it, and net/http's server, like any
 // HTTP/1.1 server, handles a connection's requests one after the other and
 // answers them in order. It returns nil when the Sender uses a Client given
-// in SenderConfig, whose connections it does not control.
+// in SenderConfig, whose connections it does not control, or when the URL's
+// host or a datacenter name is not printable ASCII: a pipe writes its
+// requests itself and escapes nothing.
 func (s *Sender) Pipe() dcsync.Pipe {
-	if s.own == nil {
+	if s.own == nil || s.head == nil {
 		return nil
 	}
 	p := &pipe{s: s}
@@ -36,15 +38,15 @@ func (s *Sender) Pipe() dcsync.Pipe {
 // pipe is one pipelined connection, opened on first use and again after it
 // breaks.
 type pipe struct {
-	s  *Sender
-	mu sync.Mutex // one Begin at a time: the order of the writes
-	c  *pconn     // nil until the first Begin
+	s    *Sender
+	mu   sync.Mutex // one Begin at a time: the order of the writes
+	c    *pconn     // nil until the first Begin
+	head []byte     // the request line and headers being written, reused
 }
 
 // pconn is an open connection and the batches waiting for their answers.
 type pconn struct {
 	nc    net.Conn
-	bw    *bufio.Writer
 	calls chan *call    // written, in order, waiting for answers
 	done  chan struct{} // closed when the connection broke
 	once  sync.Once
@@ -70,21 +72,30 @@ func (p *pipe) Begin(ctx context.Context, reqs []*dcsync.Request) (wait func() e
 	if s.closed.Load() {
 		return func() error { return ErrClosed }
 	}
-	if !s.out.Fits(reqs) {
+	// Uncompressed, the limits are checked on the encoded batch: exact,
+	// and cheaper than estimating first. A compressed batch's limit is on
+	// its size decompressed, which only the estimate tells.
+	gzipped := s.out.Encoding != wire.Encoding_ENCODING_IDENTITY
+	if gzipped && !s.out.Fits(reqs) {
 		return func() error { return s.Send(ctx, reqs) }
 	}
-	req, err := s.request(ctx, reqs)
+	buf, st, err := s.seal(reqs)
 	if err != nil {
 		return func() error { return err }
+	}
+	if len(reqs) > s.out.MaxBatch || len(*buf) > s.out.MaxBody {
+		wire.PutBuffer(buf)
+		return func() error { return s.Send(ctx, reqs) }
 	}
 	cl := &call{n: len(reqs), res: make(chan error, 1)}
 	p.mu.Lock()
 	c, err := p.conn(ctx)
 	if err == nil {
-		err = c.write(ctx, req, cl)
+		p.head = s.appendHead(p.head[:0], len(*buf), &st)
+		err = c.write(ctx, p.head, *buf, cl)
 	}
 	p.mu.Unlock()
-	req.Body.Close()
+	wire.PutBuffer(buf)
 	if err != nil {
 		return func() error { return err }
 	}
@@ -121,7 +132,7 @@ func (p *pipe) conn(ctx context.Context) (*pconn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &pconn{nc: nc, bw: bufio.NewWriterSize(nc, 64<<10), calls: make(chan *call, maxPipelined), done: make(chan struct{})}
+	c := &pconn{nc: nc, calls: make(chan *call, maxPipelined), done: make(chan struct{})}
 	go c.read(p.s)
 	p.c = c
 	return c, nil
@@ -173,15 +184,14 @@ func (s *Sender) dial(ctx context.Context) (net.Conn, error) {
 	return conn, nil
 }
 
-// write writes req and queues cl for its answer.
-func (c *pconn) write(ctx context.Context, req *http.Request, cl *call) error {
+// write writes a request, its head and body, and queues cl for its answer.
+// Head and body go in one writev on a TCP connection: one system call, no
+// copy of the body.
+func (c *pconn) write(ctx context.Context, head, body []byte, cl *call) error {
 	d, _ := ctx.Deadline() // zero: none
 	c.nc.SetWriteDeadline(d)
-	err := req.Write(c.bw)
-	if err == nil {
-		err = c.bw.Flush()
-	}
-	if err != nil {
+	bufs := net.Buffers{head, body}
+	if _, err := bufs.WriteTo(c.nc); err != nil {
 		c.fail(err)
 		<-c.done
 		return fmt.Errorf("dcsync/transport/http: %w: %w", wire.ErrStreamBroken, c.err)

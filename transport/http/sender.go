@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/dcsync/dcsync"
+	"github.com/dcsync/dcsync/internal/auth"
 	"github.com/dcsync/dcsync/internal/wire"
 )
 
@@ -59,6 +60,7 @@ type Sender struct {
 	own    *http.Transport // the default client's, closed by Close
 	out    *wire.Outbound
 	tls    *tls.Config // of the pipes' connections
+	head   []byte      // the pipes' request line and fixed headers
 	closed atomic.Bool
 
 	mu    sync.Mutex
@@ -78,7 +80,7 @@ func NewSender(cfg SenderConfig) (*Sender, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dcsync/transport/http: %w", err)
 	}
-	s := &Sender{url: cfg.URL, client: cfg.Client, out: out, tls: cfg.TLS}
+	s := &Sender{url: cfg.URL, client: cfg.Client, out: out, tls: cfg.TLS, head: pipeHead(u, cfg.From, cfg.To, out.Encoding)}
 	if s.client == nil {
 		s.own = defaultTransport(cfg.TLS)
 		s.client = &http.Client{Transport: s.own}
@@ -114,16 +116,27 @@ func (s *Sender) Send(ctx context.Context, reqs []*dcsync.Request) error {
 	return s.out.Send(ctx, reqs, s.post)
 }
 
+// seal encodes and signs one batch into a pooled buffer, which the caller
+// returns to the pool.
+func (s *Sender) seal(reqs []*dcsync.Request) (*[]byte, auth.Stamp, error) {
+	buf := wire.GetBuffer()
+	body, st, err := s.out.Seal((*buf)[:0], reqs)
+	if err != nil {
+		wire.PutBuffer(buf)
+		return nil, st, err
+	}
+	*buf = body
+	return buf, st, nil
+}
+
 // request returns the signed POST of one batch that fits the limits; its
 // body is pooled, returned to the pool when closed.
 func (s *Sender) request(ctx context.Context, reqs []*dcsync.Request) (*http.Request, error) {
-	buf := wire.GetBuffer()
-	body, st, err := s.out.Seal((*buf)[:0], reqs)
-	*buf = body
+	buf, st, err := s.seal(reqs)
 	if err != nil {
-		wire.PutBuffer(buf)
 		return nil, err
 	}
+	body := *buf
 	rb := &pooledBody{buf: buf}
 	rb.r.Reset(body)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, rb)

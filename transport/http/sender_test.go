@@ -40,7 +40,14 @@ func TestSenderTLS(t *testing.T) {
 	}
 
 	reqs, _ := batch(t, 5)
-	if err := newSender(t, dchttp.SenderConfig{URL: srv.URL, TLS: certs.Client, Compress: true}).Send(context.Background(), reqs); err != nil {
+	s := newSender(t, dchttp.SenderConfig{URL: srv.URL, To: "telecom", TLS: certs.Client, Compress: true})
+	if err := s.Send(context.Background(), reqs); err != nil {
+		t.Fatal(err)
+	}
+	// A pipe's hand-written requests over TLS, Dcsync-To and
+	// Content-Encoding included (the stamp binds both).
+	reqs, _ = batch(t, 5)
+	if err := s.Pipe().Begin(context.Background(), reqs)(); err != nil {
 		t.Fatal(err)
 	}
 	for name, tc := range map[string]*dchttp.SenderConfig{
@@ -56,8 +63,8 @@ func TestSenderTLS(t *testing.T) {
 			t.Logf("%s: %v", name, err)
 		}
 	}
-	if n := store.Count(); n != 5 {
-		t.Fatalf("%d applied, want 5", n)
+	if n := store.Count(); n != 10 {
+		t.Fatalf("%d applied, want 10", n)
 	}
 }
 
@@ -85,29 +92,39 @@ func TestSenderProxyErrors(t *testing.T) {
 	}
 }
 
-// A batch over the peer's limits is split; the results of the parts are
-// merged back in order.
+// A batch over the peer's limits is split, sent or begun on a pipe,
+// compressed or not; the results of the parts are merged back in order.
 func TestSenderSplits(t *testing.T) {
-	p := newPeer(t, dchttp.HandlerConfig{MaxBatch: 10, MaxBody: 4096})
-	s := newSender(t, dchttp.SenderConfig{URL: p.srv.URL, MaxBatch: 10, MaxBody: 4096})
-	reqs, _ := batch(t, 35)
-	for i, r := range reqs {
-		if i%2 == 0 {
-			r.Payload = make([]byte, 1000) // four to a body
+	for _, compress := range []bool{false, true} {
+		for _, pipe := range []bool{false, true} {
+			t.Run(fmt.Sprintf("compress=%v,pipe=%v", compress, pipe), func(t *testing.T) {
+				p := newPeer(t, dchttp.HandlerConfig{MaxBatch: 10, MaxBody: 4096})
+				s := newSender(t, dchttp.SenderConfig{URL: p.srv.URL, MaxBatch: 10, MaxBody: 4096, Compress: compress})
+				send := s.Send
+				if pipe {
+					send = func(ctx context.Context, reqs []*dcsync.Request) error { return s.Pipe().Begin(ctx, reqs)() }
+				}
+				reqs, _ := batch(t, 35)
+				for i, r := range reqs {
+					if i%2 == 0 {
+						r.Payload = make([]byte, 1000) // four to a body
+					}
+				}
+				reqs[22].Key = ""
+				var be *dcsync.BatchError
+				if err := send(context.Background(), reqs); !errors.As(err, &be) || len(be.Errs) != 35 {
+					t.Fatalf("%v", err)
+				}
+				for i, err := range be.Errs {
+					if (i == 22) != (err != nil) {
+						t.Errorf("request %d: %v", i, err)
+					}
+				}
+				if n := p.store.Count(); n != 34 {
+					t.Fatalf("%d applied, want 34", n)
+				}
+			})
 		}
-	}
-	reqs[22].Key = ""
-	var be *dcsync.BatchError
-	if err := s.Send(context.Background(), reqs); !errors.As(err, &be) || len(be.Errs) != 35 {
-		t.Fatalf("%v", err)
-	}
-	for i, err := range be.Errs {
-		if (i == 22) != (err != nil) {
-			t.Errorf("request %d: %v", i, err)
-		}
-	}
-	if n := p.store.Count(); n != 34 {
-		t.Fatalf("%d applied, want 34", n)
 	}
 }
 
@@ -121,6 +138,29 @@ func TestSenderConfig(t *testing.T) {
 		if _, err := dchttp.NewSender(cfg); err == nil {
 			t.Errorf("%+v accepted", cfg)
 		}
+	}
+}
+
+// A pipe writes its requests by hand, with printable ASCII only: for other
+// names or hosts there is no pipe, and the Syncer sends batches one by one.
+func TestNoPipeForNonASCII(t *testing.T) {
+	for _, cfg := range []dchttp.SenderConfig{
+		{URL: "http://x", From: "ünicom", Secret: wiretest.Secret},
+		{URL: "http://x", From: "unicom", To: "tele\r\ncom", Secret: wiretest.Secret},
+		{URL: "http://bücher.example", From: "unicom", Secret: wiretest.Secret},
+	} {
+		s, err := dchttp.NewSender(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Pipe() != nil {
+			t.Errorf("%+v: a pipe", cfg)
+		}
+		s.Close()
+	}
+	s := newSender(t, dchttp.SenderConfig{URL: "http://x", To: "telecom"})
+	if s.Pipe() == nil {
+		t.Error("no pipe for ASCII names")
 	}
 }
 
