@@ -91,16 +91,21 @@ type Log struct {
 // reconciler sharing the log.
 const maxSnapshots = 4
 
-// chunk holds entries in the order they were appended. Nothing in it is a
-// pointer: entries and writes hold offsets into the arena, which holds
-// their bytes, so that however many records the log keeps, the garbage
-// collector has a few objects per chunk to mark, and writers do not stall
-// behind it.
+// chunk holds entries in the order they were appended. Entries and writes
+// hold offsets into the arena, which holds their IDs and errors, so that
+// however many records the log keeps, the garbage collector has few
+// objects per chunk to mark. The requests of process entries are held as
+// the Syncer handed them over, by pointer, not copied: the request is
+// already in memory, owned by the Syncer from Write on and never modified,
+// and a copy of each body into fresh pages was the bulk of a write's cost
+// in the log (docs/audit.md).
 type chunk struct {
 	entries                []entry
 	writes                 []write // the writes of entries, each entry's contiguous
 	arena                  []byte
-	minWritten, maxWritten int64 // unix nanoseconds
+	reqs                   []*dcsync.Request // the requests of process entries' writes
+	reqBytes               int64             // what reqs hold, as reqSize counts it
+	minWritten, maxWritten int64             // unix nanoseconds
 }
 
 // entry is one dcsync.Entry, its small strings interned as indices into
@@ -117,8 +122,9 @@ type entry struct {
 
 // write is one write of an entry.
 type write struct {
-	written int64 // unix nanoseconds
-	id, req span  // req is the encoded request, or empty
+	written int64  // unix nanoseconds
+	id      span   // its ID in the arena
+	req     uint32 // 1 + the index of its request in reqs, or 0 for none
 }
 
 // span locates bytes in a chunk's arena.
@@ -215,12 +221,18 @@ func entrySize(d *dcsync.Entry) int64 {
 	for i, id := range d.IDs {
 		n += int64(unsafe.Sizeof(write{})) + int64(len(id))
 		if i < len(d.Requests) && d.Requests[i] != nil {
-			r := d.Requests[i]
-			n += int64(len(r.ID)+len(r.Origin)+len(r.Key)+len(r.Op)+len(r.Payload)) + 16
-			for k, v := range r.Header {
-				n += int64(len(k)+len(v)) + 4
-			}
+			n += reqSize(d.Requests[i])
 		}
+	}
+	return n
+}
+
+// reqSize is about what r takes in memory, the bytes a log holding it
+// counts against its bound.
+func reqSize(r *dcsync.Request) int64 {
+	n := int64(unsafe.Sizeof(*r)) + int64(len(r.ID)+len(r.Origin)+len(r.Key)+len(r.Op)+len(r.Payload))
+	for k, v := range r.Header {
+		n += int64(len(k)+len(v)) + 32
 	}
 	return n
 }
@@ -262,7 +274,8 @@ func (l *Log) drop(incoming []dcsync.Entry) {
 	l.bytes -= old.size()
 	l.dropped++
 	if !slices.ContainsFunc(l.snaps, func(s *snapshot) bool { return slices.Contains(s.chunks, old) }) {
-		old.entries, old.writes, old.arena = old.entries[:0], old.writes[:0], old.arena[:0]
+		clear(old.reqs) // let the requests go
+		old.entries, old.writes, old.arena, old.reqs, old.reqBytes = old.entries[:0], old.writes[:0], old.arena[:0], old.reqs[:0], 0
 		l.spare = old
 	}
 	k := 0
@@ -354,7 +367,7 @@ func (l *Log) completions(c *chunk, incoming []dcsync.Entry) []dcsync.Entry {
 
 // size is what c holds, as entrySize counts it.
 func (c *chunk) size() int64 {
-	return int64(len(c.arena)) + int64(len(c.writes))*int64(unsafe.Sizeof(write{})) +
+	return int64(len(c.arena)) + c.reqBytes + int64(len(c.writes))*int64(unsafe.Sizeof(write{})) +
 		int64(len(c.entries))*int64(unsafe.Sizeof(entry{}))
 }
 
@@ -485,9 +498,9 @@ func (l *Log) append(d *dcsync.Entry, k *int) {
 				w.written = d.Written[j].UnixNano()
 			}
 			if j < len(d.Requests) && d.Requests[j] != nil {
-				off := len(c.arena)
-				c.arena = appendRequest(c.arena, d.Requests[j])
-				w.req = span{uint32(off), uint32(len(c.arena) - off)}
+				c.reqs = append(c.reqs, d.Requests[j])
+				c.reqBytes += reqSize(d.Requests[j])
+				w.req = uint32(len(c.reqs))
 			}
 			if j == start || w.written < e.minWritten {
 				e.minWritten = w.written
@@ -535,7 +548,7 @@ func (l *Log) count(kind [3]uint32, hint, n int) int {
 func (l *Log) tail() *chunk {
 	if n := len(l.chunks); n > 0 {
 		last := l.chunks[n-1]
-		if len(last.writes) < l.chunkSize && len(last.arena) < l.chunkBytes {
+		if len(last.writes) < l.chunkSize && last.size() < int64(l.chunkBytes) {
 			return last
 		}
 		l.arenaHint = len(last.arena)
@@ -825,8 +838,8 @@ func (l *Log) record(c *chunk, e *entry, w *write, id string) dcsync.Record {
 	r := dcsync.Record{ID: id, DC: n[e.dc], Origin: n[e.origin], Stage: dcsync.Stage(n[e.stage]),
 		Status: dcsync.Status(n[e.status]), Target: n[e.target], Attempt: int(e.attempt),
 		Error: string(c.bytes(e.err)), Written: time.Unix(0, w.written), Time: time.Unix(0, e.time)}
-	if w.req.n > 0 {
-		r.Request = decodeRequest(c.bytes(w.req))
+	if w.req > 0 {
+		r.Request = c.reqs[w.req-1].Clone() // the caller's to modify
 	}
 	return r
 }
