@@ -176,7 +176,9 @@ func BenchmarkReconcileReplicatedWindow(b *testing.B) {
 
 // BenchmarkMemoryDedupe measures a claim and a commit of a new ID in a
 // MemoryDedupe that remembers 4M IDs already (its default bound), from
-// two goroutines, as two lanes of collectors claim.
+// two goroutines, as two lanes of collectors claim: one ID at a time
+// (batch=1), and as the Collector does, a batch of 256 at a time
+// (ClaimBatch and CommitBatch).
 func BenchmarkMemoryDedupe(b *testing.B) {
 	ctx := context.Background()
 	var d dcsync.MemoryDedupe
@@ -190,15 +192,24 @@ func BenchmarkMemoryDedupe(b *testing.B) {
 		ids[i] = id(dcsync.DefaultDedupeEntries + i)
 	}
 	var next atomic.Int64
-	b.ResetTimer()
-	cpu := cpuTime(b)
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			id := ids[int(next.Add(1))%len(ids)]
-			if c, _ := d.Claim(ctx, id); c == dcsync.Claimed {
-				d.Commit(ctx, id)
-			}
-		}
-	})
-	b.ReportMetric(float64(cpuTime(b)-cpu)/float64(b.N), "cpu-ns/claim")
+	for _, batch := range []int{1, 256} {
+		b.Run(fmt.Sprint("batch=", batch), func(b *testing.B) {
+			cpu := cpuTime(b)
+			b.RunParallel(func(pb *testing.PB) {
+				claims := make([]dcsync.Claim, batch)
+				for pb.Next() {
+					start := int(next.Add(int64(batch))) % (len(ids) - batch)
+					if batch == 1 {
+						if c, _ := d.Claim(ctx, ids[start]); c == dcsync.Claimed {
+							d.Commit(ctx, ids[start])
+						}
+						continue
+					}
+					d.ClaimBatch(ctx, ids[start:start+batch], claims)
+					d.CommitBatch(ctx, ids[start:start+batch])
+				}
+			})
+			b.ReportMetric(float64(cpuTime(b)-cpu)/float64(b.N*batch), "cpu-ns/claim")
+		})
+	}
 }

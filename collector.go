@@ -140,9 +140,13 @@ func (s *Syncer) collect(ctx context.Context, reqs []*Request, claims DedupeStor
 	now := time.Now()
 	var claimed []*Request
 	var at []int // claimed[k] is reqs[at[k]]
+	answers, claimErrs := s.claimAll(ctx, claims, reqs)
 	for i, req := range reqs {
-		claim, err := s.claim(ctx, claims, req)
-		switch {
+		var err error
+		if claimErrs != nil {
+			err = claimErrs[i]
+		}
+		switch claim := answers[i]; {
 		case err != nil:
 			fail(i, err)
 			if validID(req.ID) { // else there is no trail to log it under
@@ -197,21 +201,51 @@ func (s *Syncer) collect(ctx context.Context, reqs []*Request, claims DedupeStor
 	return errs, dups
 }
 
-// claim validates req, merges its version into the local clock, and claims
-// it in the dedupe store.
-func (s *Syncer) claim(ctx context.Context, claims DedupeStore, req *Request) (Claim, error) {
-	if err := s.limits.validate(req, true); err != nil {
-		s.stats.invalid.Add(1)
-		return 0, err
+// claimAll validates each of reqs, merges its version into the local
+// clock, and claims the valid ones in claims — in one call when it is a
+// BatchDedupeStore. It returns each request's claim and each one's error,
+// nil when none failed; the claim of a request that failed means nothing.
+func (s *Syncer) claimAll(ctx context.Context, claims DedupeStore, reqs []*Request) ([]Claim, []error) {
+	answers := make([]Claim, len(reqs))
+	var errs []error
+	fail := func(i int, err error) {
+		if errs == nil {
+			errs = make([]error, len(reqs))
+		}
+		errs[i] = err
 	}
-	if err := s.observe(req.Version); err != nil {
-		return 0, err
+	for i, req := range reqs {
+		if err := s.limits.validate(req, true); err != nil {
+			s.stats.invalid.Add(1)
+			fail(i, err)
+		} else if err := s.observe(req.Version); err != nil {
+			fail(i, err)
+		}
 	}
-	claim, err := claims.Claim(ctx, req.ID)
-	if err != nil {
-		return 0, fmt.Errorf("dcsync: dedupe claim %s: %w", req.ID, err)
+	if bd, ok := claims.(BatchDedupeStore); ok && errs == nil && len(reqs) > 1 {
+		ids := make([]string, len(reqs))
+		for i, req := range reqs {
+			ids[i] = req.ID
+		}
+		if err := bd.ClaimBatch(ctx, ids, answers); err != nil {
+			for i, req := range reqs {
+				fail(i, fmt.Errorf("dcsync: dedupe claim %s: %w", req.ID, err))
+			}
+		}
+		return answers, errs
 	}
-	return claim, nil
+	for i, req := range reqs {
+		if errs != nil && errs[i] != nil {
+			continue
+		}
+		claim, err := claims.Claim(ctx, req.ID)
+		if err != nil {
+			fail(i, fmt.Errorf("dcsync: dedupe claim %s: %w", req.ID, err))
+			continue
+		}
+		answers[i] = claim
+	}
+	return answers, errs
 }
 
 // observe merges a version from elsewhere into the local clock, so later
@@ -434,6 +468,12 @@ func (s *Syncer) record(req *Request, stage Stage, at time.Time, err error) Reco
 // applied, and a redelivery applying it again is what an idempotent
 // processor tolerates, so it is not worth failing the write over.
 func (s *Syncer) commit(ctx context.Context, claims DedupeStore, ids []string) {
+	if bd, ok := claims.(BatchDedupeStore); ok && len(ids) > 1 {
+		if err := bd.CommitBatch(ctx, ids); err != nil {
+			s.log.Warn("dcsync: dedupe commit failed", "dc", s.dc, "ids", len(ids), "first", ids[0], "err", err)
+		}
+		return
+	}
 	for _, id := range ids {
 		if err := claims.Commit(ctx, id); err != nil {
 			s.log.Warn("dcsync: dedupe commit failed", "dc", s.dc, "id", id, "err", err)

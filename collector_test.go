@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -174,6 +175,44 @@ func TestMemoryDedupe(t *testing.T) {
 		case "commit":
 			d.Commit(ctx, "x")
 		}
+	}
+}
+
+// ClaimBatch answers each ID as Claim would, one after the other: a
+// duplicate within the batch is in flight, and IDs of every shard keep
+// their answers' order; CommitBatch commits as Commit does.
+func TestMemoryDedupeBatch(t *testing.T) {
+	ctx := context.Background()
+	var d dcsync.MemoryDedupe
+	ids := make([]string, 0, 1001)
+	for i := range 1000 {
+		ids = append(ids, fmt.Sprint("w", i))
+	}
+	ids = append(ids, "w7") // twice in one batch
+	claims := make([]dcsync.Claim, len(ids))
+	if err := d.ClaimBatch(ctx, ids, claims); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range claims {
+		if want := map[bool]dcsync.Claim{true: dcsync.InFlight, false: dcsync.Claimed}[i == 1000]; c != want {
+			t.Fatalf("%s: claim = %v, want %v", ids[i], c, want)
+		}
+	}
+	if err := d.CommitBatch(ctx, ids[:500]); err != nil {
+		t.Fatal(err)
+	}
+	d.Release(ctx, "w999")
+	again := []string{"w0", "w499", "w500", "w999", "new"}
+	want := []dcsync.Claim{dcsync.Applied, dcsync.Applied, dcsync.InFlight, dcsync.Claimed, dcsync.Claimed}
+	claims = claims[:len(again)]
+	if err := d.ClaimBatch(ctx, again, claims); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(claims, want) {
+		t.Fatalf("claims %v, want %v", claims, want)
+	}
+	if c, _ := d.Claim(ctx, "w1"); c != dcsync.Applied {
+		t.Fatalf("Claim after CommitBatch = %v", c)
 	}
 }
 
