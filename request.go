@@ -89,16 +89,21 @@ func validID(id string) bool {
 		return false
 	}
 	for i := 0; i < len(id); i++ {
-		c := id[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
-			c == '-', c == '_', c == '.', c == ':':
-		default:
+		if !idChars[id[i]] { // a table: every collected write's ID is checked
 			return false
 		}
 	}
 	return true
 }
+
+// idChars marks the bytes validID allows.
+var idChars = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '-' || c == '_' || c == '.' || c == ':'
+	}
+	return t
+}()
 
 // validate checks what a write must carry at any datacenter. Fields assigned
 // by Write (ID, Version) are checked only when stamped is true.
