@@ -64,7 +64,7 @@ const maxChunk = 1 << 13
 // adds up per-entry digests computed once, on Append.
 type Log struct {
 	chunkSize  int // records of a chunk
-	chunkBytes int // arena bytes of a chunk
+	chunkBytes int // bytes of a chunk, as size counts them
 	maxRecords int
 	maxBytes   int64
 

@@ -169,6 +169,12 @@ func TestRequestsRoundTrip(t *testing.T) {
 		if len(got) != 1 || !reflect.DeepEqual(got[0].Request, req) {
 			t.Fatalf("request %s came back as %+v", req.ID, got[0].Request)
 		}
+		// The log holds the request itself; what it hands out is a copy.
+		got[0].Request.Payload = append(got[0].Request.Payload[:0], 'x')
+		got[0].Request.Key = "changed"
+		if again := l.Records(req.ID); !reflect.DeepEqual(again[0].Request, req) {
+			t.Fatalf("request %s changed in the log with the copy handed out: %+v", req.ID, again[0].Request)
+		}
 	}
 }
 
