@@ -204,6 +204,14 @@ func (m *MemoryDedupe) CommitBatch(_ context.Context, ids []string) error {
 	return nil
 }
 
+// dedupeScratch is byShard's working memory, reused from batch to batch.
+type dedupeScratch struct {
+	keys, sorted []dedupeKey
+	at           []int32
+}
+
+var dedupeScratches = sync.Pool{New: func() any { return new(dedupeScratch) }}
+
 // byShard calls f with each shard holding some of ids, locked, the keys
 // of those IDs in the order of ids, and their indices in ids. Locking a
 // shard once for its IDs, not once an ID, leaves the processor free to
@@ -211,8 +219,14 @@ func (m *MemoryDedupe) CommitBatch(_ context.Context, ids []string) error {
 // would wait for.
 func (m *MemoryDedupe) byShard(ids []string, f func(sh *dedupeShard, keys []dedupeKey, at []int32)) {
 	m.setup()
+	scratch := dedupeScratches.Get().(*dedupeScratch)
+	defer dedupeScratches.Put(scratch)
+	n := len(ids)
+	if cap(scratch.keys) < n {
+		scratch.keys, scratch.sorted, scratch.at = make([]dedupeKey, n), make([]dedupeKey, n), make([]int32, n)
+	}
+	keys, sorted, at := scratch.keys[:n], scratch.sorted[:n], scratch.at[:n]
 	var starts [dedupeShards + 1]int32
-	keys := make([]dedupeKey, len(ids))
 	for i, id := range ids {
 		keys[i] = m.key(id)
 		starts[keys[i][0]%dedupeShards+1]++
@@ -221,7 +235,6 @@ func (m *MemoryDedupe) byShard(ids []string, f func(sh *dedupeShard, keys []dedu
 		starts[i] += starts[i-1]
 	}
 	// A counting sort by shard, stable: the IDs of a shard keep their order.
-	sorted, at := make([]dedupeKey, len(ids)), make([]int32, len(ids))
 	next := starts
 	for i, k := range keys {
 		s := k[0] % dedupeShards
