@@ -92,20 +92,21 @@ type Log struct {
 const maxSnapshots = 4
 
 // chunk holds entries in the order they were appended. Entries and writes
-// hold offsets into the arena, which holds their IDs and errors, so that
-// however many records the log keeps, the garbage collector has few
-// objects per chunk to mark. The requests of process entries are held as
-// the Syncer handed them over, by pointer, not copied: the request is
-// already in memory, owned by the Syncer from Write on and never modified,
-// and a copy of each body into fresh pages was the bulk of a write's cost
-// in the log (docs/audit.md).
+// hold offsets into the arena, which holds their IDs, errors and the small
+// fields of their requests, so that however many records the log keeps,
+// the garbage collector has few objects per chunk to mark. The payload of
+// a process entry's request is held as the Syncer handed it over, not
+// copied: it is already in memory, the Syncer's from Write on and never
+// modified, and a copy of each body into fresh pages was the bulk of a
+// write's cost in the log (docs/audit.md). A payload is one object without
+// pointers, the request around it is let go.
 type chunk struct {
 	entries                []entry
 	writes                 []write // the writes of entries, each entry's contiguous
 	arena                  []byte
-	reqs                   []*dcsync.Request // the requests of process entries' writes
-	reqBytes               int64             // what reqs hold, as reqSize counts it
-	minWritten, maxWritten int64             // unix nanoseconds
+	payloads               [][]byte // the payloads of process entries' requests
+	payloadBytes           int64    // what payloads hold
+	minWritten, maxWritten int64    // unix nanoseconds
 }
 
 // entry is one dcsync.Entry, its small strings interned as indices into
@@ -122,9 +123,9 @@ type entry struct {
 
 // write is one write of an entry.
 type write struct {
-	written int64  // unix nanoseconds
-	id      span   // its ID in the arena
-	req     uint32 // 1 + the index of its request in reqs, or 0 for none
+	written int64 // unix nanoseconds
+	id      span  // its ID
+	req     span  // its request but for the ID (appendRequest), or empty
 }
 
 // span locates bytes in a chunk's arena.
@@ -227,12 +228,11 @@ func entrySize(d *dcsync.Entry) int64 {
 	return n
 }
 
-// reqSize is about what r takes in memory, the bytes a log holding it
-// counts against its bound.
+// reqSize is about what r takes in a chunk.
 func reqSize(r *dcsync.Request) int64 {
-	n := int64(unsafe.Sizeof(*r)) + int64(len(r.ID)+len(r.Origin)+len(r.Key)+len(r.Op)+len(r.Payload))
+	n := int64(len(r.Origin)+len(r.Key)+len(r.Op)+len(r.Payload)) + 32
 	for k, v := range r.Header {
-		n += int64(len(k)+len(v)) + 32
+		n += int64(len(k)+len(v)) + 4
 	}
 	return n
 }
@@ -274,8 +274,8 @@ func (l *Log) drop(incoming []dcsync.Entry) {
 	l.bytes -= old.size()
 	l.dropped++
 	if !slices.ContainsFunc(l.snaps, func(s *snapshot) bool { return slices.Contains(s.chunks, old) }) {
-		clear(old.reqs) // let the requests go
-		old.entries, old.writes, old.arena, old.reqs, old.reqBytes = old.entries[:0], old.writes[:0], old.arena[:0], old.reqs[:0], 0
+		clear(old.payloads) // let them go
+		old.entries, old.writes, old.arena, old.payloads, old.payloadBytes = old.entries[:0], old.writes[:0], old.arena[:0], old.payloads[:0], 0
 		l.spare = old
 	}
 	k := 0
@@ -367,7 +367,7 @@ func (l *Log) completions(c *chunk, incoming []dcsync.Entry) []dcsync.Entry {
 
 // size is what c holds, as entrySize counts it.
 func (c *chunk) size() int64 {
-	return int64(len(c.arena)) + c.reqBytes + int64(len(c.writes))*int64(unsafe.Sizeof(write{})) +
+	return int64(len(c.arena)) + c.payloadBytes + int64(len(c.writes))*int64(unsafe.Sizeof(write{})) +
 		int64(len(c.entries))*int64(unsafe.Sizeof(entry{}))
 }
 
@@ -498,9 +498,12 @@ func (l *Log) append(d *dcsync.Entry, k *int) {
 				w.written = d.Written[j].UnixNano()
 			}
 			if j < len(d.Requests) && d.Requests[j] != nil {
-				c.reqs = append(c.reqs, d.Requests[j])
-				c.reqBytes += reqSize(d.Requests[j])
-				w.req = uint32(len(c.reqs))
+				r := d.Requests[j]
+				c.payloads = append(c.payloads, r.Payload)
+				c.payloadBytes += int64(len(r.Payload)) + int64(unsafe.Sizeof(r.Payload))
+				off := len(c.arena)
+				c.arena = appendRequest(c.arena, r, len(c.payloads)-1)
+				w.req = span{uint32(off), uint32(len(c.arena) - off)}
 			}
 			if j == start || w.written < e.minWritten {
 				e.minWritten = w.written
@@ -838,8 +841,8 @@ func (l *Log) record(c *chunk, e *entry, w *write, id string) dcsync.Record {
 	r := dcsync.Record{ID: id, DC: n[e.dc], Origin: n[e.origin], Stage: dcsync.Stage(n[e.stage]),
 		Status: dcsync.Status(n[e.status]), Target: n[e.target], Attempt: int(e.attempt),
 		Error: string(c.bytes(e.err)), Written: time.Unix(0, w.written), Time: time.Unix(0, e.time)}
-	if w.req > 0 {
-		r.Request = c.reqs[w.req-1].Clone() // the caller's to modify
+	if w.req.n > 0 {
+		r.Request = c.request(w)
 	}
 	return r
 }
