@@ -216,6 +216,65 @@ func TestMemoryDedupeBatch(t *testing.T) {
 	}
 }
 
+// countingDedupe counts the calls a Collector makes to its store.
+type countingDedupe struct {
+	dcsync.MemoryDedupe
+	claims, claimBatches, commits, commitBatches int
+}
+
+func (c *countingDedupe) Claim(ctx context.Context, id string) (dcsync.Claim, error) {
+	c.claims++
+	return c.MemoryDedupe.Claim(ctx, id)
+}
+
+func (c *countingDedupe) ClaimBatch(ctx context.Context, ids []string, claims []dcsync.Claim) error {
+	c.claimBatches++
+	return c.MemoryDedupe.ClaimBatch(ctx, ids, claims)
+}
+
+func (c *countingDedupe) Commit(ctx context.Context, id string) error {
+	c.commits++
+	return c.MemoryDedupe.Commit(ctx, id)
+}
+
+func (c *countingDedupe) CommitBatch(ctx context.Context, ids []string) error {
+	c.commitBatches++
+	return c.MemoryDedupe.CommitBatch(ctx, ids)
+}
+
+// The Collector claims and commits a batch's IDs in one call each when
+// its store is a BatchDedupeStore, and gets the same answers: a write
+// applied before is a duplicate.
+func TestCollectClaimsBatchesWhole(t *testing.T) {
+	st, d := newStore(0, 1), &countingDedupe{}
+	s, err := dcsync.New(dcsync.Config{DC: "unicom", Processor: st, Dedupe: d,
+		Peers: map[string]dcsync.Sender{"telecom": &recordingSender{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	batch := func(ids ...string) []*dcsync.Request {
+		var reqs []*dcsync.Request
+		for _, id := range ids {
+			reqs = append(reqs, stamped("telecom", id, 1<<20))
+		}
+		return reqs
+	}
+	ctx := context.Background()
+	if err := s.Collector().Collect(ctx, "telecom", batch("w1", "w2", "w3")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Collector().Collect(ctx, "telecom", batch("w2", "w4", "w5")); err != nil {
+		t.Fatal(err)
+	}
+	if d.claimBatches != 2 || d.commitBatches != 2 || d.claims != 0 || d.commits != 0 {
+		t.Fatalf("calls: Claim %d, ClaimBatch %d, Commit %d, CommitBatch %d", d.claims, d.claimBatches, d.commits, d.commitBatches)
+	}
+	if got := s.Stats(); got.Applied != 5 || got.Duplicates != 1 {
+		t.Fatalf("applied %d, duplicates %d; want 5 and 1", got.Applied, got.Duplicates)
+	}
+}
+
 func TestMemoryDedupeForgetsAfterRetention(t *testing.T) {
 	ctx := context.Background()
 	d := dcsync.MemoryDedupe{Retention: 5 * time.Millisecond}
