@@ -93,13 +93,21 @@ func (p *proc) kill(t *testing.T) {
 // until waits for cond, failing the test past the bound with what.
 func until(t *testing.T, bound time.Duration, what string, cond func() bool) {
 	t.Helper()
+	if !within(bound, cond) {
+		t.Fatalf("not within %v: %s", bound, what)
+	}
+}
+
+// within reports whether cond held before bound passed.
+func within(bound time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(bound)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", bound, what)
+			return false
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	return true
 }
 
 // Each datacenter runs as a process of its own over its own Redis. The
@@ -168,7 +176,7 @@ func (a *acks) everywhere(t *testing.T, bound time.Duration, addrs map[string]st
 		caches[dc] = rediscache.New(c, rediscache.Options{Prefix: CachePrefix})
 	}
 	var missing []string
-	until(t, bound, "every acknowledged write everywhere", func() bool {
+	within(bound, func() bool {
 		missing = missing[:0]
 		for key, id := range written {
 			var seen []rediscache.Entry
@@ -192,7 +200,7 @@ func (a *acks) everywhere(t *testing.T, bound time.Duration, addrs map[string]st
 		return len(missing) == 0
 	})
 	if len(missing) > 0 {
-		t.Fatalf("%d keys missing or diverged, such as %v", len(missing), missing[:min(5, len(missing))])
+		t.Fatalf("not within %v: %d keys missing or diverged, such as %v", bound, len(missing), missing[:min(5, len(missing))])
 	}
 	t.Logf("%d acknowledged keys in both datacenters", len(written))
 }
