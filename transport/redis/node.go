@@ -566,15 +566,20 @@ func (n *Node) groups(s *dcsync.Syncer) []*group {
 	senders := n.Senders()
 	for peer, c := range n.cfg.Peers {
 		sender := senders[peer].(*Sender)
+		inbound := n.inbound(peer, n.cfg.DC)
 		gs = append(gs, &group{n: n, stream: n.outbound, name: peer, hop: "reship:" + peer,
-			handle: func(ctx context.Context, reqs []*dcsync.Request, raw map[*dcsync.Request]string, _ *deferred) []error {
-				return st.Ship(ctx, peer, rawSender{sender, raw}, reqs)
+			handle: func(ctx context.Context, reqs []*dcsync.Request, raw map[*dcsync.Request]string, _ *deferred, f *flight) []error {
+				if f == nil {
+					return st.Ship(ctx, peer, rawSender{sender, raw}, reqs)
+				}
+				return st.Ship(ctx, peer, fencedSender{rawSender{sender, raw}, f}, reqs)
 			},
 			probe: func(ctx context.Context) error { return c.Ping(ctx).Err() },
 			whole: true,
+			fence: func(consumer string) string { return inbound + ":fence:" + consumer },
 		})
 		gs = append(gs, &group{n: n, stream: n.inbound(n.cfg.DC, peer), name: "collect", hop: "collect:" + peer,
-			handle: func(ctx context.Context, reqs []*dcsync.Request, raw map[*dcsync.Request]string, later *deferred) []error {
+			handle: func(ctx context.Context, reqs []*dcsync.Request, raw map[*dcsync.Request]string, later *deferred, _ *flight) []error {
 				if later == nil {
 					return st.Collect(ctx, peer, reqs, nil, n.next(raw, nil))
 				}
@@ -583,7 +588,7 @@ func (n *Node) groups(s *dcsync.Syncer) []*group {
 			defers: defers,
 		})
 	}
-	apply := func(ctx context.Context, reqs []*dcsync.Request, _ map[*dcsync.Request]string, _ *deferred) []error {
+	apply := func(ctx context.Context, reqs []*dcsync.Request, _ map[*dcsync.Request]string, _ *deferred, _ *flight) []error {
 		return st.Apply(ctx, reqs)
 	}
 	gs = append(gs, &group{n: n, stream: n.outbound, name: localGroup, hop: "local", handle: apply})
