@@ -33,7 +33,10 @@ type NodeConfig struct {
 	// streams. Each peer has a consumer group, named after it, on the
 	// outbound stream, which is trimmed only past what every group has
 	// acknowledged: when a peer leaves for good, destroy its group
-	// (XGROUP DESTROY {<Prefix>:<DC>}:outbound <peer>).
+	// (XGROUP DESTROY {<Prefix>:<DC>}:outbound <peer>) Across a WAN each reship
+	// worker keeps up to 8 batches in flight to a peer, each on a
+	// connection of the peer's client: give it a PoolSize of 8 × Workers
+	// or more (go-redis's default, 10 per CPU, fits 2 Workers on 2 CPUs).
 	Peers map[string]goredis.UniversalClient
 	// Prefix starts every key; default "dcsync".
 	Prefix string
@@ -46,8 +49,8 @@ type NodeConfig struct {
 	// a worker hands on at once to a stage of package hop;
 	// default 256. A worker reads up to BatchSize/8 entries at once (at
 	// least one); a reship worker reads up to BatchSize entries and sends
-	// all it read to the peer in one pipelined round trip, as entries of
-	// BatchSize. Keep it within the Syncer's
+	// all it read to the peer in one round trip, as entries of
+	// BatchSize, with up to 8 such batches in flight across a WAN. Keep it within the Syncer's
 	// Limits.MaxBatch.
 	BatchSize int
 	// Concurrency is how many requests of a batch an apply worker passes
