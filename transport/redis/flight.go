@@ -14,14 +14,21 @@ import (
 )
 
 // A reship worker keeps several batches in flight to the peer's Redis.
-// Across a WAN a worker that waited for each batch's XADDs before its next
+// Across a WAN a worker that waited for each batch's adds before its next
 // read would carry one read per round trip, and a write read just after a
 // batch left would wait a round trip before it left in turn: at 20 ms one
 // way that made the lag's p50 about three one-way delays. So the worker
 // reads on while batches are in flight, a batch at most every eighth of
 // the shortest round trip lately (at most maxFlights at once), and each
 // read's batch is handled (shipped, settled, retried when stalled) on its
-// own, as a worker that handled a read at a time would handle it.
+// own goroutine, as a worker that handled a read at a time would handle it.
+//
+// Where the round trip is short (under nearRTT, a LAN or loopback), a
+// worker keeps one batch in flight and reads again once it is through, as
+// a worker always did: there more, smaller batches would cost the peer's
+// hops more than the time they save. Such a batch, launched with every
+// batch before it through, is added with plain XADDs (plain), as before
+// the batches in flight.
 //
 // # Per-key order: the fence
 //
@@ -30,27 +37,45 @@ import (
 // back a write while an earlier one of its key is in flight (which, with
 // keys that recur within a round trip, made a write wait a round trip
 // more), every batch of a worker carries its place in the worker's
-// sequence, and the peer's Redis adds it, in a script, only after its
-// predecessor: a fence key per worker beside the inbound stream holds the
-// sequence number of the last batch added. A batch that arrives first is
-// refused (a DCSYNCORDER error), waits until its predecessors are through, and
-// is sent again: on a healthy link the batches arrive in the order they
-// left, so this is rare. A batch whose predecessors are all through (or
-// that has none in flight) goes without the check, and so does one of a
-// new worker (a new token). A batch added before whose answer was lost is
-// recognized by its sequence number and not added twice.
+// sequence, and the peer's Redis adds it in a script (fenceScript) only
+// right after its predecessor: a fence key per worker (and per token, a
+// worker's run) beside the inbound stream holds the sequence number of the
+// last batch added. A batch that arrives before its predecessor is parked
+// in a hash beside the fence, and the predecessor's script adds it right
+// after itself (and the parked batches after it, in order); its Send
+// returns once its predecessor's did. On a healthy link the batches arrive
+// in the order they left, so parking is rare.
 //
-// Where the round trip is short (under nearRTT, a LAN), a worker keeps one
-// batch in flight and reads again once it is through, as before: there
-// more, smaller batches would cost the peer's hops more than the time
-// they save.
+// The paths that end a batch other than being added:
+//   - A batch given up (its handling ended without it being added: a
+//     shutdown, a permanent error) is not acknowledged in the outbound
+//     stream, so it is read again later (reread or claimed) as a batch of
+//     its own. A batch parked behind it sees it through (done without
+//     arrived) and sends itself again "free": past the fence, adding first
+//     whatever of its predecessors is still parked (those were given up
+//     too: a duplicate, which the peer's dedupe drops, in their order).
+//   - A batch whose Send ends while it is parked (a timeout, a shutdown)
+//     fails and is sent again or read again; if its predecessor comes
+//     meanwhile, it is added from the park first, and the second send is
+//     recognized by its sequence number and not added twice.
+//   - A batch added whose answer was lost is recognized the same way.
+//   - A worker that restarts draws a new token, and with it a new fence
+//     and park: what an earlier run left parked was never acknowledged, so
+//     it is read again; its keys expire after fenceTTL.
+//   - A fenced batch whose predecessor was plain (the link lengthened
+//     between them) waits until the predecessor is through, then goes free.
+//
+// The fence, the park and the inbound stream share the stream's hash tag,
+// so the script runs on one node of a Redis Cluster.
 const (
 	maxFlights = 8
 	nearRTT    = 5 * time.Millisecond
 	// rttMemory is how long the shortest round trip is remembered, so that a
 	// link that lengthens is followed.
 	rttMemory = 10 * time.Second
-	// fenceTTL is how long a fence key outlives its worker's last batch.
+	// fenceTTL is how long a fence and its park outlive their worker's
+	// last batch: far longer than a batch is in flight, as a fence that
+	// expired under batches in flight would park its next batch for good.
 	fenceTTL = 24 * time.Hour
 )
 
@@ -59,6 +84,10 @@ type flight struct {
 	fs   *flights
 	seq  uint64
 	prev *flight
+	// plain says the batch is added with plain XADDs, bypassing the
+	// fence: it was launched on a short link with every batch before it
+	// through.
+	plain bool
 	// done is closed once this batch's handling ended and its
 	// predecessor's done was closed: then no batch before it is sent
 	// again, so a later one may go without the fence's check.
@@ -86,8 +115,8 @@ func (f *flight) through() bool {
 
 // flights is the chain of a reship worker's batches in flight.
 type flights struct {
-	token string // this worker's, in its fence
-	fence string // the fence key, in the peer's slot of the inbound stream
+	fence string // the fence key of this run, in the inbound stream's slot
+	park  string // the hash of the batches parked ahead of their predecessor
 	sem   chan struct{}
 	wg    sync.WaitGroup
 
@@ -99,8 +128,11 @@ type flights struct {
 	rttAt    time.Time
 }
 
-func newFlights(fence string) *flights {
-	return &flights{token: strconv.FormatUint(rand.Uint64(), 36), fence: fence, sem: make(chan struct{}, maxFlights)}
+// newFlights returns the flights of a worker whose fences begin with
+// prefix; the token drawn here keeps them apart from an earlier run's.
+func newFlights(prefix string) *flights {
+	fence := prefix + ":" + strconv.FormatUint(rand.Uint64(), 36)
+	return &flights{fence: fence, park: fence + ":parked", sem: make(chan struct{}, maxFlights)}
 }
 
 // launch handles msgs as a batch of its own, beside those in flight, once
@@ -113,7 +145,8 @@ func (fs *flights) launch(ctx context.Context, w *worker, msgs []goredis.XMessag
 	}
 	fs.mu.Lock()
 	fs.seq++
-	f := &flight{fs: fs, seq: fs.seq, prev: fs.last, done: make(chan struct{}), arrived: make(chan struct{})}
+	f := &flight{fs: fs, seq: fs.seq, prev: fs.last, done: make(chan struct{}), arrived: make(chan struct{}),
+		plain: fs.rtt < nearRTT && fs.last.through()}
 	fs.last, fs.launched = f, time.Now()
 	fs.mu.Unlock()
 	fs.wg.Go(func() {
@@ -171,61 +204,54 @@ func (fs *flights) pace(ctx context.Context) {
 func (fs *flights) drain() { fs.wg.Wait() }
 
 // fenceScript adds a worker's batch to the inbound stream (KEYS[1]) in
-// its worker's order: KEYS[2] is the worker's fence, "<token>:<seq>" of its
-// last batch added, and KEYS[3] parks the batches that came before their
-// predecessor, until it comes. ARGV: token, sequence number, "1" when every
-// batch before it is through (added, or given up: then what is parked
-// before it is added first, and it goes whatever the fence says), the TTL
-// in ms, and then each entry's count and frames. It returns 1 once added
-// (with the parked batches that followed it), 0 for a batch added before
-// (its answer was lost), 2 for one parked.
+// its worker's order: KEYS[2] is the worker's fence, the sequence number
+// of its last batch added, and KEYS[3] parks the batches that came before
+// their predecessor, until it comes. ARGV: the batch's sequence number,
+// "1" when it goes free (every batch before it is through: then what is
+// still parked before it is added first, and it goes whatever the fence
+// says), the TTL in ms, and then each entry's count and frames. It returns
+// 1 once added (with the parked batches that follow it), 0 for a batch
+// added before (its answer was lost), 2 for one parked.
 var fenceScript = goredis.NewScript(`
-local tok, seq = ARGV[1], tonumber(ARGV[2])
-local cur = redis.call('GET', KEYS[2])
-local last
-if cur then
-  local t, s = string.match(cur, '^(.*):(%d+)$')
-  if t == tok then last = tonumber(s) end
-end
-if last and last >= seq then return 0 end
+local seq = tonumber(ARGV[1])
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+if last >= seq then return 0 end
 local function unpark(s)
-  local f = tok .. ':' .. s
-  local n = tonumber(redis.call('HGET', KEYS[3], f))
+  local n = tonumber(redis.call('HGET', KEYS[3], s))
   if not n then return false end
   for i = 1, n, 2 do
-    local c, b = redis.call('HGET', KEYS[3], f .. ':' .. i), redis.call('HGET', KEYS[3], f .. ':' .. (i + 1))
+    local c, b = redis.call('HGET', KEYS[3], s .. ':' .. i), redis.call('HGET', KEYS[3], s .. ':' .. (i + 1))
     redis.call('XADD', KEYS[1], '*', 'n', c, 'b', b)
-    redis.call('HDEL', KEYS[3], f .. ':' .. i, f .. ':' .. (i + 1))
+    redis.call('HDEL', KEYS[3], s .. ':' .. i, s .. ':' .. (i + 1))
   end
-  redis.call('HDEL', KEYS[3], f)
+  redis.call('HDEL', KEYS[3], s)
   return true
 end
-if ARGV[3] ~= '1' and seq > 1 and last ~= seq - 1 then
-  local f = tok .. ':' .. seq
-  redis.call('HSET', KEYS[3], f, #ARGV - 4)
-  for i = 5, #ARGV do redis.call('HSET', KEYS[3], f .. ':' .. (i - 4), ARGV[i]) end
-  redis.call('PEXPIRE', KEYS[3], ARGV[4])
+if ARGV[2] ~= '1' and last ~= seq - 1 then
+  redis.call('HSET', KEYS[3], seq, #ARGV - 3)
+  for i = 4, #ARGV do redis.call('HSET', KEYS[3], seq .. ':' .. (i - 3), ARGV[i]) end
+  redis.call('PEXPIRE', KEYS[3], ARGV[3])
   return 2
 end
-if ARGV[3] == '1' then
-  for s = math.max((last or 0) + 1, seq - ` + strconv.Itoa(2*maxFlights) + `), seq - 1 do unpark(s) end
-  local f = tok .. ':' .. seq
-  local n = tonumber(redis.call('HGET', KEYS[3], f))
+if ARGV[2] == '1' then
+  for s = math.max(last + 1, seq - ` + strconv.Itoa(2*maxFlights) + `), seq - 1 do unpark(s) end
+  local n = tonumber(redis.call('HGET', KEYS[3], seq))
   if n then
-    for i = 1, n do redis.call('HDEL', KEYS[3], f .. ':' .. i) end
-    redis.call('HDEL', KEYS[3], f)
+    for i = 1, n do redis.call('HDEL', KEYS[3], seq .. ':' .. i) end
+    redis.call('HDEL', KEYS[3], seq)
   end
 end
-for i = 5, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   redis.call('XADD', KEYS[1], '*', 'n', ARGV[i], 'b', ARGV[i + 1])
 end
 while unpark(seq + 1) do seq = seq + 1 end
-redis.call('SET', KEYS[2], tok .. ':' .. seq, 'PX', ARGV[4])
+redis.call('SET', KEYS[2], seq, 'PX', ARGV[3])
 return 1
 `)
 
-// fencedSender is the Sender of one reship batch: it adds the batch's
-// requests, in the encodings they were read in, through the fence.
+// fencedSender is the Sender of one reship batch in flight: it adds the
+// batch's requests, in the encodings they were read in, through the fence
+// (or, for a plain batch, with XADDs).
 type fencedSender struct {
 	rawSender
 	f *flight
@@ -234,11 +260,29 @@ type fencedSender struct {
 // Send implements dcsync.Sender. A batch parked ahead of its predecessor
 // is in the peer's stream once the predecessor is (the predecessor's add
 // adds it): Send waits for that, or, when the predecessor is through
-// without it (given up), sends the batch again, past the fence.
+// without it (given up), sends the batch again, free.
 func (s fencedSender) Send(ctx context.Context, reqs []*dcsync.Request) error {
+	if len(reqs) == 0 {
+		return nil // not arrived: a batch parked behind it goes free
+	}
+	if s.f.plain {
+		err := s.rawSender.Send(ctx, reqs)
+		if err == nil {
+			s.f.arrive()
+		}
+		return err
+	}
 	prev := s.f.prev
-	free := prev.through()
-	parked, err := s.add(ctx, reqs, free)
+	if prev != nil && prev.plain {
+		// The fence does not know of a plain batch: wait for it to be
+		// through, and go free.
+		select {
+		case <-prev.done:
+		case <-ctx.Done():
+			return fmt.Errorf("redis: add to %s behind the batch before: %w", s.stream, ctx.Err())
+		}
+	}
+	parked, err := s.add(ctx, reqs, prev.through())
 	if err != nil || !parked {
 		if err == nil {
 			s.f.arrive()
@@ -262,13 +306,10 @@ func (s fencedSender) Send(ctx context.Context, reqs []*dcsync.Request) error {
 // add runs the fence script once; free skips its order check. It reports
 // whether the batch was parked.
 func (s fencedSender) add(ctx context.Context, reqs []*dcsync.Request, free bool) (bool, error) {
-	if len(reqs) == 0 {
-		return false, nil
-	}
 	max := or(s.max, 256)
-	args := []any{s.f.fs.token, s.f.seq, "0", fenceTTL.Milliseconds()}
+	args := []any{s.f.seq, "0", fenceTTL.Milliseconds()}
 	if free {
-		args[2] = "1"
+		args[1] = "1"
 	}
 	var blobs [][]byte
 	for start := 0; start < len(reqs); start += max {
@@ -279,7 +320,7 @@ func (s fencedSender) add(ctx context.Context, reqs []*dcsync.Request, free bool
 	var res int64
 	err := s.n.replicated(ctx, s.client, s.stream, func(c adder) error {
 		var err error
-		res, err = fenceScript.Run(ctx, c, []string{s.stream, s.f.fs.fence, s.f.fs.fence + ":parked"}, args...).Int64()
+		res, err = fenceScript.Run(ctx, c, []string{s.stream, s.f.fs.fence, s.f.fs.park}, args...).Int64()
 		return err
 	})
 	for _, b := range blobs {
