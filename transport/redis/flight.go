@@ -147,6 +147,9 @@ func (fs *flights) launch(ctx context.Context, w *worker, msgs []goredis.XMessag
 	fs.seq++
 	f := &flight{fs: fs, seq: fs.seq, prev: fs.last, done: make(chan struct{}), arrived: make(chan struct{}),
 		plain: fs.rtt < nearRTT && fs.last.through()}
+	if !f.plain && !f.prev.through() {
+		w.n.overlapped.Add(1)
+	}
 	fs.last, fs.launched = f, time.Now()
 	fs.mu.Unlock()
 	fs.wg.Go(func() {

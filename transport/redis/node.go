@@ -127,6 +127,9 @@ type Node struct {
 	blockInPipeline bool
 
 	stats struct{ read, acked, claimed, reread, deadLettered, stalled, trimmed atomic.Uint64 }
+	// overlapped counts the reship batches launched while another of their
+	// worker was in flight (see flights).
+	overlapped atomic.Uint64
 }
 
 var _ dcsync.Reship = (*Node)(nil)
