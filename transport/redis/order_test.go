@@ -94,7 +94,10 @@ func TestOrderAcrossAWANWithBatchesInFlight(t *testing.T) {
 			}
 		}
 		return true
-	}, func() string { got, _ := log.check(); return fmt.Sprintf("writes applied per key: %v of %d", got, perKey) })
+	}, func() string {
+		got, _ := log.check()
+		return fmt.Sprintf("writes applied per key: %v of %d", got, perKey)
+	})
 	if n := u.node.overlapped.Load(); n == 0 {
 		t.Fatal("no reship batch was launched beside another in flight; the test shows nothing")
 	}
