@@ -33,7 +33,7 @@ type NodeConfig struct {
 	// streams. Each peer has a consumer group, named after it, on the
 	// outbound stream, which is trimmed only past what every group has
 	// acknowledged: when a peer leaves for good, destroy its group
-	// (XGROUP DESTROY {<Prefix>:<DC>}:outbound <peer>) Across a WAN each reship
+	// (XGROUP DESTROY {<Prefix>:<DC>}:outbound <peer>). Across a WAN each reship
 	// worker keeps up to 8 batches in flight to a peer, each on a
 	// connection of the peer's client: give it a PoolSize of 8 × Workers
 	// or more (go-redis's default, 10 per CPU, fits 2 Workers on 2 CPUs).
