@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,8 @@ import (
 var (
 	lagRate  = flag.Float64("lag.rate", 50000, "BenchmarkLagStages: offered writes/s")
 	lagDelay = flag.Duration("lag.delay", 20*time.Millisecond, "BenchmarkLagStages: one-way delay to the peer's Redis")
+	lagWarm  = flag.Int("lag.warm", 0, "BenchmarkLagStages: writes at full speed, all applied, before the measured ones")
+	lagSteps = flag.Int("lag.buckets", 0, "BenchmarkLagStages: log each hop's p50/max in this many buckets of write order")
 )
 
 // BenchmarkLagStages writes b.N writes in unicom at a fixed rate (-lag.rate)
@@ -35,17 +38,23 @@ var (
 // reship hop and the link), inbound to telecom's apply stream (the collect
 // hop) and apply stream to Processor (the apply hop). The "warm" figures
 // leave out the writes of the first 500 ms, which pay for the connections
-// and groups being set up.
+// and groups being set up. With -lag.warm, that many writes go first at
+// full speed, all applied, and then debug.FreeOSMemory, as the benchmark
+// command's lag phase does; -lag.buckets logs each hop's p50/max in
+// buckets of the measured writes, to see a transient.
 //
-//	go test -run '^$' -bench LagStages -benchtime 150000x -lag.delay 20ms ./transport/redis
+//	go test ./transport/redis -run '^$' -bench LagStages -benchtime 150000x -args -lag.delay 20ms
+//	go test ./transport/redis -run '^$' -bench LagStages -benchtime 168000x -v -args \
+//		-lag.rate 56000 -lag.warm 50000 -lag.buckets 50
 func BenchmarkLagStages(b *testing.B) {
-	n := b.N
-	written := make([]atomic.Int64, n) // unix ns of each write's Write call
-	applied := make([]atomic.Int64, n) // of its apply in telecom
+	n, warmN := b.N, *lagWarm
+	total := warmN + n                     // writes 0..warmN-1 warm up, at full speed
+	written := make([]atomic.Int64, total) // unix ns of each write's Write call
+	applied := make([]atomic.Int64, total) // of its apply in telecom
 	var done atomic.Int64
 	proc := dcsync.ProcessorFunc(func(_ context.Context, r *dcsync.Request) error { // telecom's
 		if len(r.Payload) >= 8 {
-			if seq := binary.LittleEndian.Uint64(r.Payload); seq < uint64(n) && applied[seq].CompareAndSwap(0, time.Now().UnixNano()) {
+			if seq := binary.LittleEndian.Uint64(r.Payload); seq < uint64(total) && applied[seq].CompareAndSwap(0, time.Now().UnixNano()) {
 				done.Add(1)
 			}
 		}
@@ -69,36 +78,49 @@ func BenchmarkLagStages(b *testing.B) {
 	u := start(b, "unicom", ru, cfg("unicom", cu, remote, "telecom"), nop)
 	start(b, "telecom", rt, cfg("telecom", ct, cu, "unicom"), proc)
 
+	// write writes from..to-1 with 64 writers, seq due at begin +
+	// (seq-from)/rate, or at once when rate is 0.
+	write := func(from, to int, rate float64, begin time.Time) {
+		var next atomic.Int64
+		next.Store(int64(from))
+		var wg sync.WaitGroup
+		for range 64 {
+			wg.Go(func() {
+				for seq := next.Add(1) - 1; seq < int64(to); seq = next.Add(1) - 1 {
+					if rate > 0 {
+						due := begin.Add(time.Duration(float64(seq-int64(from)) / rate * float64(time.Second)))
+						if d := time.Until(due); d > 0 {
+							time.Sleep(d)
+						}
+					}
+					payload := make([]byte, 256)
+					binary.LittleEndian.PutUint64(payload, uint64(seq))
+					written[seq].Store(time.Now().UnixNano())
+					req := &dcsync.Request{Key: fmt.Sprintf("k%d", seq%4096), Op: "set", Payload: payload}
+					if err := u.sync.Write(context.Background(), req); err != nil {
+						b.Errorf("write: %v", err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		eventually(b, 2*time.Minute, func() bool { return done.Load() == int64(to) },
+			func() string { return fmt.Sprintf("%d of %d applied", done.Load(), to) })
+	}
+	if warmN > 0 {
+		write(0, warmN, 0, time.Now())
+		debug.FreeOSMemory() // as the benchmark command does before its phase
+	}
+
 	b.ResetTimer()
 	begin := time.Now()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range 64 {
-		wg.Go(func() {
-			for seq := next.Add(1) - 1; seq < int64(n); seq = next.Add(1) - 1 {
-				due := begin.Add(time.Duration(float64(seq) / *lagRate * float64(time.Second)))
-				if d := time.Until(due); d > 0 {
-					time.Sleep(d)
-				}
-				payload := make([]byte, 256)
-				binary.LittleEndian.PutUint64(payload, uint64(seq))
-				written[seq].Store(time.Now().UnixNano())
-				req := &dcsync.Request{Key: fmt.Sprintf("k%d", seq%4096), Op: "set", Payload: payload}
-				if err := u.sync.Write(context.Background(), req); err != nil {
-					b.Errorf("write: %v", err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	eventually(b, 2*time.Minute, func() bool { return done.Load() == int64(n) },
-		func() string { return fmt.Sprintf("%d of %d applied", done.Load(), n) })
+	write(warmN, total, *lagRate, begin)
 	b.StopTimer()
 
 	// When each write entered each stream, by its entry's ID.
 	entered := func(c *goredis.Client, stream string) []int64 {
-		at := make([]int64, n)
+		at := make([]int64, total)
 		msgs, err := c.XRange(context.Background(), stream, "-", "+").Result()
 		if err != nil {
 			b.Fatal(err)
@@ -112,7 +134,7 @@ func BenchmarkLagStages(b *testing.B) {
 			}
 			for _, f := range frames {
 				if f.req != nil && f.req.Origin == "unicom" && len(f.req.Payload) >= 8 {
-					if seq := binary.LittleEndian.Uint64(f.req.Payload); seq < uint64(n) && at[seq] == 0 {
+					if seq := binary.LittleEndian.Uint64(f.req.Payload); seq < uint64(total) && at[seq] == 0 {
 						at[seq] = ms * 1e6
 					}
 				}
@@ -123,23 +145,46 @@ func BenchmarkLagStages(b *testing.B) {
 	out := entered(cu, Key("dcsync", "unicom", "outbound"))
 	in := entered(ct, Key("dcsync", "telecom", "inbound:unicom"))
 	ap := entered(ct, Key("dcsync", "telecom", "apply"))
-	warm := begin.Add(500 * time.Millisecond).UnixNano()
-	var lag, warmLag, toOut, toIn, toApply, toProc []float64
-	for seq := range n {
+	ms := func(from, to int64) float64 { return float64(to-from) / 1e6 }
+	type hops struct{ lag, toOut, toIn, toApply, toProc []float64 }
+	add := func(h *hops, seq int) {
 		w, a := written[seq].Load(), applied[seq].Load()
-		ms := func(from, to int64) float64 { return float64(to-from) / 1e6 }
-		lag = append(lag, ms(w, a))
-		if w >= warm {
-			warmLag = append(warmLag, ms(w, a))
-			toOut, toIn = append(toOut, ms(w, out[seq])), append(toIn, ms(out[seq], in[seq]))
-			toApply, toProc = append(toApply, ms(in[seq], ap[seq])), append(toProc, ms(ap[seq], a))
+		h.lag = append(h.lag, ms(w, a))
+		h.toOut, h.toIn = append(h.toOut, ms(w, out[seq])), append(h.toIn, ms(out[seq], in[seq]))
+		h.toApply, h.toProc = append(h.toApply, ms(in[seq], ap[seq])), append(h.toProc, ms(ap[seq], a))
+	}
+	if k := *lagSteps; k > 0 {
+		// Each bucket's p50/max per hop, to see where a transient is.
+		for i := range k {
+			var h hops
+			for seq := warmN + i*n/k; seq < warmN+(i+1)*n/k; seq++ {
+				add(&h, seq)
+			}
+			line := fmt.Sprintf("bucket %2d (from %4.0f ms):", i, ms(begin.UnixNano(), written[warmN+i*n/k].Load()))
+			for _, v := range [][]float64{h.lag, h.toOut, h.toIn, h.toApply, h.toProc} {
+				slices.Sort(v)
+				if len(v) > 0 {
+					line += fmt.Sprintf(" %5.1f/%5.1f", v[len(v)/2], v[len(v)-1])
+				}
+			}
+			b.Log(line)
+		}
+		b.Log("columns: lag, write-outbound, outbound-inbound, inbound-apply, apply-processor (p50/max ms)")
+	}
+	warm := begin.Add(500 * time.Millisecond).UnixNano()
+	var lag []float64
+	var h hops
+	for seq := warmN; seq < total; seq++ {
+		lag = append(lag, ms(written[seq].Load(), applied[seq].Load()))
+		if written[seq].Load() >= warm {
+			add(&h, seq)
 		}
 	}
 	for _, m := range []struct {
 		name string
 		v    []float64
-	}{{"lag", lag}, {"warm-lag", warmLag}, {"write-outbound", toOut}, {"outbound-inbound", toIn},
-		{"inbound-apply", toApply}, {"apply-processor", toProc}} {
+	}{{"lag", lag}, {"warm-lag", h.lag}, {"write-outbound", h.toOut}, {"outbound-inbound", h.toIn},
+		{"inbound-apply", h.toApply}, {"apply-processor", h.toProc}} {
 		slices.Sort(m.v)
 		if len(m.v) == 0 {
 			continue
