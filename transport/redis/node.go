@@ -555,6 +555,9 @@ func (n *Node) Run(ctx context.Context, s *dcsync.Syncer) error {
 			wg.Go(func() { g.work(ctx, consumer) })
 		}
 	}
+	for peer, c := range n.cfg.Peers {
+		wg.Go(func() { n.warm(ctx, c, n.inbound(peer, n.cfg.DC)) })
+	}
 	wg.Go(func() { n.janitor(ctx, groups) })
 	wg.Wait()
 	return ctx.Err()
