@@ -120,19 +120,52 @@ type flights struct {
 	sem   chan struct{}
 	wg    sync.WaitGroup
 
+	link *link // the round trip to the peer, shared by its workers
+
 	mu       sync.Mutex
 	seq      uint64
 	last     *flight
 	launched time.Time
-	rtt      time.Duration // the shortest batch time lately: the link's
-	rttAt    time.Time
 }
 
 // newFlights returns the flights of a worker whose fences begin with
-// prefix; the token drawn here keeps them apart from an earlier run's.
-func newFlights(prefix string) *flights {
+// prefix, across l (a link of their own when nil); the token drawn here
+// keeps them apart from an earlier run's.
+func newFlights(prefix string, l *link) *flights {
 	fence := prefix + ":" + strconv.FormatUint(rand.Uint64(), 36)
-	return &flights{fence: fence, park: fence + ":parked", sem: make(chan struct{}, maxFlights)}
+	if l == nil {
+		l = new(link)
+	}
+	return &flights{fence: fence, park: fence + ":parked", sem: make(chan struct{}, maxFlights), link: l}
+}
+
+// link is what a peer's reship workers know of the round trip to its
+// Redis: the shortest lately of their batches' times and of the PINGs
+// the Node times (see Node.warm). The shortest time is the link's; longer
+// ones are the machine's or the peer's queues, which the pace should not
+// follow: after a burst at full speed, every batch of which queued behind
+// others, the batches alone would leave the pace at several round trips
+// until the first batch after it returned.
+type link struct {
+	mu  sync.Mutex
+	rtt time.Duration
+	at  time.Time
+}
+
+// observe records a round trip that took took.
+func (l *link) observe(took time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now := time.Now(); l.rtt == 0 || took < l.rtt || now.Sub(l.at) > rttMemory {
+		l.rtt, l.at = took, now
+	}
+}
+
+// get returns the shortest round trip lately, 0 before any.
+func (l *link) get() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.rtt
 }
 
 // launch handles msgs as a batch of its own, beside those in flight, once
@@ -143,10 +176,11 @@ func (fs *flights) launch(ctx context.Context, w *worker, msgs []goredis.XMessag
 	case <-ctx.Done():
 		return // unhandled: the entries stay pending, reread or claimed later
 	}
+	rtt := fs.link.get()
 	fs.mu.Lock()
 	fs.seq++
 	f := &flight{fs: fs, seq: fs.seq, prev: fs.last, done: make(chan struct{}), arrived: make(chan struct{}),
-		plain: fs.rtt < nearRTT && fs.last.through()}
+		plain: rtt < nearRTT && fs.last.through()}
 	if !f.plain && !f.prev.through() {
 		w.n.overlapped.Add(1)
 	}
@@ -166,22 +200,15 @@ func (fs *flights) launch(ctx context.Context, w *worker, msgs []goredis.XMessag
 }
 
 // sent records how long a batch took to the peer's answer.
-func (fs *flights) sent(took time.Duration) {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	// The shortest time lately is the link's; longer ones are the
-	// machine's or the peer's queues, which the pace should not follow.
-	if now := time.Now(); fs.rtt == 0 || took < fs.rtt || now.Sub(fs.rttAt) > rttMemory {
-		fs.rtt, fs.rttAt = took, now
-	}
-}
+func (fs *flights) sent(took time.Duration) { fs.link.observe(took) }
 
 // pace waits until the worker may read its next batch: on a short link
 // once the last batch is through, on a long one an eighth of the round
 // trip after the last left (at once when none is in flight).
 func (fs *flights) pace(ctx context.Context) {
+	rtt := fs.link.get()
 	fs.mu.Lock()
-	last, rtt, launched := fs.last, fs.rtt, fs.launched
+	last, launched := fs.last, fs.launched
 	fs.mu.Unlock()
 	if last.through() {
 		return

@@ -29,7 +29,7 @@ func newFenceRig(t *testing.T, client goredis.UniversalClient) *fenceRig {
 		t.Fatal(err)
 	}
 	stream := n.inbound("telecom", "unicom")
-	return &fenceRig{t: t, client: client, n: n, stream: stream, fs: newFlights(stream + ":fence:test")}
+	return &fenceRig{t: t, client: client, n: n, stream: stream, fs: newFlights(stream+":fence:test", nil)}
 }
 
 // flight returns batch seq of the rig's worker, after prev, fenced.
@@ -172,7 +172,7 @@ func TestFenceOfARestartedWorker(t *testing.T) {
 	cancel()
 	<-old
 	oldPark := r.fs.park
-	r.fs = newFlights(r.stream + ":fence:test")
+	r.fs = newFlights(r.stream+":fence:test", nil)
 	g1 := r.flight(1, nil)
 	g2 := r.flight(2, g1)
 	if err := r.send(context.Background(), g1, "a"); err != nil {

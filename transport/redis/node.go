@@ -127,6 +127,8 @@ type Node struct {
 	blockInPipeline bool
 
 	stats struct{ read, acked, claimed, reread, deadLettered, stalled, trimmed atomic.Uint64 }
+	// links are the round trips to the peers, by name.
+	links map[string]*link
 	// overlapped counts the reship batches launched while another of their
 	// worker was in flight (see flights).
 	overlapped atomic.Uint64
@@ -174,6 +176,10 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		apply:         Key(cfg.Prefix, cfg.DC, "apply"),
 		dead:          Key(cfg.Prefix, cfg.DC, "dead"),
 		staleConsumer: time.Hour,
+		links:         make(map[string]*link, len(cfg.Peers)),
+	}
+	for peer := range cfg.Peers {
+		n.links[peer] = new(link)
 	}
 	n.out.n = n
 	rt := readTimeout(cfg.Client)
@@ -556,7 +562,7 @@ func (n *Node) Run(ctx context.Context, s *dcsync.Syncer) error {
 		}
 	}
 	for peer, c := range n.cfg.Peers {
-		wg.Go(func() { n.warm(ctx, c, n.inbound(peer, n.cfg.DC)) })
+		wg.Go(func() { n.warm(ctx, c, n.inbound(peer, n.cfg.DC), n.links[peer]) })
 	}
 	wg.Go(func() { n.janitor(ctx, groups) })
 	wg.Wait()
@@ -586,6 +592,7 @@ func (n *Node) groups(s *dcsync.Syncer) []*group {
 			probe: func(ctx context.Context) error { return c.Ping(ctx).Err() },
 			whole: true,
 			fence: func(consumer string) string { return inbound + ":fence:" + consumer },
+			link:  n.links[peer],
 		})
 		gs = append(gs, &group{n: n, stream: n.inbound(n.cfg.DC, peer), name: "collect", hop: "collect:" + peer,
 			handle: func(ctx context.Context, reqs []*dcsync.Request, raw map[*dcsync.Request]string, later *deferred, _ *flight) []error {

@@ -20,10 +20,11 @@ import (
 // before (at the start, or as the rate rose), the lag's p50 went to 100 ms
 // for a quarter of a second. So the Node opens and handshakes, ahead of
 // the batches, as many connections of each peer's client as its reship
-// workers' batches in flight take at once.
+// workers' batches in flight take at once. The PINGs that tell whether the
+// link is long also set the workers' pace (see link).
 const (
-	// warmEvery is how often a peer's pool is checked for connections
-	// missing (closed, or never opened).
+	// warmEvery is how often a peer's round trip is timed and its pool
+	// checked for connections missing (closed, or never opened).
 	warmEvery = 5 * time.Second
 	// warmRefresh is how often, when the pool is idle, its connections are
 	// used all at once, so that none ages past ConnMaxIdleTime (go-redis
@@ -31,24 +32,26 @@ const (
 	warmRefresh = time.Minute
 )
 
-// warm keeps the connections of c, the client of a peer whose inbound
-// stream is stream, ready for the reship workers' batches in flight, until
-// ctx ends: Workers × maxFlights of them (at most the pool's size), on a
-// link whose round trip is nearRTT or longer. On a shorter one a dial is
+// warm times a PING to the peer of client c, whose inbound stream is
+// stream, every warmEvery, for l (the pace of the reship workers), and
+// keeps c's connections ready for their batches in flight, until ctx
+// ends: Workers × maxFlights of them (at most the pool's size), on a link
+// whose round trip is nearRTT or longer. On a shorter one a dial is
 // cheap, and nothing is opened ahead.
-func (n *Node) warm(ctx context.Context, c goredis.UniversalClient, stream string) {
+func (n *Node) warm(ctx context.Context, c goredis.UniversalClient, stream string, l *link) {
 	want := n.cfg.Workers * maxFlights
 	if size := poolSize(c); size > 0 {
 		want = min(want, size)
 	}
 	var last time.Time // of the last round that used every connection
 	for {
-		target, err := peerNode(ctx, c, stream)
-		if err == nil {
-			st := target.PoolStats()
-			if last.IsZero() || int(st.TotalConns) < want ||
-				(st.IdleConns == st.TotalConns && time.Since(last) > warmRefresh) {
-				if err := warmConns(ctx, target, want); err == nil {
+		if target, err := peerNode(ctx, c, stream); err == nil {
+			if rtt, err := timePing(ctx, target); err == nil {
+				l.observe(rtt)
+				st := target.PoolStats()
+				if rtt >= nearRTT && (last.IsZero() || int(st.TotalConns) < want ||
+					(st.IdleConns == st.TotalConns && time.Since(last) > warmRefresh)) {
+					warmConns(ctx, target, want)
 					last = time.Now()
 				}
 			}
@@ -59,27 +62,28 @@ func (n *Node) warm(ctx context.Context, c goredis.UniversalClient, stream strin
 	}
 }
 
-// warmConns measures the round trip to target's server and, when it is
-// nearRTT or longer, has want PINGs under way at once, each on a
-// connection of its own: the pool opens those it lacks, and their
-// handshakes are done before a batch needs them.
-func warmConns(ctx context.Context, target pinger, want int) error {
-	if err := target.Ping(ctx).Err(); err != nil { // a connection, handshaken
-		return err
+// timePing returns the time of a PING to target's server, on a
+// connection already open (the PING before it opens one if none is).
+func timePing(ctx context.Context, target pinger) (time.Duration, error) {
+	if err := target.Ping(ctx).Err(); err != nil {
+		return 0, err
 	}
 	began := time.Now()
 	if err := target.Ping(ctx).Err(); err != nil {
-		return err
+		return 0, err
 	}
-	if time.Since(began) < nearRTT {
-		return nil
-	}
+	return time.Since(began), nil
+}
+
+// warmConns has want PINGs to target's server under way at once, each on
+// a connection of its own: the pool opens those it lacks, and their
+// handshakes are done before a batch needs them.
+func warmConns(ctx context.Context, target pinger, want int) {
 	var wg sync.WaitGroup
 	for range want {
 		wg.Go(func() { _ = target.Ping(ctx).Err() })
 	}
 	wg.Wait()
-	return nil
 }
 
 // pinger is a client of one server, or of a Redis Cluster's node.

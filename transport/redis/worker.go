@@ -44,6 +44,8 @@ type group struct {
 	// batches in flight (see flights), through the fence of fence(consumer).
 	whole bool
 	fence func(consumer string) string
+	// link, for the reship group, is the round trip to the peer.
+	link *link
 }
 
 // failures is the hash, beside each stream, that keeps the last error of
@@ -75,7 +77,7 @@ type item struct {
 func (g *group) work(ctx context.Context, consumer string) {
 	w := &worker{group: g, consumer: consumer, cursor: "0-0", own: true, ownEnd: "0"}
 	if g.whole {
-		w.flights = newFlights(g.fence(consumer))
+		w.flights = newFlights(g.fence(consumer), g.link)
 	}
 	defer func() {
 		if w.flights != nil {
