@@ -37,6 +37,8 @@ type NodeConfig struct {
 	// worker keeps up to 8 batches in flight to a peer, each on a
 	// connection of the peer's client: give it a PoolSize of 8 × Workers
 	// or more (go-redis's default, 10 per CPU, fits 2 Workers on 2 CPUs).
+	// Run opens and handshakes those connections ahead, and times the
+	// round trip, with PINGs: the peer's ACL must allow PING.
 	Peers map[string]goredis.UniversalClient
 	// Prefix starts every key; default "dcsync".
 	Prefix string
