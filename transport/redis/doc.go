@@ -42,7 +42,10 @@
 // of concurrent Write calls go into the outbound stream together, one entry
 // per round trip; a reship worker forwards what it read to the peer's
 // inbound stream as entries of up to BatchSize requests, in one round
-// trip; a collect worker hands the writes it accepted on as entries of the
+// trip, and reads on meanwhile: across a WAN up to 8 such batches of a
+// worker are in flight, added by the peer's Redis in the order they were
+// read (a batch that arrives before its predecessor is parked there until
+// it comes; see docs/wan.md); a collect worker hands the writes it accepted on as entries of the
 // apply stream; an apply worker applies a batch with hop.Stages.Apply. So
 // a hop costs Redis one add, one delivery and one acknowledgement per batch
 // rather than per request.

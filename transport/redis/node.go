@@ -33,7 +33,12 @@ type NodeConfig struct {
 	// streams. Each peer has a consumer group, named after it, on the
 	// outbound stream, which is trimmed only past what every group has
 	// acknowledged: when a peer leaves for good, destroy its group
-	// (XGROUP DESTROY {<Prefix>:<DC>}:outbound <peer>).
+	// (XGROUP DESTROY {<Prefix>:<DC>}:outbound <peer>). Across a WAN each reship
+	// worker keeps up to 8 batches in flight to a peer, each on a
+	// connection of the peer's client: give it a PoolSize of 8 × Workers
+	// or more (go-redis's default, 10 per CPU, fits 2 Workers on 2 CPUs).
+	// Run opens and handshakes those connections ahead, and times the
+	// round trip, with PINGs: the peer's ACL must allow PING.
 	Peers map[string]goredis.UniversalClient
 	// Prefix starts every key; default "dcsync".
 	Prefix string
@@ -46,8 +51,8 @@ type NodeConfig struct {
 	// a worker hands on at once to a stage of package hop;
 	// default 256. A worker reads up to BatchSize/8 entries at once (at
 	// least one); a reship worker reads up to BatchSize entries and sends
-	// all it read to the peer in one pipelined round trip, as entries of
-	// BatchSize. Keep it within the Syncer's
+	// all it read to the peer in one round trip, as entries of
+	// BatchSize, with up to 8 such batches in flight across a WAN. Keep it within the Syncer's
 	// Limits.MaxBatch.
 	BatchSize int
 	// Concurrency is how many requests of a batch an apply worker passes
@@ -124,6 +129,11 @@ type Node struct {
 	blockInPipeline bool
 
 	stats struct{ read, acked, claimed, reread, deadLettered, stalled, trimmed atomic.Uint64 }
+	// links are the round trips to the peers, by name.
+	links map[string]*link
+	// overlapped counts the reship batches launched while another of their
+	// worker was in flight (see flights).
+	overlapped atomic.Uint64
 }
 
 var _ dcsync.Reship = (*Node)(nil)
@@ -168,6 +178,10 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		apply:         Key(cfg.Prefix, cfg.DC, "apply"),
 		dead:          Key(cfg.Prefix, cfg.DC, "dead"),
 		staleConsumer: time.Hour,
+		links:         make(map[string]*link, len(cfg.Peers)),
+	}
+	for peer := range cfg.Peers {
+		n.links[peer] = new(link)
 	}
 	n.out.n = n
 	rt := readTimeout(cfg.Client)
@@ -549,6 +563,9 @@ func (n *Node) Run(ctx context.Context, s *dcsync.Syncer) error {
 			wg.Go(func() { g.work(ctx, consumer) })
 		}
 	}
+	for peer, c := range n.cfg.Peers {
+		wg.Go(func() { n.warm(ctx, c, n.inbound(peer, n.cfg.DC), n.links[peer]) })
+	}
 	wg.Go(func() { n.janitor(ctx, groups) })
 	wg.Wait()
 	return ctx.Err()
@@ -566,15 +583,21 @@ func (n *Node) groups(s *dcsync.Syncer) []*group {
 	senders := n.Senders()
 	for peer, c := range n.cfg.Peers {
 		sender := senders[peer].(*Sender)
+		inbound := n.inbound(peer, n.cfg.DC)
 		gs = append(gs, &group{n: n, stream: n.outbound, name: peer, hop: "reship:" + peer,
-			handle: func(ctx context.Context, reqs []*dcsync.Request, raw map[*dcsync.Request]string, _ *deferred) []error {
-				return st.Ship(ctx, peer, rawSender{sender, raw}, reqs)
+			handle: func(ctx context.Context, reqs []*dcsync.Request, raw map[*dcsync.Request]string, _ *deferred, f *flight) []error {
+				if f == nil {
+					return st.Ship(ctx, peer, rawSender{sender, raw}, reqs)
+				}
+				return st.Ship(ctx, peer, fencedSender{rawSender{sender, raw}, f}, reqs)
 			},
 			probe: func(ctx context.Context) error { return c.Ping(ctx).Err() },
 			whole: true,
+			fence: func(consumer string) string { return inbound + ":fence:" + consumer },
+			link:  n.links[peer],
 		})
 		gs = append(gs, &group{n: n, stream: n.inbound(n.cfg.DC, peer), name: "collect", hop: "collect:" + peer,
-			handle: func(ctx context.Context, reqs []*dcsync.Request, raw map[*dcsync.Request]string, later *deferred) []error {
+			handle: func(ctx context.Context, reqs []*dcsync.Request, raw map[*dcsync.Request]string, later *deferred, _ *flight) []error {
 				if later == nil {
 					return st.Collect(ctx, peer, reqs, nil, n.next(raw, nil))
 				}
@@ -583,7 +606,7 @@ func (n *Node) groups(s *dcsync.Syncer) []*group {
 			defers: defers,
 		})
 	}
-	apply := func(ctx context.Context, reqs []*dcsync.Request, _ map[*dcsync.Request]string, _ *deferred) []error {
+	apply := func(ctx context.Context, reqs []*dcsync.Request, _ map[*dcsync.Request]string, _ *deferred, _ *flight) []error {
 		return st.Apply(ctx, reqs)
 	}
 	gs = append(gs, &group{n: n, stream: n.outbound, name: localGroup, hop: "local", handle: apply})

@@ -18,8 +18,10 @@ import (
 var ErrUnreplicated = errors.New("redis: entries not confirmed by enough replicas")
 
 // adder is what the adds to a stream need of a client: a
-// goredis.UniversalClient, or one connection of a server.
+// goredis.UniversalClient, or one connection of a server. The reship hop
+// adds through a script (see fenceScript).
 type adder interface {
+	goredis.Scripter
 	XAdd(ctx context.Context, a *goredis.XAddArgs) *goredis.StringCmd
 	Pipelined(ctx context.Context, fn func(goredis.Pipeliner) error) ([]goredis.Cmder, error)
 }

@@ -26,7 +26,9 @@ type group struct {
 	// raw holds the encodings they were read in, and later, when set (see
 	// defers), the batch's claims and hand-offs deferred to its
 	// acknowledgement.
-	handle func(ctx context.Context, reqs []*dcsync.Request, raw map[*dcsync.Request]string, later *deferred) []error
+	// f, for the reship group, is the batch's place among the worker's
+	// batches in flight (see flights).
+	handle func(ctx context.Context, reqs []*dcsync.Request, raw map[*dcsync.Request]string, later *deferred, f *flight) []error
 	// probe, when set, checks that the next hop is back before a stalled
 	// batch is retried, so an outage costs pings rather than failed sends.
 	probe func(ctx context.Context) error
@@ -38,8 +40,12 @@ type group struct {
 	defers bool
 	// whole says that handle takes every request read at once, rather
 	// than BatchSize at a time: a Sender adds them as entries of
-	// BatchSize, all in one round trip.
+	// BatchSize, all in one round trip. Its workers keep several such
+	// batches in flight (see flights), through the fence of fence(consumer).
 	whole bool
+	fence func(consumer string) string
+	// link, for the reship group, is the round trip to the peer.
+	link *link
 }
 
 // failures is the hash, beside each stream, that keeps the last error of
@@ -70,15 +76,29 @@ type item struct {
 // returns early: Redis errors are logged and retried with backoff.
 func (g *group) work(ctx context.Context, consumer string) {
 	w := &worker{group: g, consumer: consumer, cursor: "0-0", own: true, ownEnd: "0"}
+	if g.whole {
+		w.flights = newFlights(g.fence(consumer), g.link)
+	}
 	defer func() {
+		if w.flights != nil {
+			w.flights.drain() // each ends within shutdownGrace
+		}
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
 		defer cancel()
 		w.sendAcks(actx)
 	}()
 	for ctx.Err() == nil {
 		var err error
+		if w.flights != nil {
+			w.flights.pace(ctx)
+		}
 		switch {
-		case w.own:
+		case w.isOwn():
+			if w.flights != nil {
+				// The batches in flight are among this consumer's pending
+				// entries: the reread would send them again.
+				w.flights.drain()
+			}
 			err = w.reread(ctx)
 		case !time.Now().Before(w.nextClaim):
 			err = w.claim(ctx)
@@ -95,7 +115,7 @@ func (g *group) work(ctx context.Context, consumer string) {
 		if isNoGroup(err) {
 			err = g.create(ctx)
 		} else if unavailable(err) {
-			w.own = true // a read may have been delivered and its reply lost
+			w.setOwn() // a read may have been delivered and its reply lost
 		}
 		if err != nil {
 			w.failing++
@@ -126,6 +146,34 @@ type worker struct {
 	// acks are entries settled with nothing else to record: their XACK
 	// goes with the next read, sparing a round trip a batch.
 	acks []string
+	// mu guards own and acks, which the batches in flight set too.
+	mu sync.Mutex
+	// flights, for the reship group, are the batches in flight to the
+	// peer; nil for the other groups, whose workers handle a read at a time.
+	flights *flights
+}
+
+func (w *worker) isOwn() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.own
+}
+
+// setOwn notes that entries may be pending to this consumer unhandled.
+func (w *worker) setOwn() {
+	w.mu.Lock()
+	w.own = true
+	w.mu.Unlock()
+}
+
+// takeAcks returns the acknowledgements waiting for the next read, which
+// are the caller's until it gives back those whose XACK failed (acked).
+func (w *worker) takeAcks() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	acks := w.acks
+	w.acks = nil
+	return acks
 }
 
 // readCount is how many entries a worker reads at once: entries carry up to
@@ -150,18 +198,18 @@ func (w *worker) read(ctx context.Context) error {
 		Streams: []string{w.stream, ">"}, Count: w.reads(), Block: w.n.cfg.Block}
 	var res []goredis.XStream
 	var err error
-	if len(w.acks) > 0 {
+	if acks := w.takeAcks(); len(acks) > 0 {
 		if !w.n.blockInPipeline {
 			args.Block = -1 // a pipeline waits only ReadTimeout for its replies
 		}
 		var rd *goredis.XStreamSliceCmd
 		var ack *goredis.IntCmd
 		_, _ = w.n.cfg.Client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-			ack = p.XAck(ctx, w.stream, w.name, w.acks...)
+			ack = p.XAck(ctx, w.stream, w.name, acks...)
 			rd = p.XReadGroup(ctx, args)
 			return nil
 		})
-		w.acked(ack.Err())
+		w.acked(acks, ack.Err())
 		res, err = rd.Result()
 		if errors.Is(err, goredis.Nil) && args.Block < 0 {
 			args.Block = w.n.cfg.Block
@@ -178,7 +226,7 @@ func (w *worker) read(ctx context.Context) error {
 	}
 	for _, s := range res {
 		if len(s.Messages) > 0 {
-			w.process(ctx, s.Messages, nil)
+			w.handleRead(ctx, s.Messages, nil)
 		}
 	}
 	return nil
@@ -199,7 +247,9 @@ func (w *worker) reread(ctx context.Context) error {
 		msgs = res[0].Messages
 	}
 	if len(msgs) == 0 {
+		w.mu.Lock()
 		w.own, w.ownEnd = false, "0"
+		w.mu.Unlock()
 		return nil
 	}
 	w.ownEnd = msgs[len(msgs)-1].ID
@@ -208,27 +258,39 @@ func (w *worker) reread(ctx context.Context) error {
 		return err
 	}
 	w.n.stats.reread.Add(uint64(len(msgs)))
-	w.process(ctx, msgs, counts)
+	w.handleRead(ctx, msgs, counts)
 	return nil
+}
+
+// handleRead handles entries just read: at once, or, for a reship worker,
+// as a batch in flight beside the others.
+func (w *worker) handleRead(ctx context.Context, msgs []goredis.XMessage, counts map[string]int64) {
+	if w.flights != nil {
+		w.flights.launch(ctx, w, msgs, counts)
+		return
+	}
+	w.process(ctx, msgs, counts, nil)
 }
 
 // sendAcks acknowledges the entries whose XACK waits for the next read.
 func (w *worker) sendAcks(ctx context.Context) {
-	if len(w.acks) > 0 {
-		w.acked(w.n.cfg.Client.XAck(ctx, w.stream, w.name, w.acks...).Err())
+	if acks := w.takeAcks(); len(acks) > 0 {
+		w.acked(acks, w.n.cfg.Client.XAck(ctx, w.stream, w.name, acks...).Err())
 	}
 }
 
-// acked records the outcome of the XACK of w.acks. Entries whose XACK
+// acked records the outcome of the XACK of acks. Entries whose XACK
 // failed stay pending, and are acknowledged with the next read; if this
 // process stops first, they come back after ClaimIdle: at least once.
-func (w *worker) acked(err error) {
+func (w *worker) acked(acks []string, err error) {
 	if err != nil {
 		w.n.cfg.Logger.Warn("redis: acknowledging entries failed", "hop", w.hop, "stream", w.stream, "err", err)
+		w.mu.Lock()
+		w.acks = append(w.acks, acks...)
+		w.mu.Unlock()
 		return
 	}
-	w.n.stats.acked.Add(uint64(len(w.acks)))
-	w.acks = w.acks[:0]
+	w.n.stats.acked.Add(uint64(len(acks)))
 }
 
 // claim takes over the next entries pending longer than ClaimIdle, with
@@ -254,7 +316,7 @@ func (w *worker) claim(ctx context.Context) error {
 		return err // the entries are ours now; they come back after ClaimIdle
 	}
 	w.n.stats.claimed.Add(uint64(len(msgs)))
-	w.process(ctx, msgs, counts)
+	w.handleRead(ctx, msgs, counts)
 	return nil
 }
 
@@ -284,8 +346,9 @@ func (w *worker) deliveries(ctx context.Context, msgs []goredis.XMessage) (map[s
 // hands the rest on, and settles each entry by the outcomes of its
 // requests. Requests whose next hop is unavailable are retried here until
 // it is back or ctx ends. Of a claimed entry whose earlier delivery left
-// some requests failing, only those are handled again.
-func (w *worker) process(ctx context.Context, msgs []goredis.XMessage, counts map[string]int64) {
+// some requests failing, only those are handled again. f is the batch's
+// place among a reship worker's batches in flight, nil for other groups.
+func (w *worker) process(ctx context.Context, msgs []goredis.XMessage, counts map[string]int64, f *flight) {
 	w.n.stats.read.Add(uint64(len(msgs)))
 	var records []string
 	if counts != nil {
@@ -332,12 +395,18 @@ func (w *worker) process(ctx context.Context, msgs []goredis.XMessage, counts ma
 	hctx, cancel := graceful(ctx, shutdownGrace)
 	defer cancel()
 	for round := 1; ; round++ {
-		later := w.handleAll(hctx, live)
+		began := time.Now()
+		later := w.handleAll(hctx, live, f)
+		if round == 1 && f != nil {
+			w.flights.sent(time.Since(began))
+		}
 		if err := w.settle(hctx, entries, counts != nil, later); err != nil {
 			// Unacknowledged entries are claimed after ClaimIdle, or, when
 			// Redis could not be reached, reread by this worker once it is
 			// back.
-			w.own = w.own || unavailable(err)
+			if unavailable(err) {
+				w.setOwn()
+			}
 			return
 		}
 		var stalled []*item
@@ -397,7 +466,7 @@ func (f failures) of(i int) (string, bool) {
 // handleAll hands the requests of live on, BatchSize at a time (or all at
 // once, see group.whole), sets each one's outcome, and returns the writes
 // deferred to the acknowledgement, if any.
-func (w *worker) handleAll(ctx context.Context, live []*item) *deferred {
+func (w *worker) handleAll(ctx context.Context, live []*item, f *flight) *deferred {
 	if len(live) == 0 {
 		return nil
 	}
@@ -417,7 +486,7 @@ func (w *worker) handleAll(ctx context.Context, live []*item) *deferred {
 	}
 	for start := 0; start < len(live); start += size {
 		end := min(start+size, len(live))
-		for i, err := range w.handle(ctx, reqs[start:end], raw, later) {
+		for i, err := range w.handle(ctx, reqs[start:end], raw, later, f) {
 			it := live[start+i]
 			it.err, it.out = err, classify(err)
 		}
@@ -550,7 +619,9 @@ func (w *worker) settle(ctx context.Context, entries []*entry, claimed bool, lat
 	}
 	if len(deadVals) == 0 && len(failed) == 0 && !claimed {
 		// Only acknowledgements: they go with the next read.
+		w.mu.Lock()
 		w.acks = append(w.acks, ack...)
+		w.mu.Unlock()
 		for _, e := range now {
 			e.settled = true
 		}
