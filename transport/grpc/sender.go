@@ -45,7 +45,7 @@ type SenderConfig struct {
 	TLS *tls.Config
 	// DialOptions follow NewSender's own dial options, so they override
 	// them: keepalive pings every 30s (the peer's server should take
-	// ServerOptions), 8 MiB flow-control windows, reconnect backoff up to 5s.
+	// ServerOptions), 16 MiB flow-control windows, reconnect backoff up to 5s.
 	DialOptions []grpc.DialOption
 	// Compress gzips batches: fewer bytes on a long link for some CPU.
 	Compress bool
