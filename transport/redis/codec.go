@@ -90,6 +90,21 @@ func encodeBatch(raw map[*dcsync.Request]string, reqs []*dcsync.Request) []byte 
 	return b
 }
 
+// encodeEntries encodes reqs as the frames of entries of at most max
+// requests each (encodeBatch), calling add with each entry's count and
+// frames, and returns the frames' buffers, for putBlobs once the client
+// has written them.
+func encodeEntries(raw map[*dcsync.Request]string, reqs []*dcsync.Request, max int, add func(count int, frames []byte)) [][]byte {
+	var blobs [][]byte
+	for start := 0; start < len(reqs); start += max {
+		chunk := reqs[start:min(start+max, len(reqs))]
+		blob := encodeBatch(raw, chunk)
+		blobs = append(blobs, blob)
+		add(len(chunk), blob)
+	}
+	return blobs
+}
+
 // blobPool recycles the buffers that the frames of an entry are gathered in
 // before the client writes them: they are as large as entries, and one is
 // needed for every batch a hop hands on.
@@ -110,6 +125,13 @@ func getBlob(n int) []byte {
 func putBlob(b []byte) {
 	if cap(b) <= maxPooledBlob {
 		blobPool.Put(&b)
+	}
+}
+
+// putBlobs gives back each of blobs.
+func putBlobs(blobs [][]byte) {
+	for _, b := range blobs {
+		putBlob(b)
 	}
 }
 

@@ -199,9 +199,6 @@ func (fs *flights) launch(ctx context.Context, w *worker, msgs []goredis.XMessag
 	})
 }
 
-// sent records how long a batch took to the peer's answer.
-func (fs *flights) sent(took time.Duration) { fs.link.observe(took) }
-
 // pace waits until the worker may read its next batch: on a short link
 // once the last batch is through, on a long one an eighth of the round
 // trip after the last left (at once when none is in flight).
@@ -341,21 +338,14 @@ func (s fencedSender) add(ctx context.Context, reqs []*dcsync.Request, free bool
 	if free {
 		args[1] = "1"
 	}
-	var blobs [][]byte
-	for start := 0; start < len(reqs); start += max {
-		chunk := reqs[start:min(start+max, len(reqs))]
-		blobs = append(blobs, encodeBatch(s.raw, chunk))
-		args = append(args, len(chunk), blobs[len(blobs)-1])
-	}
+	blobs := encodeEntries(s.raw, reqs, max, func(count int, frames []byte) { args = append(args, count, frames) })
 	var res int64
 	err := s.n.replicated(ctx, s.client, s.stream, func(c adder) error {
 		var err error
 		res, err = fenceScript.Run(ctx, c, []string{s.stream, s.f.fs.fence, s.f.fs.park}, args...).Int64()
 		return err
 	})
-	for _, b := range blobs {
-		putBlob(b)
-	}
+	putBlobs(blobs)
 	if err != nil {
 		return false, fmt.Errorf("redis: add %d requests to %s: %w", len(reqs), s.stream, err)
 	}

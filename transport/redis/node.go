@@ -489,16 +489,12 @@ func addBatch(ctx context.Context, client adder, stream string, reqs []*dcsync.R
 	}
 	var blobs [][]byte
 	cmds, err := client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		for start := 0; start < len(reqs); start += max {
-			chunk := reqs[start:min(start+max, len(reqs))]
-			blobs = append(blobs, encodeBatch(raw, chunk))
-			p.XAdd(ctx, &goredis.XAddArgs{Stream: stream, Values: batchValues(len(chunk), blobs[len(blobs)-1])})
-		}
+		blobs = encodeEntries(raw, reqs, max, func(count int, frames []byte) {
+			p.XAdd(ctx, &goredis.XAddArgs{Stream: stream, Values: batchValues(count, frames)})
+		})
 		return nil
 	})
-	for _, b := range blobs {
-		putBlob(b)
-	}
+	putBlobs(blobs)
 	if err == nil {
 		return nil
 	}

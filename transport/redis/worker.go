@@ -398,7 +398,7 @@ func (w *worker) process(ctx context.Context, msgs []goredis.XMessage, counts ma
 		began := time.Now()
 		later := w.handleAll(hctx, live, f)
 		if round == 1 && f != nil {
-			w.flights.sent(time.Since(began))
+			w.flights.link.observe(time.Since(began)) // the batch's time to the peer's answer
 		}
 		if err := w.settle(hctx, entries, counts != nil, later); err != nil {
 			// Unacknowledged entries are claimed after ClaimIdle, or, when
