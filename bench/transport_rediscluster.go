@@ -14,6 +14,7 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/dcsync/dcsync"
 	dcredis "github.com/dcsync/dcsync/transport/redis"
@@ -103,7 +104,8 @@ func (w *redisClusterWiring) client(e *env, dc string) *goredis.ClusterClient {
 	if w.clients == nil {
 		w.clients, w.nodes = map[string]*goredis.ClusterClient{}, map[string]*dcredis.Node{}
 	}
-	c := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: w.addrs})
+	c := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: w.addrs,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}}) // see docs/redis.md
 	e.onClose(func() { c.Close() })
 	w.clients[dc] = c
 	return c

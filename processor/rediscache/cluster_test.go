@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/dcsync/dcsync"
 	"github.com/dcsync/dcsync/internal/testserver"
@@ -18,7 +19,8 @@ import (
 // goes to each its own, and every write is applied once, newest wins.
 func TestCacheOnCluster(t *testing.T) {
 	cluster := testserver.StartRedisCluster(t)
-	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cluster.Addrs()})
+	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cluster.Addrs(),
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}}) // see docs/redis.md
 	defer client.Close()
 	c := rediscache.New(client, rediscache.Options{Prefix: "cache:"})
 	ctx := context.Background()
