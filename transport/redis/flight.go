@@ -11,6 +11,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/dcsync/dcsync"
+	"github.com/dcsync/dcsync/internal/wait"
 )
 
 // A reship worker keeps several batches in flight to the peer's Redis.
@@ -18,8 +19,9 @@ import (
 // read would carry one read per round trip, and a write read just after a
 // batch left would wait a round trip before it left in turn: at 20 ms one
 // way that made the lag's p50 about three one-way delays. So the worker
-// reads on while batches are in flight, a batch at most every eighth of
-// the shortest round trip lately (at most maxFlights at once), and each
+// reads on while batches are in flight, a batch about every eighth of the
+// shortest round trip lately (at most maxFlights at once; the workers of a
+// link take turns, see link), and each
 // read's batch is handled (shipped, settled, retried when stalled) on its
 // own goroutine, as a worker that handled a read at a time would handle it.
 //
@@ -118,14 +120,18 @@ type flights struct {
 	fence string // the fence key of this run, in the inbound stream's slot
 	park  string // the hash of the batches parked ahead of their predecessor
 	sem   chan struct{}
-	wg    sync.WaitGroup
+	// held says the worker holds a place in sem for its next batch: its
+	// pace takes one before it takes a slot on the link, so that a worker
+	// with maxFlights in flight leaves the link's slots to the others.
+	// Only the worker's goroutine uses it.
+	held bool
+	wg   sync.WaitGroup
 
 	link *link // the round trip to the peer, shared by its workers
 
-	mu       sync.Mutex
-	seq      uint64
-	last     *flight
-	launched time.Time
+	mu   sync.Mutex
+	seq  uint64
+	last *flight
 }
 
 // newFlights returns the flights of a worker whose fences begin with
@@ -136,6 +142,7 @@ func newFlights(prefix string, l *link) *flights {
 	if l == nil {
 		l = new(link)
 	}
+	l.join(1)
 	return &flights{fence: fence, park: fence + ":parked", sem: make(chan struct{}, maxFlights), link: l}
 }
 
@@ -146,10 +153,40 @@ func newFlights(prefix string, l *link) *flights {
 // follow: after a burst at full speed, every batch of which queued behind
 // others, the batches alone would leave the pace at several round trips
 // until the first batch after it returned.
+//
+// The link also spaces the reads of its workers: on a long link each
+// takes the next free slot (reserve), so that the workers' batches leave
+// evenly, a slot every round trip / (maxFlights × workers), rather than
+// all in the same instant every eighth of a round trip (a worker blocked
+// in its read takes the first entry after another's read). A write then
+// waits for the next batch at most a slot, not an eighth of a round trip.
 type link struct {
-	mu  sync.Mutex
-	rtt time.Duration
-	at  time.Time
+	mu      sync.Mutex
+	rtt     time.Duration
+	at      time.Time
+	workers int       // the workers sharing the link's slots
+	next    time.Time // the next free slot
+}
+
+// join counts a worker among those sharing the link's slots (by n = 1)
+// or, once it ends, no more (n = -1).
+func (l *link) join(n int) {
+	l.mu.Lock()
+	l.workers += n
+	l.mu.Unlock()
+}
+
+// reserve takes the next free slot on a link of round trip rtt and
+// returns it: now when the link has been idle.
+func (l *link) reserve(rtt time.Duration) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	at := time.Now()
+	if l.next.After(at) {
+		at = l.next
+	}
+	l.next = at.Add(rtt / time.Duration(maxFlights*max(l.workers, 1)))
+	return at
 }
 
 // observe records a round trip that took took.
@@ -171,11 +208,11 @@ func (l *link) get() time.Duration {
 // launch handles msgs as a batch of its own, beside those in flight, once
 // fewer than maxFlights are.
 func (fs *flights) launch(ctx context.Context, w *worker, msgs []goredis.XMessage, counts map[string]int64) {
-	select {
-	case fs.sem <- struct{}{}:
-	case <-ctx.Done():
+	if !fs.acquire(ctx) {
 		return // unhandled: the entries stay pending, reread or claimed later
 	}
+	fs.held = false // the batch's now, until it is through
+
 	rtt := fs.link.get()
 	fs.mu.Lock()
 	fs.seq++
@@ -184,7 +221,7 @@ func (fs *flights) launch(ctx context.Context, w *worker, msgs []goredis.XMessag
 	if !f.plain && !f.prev.through() {
 		w.n.overlapped.Add(1)
 	}
-	fs.last, fs.launched = f, time.Now()
+	fs.last = f
 	fs.mu.Unlock()
 	fs.wg.Go(func() {
 		defer func() {
@@ -200,35 +237,56 @@ func (fs *flights) launch(ctx context.Context, w *worker, msgs []goredis.XMessag
 }
 
 // pace waits until the worker may read its next batch: on a short link
-// once the last batch is through, on a long one an eighth of the round
-// trip after the last left (at once when none is in flight).
+// once the last batch is through, on a long one at its next slot on the
+// link (see link.reserve), an eighth of the round trip after the last
+// left at most when its workers share the slots evenly.
 func (fs *flights) pace(ctx context.Context) {
-	rtt := fs.link.get()
-	fs.mu.Lock()
-	last, launched := fs.last, fs.launched
-	fs.mu.Unlock()
-	if last.through() {
+	if !fs.acquire(ctx) {
 		return
 	}
-	var timer <-chan time.Time
-	if rtt >= nearRTT {
-		d := time.Until(launched.Add(rtt / maxFlights))
-		if d <= 0 {
+	rtt := fs.link.get()
+	if rtt < nearRTT {
+		fs.mu.Lock()
+		last := fs.last
+		fs.mu.Unlock()
+		if last.through() {
 			return
 		}
-		t := time.NewTimer(d)
-		defer t.Stop()
-		timer = t.C
+		select {
+		case <-last.done:
+		case <-ctx.Done():
+		}
+		return
+	}
+	if d := time.Until(fs.link.reserve(rtt)); d > 0 {
+		wait.Sleep(ctx, d)
+	}
+}
+
+// acquire takes a place among the worker's batches in flight for its
+// next batch, unless it holds one already, waiting while maxFlights are
+// in flight; it reports whether it holds one (false once ctx ends).
+func (fs *flights) acquire(ctx context.Context) bool {
+	if fs.held {
+		return true
 	}
 	select {
-	case <-last.done:
-	case <-timer:
+	case fs.sem <- struct{}{}:
+		fs.held = true
 	case <-ctx.Done():
 	}
+	return fs.held
 }
 
 // drain waits until every batch is through.
 func (fs *flights) drain() { fs.wg.Wait() }
+
+// close drains the flights of a worker that ends, and leaves the link's
+// slots to the others.
+func (fs *flights) close() {
+	fs.drain()
+	fs.link.join(-1)
+}
 
 // fenceScript adds a worker's batch to the inbound stream (KEYS[1]) in
 // its worker's order: KEYS[2] is the worker's fence, the sequence number

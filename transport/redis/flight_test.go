@@ -205,3 +205,73 @@ func TestFenceAfterAPlainBatch(t *testing.T) {
 	}
 	r.expect("a", "b")
 }
+
+// The workers of a link take turns: each reserves the next free slot, a
+// slot every round trip / (maxFlights × workers), so that their batches
+// leave evenly rather than together.
+func TestLinkSpacesItsWorkersReads(t *testing.T) {
+	l := new(link)
+	a, b := newFlights("a", l), newFlights("b", l)
+	const rtt = 64 * time.Second // slots of 4 s: no call here takes that long
+	first := l.reserve(rtt)
+	if d := time.Since(first); d < 0 || d > time.Second {
+		t.Fatalf("the first slot on an idle link is %v from now, want now", -d)
+	}
+	slot := rtt / (2 * maxFlights)
+	for i := 1; i <= 3; i++ {
+		if got, want := l.reserve(rtt), first.Add(time.Duration(i)*slot); !got.Equal(want) {
+			t.Fatalf("slot %d at %v, want %v (a slot every %v)", i, got.Sub(first), want.Sub(first), slot)
+		}
+	}
+	b.close() // one worker left: its slots come every eighth of the round trip
+	last := first.Add(3 * slot)
+	if got, want := l.reserve(rtt), last.Add(slot); !got.Equal(want) {
+		t.Fatalf("next slot at %v, want %v", got.Sub(first), want.Sub(first))
+	}
+	if got, want := l.reserve(rtt), last.Add(slot+rtt/maxFlights); !got.Equal(want) {
+		t.Fatalf("with one worker, next slot at %v, want %v", got.Sub(first), want.Sub(first))
+	}
+	a.close()
+}
+
+// A worker with maxFlights batches in flight takes no slot on the link
+// until one of them is through: its pace waits for a place first, so the
+// slots go to workers that can use them.
+func TestPaceWaitsForAPlaceBeforeASlot(t *testing.T) {
+	l := new(link)
+	l.observe(64 * time.Second)
+	fs := newFlights("a", l)
+	for range maxFlights {
+		fs.sem <- struct{}{} // maxFlights batches in flight
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	paced := make(chan struct{})
+	go func() { fs.pace(ctx); close(paced) }()
+	time.Sleep(20 * time.Millisecond) // the pace starts, and waits
+	// Another worker's reserves meanwhile come one after another from now:
+	// the waiting pace took none of them.
+	other := newFlights("b", l)
+	first := l.reserve(64 * time.Second)
+	if d := time.Since(first); d < 0 || d > time.Second {
+		t.Fatalf("the waiting worker took a slot: the next is %v from now", -d)
+	}
+	cancel()
+	<-paced
+	if fs.held {
+		t.Fatal("a pace ended by its context holds a place")
+	}
+	<-fs.sem // a batch is through: now the worker takes a place and a slot
+	ctx, cancel = context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	fs.pace(ctx) // ends with ctx, waiting for its slot
+	if !fs.held {
+		t.Fatal("pace returned without a place for the next batch")
+	}
+	slot := 64 * time.Second / (2 * maxFlights)
+	if got, want := l.reserve(64*time.Second), first.Add(2*slot); !got.Equal(want) {
+		t.Fatalf("after the worker's pace, the next free slot is at %v, want %v (the worker took the one after the other's)",
+			got.Sub(first), want.Sub(first))
+	}
+	other.close()
+	fs.close()
+}

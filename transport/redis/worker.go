@@ -81,7 +81,7 @@ func (g *group) work(ctx context.Context, consumer string) {
 	}
 	defer func() {
 		if w.flights != nil {
-			w.flights.drain() // each ends within shutdownGrace
+			w.flights.close() // each batch ends within shutdownGrace
 		}
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
 		defer cancel()
