@@ -76,9 +76,12 @@ type Config struct {
 	WatermillConsumers int    // subscribers per hop in the Watermill forwarder
 	RedisServer        string // redis-server binary
 	RedisBenchmark     string // redis-benchmark binary
-	KafkaA, KafkaB     string // bootstrap brokers of unicom's and telecom's Kafka; the Kafka rows need both
-	KafkaRun           string // scripts/kafka.sh's run directory, where the brokers' pids are
-	MirrorMaker        bool   // run the mirrormaker2/kafka row, which starts a JVM per phase
+	// RedisRewriteMinSize is the servers' auto-aof-rewrite-min-size; empty
+	// for Redis's default (64mb).
+	RedisRewriteMinSize string
+	KafkaA, KafkaB      string // bootstrap brokers of unicom's and telecom's Kafka; the Kafka rows need both
+	KafkaRun            string // scripts/kafka.sh's run directory, where the brokers' pids are
+	MirrorMaker         bool   // run the mirrormaker2/kafka row, which starts a JVM per phase
 }
 
 func (c *Config) withDefaults() {
@@ -132,6 +135,8 @@ func main() {
 	flag.StringVar(&cfg.HeapDir, "memprofile", "", "directory for one heap profile per target (end of the full-speed phase)")
 	flag.IntVar(&cfg.BatchSize, "batch", 0, "dcsync Delivery.BatchSize (0: library default)")
 	flag.IntVar(&cfg.Workers, "workers", 0, "dcsync Delivery.Workers, and batches in flight of the RPC ceilings (0: library default)")
+	flag.StringVar(&cfg.RedisRewriteMinSize, "redis-rewrite-min-size", "",
+		"auto-aof-rewrite-min-size of the redis-server processes (default Redis's, 64mb: a fresh server rewrites its append-only file every few seconds under load)")
 	flag.IntVar(&cfg.WatermillConsumers, "watermill-consumers", 4, "subscribers per hop of the Watermill forwarder")
 	flag.StringVar(&wan, "wan", "0,10ms,20ms,40ms", "one-way delays of the WAN phase, comma-separated; empty skips it")
 	flag.IntVar(&cfg.WANN, "wan-n", 100_000, "writes per full-speed phase of the WAN phase")

@@ -81,10 +81,13 @@ type Phase struct {
 	ServerPeakRSS int64              `json:"server_peak_rss_bytes"`
 	// TCP payload bytes, both directions, per write: between the
 	// datacenters and to their brokers, and to the audit store.
-	WireBytesPerWrite      float64  `json:"wire_bytes_per_write"`
-	AuditWireBytesPerWrite float64  `json:"audit_wire_bytes_per_write"`
-	Notes                  []string `json:"notes,omitempty"` // what the figures leave out
-	Error                  string   `json:"error,omitempty"`
+	WireBytesPerWrite      float64 `json:"wire_bytes_per_write"`
+	AuditWireBytesPerWrite float64 `json:"audit_wire_bytes_per_write"`
+	// AOFRewrites counts the append-only file rewrites the phase's Redis
+	// servers began (or were in) while it ran: each forks the server.
+	AOFRewrites int64    `json:"aof_rewrites,omitempty"`
+	Notes       []string `json:"notes,omitempty"` // what the figures leave out
+	Error       string   `json:"error,omitempty"`
 }
 
 // Ratio compares two rows' full-speed writes/s, and their CPU per write,

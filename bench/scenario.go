@@ -69,6 +69,9 @@ type process struct {
 	// connections (Redis INFO); otherwise the clients' connections are
 	// counted.
 	wire func() int64
+	// rewrites, when set, counts the append-only file rewrites of a
+	// redis-server.
+	rewrites func() int64
 	// shared means other programs use the process too: its CPU is
 	// reported, but its memory is not its own to this phase.
 	shared bool
@@ -121,9 +124,10 @@ func (e *env) close() {
 
 // serverUsage is what the phase's server processes have used so far.
 type serverUsage struct {
-	cpu    time.Duration
-	byName map[string]time.Duration // CPU by process name
-	wire   int64
+	cpu      time.Duration
+	byName   map[string]time.Duration // CPU by process name
+	wire     int64
+	rewrites int64 // Redis append-only file rewrites
 }
 
 func (e *env) serverUsage() serverUsage {
@@ -134,6 +138,9 @@ func (e *env) serverUsage() serverUsage {
 		u.byName[p.name] += cpu
 		if p.wire != nil {
 			u.wire += p.wire()
+		}
+		if p.rewrites != nil {
+			u.rewrites += p.rewrites()
 		}
 	}
 	return u
@@ -310,6 +317,7 @@ func runPhase(ctx context.Context, cfg *Config, t target, rate float64) *Phase {
 	}
 	ph.CPUPerMillion = (procCPU + srvCPU).Seconds() * 1e6 / float64(n)
 	ph.WireBytesPerWrite = float64(e.wire.bytes()-wire0+srv1.wire-srv0.wire) / float64(n)
+	ph.AOFRewrites = srv1.rewrites - srv0.rewrites
 	ph.AuditWireBytesPerWrite = float64(e.auditWire.bytes()-auditWire0) / float64(n)
 	ph.PeakHeapSys = peak.heap
 	ph.PeakRSS = peak.rss

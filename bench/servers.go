@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -53,10 +54,10 @@ func (r *redisServer) stop() { r.stopFn() }
 func (e *env) startRedis(ctx context.Context) (*redisServer, error) {
 	var last error
 	for range 3 { // a free port may be taken before the server binds it
-		r, err := launchRedis(ctx, e.cfg.RedisServer)
+		r, err := launchRedis(ctx, e.cfg.RedisServer, e.cfg.RedisRewriteMinSize)
 		if err == nil {
 			e.onClose(r.stop)
-			e.addProcess(process{name: "redis-server", pid: r.cmd.Process.Pid, wire: r.wireBytes})
+			e.addProcess(process{name: "redis-server", pid: r.cmd.Process.Pid, wire: r.wireBytes, rewrites: r.rewrites})
 			return r, nil
 		}
 		last = err
@@ -64,7 +65,7 @@ func (e *env) startRedis(ctx context.Context) (*redisServer, error) {
 	return nil, last
 }
 
-func launchRedis(ctx context.Context, bin string) (*redisServer, error) {
+func launchRedis(ctx context.Context, bin, rewriteMinSize string) (*redisServer, error) {
 	dir, err := os.MkdirTemp("", "dcsync-bench-redis-")
 	if err != nil {
 		return nil, err
@@ -74,9 +75,13 @@ func launchRedis(ctx context.Context, bin string) (*redisServer, error) {
 		return nil, err
 	}
 	r := &redisServer{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
-	r.cmd = exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
+	args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
 		"--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--protected-mode", "no",
-		"--logfile", filepath.Join(dir, "redis.log"))
+		"--logfile", filepath.Join(dir, "redis.log")}
+	if rewriteMinSize != "" {
+		args = append(args, "--auto-aof-rewrite-min-size", rewriteMinSize)
+	}
+	r.cmd = exec.Command(bin, args...)
 	if err := r.cmd.Start(); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("start %s: %w", bin, err)
@@ -125,16 +130,28 @@ func freePort() (int, error) {
 // wireBytes returns the bytes redis-server has read and written on its
 // connections, 0 when it cannot say.
 func (r *redisServer) wireBytes() int64 {
+	return r.info("stats", "total_net_input_bytes", "total_net_output_bytes")
+}
+
+// rewrites returns how many times redis-server has rewritten its
+// append-only file, the one under way included, 0 when it cannot say.
+func (r *redisServer) rewrites() int64 {
+	return r.info("persistence", "aof_rewrites", "aof_rewrite_in_progress")
+}
+
+// info returns the sum of the fields of an INFO section, 0 when the
+// server does not answer.
+func (r *redisServer) info(section string, fields ...string) int64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	info, err := r.admin.Info(ctx, "stats").Result()
+	info, err := r.admin.Info(ctx, section).Result()
 	if err != nil {
 		return 0
 	}
 	var n int64
 	for line := range strings.Lines(info) {
 		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
-		if k == "total_net_input_bytes" || k == "total_net_output_bytes" {
+		if slices.Contains(fields, k) {
 			b, _ := strconv.ParseInt(v, 10, 64)
 			n += b
 		}

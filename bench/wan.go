@@ -54,6 +54,10 @@ type WANRow struct {
 	LagRate float64 `json:"lag_rate_writes_per_s"`
 	LagP50  float64 `json:"lag_p50_ms"`
 	LagP99  float64 `json:"lag_p99_ms"`
+	// Each run's lag p99, and the Redis append-only file rewrites (each a
+	// fork of a server) during each run's lag phase.
+	RunLagP99      []float64 `json:"run_lag_p99_ms"`
+	RunLagRewrites []int64   `json:"run_lag_aof_rewrites,omitempty"`
 	// WaitAllP50 is the median time of a Write with WaitAll, one at a time.
 	WaitAllP50    float64  `json:"waitall_p50_ms"`
 	CPUPerMillion float64  `json:"cpu_s_per_million_writes"`
@@ -79,6 +83,7 @@ func wanTarget(t transport, d time.Duration) target {
 // wanRun is what one run measured of one transport at one delay.
 type wanRun struct {
 	rate, lagRate, p50, p99, waitAll, cpu float64
+	lagRewrites                           int64 // Redis AOF rewrites in the lag phase
 	err                                   string
 }
 
@@ -106,8 +111,8 @@ func runWAN(ctx context.Context, cfg *Config) []WANRow {
 				r := runWANOnce(ctx, &wcfg, wanTarget(t, d))
 				runs[key(t.name, d)] = append(runs[key(t.name, d)], r)
 				if cfg.Progress != nil {
-					fmt.Fprintf(cfg.Progress, "wan run %d %-6s %-5v %9.0f writes/s, lag p99 %.1f ms at %.0f/s, WaitAll p50 %.1f ms %s\n",
-						run, t.name, d, r.rate, r.p99, r.lagRate, r.waitAll, r.err)
+					fmt.Fprintf(cfg.Progress, "wan run %d %-6s %-5v %9.0f writes/s, lag p99 %.1f ms at %.0f/s (%d AOF rewrites), WaitAll p50 %.1f ms %s\n",
+						run, t.name, d, r.rate, r.p99, r.lagRate, r.lagRewrites, r.waitAll, r.err)
 				}
 			}
 		}
@@ -128,6 +133,8 @@ func runWAN(ctx context.Context, cfg *Config) []WANRow {
 				}
 				rate, lagRate, p50, p99 = append(rate, r.rate), append(lagRate, r.lagRate), append(p50, r.p50), append(p99, r.p99)
 				wa, cpu = append(wa, r.waitAll), append(cpu, r.cpu)
+				row.RunLagP99 = append(row.RunLagP99, r.p99)
+				row.RunLagRewrites = append(row.RunLagRewrites, r.lagRewrites)
 				if i < len(zero) && zero[i].rate > 0 {
 					ofZero = append(ofZero, r.rate/zero[i].rate)
 				}
@@ -154,7 +161,7 @@ func runWANOnce(ctx context.Context, cfg *Config, t target) wanRun {
 	if lag := runPhase(ctx, cfg, t, r.lagRate); lag.Error != "" {
 		r.err = "lag: " + lag.Error
 	} else if lag.Lag != nil {
-		r.p50, r.p99 = lag.Lag.P50, lag.Lag.P99
+		r.p50, r.p99, r.lagRewrites = lag.Lag.P50, lag.Lag.P99, lag.AOFRewrites
 	}
 	wa, err := waitAllP50(ctx, cfg, t)
 	if err != nil {
@@ -254,10 +261,30 @@ func writeWAN(w io.Writer, rows []WANRow, md bool) {
 		}
 	}
 	for _, r := range rows {
+		if r.Transport == "redis" {
+			fmt.Fprintf(w, "redis at %v ms: lag p99 of each run %s ms, with %s Redis AOF rewrites (forks) in its lag phase\n",
+				r.DelayMS, joinFloats(r.RunLagP99), joinInts(r.RunLagRewrites))
+		}
 		for _, e := range r.Errors {
 			fmt.Fprintf(w, "error: wan/%s/%vms: %s\n", r.Transport, r.DelayMS, e)
 		}
 	}
+}
+
+func joinFloats(v []float64) string {
+	s := make([]string, len(v))
+	for i, f := range v {
+		s[i] = fmt.Sprintf("%.1f", f)
+	}
+	return strings.Join(s, ", ")
+}
+
+func joinInts(v []int64) string {
+	s := make([]string, len(v))
+	for i, n := range v {
+		s[i] = strconv.FormatInt(n, 10)
+	}
+	return strings.Join(s, ", ")
 }
 
 func cellsOf(rows []WANRow) [][]string {
