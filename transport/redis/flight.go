@@ -249,12 +249,11 @@ func (fs *flights) pace(ctx context.Context) {
 		fs.mu.Lock()
 		last := fs.last
 		fs.mu.Unlock()
-		if last.through() {
-			return
-		}
-		select {
-		case <-last.done:
-		case <-ctx.Done():
+		if last != nil {
+			select {
+			case <-last.done:
+			case <-ctx.Done():
+			}
 		}
 		return
 	}

@@ -582,9 +582,7 @@ func (n *Node) groups(s *dcsync.Syncer) []*group {
 		inbound := n.inbound(peer, n.cfg.DC)
 		gs = append(gs, &group{n: n, stream: n.outbound, name: peer, hop: "reship:" + peer,
 			handle: func(ctx context.Context, reqs []*dcsync.Request, raw map[*dcsync.Request]string, _ *deferred, f *flight) []error {
-				if f == nil {
-					return st.Ship(ctx, peer, rawSender{sender, raw}, reqs)
-				}
+				// Every batch of a reship worker is a flight (group.whole): f is set.
 				return st.Ship(ctx, peer, fencedSender{rawSender{sender, raw}, f}, reqs)
 			},
 			probe: func(ctx context.Context) error { return c.Ping(ctx).Err() },
